@@ -1,0 +1,33 @@
+from django.contrib import admin
+from django.contrib.auth.admin import UserAdmin
+
+from .models import AuditEntry, Notification, User
+
+
+@admin.register(User)
+class PanelUserAdmin(UserAdmin):
+    fieldsets = UserAdmin.fieldsets + (("Fleet role", {"fields": ("role",)}),)
+    list_display = ("username", "email", "role", "is_active", "is_superuser")
+    list_filter = ("role", "is_active", "is_superuser")
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(admin.ModelAdmin):
+    list_display = ("created", "actor_label", "action", "object_type", "object_repr")
+    list_filter = ("action", "object_type")
+    search_fields = ("actor_label", "object_repr", "action")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Notification)
+class NotificationAdmin(admin.ModelAdmin):
+    list_display = ("created", "user", "level", "title", "read_at")
+    list_filter = ("level",)

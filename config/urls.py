@@ -1,0 +1,25 @@
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
+
+urlpatterns = [
+    path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("admin/", admin.site.urls),
+    # HTML
+    path("", include("fleet.urls")),
+    path("", include("common.urls")),
+    path("governance/canary/", include("canary.urls")),
+    path("governance/gitops/", include("gitops.urls")),
+    path("governance/", include("governance.urls")),
+    # API: the spec fixes /api/fleet/canary and /api/governance/gitops (routers use trailing_slash=False).
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
+    path("api/agent/", include("fleet.agent.urls")),
+    path("api/fleet/", include("canary.api.urls")),
+    path("api/fleet/", include("fleet.api.urls")),
+    path("api/governance/", include("gitops.api.urls")),
+    path("api/governance/", include("governance.api.urls")),
+    path("api/", include("common.api.urls")),
+]

@@ -1,0 +1,73 @@
+from datetime import timedelta
+
+from django.conf import settings
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet
+from django.utils import timezone
+
+from .choices import InstanceStatus, RunStatus, ScopeKind
+from .models import Command, CommandRun, Instance
+from .scopes import Scope, parse_tag
+
+
+def instances_in_scope(scope: Scope, queryset: QuerySet | None = None) -> QuerySet:
+    """The one place a scope becomes a set of instances (policies, commands, canaries, GitOps)."""
+    qs = Instance.objects.all() if queryset is None else queryset
+    if scope.kind == ScopeKind.ALL:
+        return qs
+    if scope.kind == ScopeKind.GROUPS:
+        through = Instance.groups.through
+        return qs.filter(Exists(through.objects.filter(instance_id=OuterRef("pk"), group_id__in=scope.group_ids)))
+    if scope.kind == ScopeKind.TAGS:
+        through = Instance.tags.through
+        for tag in scope.tags:
+            key, value = parse_tag(tag)
+            qs = qs.filter(
+                Exists(through.objects.filter(instance_id=OuterRef("pk"), tag__key=key, tag__value=value))
+            )
+        return qs
+    return qs.filter(pk__in=scope.instance_ids)
+
+
+def instance_list(*, queryset: QuerySet | None = None) -> QuerySet:
+    """Instances with what list pages show, in a fixed number of queries whatever the fleet size."""
+    qs = Instance.objects.all() if queryset is None else queryset
+    return qs.prefetch_related("groups", "tags")
+
+
+def instance_memberships() -> dict[int, tuple[set[int], set[str]]]:
+    """{instance_id: (group ids, {"key=value"})} for in-memory scope matching over the whole fleet."""
+    result: dict[int, tuple[set[int], set[str]]] = {pk: (set(), set()) for pk in Instance.objects.values_list("pk", flat=True)}
+    for instance_id, group_id in Instance.groups.through.objects.values_list("instance_id", "group_id"):
+        result[instance_id][0].add(group_id)
+    for instance_id, key, value in Instance.tags.through.objects.values_list("instance_id", "tag__key", "tag__value"):
+        result[instance_id][1].add(f"{key}={value}")
+    return result
+
+
+def offline_cutoff(now=None):
+    """Instances not seen since this moment have missed OFFLINE_AFTER_MISSED heartbeats."""
+    now = now or timezone.now()
+    return now - timedelta(seconds=settings.HEARTBEAT_INTERVAL * settings.OFFLINE_AFTER_MISSED)
+
+
+def fleet_summary() -> dict:
+    counts = Instance.objects.aggregate(
+        total=Count("pk"),
+        online=Count("pk", filter=Q(status=InstanceStatus.ONLINE)),
+        offline=Count("pk", filter=Q(status=InstanceStatus.OFFLINE)),
+        pending=Count("pk", filter=Q(status=InstanceStatus.PENDING)),
+    )
+    counts["queue_pending"] = CommandRun.objects.filter(status=RunStatus.PENDING).count()
+    counts["queue_running"] = CommandRun.objects.filter(status=RunStatus.RUNNING).count()
+    return counts
+
+
+def command_list(*, queryset: QuerySet | None = None) -> QuerySet:
+    qs = Command.objects.all() if queryset is None else queryset
+    return qs.select_related("created_by").annotate(
+        run_total=Count("runs"),
+        run_pending=Count("runs", filter=Q(runs__status=RunStatus.PENDING)),
+        run_running=Count("runs", filter=Q(runs__status=RunStatus.RUNNING)),
+        run_completed=Count("runs", filter=Q(runs__status=RunStatus.COMPLETED)),
+        run_failed=Count("runs", filter=Q(runs__status=RunStatus.FAILED)),
+    )
