@@ -166,6 +166,9 @@ class TokenUse(models.Model):
     class Meta:
         ordering = ["-used_at", "-id"]
 
+    def __str__(self):
+        return f"{self.token} used {self.used_at:%Y-%m-%d %H:%M}"
+
 
 class Command(ScopedModel):
     """An operation sent to part of the fleet; it becomes one CommandRun per targeted instance."""
