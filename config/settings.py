@@ -244,3 +244,9 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# --- Pages other apps add to fleet's pages ---------------------------------------------------
+# Fleet never imports the apps built on it. Its dashboard and server detail page load these URL
+# names with htmx (server panels get the instance pk as the only argument).
+FLEET_DASHBOARD_PANELS = ["governance:fleet_compliance_panel"]
+SERVER_DETAIL_PANELS = ["governance:server_panel"]
