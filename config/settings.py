@@ -250,3 +250,6 @@ LOGGING = {
 # names with htmx (server panels get the instance pk as the only argument).
 FLEET_DASHBOARD_PANELS = ["governance:fleet_compliance_panel"]
 SERVER_DETAIL_PANELS = ["governance:server_panel"]
+# The canary's "no new violations" criterion asks this function (dotted path; empty disables the
+# criterion): fn(instance_ids: list[int]) -> {instance_id: set of keys of open violations}.
+CANARY_VIOLATIONS_PROVIDER = env.str("CANARY_VIOLATIONS_PROVIDER", default="governance.selectors.open_violation_keys")
