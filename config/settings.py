@@ -101,6 +101,7 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "static"]
+WHITENOISE_USE_FINDERS = DEBUG  # development serves from static/ directly; production runs collectstatic
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
@@ -253,3 +254,14 @@ SERVER_DETAIL_PANELS = ["governance:server_panel"]
 # The canary's "no new violations" criterion asks this function (dotted path; empty disables the
 # criterion): fn(instance_ids: list[int]) -> {instance_id: set of keys of open violations}.
 CANARY_VIOLATIONS_PROVIDER = env.str("CANARY_VIOLATIONS_PROVIDER", default="governance.selectors.open_violation_keys")
+
+# --- Metrics ----------------------------------------------------------------------------------
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+METRICS_COLLECTORS = ["fleet.metrics.collect"]
+
+# --- Login throttling -------------------------------------------------------------------------
+LOGIN_MAX_FAILURES = env.int("LOGIN_MAX_FAILURES", default=5)
+LOGIN_LOCKOUT_SECONDS = env.int("LOGIN_LOCKOUT_SECONDS", default=300)
+AUTHENTICATION_BACKENDS = ["common.auth.ThrottledModelBackend"]
+# Shared by all web workers in production (login throttling, API throttles): set CACHE_URL=redis://...
+CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://")}

@@ -3,10 +3,16 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
+from common.auth import ThrottledAuthenticationForm
+from common.metrics import metrics_view
+from fleet.agent import views as agent_views
+
 urlpatterns = [
-    path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True, authentication_form=ThrottledAuthenticationForm), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
+    path("healthz", agent_views.healthz, name="healthz"),
+    path("metrics", metrics_view, name="metrics"),
     # HTML
     path("", include("fleet.urls")),
     path("", include("common.urls")),

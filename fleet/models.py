@@ -1,6 +1,7 @@
 from django.conf import settings
 from django.db import models
 from django.urls import reverse
+from django.utils import timezone
 
 from .choices import CommandSource, CommandType, InstanceStatus, RunStatus, ScopeKind
 from .scopes import Scope
@@ -151,6 +152,17 @@ class RegistrationToken(models.Model):
     @property
     def is_one_time(self) -> bool:
         return self.max_uses == 1
+
+    @property
+    def status(self) -> str:
+        """revoked, expired, exhausted or active: what the token list shows."""
+        if self.revoked_at:
+            return "revoked"
+        if self.expires_at and timezone.now() >= self.expires_at:
+            return "expired"
+        if self.max_uses is not None and self.use_count >= self.max_uses:
+            return "exhausted"
+        return "active"
 
 
 class TokenUse(models.Model):

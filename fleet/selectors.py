@@ -5,7 +5,7 @@ from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from .choices import InstanceStatus, RunStatus, ScopeKind
-from .models import Command, CommandRun, Instance
+from .models import Command, CommandRun, Group, Instance, RegistrationToken
 from .scopes import Scope, parse_tag
 
 
@@ -71,3 +71,34 @@ def command_list(*, queryset: QuerySet | None = None) -> QuerySet:
         run_completed=Count("runs", filter=Q(runs__status=RunStatus.COMPLETED)),
         run_failed=Count("runs", filter=Q(runs__status=RunStatus.FAILED)),
     )
+
+
+# --- Pages (dashboard, lists, details) ------------------------------------------------------------
+
+
+def os_version_counts() -> list[tuple[str, int]]:
+    """[(os_version, instances)] across the fleet, most common first; one query."""
+    rows = Instance.objects.values("os_version").annotate(n=Count("pk")).order_by("-n", "os_version")
+    return [(row["os_version"] or "unknown", row["n"]) for row in rows]
+
+
+def instances_recently_offline(*, limit: int = 8) -> QuerySet:
+    """Offline instances, the most recently lost first."""
+    return Instance.objects.filter(status=InstanceStatus.OFFLINE).order_by("-last_seen_at", "name")[:limit]
+
+
+def command_runs_for_command(command: Command) -> QuerySet:
+    return command.runs.select_related("instance").order_by("instance__name")
+
+
+def command_runs_for_instance(instance: Instance, *, limit: int = 15) -> QuerySet:
+    return instance.command_runs.select_related("command").order_by("-created", "-id")[:limit]
+
+
+def registration_token_list(*, queryset: QuerySet | None = None) -> QuerySet:
+    qs = RegistrationToken.objects.all() if queryset is None else queryset
+    return qs.select_related("created_by").prefetch_related("groups")
+
+
+def group_list() -> QuerySet:
+    return Group.objects.annotate(instance_count=Count("instances", distinct=True)).order_by("name")

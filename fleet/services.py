@@ -203,7 +203,8 @@ def agent_authenticate(credential: str) -> Instance | None:
         key_id, secret = credential.split(".", 1)
     except (AttributeError, ValueError):
         return None
-    instance = Instance.objects.filter(agent_key_id=key_id).first()
+    # The reported state is not needed to authenticate; it loads lazily if a caller reads it.
+    instance = Instance.objects.filter(agent_key_id=key_id).defer("apps", "settings", "updates").first()
     if instance is None or not hmac.compare_digest(instance.agent_secret_hash, _hash(secret)):
         return None
     return instance

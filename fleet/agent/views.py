@@ -1,0 +1,113 @@
+"""Agent API: register, heartbeat, fetch commands, report results. Each view calls one service.
+
+Agent views use JSON only, the agent credential only, and throttle per instance ("agent") or per
+address ("register"). An instance only ever sees its own runs: every lookup is filtered by it.
+"""
+
+from django.conf import settings
+from django.http import JsonResponse
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.parsers import JSONParser
+from rest_framework.permissions import AllowAny
+from rest_framework.renderers import JSONRenderer
+from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
+from rest_framework.views import APIView
+
+from fleet import services
+
+from .authentication import AgentCredentialAuthentication, IsAgent
+from .serializers import (
+    AgentCommandSerializer,
+    AgentCommandsResponseSerializer,
+    HeartbeatResponseSerializer,
+    HeartbeatSerializer,
+    RegisterResponseSerializer,
+    RegisterSerializer,
+    RunReportResponseSerializer,
+    RunReportSerializer,
+)
+
+ERROR = OpenApiResponse(description='`{"error": code, "message": words}`')
+
+
+class AgentAPIView(APIView):
+    authentication_classes = [AgentCredentialAuthentication]
+    permission_classes = [IsAgent]
+    parser_classes = [JSONParser]
+    renderer_classes = [JSONRenderer]
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "agent"
+
+    @property
+    def instance(self):
+        return self.request.user.instance
+
+
+class RegisterView(AgentAPIView):
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+    throttle_scope = "register"
+
+    @extend_schema(
+        tags=["agent"], request=RegisterSerializer, auth=[],
+        responses={201: RegisterResponseSerializer, 400: ERROR, 429: ERROR},
+        summary="Register an instance with a registration token; returns its agent credential once",
+    )
+    def post(self, request):
+        serializer = RegisterSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        instance, credential = services.agent_register(
+            **serializer.validated_data, remote_addr=request.META.get("REMOTE_ADDR")
+        )
+        body = {
+            "instance_id": instance.pk,
+            "name": instance.name,
+            "credential": credential,
+            "heartbeat_interval": settings.HEARTBEAT_INTERVAL,
+        }
+        return Response(body, status=status.HTTP_201_CREATED)
+
+
+class HeartbeatView(AgentAPIView):
+    @extend_schema(
+        tags=["agent"], request=HeartbeatSerializer, responses={200: HeartbeatResponseSerializer, 400: ERROR, 401: ERROR},
+        summary="Report the instance's full state; writes only what changed",
+    )
+    def post(self, request):
+        serializer = HeartbeatSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        state = serializer.validated_data
+        changed = services.heartbeat_record(
+            instance=self.instance, state=state, agent_version=state.pop("agent_version", "")
+        )
+        return Response({"changed": changed, "heartbeat_interval": settings.HEARTBEAT_INTERVAL})
+
+
+class CommandsView(AgentAPIView):
+    @extend_schema(
+        tags=["agent"], responses={200: AgentCommandsResponseSerializer, 401: ERROR},
+        summary="Take delivery of pending commands (they become running)",
+    )
+    def get(self, request):
+        runs = services.agent_commands_fetch(instance=self.instance)
+        return Response({"commands": AgentCommandSerializer(runs, many=True).data})
+
+
+class RunReportView(AgentAPIView):
+    @extend_schema(
+        tags=["agent"], request=RunReportSerializer,
+        responses={200: RunReportResponseSerializer, 400: ERROR, 401: ERROR, 404: ERROR},
+        summary="Report progress (status=running) or the result of one of this instance's runs",
+    )
+    def post(self, request, run_id: int):
+        serializer = RunReportSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        run = services.command_run_report(instance=self.instance, run_id=run_id, **serializer.validated_data)
+        return Response(RunReportResponseSerializer(run).data)
+
+
+def healthz(request):
+    """Liveness for load balancers: no database, no session, nothing about the fleet."""
+    return JsonResponse({"status": "ok"})
