@@ -1,0 +1,47 @@
+from django import forms
+from django.contrib.auth.password_validation import validate_password
+
+from .choices import Role
+from .models import User
+
+
+class UserCreateForm(forms.Form):
+    username = forms.CharField(max_length=150)
+    email = forms.EmailField(required=False)
+    role = forms.ChoiceField(choices=Role.choices, initial=Role.VIEWER)
+    password = forms.CharField(widget=forms.PasswordInput, help_text="At least 8 characters, not a common password")
+
+    def clean_username(self):
+        username = self.cleaned_data["username"].strip()
+        if User.objects.filter(username__iexact=username).exists():
+            raise forms.ValidationError(f"A user named '{username}' already exists.")
+        return username
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("password"):
+            candidate = User(username=cleaned.get("username", ""), email=cleaned.get("email", ""))
+            try:
+                validate_password(cleaned["password"], candidate)
+            except forms.ValidationError as exc:
+                self.add_error("password", exc)
+        return cleaned
+
+
+class UserUpdateForm(forms.Form):
+    role = forms.ChoiceField(choices=Role.choices)
+    is_active = forms.BooleanField(label="Active (may sign in)", required=False)
+
+    def __init__(self, *args, user: User, actor: User, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.user, self.actor = user, actor
+
+    def clean(self):
+        cleaned = super().clean()
+        # An administrator cannot lock themselves out; another admin has to do it.
+        if self.user.pk == self.actor.pk:
+            if cleaned.get("role") and cleaned["role"] != Role.ADMIN and not self.user.is_superuser:
+                raise forms.ValidationError("You cannot remove your own admin role; ask another administrator.")
+            if not cleaned.get("is_active"):
+                raise forms.ValidationError("You cannot deactivate your own account.")
+        return cleaned
