@@ -45,3 +45,23 @@ class UserUpdateForm(forms.Form):
             if not cleaned.get("is_active"):
                 raise forms.ValidationError("You cannot deactivate your own account.")
         return cleaned
+
+
+def style_form(form, *, small: bool = False):
+    """Give every widget its Bootstrap class, so templates can render fields plainly."""
+    if form is None or getattr(form, "_styled", False):
+        return form
+    size = "-sm" if small else ""
+    for field in form.fields.values():
+        widget = field.widget
+        input_type = getattr(widget, "input_type", None)
+        if input_type in ("checkbox", "radio"):
+            css = "form-check-input"
+        elif isinstance(widget, forms.Select | forms.SelectMultiple) and not isinstance(widget, forms.RadioSelect):
+            css = f"form-select form-select{size}" if small else "form-select"
+        else:
+            css = f"form-control form-control{size}" if small else "form-control"
+        existing = widget.attrs.get("class", "")
+        widget.attrs["class"] = f"{existing} {css}".strip()
+    form._styled = True
+    return form

@@ -1,10 +1,18 @@
 from django.contrib import messages
 from django.contrib.auth.mixins import LoginRequiredMixin
-from django.core.exceptions import PermissionDenied
-from django.views.generic import TemplateView
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse, reverse_lazy
+from django.utils.cache import patch_vary_headers
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views import View
+from django.views.generic import FormView, ListView, TemplateView
 
+from . import services
 from .choices import Role
 from .exceptions import ApplicationError
+from .forms import UserCreateForm, UserUpdateForm, style_form
+from .models import Notification, User
 
 
 class RoleRequiredMixin(LoginRequiredMixin):
@@ -28,7 +36,13 @@ class RoleRequiredMixin(LoginRequiredMixin):
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
+        user = self.request.user
         context["can_write"] = self.can_write
+        # Pages with actions for several roles (e.g. revert for operators, delete for admins).
+        context["can_operate"] = user.has_role(Role.OPERATOR)
+        context["can_admin"] = user.has_role(Role.ADMIN)
+        style_form(context.get("form"))
+        style_form(getattr(context.get("filter"), "form", None), small=True)
         return context
 
 
@@ -42,8 +56,84 @@ class ServiceFormMixin:
             form.add_error(None, exc.message)
             messages.error(self.request, exc.message)
             return self.form_invalid(form)
+        except ValidationError as exc:
+            # Model validation inside a service (full_clean: unique names, lengths) lands on the form.
+            errors = exc.message_dict if hasattr(exc, "error_dict") else {None: exc.messages}
+            for field, field_errors in errors.items():
+                form.add_error(field if field in form.fields else None, field_errors)
+            return self.form_invalid(form)
 
     def perform(self, form):  # pragma: no cover - each view implements it
+        raise NotImplementedError
+
+
+class HtmxPartialMixin:
+    """Live parts: an htmx request (HX-Request header) gets `partial_template_name`, a browser the page."""
+
+    partial_template_name = ""
+
+    @property
+    def is_htmx(self) -> bool:
+        return self.request.headers.get("HX-Request") == "true"
+
+    def get_template_names(self):
+        if self.partial_template_name and self.is_htmx:
+            return [self.partial_template_name]
+        return super().get_template_names()
+
+    def render_to_response(self, context, **kwargs):
+        response = super().render_to_response(context, **kwargs)
+        patch_vary_headers(response, ["HX-Request"])
+        return response
+
+
+class ServiceActionView(RoleRequiredMixin, View):
+    """POST-only action on one object (revoke, revert, mark read): GET shows a confirmation page.
+
+    Subclasses set `model`, `write_role`, `confirm_title`/`confirm_text` and implement `act(obj)`,
+    returning the flash message (or a response). ApplicationError becomes an error message.
+    """
+
+    model = None
+    confirm_template = "common/confirm.html"
+    confirm_title = "Are you sure?"
+    confirm_text = ""
+    confirm_button = "Confirm"
+    danger = True
+
+    def get_object(self):
+        return get_object_or_404(self.model, pk=self.kwargs["pk"])
+
+    def get_success_url(self, obj):
+        return obj.get_absolute_url()
+
+    def get_cancel_url(self, obj):
+        return obj.get_absolute_url()
+
+    def get(self, request, *args, **kwargs):
+        # Showing the confirmation already needs the role that may act.
+        if not request.user.has_role(self.write_role):
+            raise PermissionDenied(f"This needs the {Role(self.write_role).label} role.")
+        obj = self.get_object()
+        context = {
+            "object": obj, "title": self.confirm_title, "text": self.confirm_text.format(obj=obj),
+            "button": self.confirm_button, "danger": self.danger, "cancel_url": self.get_cancel_url(obj),
+        }
+        return render(request, self.confirm_template, context)
+
+    def post(self, request, *args, **kwargs):
+        obj = self.get_object()
+        try:
+            result = self.act(obj)
+        except ApplicationError as exc:
+            messages.error(request, exc.message)
+            return redirect(self.get_cancel_url(obj))
+        if isinstance(result, str):
+            messages.success(request, result)
+            return redirect(self.get_success_url(obj))
+        return result
+
+    def act(self, obj):  # pragma: no cover - each view implements it
         raise NotImplementedError
 
 
@@ -55,3 +145,90 @@ class PlaceholderView(RoleRequiredMixin, TemplateView):
 
     def get_context_data(self, **kwargs):
         return super().get_context_data(title=self.title, **kwargs)
+
+
+# --- Settings > Users --------------------------------------------------------------------------
+
+
+class UserListView(RoleRequiredMixin, ListView):
+    template_name = "common/user_list.html"
+    context_object_name = "users"
+    paginate_by = 50
+
+    def get_queryset(self):
+        return User.objects.order_by("username")
+
+
+class UserCreateView(RoleRequiredMixin, ServiceFormMixin, FormView):
+    required_role = Role.ADMIN
+    template_name = "common/user_form.html"
+    form_class = UserCreateForm
+    success_url = reverse_lazy("common:user_list")
+
+    def perform(self, form):
+        data = form.cleaned_data
+        user = services.user_create(
+            actor=self.request.user, username=data["username"], email=data["email"], role=data["role"],
+            password=data["password"],
+        )
+        messages.success(self.request, f"User {user.username} created with the {user.get_role_display()} role.")
+        return redirect(self.success_url)
+
+
+class UserUpdateView(RoleRequiredMixin, ServiceFormMixin, FormView):
+    required_role = Role.ADMIN
+    template_name = "common/user_form.html"
+    form_class = UserUpdateForm
+    success_url = reverse_lazy("common:user_list")
+
+    def dispatch(self, request, *args, **kwargs):
+        self.target = get_object_or_404(User, pk=kwargs["pk"])
+        return super().dispatch(request, *args, **kwargs)
+
+    def get_form_kwargs(self):
+        return {**super().get_form_kwargs(), "user": self.target, "actor": self.request.user}
+
+    def get_initial(self):
+        return {"role": self.target.role, "is_active": self.target.is_active}
+
+    def get_context_data(self, **kwargs):
+        return super().get_context_data(target=self.target, **kwargs)
+
+    def perform(self, form):
+        data = form.cleaned_data
+        services.user_update(actor=self.request.user, user=self.target, role=data["role"], is_active=data["is_active"])
+        messages.success(self.request, f"User {self.target.username} updated.")
+        return redirect(self.success_url)
+
+
+# --- Notifications -----------------------------------------------------------------------------
+
+
+class NotificationListView(RoleRequiredMixin, ListView):
+    template_name = "common/notification_list.html"
+    context_object_name = "notifications"
+    paginate_by = 30
+
+    def get_queryset(self):
+        qs = Notification.objects.filter(user=self.request.user)
+        if self.request.GET.get("unread"):
+            qs = qs.filter(read_at__isnull=True)
+        return qs
+
+
+class NotificationMarkReadView(RoleRequiredMixin, View):
+    """POST `id` (repeatable) marks those read; without ids, all of the user's notifications."""
+
+    write_role = Role.VIEWER  # everyone manages their own notifications
+
+    def post(self, request):
+        ids = [int(i) for i in request.POST.getlist("id") if i.isdigit()] or None
+        count = services.notifications_mark_read(user=request.user, ids=ids)
+        if ids is None:
+            messages.success(request, "All notifications marked as read.")
+        elif count:
+            messages.success(request, "Notification marked as read.")
+        target = request.POST.get("next", "")
+        if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
+            target = reverse("common:notification_list")
+        return redirect(target)

@@ -6,6 +6,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from common.auth import ThrottledAuthenticationForm
 from common.metrics import metrics_view
 from fleet.agent import views as agent_views
+from fleet.api import views as fleet_api_views
 
 urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True, authentication_form=ThrottledAuthenticationForm), name="login"),
@@ -27,5 +28,6 @@ urlpatterns = [
     path("api/fleet/", include("fleet.api.urls")),
     path("api/governance/", include("gitops.api.urls")),
     path("api/governance/", include("governance.api.urls")),
+    path("api/license", fleet_api_views.LicenseView.as_view(), name="api-license"),
     path("api/", include("common.api.urls")),
 ]

@@ -139,6 +139,9 @@ class RegistrationToken(models.Model):
     def __str__(self):
         return self.name
 
+    def get_absolute_url(self):
+        return reverse("fleet:token_detail", args=[self.pk])
+
     def invalid_reason(self, now) -> str | None:
         """Why this token can no longer be used, or None if it can."""
         if self.revoked_at:
@@ -236,6 +239,9 @@ class CommandRun(models.Model):
 
     def __str__(self):
         return f"{self.command} on {self.instance}"
+
+    def get_absolute_url(self):
+        return reverse("fleet:run_detail", args=[self.command_id, self.pk])
 
     def inverse(self) -> tuple[str, dict] | None:
         from .commands import inverse

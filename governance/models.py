@@ -1,1 +1,234 @@
-from django.db import models  # noqa: F401
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.urls import reverse
+
+from fleet.models import Group, Instance, ScopedModel
+
+from .choices import (
+    SEVERITY_BY_TYPE,
+    ExceptionStatus,
+    PolicyType,
+    ReleaseOutcome,
+    Severity,
+    SnapshotKind,
+    ViolationStatus,
+)
+
+
+class Policy(ScopedModel):
+    """Expected state for part of the fleet: one type, its rules (canonical JSON, see evaluators) and a scope."""
+
+    name = models.CharField(max_length=120, unique=True)
+    description = models.TextField(blank=True)
+    policy_type = models.CharField(max_length=20, choices=PolicyType.choices)
+    rules = models.JSONField(default=dict)
+    enabled = models.BooleanField(default=True)
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name_plural = "policies"
+
+    def __str__(self):
+        return self.name
+
+    def get_absolute_url(self):
+        return reverse("governance:policy_detail", args=[self.pk])
+
+    @property
+    def severity(self) -> str:
+        return SEVERITY_BY_TYPE[self.policy_type]
+
+
+class Violation(models.Model):
+    """One failed rule of one policy on one instance, from first detection until it is resolved.
+
+    A violation that disappears is resolved (kept as history); if it comes back it is a new row.
+    At most one current (open or exempted) row exists per policy, instance and rule.
+    """
+
+    # SET_NULL keeps history when a policy is deleted; policy_name keeps it readable.
+    policy = models.ForeignKey(Policy, null=True, blank=True, on_delete=models.SET_NULL, related_name="violations")
+    policy_name = models.CharField(max_length=120)
+    instance = models.ForeignKey(Instance, on_delete=models.CASCADE, related_name="violations")
+    rule_key = models.CharField(max_length=200)
+    rule = models.CharField(max_length=300)
+    evidence = models.TextField()
+    severity = models.CharField(max_length=16, choices=Severity.choices)
+    status = models.CharField(max_length=16, choices=ViolationStatus.choices, default=ViolationStatus.OPEN)
+    first_detected_at = models.DateTimeField()
+    last_seen_at = models.DateTimeField()
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    exception = models.ForeignKey(
+        "PolicyException", null=True, blank=True, on_delete=models.SET_NULL, related_name="violations"
+    )
+
+    class Meta:
+        ordering = ["-first_detected_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["policy", "instance", "rule_key"],
+                condition=~Q(status="resolved"),
+                name="violation_one_current_per_rule",
+            )
+        ]
+        indexes = [
+            models.Index(fields=["status", "severity"], name="violation_status_severity"),
+            models.Index(fields=["instance", "status"], name="violation_instance_status"),
+            models.Index(fields=["policy", "status"], name="violation_policy_status"),
+        ]
+
+    def __str__(self):
+        return f"{self.policy_name}: {self.evidence} on {self.instance_id}"
+
+    @property
+    def key(self) -> str:
+        return f"{self.policy_id}:{self.rule_key}"
+
+
+class PolicyException(ScopedModel):
+    """A waiver: exempts an instance, group or tag scope from a policy (or one of its rules) until it expires."""
+
+    policy = models.ForeignKey(Policy, on_delete=models.CASCADE, related_name="exceptions")
+    # Empty: the whole policy. Otherwise one rule_key, e.g. "app:monitoring-agent".
+    rule_key = models.CharField(max_length=200, blank=True)
+    justification = models.TextField()
+    expires_at = models.DateTimeField(db_index=True)
+    created = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # Set by the beat once the expiry has been acted on (violations re-opened), so it happens once.
+    expiry_processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+
+    def __str__(self):
+        what = f"{self.policy} / {self.rule_key}" if self.rule_key else str(self.policy)
+        return f"Exception for {what}"
+
+    def status_at(self, now) -> str:
+        if self.revoked_at:
+            return ExceptionStatus.REVOKED
+        if self.expires_at <= now:
+            return ExceptionStatus.EXPIRED
+        return ExceptionStatus.ACTIVE
+
+
+class InstanceCompliance(models.Model):
+    """The current standing of one instance: its score and its state against each policy in scope."""
+
+    instance = models.OneToOneField(Instance, on_delete=models.CASCADE, primary_key=True, related_name="compliance")
+    met = models.PositiveIntegerField(default=0)
+    applicable = models.PositiveIntegerField(default=0)
+    exempt = models.PositiveIntegerField(default=0)
+    # None when no policy applies (or the data is stale): excluded from every average.
+    score = models.FloatField(null=True, blank=True, db_index=True)
+    stale = models.BooleanField(default=False)
+    # {str(policy_id): PolicyState} for every enabled policy whose scope includes the instance.
+    states = models.JSONField(default=dict, blank=True)
+    evaluated_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["score", "instance_id"]
+
+    def __str__(self):
+        return f"{self.instance_id}: {self.score}"
+
+
+class PolicyCompliance(models.Model):
+    """How many instances in a policy's scope stand in each state (kept up to date by evaluation)."""
+
+    policy = models.OneToOneField(Policy, on_delete=models.CASCADE, primary_key=True, related_name="compliance")
+    compliant = models.IntegerField(default=0)
+    noncompliant = models.IntegerField(default=0)
+    exempt = models.IntegerField(default=0)
+    unknown = models.IntegerField(default=0)
+    updated = models.DateTimeField(auto_now=True)
+
+    def __str__(self):
+        return f"{self.policy_id}: {self.compliant}/{self.applicable}"
+
+    @property
+    def applicable(self) -> int:
+        return self.compliant + self.noncompliant
+
+    @property
+    def score(self) -> float | None:
+        return round(100 * self.compliant / self.applicable, 1) if self.applicable else None
+
+
+class ReleaseRecord(models.Model):
+    """A release offered to an instance, from when it was first pending until it was applied.
+
+    This is what makes the update deadline clock start at the oldest pending release, and what the
+    "applied within the deadline over the last 30 days" figure is computed from.
+    """
+
+    instance = models.ForeignKey(Instance, on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=8)  # "os" | "app"
+    name = models.CharField(max_length=100)
+    version = models.CharField(max_length=64)
+    released_at = models.DateTimeField()
+    first_seen_at = models.DateTimeField()
+    closed_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(max_length=16, choices=ReleaseOutcome.choices, default=ReleaseOutcome.PENDING, blank=True)
+
+    class Meta:
+        ordering = ["-released_at", "-id"]
+        indexes = [
+            models.Index(fields=["instance", "closed_at"], name="release_instance_open"),
+            models.Index(fields=["released_at"], name="release_released_at"),
+        ]
+
+    def __str__(self):
+        return f"{self.kind} {self.name} {self.version} on {self.instance_id}"
+
+
+class ComplianceSnapshot(models.Model):
+    """A daily score: of the fleet, of one group, or of one policy."""
+
+    date = models.DateField(db_index=True)
+    kind = models.CharField(max_length=8, choices=SnapshotKind.choices)
+    group = models.ForeignKey(Group, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    policy = models.ForeignKey(Policy, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    label = models.CharField(max_length=120, blank=True)
+    score = models.FloatField(null=True, blank=True)
+    instances = models.PositiveIntegerField(default=0)  # instances that counted
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["date", "kind", "label"]
+        indexes = [models.Index(fields=["kind", "date"], name="snapshot_kind_date")]
+
+    def __str__(self):
+        return f"{self.date} {self.kind} {self.label}: {self.score}"
+
+
+class InstanceSnapshot(models.Model):
+    """One instance's standing on one day: answers "was instance X compliant on date D"."""
+
+    date = models.DateField()
+    instance = models.ForeignKey(Instance, on_delete=models.CASCADE, related_name="+")
+    score = models.FloatField(null=True, blank=True)
+    met = models.PositiveIntegerField(default=0)
+    applicable = models.PositiveIntegerField(default=0)
+    stale = models.BooleanField(default=False)
+    failing_policy_ids = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ["-date"]
+        constraints = [models.UniqueConstraint(fields=["instance", "date"], name="instance_snapshot_one_per_day")]
+
+    def __str__(self):
+        return f"{self.date} {self.instance_id}: {self.score}"
+
+    @property
+    def compliant(self) -> bool | None:
+        if self.stale or not self.applicable:
+            return None
+        return self.met == self.applicable

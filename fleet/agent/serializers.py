@@ -13,7 +13,10 @@ class RegisterSerializer(serializers.Serializer):
     name = serializers.RegexField(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,99}$", help_text="Unique instance name")
     hostname = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
     address = serializers.RegexField(
-        r"^[A-Za-z0-9.\-\[\]:]{1,255}$", required=False, allow_blank=True, default="",
+        r"^[A-Za-z0-9.\-\[\]:]{1,255}$",
+        required=False,
+        allow_blank=True,
+        default="",
         help_text="host:port where the panel reaches the instance's health endpoint",
     )
     os_version = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
@@ -33,7 +36,7 @@ class AppStateSerializer(serializers.Serializer):
 
 
 class UpdateSerializer(serializers.Serializer):
-    kind = serializers.ChoiceField(choices=["os", "app"])
+    kind = serializers.CharField(help_text="os or app")
     name = serializers.CharField(max_length=100)
     version = serializers.CharField(max_length=64)
     released_at = serializers.DateTimeField()
@@ -93,7 +96,13 @@ class HeartbeatSerializer(serializers.Serializer):
                 datetime.fromisoformat(released)
             except (TypeError, ValueError):
                 _fail("updates", f"Item {i}: 'released_at' must be an ISO-8601 date-time.")
-        return {"os_version": os_version, "apps": apps, "settings": settings, "updates": updates, "agent_version": agent_version}
+        return {
+            "os_version": os_version,
+            "apps": apps,
+            "settings": settings,
+            "updates": updates,
+            "agent_version": agent_version,
+        }
 
 
 class HeartbeatResponseSerializer(serializers.Serializer):

@@ -51,7 +51,9 @@ class RegisterView(AgentAPIView):
     throttle_scope = "register"
 
     @extend_schema(
-        tags=["agent"], request=RegisterSerializer, auth=[],
+        tags=["agent"],
+        request=RegisterSerializer,
+        auth=[],
         responses={201: RegisterResponseSerializer, 400: ERROR, 429: ERROR},
         summary="Register an instance with a registration token; returns its agent credential once",
     )
@@ -72,7 +74,9 @@ class RegisterView(AgentAPIView):
 
 class HeartbeatView(AgentAPIView):
     @extend_schema(
-        tags=["agent"], request=HeartbeatSerializer, responses={200: HeartbeatResponseSerializer, 400: ERROR, 401: ERROR},
+        tags=["agent"],
+        request=HeartbeatSerializer,
+        responses={200: HeartbeatResponseSerializer, 400: ERROR, 401: ERROR},
         summary="Report the instance's full state; writes only what changed",
     )
     def post(self, request):
@@ -87,7 +91,8 @@ class HeartbeatView(AgentAPIView):
 
 class CommandsView(AgentAPIView):
     @extend_schema(
-        tags=["agent"], responses={200: AgentCommandsResponseSerializer, 401: ERROR},
+        tags=["agent"],
+        responses={200: AgentCommandsResponseSerializer, 401: ERROR},
         summary="Take delivery of pending commands (they become running)",
     )
     def get(self, request):
@@ -97,7 +102,8 @@ class CommandsView(AgentAPIView):
 
 class RunReportView(AgentAPIView):
     @extend_schema(
-        tags=["agent"], request=RunReportSerializer,
+        tags=["agent"],
+        request=RunReportSerializer,
         responses={200: RunReportResponseSerializer, 400: ERROR, 401: ERROR, 404: ERROR},
         summary="Report progress (status=running) or the result of one of this instance's runs",
     )

@@ -21,7 +21,9 @@ class ScopeSerializer(serializers.Serializer):
     def validate(self, attrs):
         try:
             return scope_from_input(
-                kind=attrs.get("kind", ScopeKind.ALL), groups=attrs.get("groups", ()), tags=attrs.get("tags", ()),
+                kind=attrs.get("kind", ScopeKind.ALL),
+                groups=attrs.get("groups", ()),
+                tags=attrs.get("tags", ()),
                 instances=attrs.get("instances", ()),
             )
         except ApplicationError as exc:

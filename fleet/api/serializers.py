@@ -2,14 +2,21 @@ from rest_framework import serializers
 
 from fleet.choices import CommandType
 from fleet.models import Command, CommandRun, Group, Instance, RegistrationToken, Tag, TokenUse
+from fleet.scopes import ScopeError, parse_tag_filter
 
 from .fields import ScopeSerializer
 
 
 class TagListField(serializers.ListField):
-    """Tags as `key=value` strings."""
+    """Tags as `key=value` strings, validated and normalised on input."""
 
     child = serializers.CharField(max_length=200)
+
+    def to_internal_value(self, data):
+        try:
+            return parse_tag_filter(super().to_internal_value(data))
+        except ScopeError as exc:
+            raise serializers.ValidationError(str(exc)) from exc
 
     def to_representation(self, data):
         return [str(t) for t in data.all()] if hasattr(data, "all") else list(data)
@@ -22,8 +29,17 @@ class InstanceSerializer(serializers.ModelSerializer):
     class Meta:
         model = Instance
         fields = [
-            "id", "name", "hostname", "address", "os_version", "status", "last_seen_at", "registered_at",
-            "groups", "tags", "agent_version",
+            "id",
+            "name",
+            "hostname",
+            "address",
+            "os_version",
+            "status",
+            "last_seen_at",
+            "registered_at",
+            "groups",
+            "tags",
+            "agent_version",
         ]
 
 
@@ -54,7 +70,7 @@ class InstanceUpdateSerializer(serializers.Serializer):
 
     address = serializers.RegexField(r"^[A-Za-z0-9.\-\[\]:]{0,255}$", required=False, allow_blank=True)
     groups = serializers.SlugRelatedField(slug_field="name", queryset=Group.objects.all(), many=True, required=False)
-    tags = serializers.ListField(child=serializers.CharField(max_length=200), required=False)
+    tags = TagListField(required=False)
 
 
 class GroupSerializer(serializers.ModelSerializer):
@@ -84,7 +100,7 @@ class TokenUseSerializer(serializers.ModelSerializer):
 
 class RegistrationTokenSerializer(serializers.ModelSerializer):
     groups = serializers.SlugRelatedField(slug_field="name", queryset=Group.objects.all(), many=True, required=False)
-    tags = serializers.ListField(child=serializers.CharField(max_length=200), required=False)
+    tags = TagListField(required=False)
     status = serializers.CharField(read_only=True)
     one_time = serializers.BooleanField(source="is_one_time", read_only=True)
     created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
@@ -92,8 +108,18 @@ class RegistrationTokenSerializer(serializers.ModelSerializer):
     class Meta:
         model = RegistrationToken
         fields = [
-            "id", "name", "max_uses", "one_time", "use_count", "expires_at", "revoked_at", "status", "groups", "tags",
-            "created", "created_by",
+            "id",
+            "name",
+            "max_uses",
+            "one_time",
+            "use_count",
+            "expires_at",
+            "revoked_at",
+            "status",
+            "groups",
+            "tags",
+            "created",
+            "created_by",
         ]
         read_only_fields = ["use_count", "revoked_at", "created"]
 
@@ -134,8 +160,18 @@ class CommandSerializer(serializers.ModelSerializer):
     class Meta:
         model = Command
         fields = [
-            "id", "kind", "params", "summary", "description", "source", "scope", "timeout_seconds", "inverse_of",
-            "created", "created_by", "runs",
+            "id",
+            "kind",
+            "params",
+            "summary",
+            "description",
+            "source",
+            "scope",
+            "timeout_seconds",
+            "inverse_of",
+            "created",
+            "created_by",
+            "runs",
         ]
 
 
@@ -143,7 +179,7 @@ class CommandCreateSerializer(serializers.Serializer):
     """Send a command to a target: one instance, groups, a tag filter or the whole fleet."""
 
     kind = serializers.ChoiceField(choices=CommandType.choices)
-    params = serializers.DictField(required=False, default=dict, help_text="e.g. {\"app\": \"nginx\", \"version\": \"1.27\"}")
+    params = serializers.DictField(required=False, default=dict, help_text='e.g. {"app": "nginx", "version": "1.27"}')
     scope = ScopeSerializer(help_text='e.g. {"kind": "tags", "tags": ["env=staging"]}')
     description = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
     timeout_seconds = serializers.IntegerField(min_value=10, max_value=86400, required=False)
@@ -156,8 +192,22 @@ class CommandRunSerializer(serializers.ModelSerializer):
     class Meta:
         model = CommandRun
         fields = [
-            "id", "command", "kind", "instance", "instance_name", "status", "progress", "progress_message", "output",
-            "error", "before_state", "created", "delivered_at", "finished_at", "pickup_deadline", "finish_deadline",
+            "id",
+            "command",
+            "kind",
+            "instance",
+            "instance_name",
+            "status",
+            "progress",
+            "progress_message",
+            "output",
+            "error",
+            "before_state",
+            "created",
+            "delivered_at",
+            "finished_at",
+            "pickup_deadline",
+            "finish_deadline",
         ]
 
 
@@ -184,7 +234,7 @@ class OfflineInstanceSerializer(serializers.Serializer):
 
 
 class FleetHealthSerializer(serializers.Serializer):
-    status = serializers.ChoiceField(choices=["healthy", "degraded", "empty"])
+    status = serializers.CharField(help_text="healthy, degraded (instances offline or runs failed in the last hour) or empty")
     online = serializers.IntegerField()
     offline = serializers.IntegerField()
     pending = serializers.IntegerField()

@@ -1,0 +1,423 @@
+"""Policy rules: validation, evaluation against one instance's reported state, and release tracking.
+
+Pure logic, no ORM. A policy is `(policy_type, rules)`; the state is what an agent reports
+(`{"os_version", "apps": [{"name", "version", "running"}], "settings": {...}, "updates": [...]}`).
+Evaluation returns the failed rules, each with a stable `rule_key` (one violation per policy,
+instance and rule_key) and evidence a person can act on.
+
+Rule formats (the canonical JSON stored on the policy; forms and the API both produce it):
+
+- required_apps: {"apps": [{"name", "min_version": str|None, "running": bool}]}
+- blocked_apps:  {"apps": [{"pattern" (name or glob), "min_version": str|None, "below_version": str|None}]}
+- update_rules:  {"os_deadline_hours": int|None, "apps": [{"name", "deadline_hours": int}]}
+- baseline:      {"os_version": str|None, "os_match": "exact"|"minimum", "settings": {key: value}}
+"""
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from fnmatch import fnmatchcase
+
+from fleet.commands import NAME_RE, SETTING_KEY_RE, VERSION_RE
+
+from .choices import OsMatch, PolicyType, ReleaseOutcome
+from .versions import parse as V
+
+GLOB_RE = re.compile(r"^[a-z0-9.*?\[\]_+\-!]{1,100}$")
+MAX_DEADLINE_HOURS = 24 * 365
+
+
+class RuleError(ValueError):
+    """Rules that cannot be understood; the message says which rule and why."""
+
+
+@dataclass(frozen=True)
+class Failure:
+    rule_key: str  # stable: one violation per (policy, instance, rule_key)
+    rule: str  # what the rule asks, in words
+    evidence: str  # what was found, in words a person can act on
+
+
+# --- Validation -------------------------------------------------------------------------------
+
+
+def _version_or_none(value, what: str) -> str | None:
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str) or not VERSION_RE.match(value):
+        raise RuleError(f"{what}: '{value}' is not a version such as 1.4.2.")
+    return value
+
+
+def _hours(value, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) and not (isinstance(value, str) and value.isdigit()):
+        raise RuleError(f"{what}: the deadline must be a whole number of hours, e.g. 48.")
+    hours = int(value)
+    if not 1 <= hours <= MAX_DEADLINE_HOURS:
+        raise RuleError(f"{what}: the deadline must be between 1 and {MAX_DEADLINE_HOURS} hours.")
+    return hours
+
+
+def _app_list(rules) -> list:
+    apps = rules.get("apps", [])
+    if not isinstance(apps, list):
+        raise RuleError("'apps' must be a list.")
+    for item in apps:
+        if not isinstance(item, dict):
+            raise RuleError("Each entry of 'apps' must be an object.")
+    return apps
+
+
+def validate_rules(policy_type: str, rules) -> dict:
+    """Return the canonical rules for `policy_type`, or raise RuleError saying what is wrong."""
+    if policy_type not in PolicyType.values:
+        raise RuleError(f"Unknown policy type '{policy_type}': use one of {', '.join(PolicyType.values)}.")
+    if not isinstance(rules, dict):
+        raise RuleError("Rules must be an object.")
+    if policy_type == PolicyType.REQUIRED_APPS:
+        clean, seen = [], set()
+        for item in _app_list(rules):
+            name = item.get("name")
+            if not isinstance(name, str) or not NAME_RE.match(name):
+                raise RuleError(f"'{name}' is not an app name such as monitoring-agent (lowercase, digits, . _ + -).")
+            if name in seen:
+                raise RuleError(f"{name} is listed twice.")
+            seen.add(name)
+            running = item.get("running", False)
+            if not isinstance(running, bool):
+                raise RuleError(f"{name}: 'running' must be true or false.")
+            clean.append({"name": name, "min_version": _version_or_none(item.get("min_version"), name), "running": running})
+        if not clean:
+            raise RuleError("List at least one required app.")
+        return {"apps": clean}
+    if policy_type == PolicyType.BLOCKED_APPS:
+        clean, seen = [], set()
+        for item in _app_list(rules):
+            pattern = item.get("pattern")
+            if not isinstance(pattern, str) or not GLOB_RE.match(pattern):
+                raise RuleError(
+                    f"'{pattern}' is not an app name or glob such as insecure-* (lowercase, digits, . _ + - * ? [ ])."
+                )
+            if pattern in seen:
+                raise RuleError(f"{pattern} is listed twice.")
+            seen.add(pattern)
+            low = _version_or_none(item.get("min_version"), pattern)
+            below = _version_or_none(item.get("below_version"), pattern)
+            if low and below and not V(low) < V(below):
+                raise RuleError(f"{pattern}: the range from {low} below {below} is empty.")
+            clean.append({"pattern": pattern, "min_version": low, "below_version": below})
+        if not clean:
+            raise RuleError("List at least one blocked app.")
+        return {"apps": clean}
+    if policy_type == PolicyType.UPDATE_RULES:
+        os_hours = rules.get("os_deadline_hours")
+        os_hours = None if os_hours in (None, "") else _hours(os_hours, "OS")
+        clean, seen = [], set()
+        for item in _app_list(rules):
+            name = item.get("name")
+            if not isinstance(name, str) or not NAME_RE.match(name):
+                raise RuleError(f"'{name}' is not an app name such as nginx.")
+            if name in seen:
+                raise RuleError(f"{name} is listed twice.")
+            seen.add(name)
+            clean.append({"name": name, "deadline_hours": _hours(item.get("deadline_hours"), name)})
+        if os_hours is None and not clean:
+            raise RuleError("Give a deadline for OS updates, for at least one app, or both.")
+        return {"os_deadline_hours": os_hours, "apps": clean}
+    # baseline
+    os_version = _version_or_none(rules.get("os_version"), "OS version")
+    os_match = rules.get("os_match") or OsMatch.MINIMUM
+    if os_match not in OsMatch.values:
+        raise RuleError("'os_match' must be 'exact' or 'minimum'.")
+    settings = rules.get("settings") or {}
+    if not isinstance(settings, dict):
+        raise RuleError("'settings' must be an object of key → expected value.")
+    for key, value in settings.items():
+        if not SETTING_KEY_RE.match(key):
+            raise RuleError(f"'{key}' is not a valid setting key (e.g. ssh.password_auth).")
+        if not isinstance(value, (str, int, float, bool)):
+            raise RuleError(f"Setting '{key}': the expected value must be a string, number or boolean.")
+    if os_version is None and not settings:
+        raise RuleError("A baseline needs an OS version, at least one setting, or both.")
+    return {"os_version": os_version, "os_match": os_match, "settings": dict(settings)}
+
+
+def severity_for(policy_type: str) -> str:
+    from .choices import SEVERITY_BY_TYPE
+
+    return SEVERITY_BY_TYPE[policy_type]
+
+
+# --- Instance facts ---------------------------------------------------------------------------
+
+
+class Facts:
+    """One instance's state, indexed once so that 50 policies can be checked against it cheaply."""
+
+    __slots__ = ("os_version", "apps", "settings", "updates")
+
+    def __init__(self, state: dict):
+        self.os_version = state.get("os_version") or ""
+        self.apps = {a["name"]: a for a in state.get("apps") or () if a.get("name")}
+        self.settings = state.get("settings") or {}
+        self.updates = state.get("updates") or ()
+
+    def installed(self, kind: str, name: str) -> str | None:
+        if kind == "os":
+            return self.os_version or None
+        app = self.apps.get(name)
+        return str(app.get("version", "")) if app else None
+
+    def pending_updates(self) -> dict[tuple[str, str], list[tuple[str, str]]]:
+        """{(kind, name): [(version, released_at ISO)]} of offered releases newer than what runs."""
+        result: dict[tuple[str, str], list[tuple[str, str]]] = {}
+        for u in self.updates:
+            kind = u.get("kind", "app")
+            name = "os" if kind == "os" else u.get("name", "")
+            installed = self.installed(kind, name)
+            if installed is None and kind != "os":
+                continue  # an update for an app that is not installed concerns nobody
+            if installed is None or V(installed) < V(str(u.get("version", ""))):
+                result.setdefault((kind, name), []).append((str(u["version"]), u.get("released_at") or ""))
+        return result
+
+
+def parse_time(value) -> datetime | None:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _fmt_time(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _json(value) -> str:
+    return json.dumps(value)
+
+
+def _same_setting(actual, expected) -> bool:
+    """true == "true", 1 == "1": agents report settings as they read them, often as text."""
+    if actual == expected and type(actual) is type(expected):
+        return True
+
+    def norm(v):
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, float) and v.is_integer():
+            return str(int(v))
+        return str(v).strip().lower()
+
+    return norm(actual) == norm(expected)
+
+
+def _range_text(low: str | None, below: str | None) -> str:
+    if low and below:
+        return f"blocked from {low} below {below}"
+    if below:
+        return f"blocked below {below}"
+    if low:
+        return f"blocked from {low}"
+    return "blocked"
+
+
+# --- Checkers: compiled once per policy, run once per instance ---------------------------------
+
+
+class Checker:
+    """The rules of one policy, pre-parsed. `check(facts, now, pending_since)` → failed rules."""
+
+    def __init__(self, policy_type: str, rules: dict):
+        self.policy_type = policy_type
+        self.rules = rules
+        self.check = getattr(self, f"_check_{policy_type}")
+        if policy_type == PolicyType.REQUIRED_APPS:
+            self._items = [(a["name"], a.get("min_version"), a.get("running", False)) for a in rules["apps"]]
+        elif policy_type == PolicyType.BLOCKED_APPS:
+            self._items = [
+                (a["pattern"], any(c in a["pattern"] for c in "*?["), a.get("min_version"), a.get("below_version"))
+                for a in rules["apps"]
+            ]
+        elif policy_type == PolicyType.UPDATE_RULES:
+            targets = []
+            if rules.get("os_deadline_hours"):
+                targets.append(("os", "os", rules["os_deadline_hours"]))
+            targets += [("app", a["name"], a["deadline_hours"]) for a in rules.get("apps", [])]
+            self._items = targets
+
+    def _check_required_apps(self, facts: Facts, now, pending_since=None) -> list[Failure]:
+        failures = []
+        for name, min_version, running in self._items:
+            app = facts.apps.get(name)
+            key = f"app:{name}"
+            if app is None:
+                failures.append(Failure(key, _required_text(name, min_version, running), f"{name} missing"))
+                continue
+            version = str(app.get("version", ""))
+            if min_version and V(version) < V(min_version):
+                failures.append(
+                    Failure(
+                        key, _required_text(name, min_version, running), f"{name} {version} installed, {min_version} or newer required"
+                    )
+                )
+            elif running and not app.get("running", True):
+                failures.append(Failure(key, _required_text(name, min_version, running), f"{name} {version} installed but not running"))
+        return failures
+
+    def _check_blocked_apps(self, facts: Facts, now, pending_since=None) -> list[Failure]:
+        failures = []
+        for pattern, is_glob, low, below in self._items:
+            if is_glob:
+                candidates = [a for n, a in facts.apps.items() if fnmatchcase(n, pattern)]
+            else:
+                app = facts.apps.get(pattern)
+                candidates = [app] if app is not None else []
+            found = []
+            for app in candidates:
+                version = str(app.get("version", ""))
+                if low and V(version) < V(low):
+                    continue
+                if below and not V(version) < V(below):
+                    continue
+                found.append(f"{app['name']} {version}".strip())
+            if found:
+                rule = f"{pattern} must not be installed" + (
+                    f" ({_range_text(low, below).replace('blocked ', '')})" if low or below else ""
+                )
+                failures.append(Failure(f"blocked:{pattern}", rule, f"{', '.join(sorted(found))} installed, {_range_text(low, below)}"))
+        return failures
+
+    def _check_update_rules(self, facts: Facts, now, pending_since=None) -> list[Failure]:
+        failures = []
+        pending = facts.pending_updates() if self._items else {}
+        for kind, name, hours in self._items:
+            offered = pending.get((kind, name))
+            if not offered:
+                continue  # nothing newer is offered: up to date
+            starts = [t for t in (parse_time(r) for _, r in offered) if t is not None]
+            tracked = (pending_since or {}).get(target_key(kind, name))
+            if tracked is not None:
+                starts.append(tracked)
+            if not starts:
+                continue
+            start = min(starts)
+            age_hours = (now - start).total_seconds() / 3600
+            if age_hours <= hours:
+                continue
+            newest = max((v for v, _ in offered), key=V)
+            label = "OS" if kind == "os" else name
+            rule = f"{'OS' if kind == 'os' else name} updates within {hours} h of release"
+            failures.append(
+                Failure(
+                    f"update:{target_key(kind, name)}",
+                    rule,
+                    f"{label} {newest} available since {_fmt_time(start)}, {int(age_hours)} h > {hours} h",
+                )
+            )
+        return failures
+
+    def _check_baseline(self, facts: Facts, now, pending_since=None) -> list[Failure]:
+        failures = []
+        rules = self.rules
+        expected = rules.get("os_version")
+        if expected:
+            exact = rules.get("os_match") == OsMatch.EXACT
+            rule = f"OS {expected}" + ("" if exact else " or newer")
+            actual = facts.os_version
+            if not actual:
+                failures.append(Failure("os_version", rule, "OS version not reported"))
+            elif exact and V(actual) != V(expected):
+                failures.append(Failure("os_version", rule, f"OS {actual} installed, exactly {expected} required"))
+            elif not exact and V(actual) < V(expected):
+                failures.append(Failure("os_version", rule, f"OS {actual} installed, {expected} or newer required"))
+        for key, want in (rules.get("settings") or {}).items():
+            rule = f"{key} = {_json(want)}"
+            if key not in facts.settings:
+                failures.append(Failure(f"setting:{key}", rule, f"{key} not set, expected {_json(want)}"))
+            elif not _same_setting(facts.settings[key], want):
+                failures.append(Failure(f"setting:{key}", rule, f"{key} is {_json(facts.settings[key])}, expected {_json(want)}"))
+        return failures
+
+
+def _required_text(name, min_version, running) -> str:
+    text = f"{name}" + (f" {min_version} or newer" if min_version else "") + " must be installed"
+    return text + (" and running" if running else "")
+
+
+def target_key(kind: str, name: str) -> str:
+    return "os" if kind == "os" else f"app:{name}"
+
+
+def evaluate(policy_type: str, rules: dict, state: dict, now: datetime, pending_since: dict | None = None) -> list[Failure]:
+    """The failed rules of one policy for one instance state. `pending_since` maps a target ("os",
+    "app:nginx") to when its oldest still-pending release became available, as recorded over time,
+    so that a newer release replacing an older one in the agent's report does not reset the clock."""
+    return Checker(policy_type, rules).check(Facts(state), now, pending_since)
+
+
+# --- Conflicts --------------------------------------------------------------------------------
+
+
+def conflicting_apps(required: dict, blocked: dict) -> list[tuple[str, str]]:
+    """[(app, pattern)] where every version the required rule accepts is blocked by the blocked rule."""
+    result = []
+    for req in required.get("apps", []):
+        for blk in blocked.get("apps", []):
+            if not fnmatchcase(req["name"], blk["pattern"]):
+                continue
+            if blk.get("below_version"):
+                continue  # a newer version satisfies both
+            low = blk.get("min_version")
+            if low is None or (req.get("min_version") and not V(req["min_version"]) < V(low)):
+                result.append((req["name"], blk["pattern"]))
+    return result
+
+
+# --- Release tracking -------------------------------------------------------------------------
+
+
+def release_transitions(state: dict, open_records: list[dict]) -> tuple[list[dict], dict[int, str]]:
+    """Compare what is offered now with the releases recorded as pending.
+
+    Returns (new releases to record as pending, {record id: outcome} to close). A recorded release
+    is applied once the instance runs it or something newer; it stays pending while it, or a newer
+    release of the same thing, is still offered (so a newer release does not reset the clock); it is
+    withdrawn when nothing newer is offered any more without the instance running it.
+    """
+    facts = Facts(state)
+    pending = facts.pending_updates()
+    recorded = {(r["kind"], r["name"], r["version"]) for r in open_records}
+    new = [
+        {"kind": kind, "name": name, "version": version, "released_at": released}
+        for (kind, name), offered in pending.items()
+        for version, released in offered
+        if (kind, name, version) not in recorded
+    ]
+    close = {}
+    for r in open_records:
+        installed = facts.installed(r["kind"], r["name"])
+        if installed is not None and not V(installed) < V(r["version"]):
+            close[r["id"]] = ReleaseOutcome.APPLIED
+        elif (r["kind"], r["name"]) not in pending:
+            close[r["id"]] = ReleaseOutcome.WITHDRAWN
+    return new, close
+
+
+def rule_keys(policy_type: str, rules: dict) -> list[tuple[str, str]]:
+    """[(rule_key, label)] of every rule a policy has: what an exception for one rule can name."""
+    if policy_type == PolicyType.REQUIRED_APPS:
+        return [(f"app:{a['name']}", _required_text(a["name"], a.get("min_version"), a.get("running"))) for a in rules["apps"]]
+    if policy_type == PolicyType.BLOCKED_APPS:
+        return [(f"blocked:{a['pattern']}", f"{a['pattern']} must not be installed") for a in rules["apps"]]
+    if policy_type == PolicyType.UPDATE_RULES:
+        keys = [("update:os", f"OS updates within {rules['os_deadline_hours']} h")] if rules.get("os_deadline_hours") else []
+        return keys + [(f"update:app:{a['name']}", f"{a['name']} updates within {a['deadline_hours']} h") for a in rules["apps"]]
+    keys = [("os_version", f"OS {rules['os_version']}")] if rules.get("os_version") else []
+    return keys + [(f"setting:{k}", f"{k} = {_json(v)}") for k, v in (rules.get("settings") or {}).items()]
