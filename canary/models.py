@@ -35,7 +35,9 @@ class CanaryDeployment(ScopedModel):
     # State.
     phase = models.CharField(max_length=16, choices=Phase.choices, default=Phase.CANARY, db_index=True)
     created = models.DateTimeField(auto_now_add=True, db_index=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     started_at = models.DateTimeField(null=True, blank=True)
     deadline_at = models.DateTimeField(null=True, blank=True, help_text="started_at + max duration")
     evaluation_started_at = models.DateTimeField(null=True, blank=True)

@@ -50,7 +50,9 @@ def probe(url: str, timeout: float = DEFAULT_TIMEOUT) -> ProbeResult:
     return ProbeResult(url, False, code, latency, f"HTTP {code}")
 
 
-def poll_many(urls: list[str], *, timeout: float = DEFAULT_TIMEOUT, max_workers: int = DEFAULT_MAX_WORKERS) -> list[ProbeResult]:
+def poll_many(
+    urls: list[str], *, timeout: float = DEFAULT_TIMEOUT, max_workers: int = DEFAULT_MAX_WORKERS
+) -> list[ProbeResult]:
     """Probe every URL concurrently; results in the order of `urls`. Returns within about `timeout` + 0.5 s
     when len(urls) <= max_workers."""
     if not urls:

@@ -13,10 +13,14 @@ TIMELINE_ROUNDS = 40
 
 def canary_list(*, queryset: QuerySet | None = None) -> QuerySet:
     qs = CanaryDeployment.objects.all() if queryset is None else queryset
-    return qs.select_related("created_by").prefetch_related("scope_groups", "scope_instances").annotate(
-        canary_count=Count("targets", filter=Q(targets__role=TargetRole.CANARY, targets__excluded=False)),
-        excluded_count=Count("targets", filter=Q(targets__excluded=True, targets__role=TargetRole.CANARY)),
-        rollout_count=Count("targets", filter=Q(targets__role=TargetRole.ROLLOUT)),
+    return (
+        qs.select_related("created_by")
+        .prefetch_related("scope_groups", "scope_instances")
+        .annotate(
+            canary_count=Count("targets", filter=Q(targets__role=TargetRole.CANARY, targets__excluded=False)),
+            excluded_count=Count("targets", filter=Q(targets__excluded=True, targets__role=TargetRole.CANARY)),
+            rollout_count=Count("targets", filter=Q(targets__role=TargetRole.ROLLOUT)),
+        )
     )
 
 
@@ -24,7 +28,8 @@ def canary_get(pk: int) -> CanaryDeployment:
     return (
         CanaryDeployment.objects.select_related("created_by", "canary_command", "rollout_command")
         .prefetch_related(
-            "scope_groups", "scope_instances",
+            "scope_groups",
+            "scope_instances",
             Prefetch("targets", queryset=CanaryTarget.objects.select_related("instance", "run", "revert_command")),
         )
         .get(pk=pk)
@@ -34,7 +39,9 @@ def canary_get(pk: int) -> CanaryDeployment:
 def _latest_round(deployment, purpose) -> int | None:
     return (
         EvaluationRound.objects.filter(deployment=deployment, purpose=purpose)
-        .order_by("-number").values_list("number", flat=True).first()
+        .order_by("-number")
+        .values_list("number", flat=True)
+        .first()
     )
 
 
@@ -58,16 +65,16 @@ def canary_status(deployment: CanaryDeployment) -> dict:
         "excluded": excluded,
         "rollout": rollout,
         "latest": latest,
-        "instances": [
-            {"target": t, "poll": latest.get(t.instance_id)} for t in canary
-        ],
+        "instances": [{"target": t, "poll": latest.get(t.instance_id)} for t in canary],
         "healthy_percent": last.healthy_share if last else None,
         "passing": last.passing if last else None,
         "poll_count": HealthPoll.objects.filter(deployment=deployment).count(),
         "rounds": evaluation_rounds,
         "verification_rounds": [r for r in rounds if r.purpose == PollPurpose.VERIFICATION],
         "rollout_progress": rollout_progress(rollout),
-        "planned_rollout": planned_rollout(deployment, canary) if deployment.phase in (Phase.CANARY, Phase.EVALUATION) else None,
+        "planned_rollout": planned_rollout(deployment, canary)
+        if deployment.phase in (Phase.CANARY, Phase.EVALUATION)
+        else None,
     }
 
 
@@ -79,7 +86,10 @@ def rollout_progress(rollout_targets) -> dict:
     total = len(rollout_targets)
     done = counts[RunStatus.COMPLETED] + counts[RunStatus.FAILED]
     return {
-        "total": total, **counts, "finished": done, "percent": round(100 * done / total) if total else 0,
+        "total": total,
+        **counts,
+        "finished": done,
+        "percent": round(100 * done / total) if total else 0,
         "failed_targets": [t for t in rollout_targets if t.run is not None and t.run.status == RunStatus.FAILED],
     }
 
@@ -115,16 +125,26 @@ def share_chart(deployment: CanaryDeployment, rounds) -> dict:
             "labels": labels,
             "datasets": [
                 {
-                    "label": "Healthy share (%)", "data": [r.healthy_share for r in rounds],
-                    "borderColor": "#2563eb", "backgroundColor": "rgba(37,99,235,.15)", "fill": True, "tension": 0.2,
+                    "label": "Healthy share (%)",
+                    "data": [r.healthy_share for r in rounds],
+                    "borderColor": "#2563eb",
+                    "backgroundColor": "rgba(37,99,235,.15)",
+                    "fill": True,
+                    "tension": 0.2,
                 },
                 {
-                    "label": f"Threshold ({deployment.success_threshold} %)", "data": [deployment.success_threshold] * len(rounds),
-                    "borderColor": "#dc2626", "borderDash": [6, 4], "pointRadius": 0, "fill": False,
+                    "label": f"Threshold ({deployment.success_threshold} %)",
+                    "data": [deployment.success_threshold] * len(rounds),
+                    "borderColor": "#dc2626",
+                    "borderDash": [6, 4],
+                    "pointRadius": 0,
+                    "fill": False,
                 },
             ],
         },
-        "options": {"scales": {"y": {"min": 0, "max": 100, "title": {"display": True, "text": "% of canary instances"}}}},
+        "options": {
+            "scales": {"y": {"min": 0, "max": 100, "title": {"display": True, "text": "% of canary instances"}}}
+        },
     }
 
 

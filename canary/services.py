@@ -115,8 +115,15 @@ def _offline_reason(instance: Instance) -> str:
 
 
 def canary_plan(
-    *, scope: Scope, selection: str, percentage: int | None = None, instances=(), criteria=(), health_path: str = "/health",
-    preflight_policy: str = PreflightPolicy.EXCLUDE, probe: bool = True,
+    *,
+    scope: Scope,
+    selection: str,
+    percentage: int | None = None,
+    instances=(),
+    criteria=(),
+    health_path: str = "/health",
+    preflight_policy: str = PreflightPolicy.EXCLUDE,
+    probe: bool = True,
 ) -> CanaryPlan:
     """Work out the canary and rollout sets, running the pre-flight checks. Writes nothing.
 
@@ -131,7 +138,9 @@ def canary_plan(
         candidates = sorted(instances, key=lambda i: i.name)
         outside = [i.name for i in candidates if i.pk not in scope_ids]
         if outside:
-            raise ApplicationError(f"Canary instances must be in the deployment's scope; not in it: {', '.join(outside)}.")
+            raise ApplicationError(
+                f"Canary instances must be in the deployment's scope; not in it: {', '.join(outside)}."
+            )
         size = len(candidates)
     else:
         candidates = in_scope
@@ -162,8 +171,21 @@ def canary_plan(
 # --- Create ------------------------------------------------------------------------------------
 
 
-def _validate(*, kind, params, selection, percentage, instances, criteria, success_threshold, health_path,
-              check_interval, max_duration, consecutive_healthy, preflight_policy) -> dict:
+def _validate(
+    *,
+    kind,
+    params,
+    selection,
+    percentage,
+    instances,
+    criteria,
+    success_threshold,
+    health_path,
+    check_interval,
+    max_duration,
+    consecutive_healthy,
+    preflight_policy,
+) -> dict:
     try:
         clean_params = command_logic.validate_params(kind, params)
     except command_logic.CommandParamsError as exc:
@@ -205,10 +227,22 @@ def _validate(*, kind, params, selection, percentage, instances, criteria, succe
 
 
 def canary_create(
-    *, actor, kind: str, params: dict, scope: Scope, selection: str = SelectionKind.PERCENTAGE, percentage: int | None = None,
-    instances=(), criteria=(Criterion.HEALTH_CHECK,), success_threshold: int = 100, health_path: str = "/health",
-    check_interval: int = 30, max_duration: int = 600, consecutive_healthy: int = 1,
-    preflight_policy: str = PreflightPolicy.EXCLUDE, name: str = "",
+    *,
+    actor,
+    kind: str,
+    params: dict,
+    scope: Scope,
+    selection: str = SelectionKind.PERCENTAGE,
+    percentage: int | None = None,
+    instances=(),
+    criteria=(Criterion.HEALTH_CHECK,),
+    success_threshold: int = 100,
+    health_path: str = "/health",
+    check_interval: int = 30,
+    max_duration: int = 600,
+    consecutive_healthy: int = 1,
+    preflight_policy: str = PreflightPolicy.EXCLUDE,
+    name: str = "",
 ) -> CanaryDeployment:
     """Start a canary deployment: pre-flight, then send the change to the canary instances.
 
@@ -217,16 +251,32 @@ def canary_create(
     """
     require_feature(FEATURE)
     clean = _validate(
-        kind=kind, params=params, selection=selection, percentage=percentage, instances=instances, criteria=criteria,
-        success_threshold=success_threshold, health_path=health_path, check_interval=check_interval,
-        max_duration=max_duration, consecutive_healthy=consecutive_healthy, preflight_policy=preflight_policy,
+        kind=kind,
+        params=params,
+        selection=selection,
+        percentage=percentage,
+        instances=instances,
+        criteria=criteria,
+        success_threshold=success_threshold,
+        health_path=health_path,
+        check_interval=check_interval,
+        max_duration=max_duration,
+        consecutive_healthy=consecutive_healthy,
+        preflight_policy=preflight_policy,
     )
     plan = canary_plan(
-        scope=scope, selection=selection, percentage=percentage, instances=instances, criteria=clean["criteria"],
-        health_path=health_path, preflight_policy=preflight_policy,
+        scope=scope,
+        selection=selection,
+        percentage=percentage,
+        instances=instances,
+        criteria=clean["criteria"],
+        health_path=health_path,
+        preflight_policy=preflight_policy,
     )
     if plan.blocked:
-        raise ApplicationError(plan.blocked, extra={"excluded": [{"instance": i.name, "reason": r} for i, r in plan.excluded]})
+        raise ApplicationError(
+            plan.blocked, extra={"excluded": [{"instance": i.name, "reason": r} for i, r in plan.excluded]}
+        )
     baseline = {}
     if Criterion.NO_NEW_VIOLATIONS in clean["criteria"]:
         try:
@@ -237,26 +287,46 @@ def canary_create(
     now = timezone.now()
     with transaction.atomic():
         deployment = CanaryDeployment.objects.create(
-            name=name.strip()[:120], command_kind=kind, command_params=clean["params"], selection=selection,
+            name=name.strip()[:120],
+            command_kind=kind,
+            command_params=clean["params"],
+            selection=selection,
             canary_percentage=percentage if selection == SelectionKind.PERCENTAGE else None,
-            criteria=clean["criteria"], success_threshold=success_threshold, health_path=health_path,
-            check_interval_seconds=check_interval, max_duration_seconds=max_duration,
-            consecutive_healthy=consecutive_healthy, preflight_policy=preflight_policy, phase=Phase.CANARY,
-            created_by=actor if getattr(actor, "pk", None) else None, started_at=now,
-            deadline_at=now + timedelta(seconds=max_duration), violations_baseline=baseline,
+            criteria=clean["criteria"],
+            success_threshold=success_threshold,
+            health_path=health_path,
+            check_interval_seconds=check_interval,
+            max_duration_seconds=max_duration,
+            consecutive_healthy=consecutive_healthy,
+            preflight_policy=preflight_policy,
+            phase=Phase.CANARY,
+            created_by=actor if getattr(actor, "pk", None) else None,
+            started_at=now,
+            deadline_at=now + timedelta(seconds=max_duration),
+            violations_baseline=baseline,
         )
         scope_apply(deployment, scope)
         if selection == SelectionKind.INSTANCES:
             deployment.canary_requested.set(instances)
         command = command_create(
-            actor=actor, kind=kind, params=clean["params"], scope=scope, source=CommandSource.CANARY,
-            instances=plan.canary, description=f"Canary #{deployment.pk}: canary group",
+            actor=actor,
+            kind=kind,
+            params=clean["params"],
+            scope=scope,
+            source=CommandSource.CANARY,
+            instances=plan.canary,
+            description=f"Canary #{deployment.pk}: canary group",
         )
         runs = {r.instance_id: r for r in command.runs.all()}
         CanaryTarget.objects.bulk_create(
-            [CanaryTarget(deployment=deployment, instance=i, role=TargetRole.CANARY, run=runs[i.pk]) for i in plan.canary]
+            [
+                CanaryTarget(deployment=deployment, instance=i, role=TargetRole.CANARY, run=runs[i.pk])
+                for i in plan.canary
+            ]
             + [
-                CanaryTarget(deployment=deployment, instance=i, role=TargetRole.CANARY, excluded=True, exclusion_reason=why[:300])
+                CanaryTarget(
+                    deployment=deployment, instance=i, role=TargetRole.CANARY, excluded=True, exclusion_reason=why[:300]
+                )
                 for i, why in plan.excluded
             ]
         )
@@ -264,11 +334,16 @@ def canary_create(
         deployment.next_poll_at = now + timedelta(seconds=recheck_seconds(deployment))
         deployment.save(update_fields=["canary_command", "next_poll_at"])
         audit_log(
-            actor=actor, action="canary.create", obj=deployment,
+            actor=actor,
+            action="canary.create",
+            obj=deployment,
             details={
-                "change": command_logic.describe(kind, clean["params"]), "canary": [i.name for i in plan.canary],
-                "excluded": {i.name: why for i, why in plan.excluded}, "planned_rollout": len(plan.rollout),
-                "criteria": clean["criteria"], "threshold": success_threshold,
+                "change": command_logic.describe(kind, clean["params"]),
+                "canary": [i.name for i in plan.canary],
+                "excluded": {i.name: why for i, why in plan.excluded},
+                "planned_rollout": len(plan.rollout),
+                "criteria": clean["criteria"],
+                "threshold": success_threshold,
             },
         )
     return deployment
@@ -298,7 +373,9 @@ def _transition(deployment: CanaryDeployment, new: str, **fields) -> None:
             evaluation.check_transition(current, new)
         except evaluation.TransitionError as exc:
             raise ConflictError(str(exc), extra={"phase": current}) from exc
-        raise ConflictError("Another worker changed this deployment at the same moment; try again.", extra={"phase": current})
+        raise ConflictError(
+            "Another worker changed this deployment at the same moment; try again.", extra={"phase": current}
+        )
     deployment.phase = new
     for key, value in fields.items():
         setattr(deployment, key, value)
@@ -306,25 +383,47 @@ def _transition(deployment: CanaryDeployment, new: str, **fields) -> None:
 
 def _canary_targets(deployment):
     return list(
-        deployment.targets.filter(role=TargetRole.CANARY, excluded=False).select_related("instance", "run", "revert_command")
+        deployment.targets.filter(role=TargetRole.CANARY, excluded=False).select_related(
+            "instance", "run", "revert_command"
+        )
     )
 
 
 def _promote(deployment: CanaryDeployment, *, actor, now, forced: bool, summary: str) -> None:
     """Canary/evaluation → rollout: send the change to the rest of the scope (resolved now)."""
-    _transition(deployment, Phase.ROLLOUT, decided_at=now, forced=forced, next_poll_at=now + timedelta(seconds=recheck_seconds(deployment)))
-    canary_ids = set(deployment.targets.filter(role=TargetRole.CANARY, excluded=False).values_list("instance_id", flat=True))
+    _transition(
+        deployment,
+        Phase.ROLLOUT,
+        decided_at=now,
+        forced=forced,
+        next_poll_at=now + timedelta(seconds=recheck_seconds(deployment)),
+    )
+    canary_ids = set(
+        deployment.targets.filter(role=TargetRole.CANARY, excluded=False).values_list("instance_id", flat=True)
+    )
     rollout = [i for i in instances_in_scope(deployment.scope).order_by("name") if i.pk not in canary_ids]
     audit_log(
-        actor=actor, action="canary.promote", obj=deployment,
+        actor=actor,
+        action="canary.promote",
+        obj=deployment,
         details={"forced": forced, "summary": summary, "rollout": len(rollout)},
     )
     if not rollout:
-        _finish(deployment, Phase.SUCCEEDED, actor=actor, note="The canary group was the whole scope: nothing left to roll out.")
+        _finish(
+            deployment,
+            Phase.SUCCEEDED,
+            actor=actor,
+            note="The canary group was the whole scope: nothing left to roll out.",
+        )
         return
     command = command_create(
-        actor=actor, kind=deployment.command_kind, params=deployment.command_params, scope=deployment.scope,
-        source=CommandSource.CANARY, instances=rollout, description=f"Canary #{deployment.pk}: rollout",
+        actor=actor,
+        kind=deployment.command_kind,
+        params=deployment.command_params,
+        scope=deployment.scope,
+        source=CommandSource.CANARY,
+        instances=rollout,
+        description=f"Canary #{deployment.pk}: rollout",
     )
     CanaryDeployment.objects.filter(pk=deployment.pk).update(rollout_command=command)
     deployment.rollout_command = command
@@ -337,14 +436,21 @@ def _promote(deployment: CanaryDeployment, *, actor, now, forced: bool, summary:
             target.role, target.run = TargetRole.ROLLOUT, run
             target.save(update_fields=["role", "run"])
         else:
-            new_targets.append(CanaryTarget(deployment=deployment, instance_id=instance_id, role=TargetRole.ROLLOUT, run=run))
+            new_targets.append(
+                CanaryTarget(deployment=deployment, instance_id=instance_id, role=TargetRole.ROLLOUT, run=run)
+            )
     CanaryTarget.objects.bulk_create(new_targets)
 
 
 def _rollback(deployment: CanaryDeployment, *, actor, now, forced: bool, reason: str, details: dict) -> None:
     """Canary/evaluation → rollback: revert exactly the deployed change on each canary instance."""
     _transition(
-        deployment, Phase.ROLLBACK, decided_at=now, forced=forced, failure_reason=reason, failure_details=details,
+        deployment,
+        Phase.ROLLBACK,
+        decided_at=now,
+        forced=forced,
+        failure_reason=reason,
+        failure_details=details,
         next_poll_at=now + timedelta(seconds=recheck_seconds(deployment)),
     )
     reverted = []
@@ -367,11 +473,16 @@ def _rollback(deployment: CanaryDeployment, *, actor, now, forced: bool, reason:
     lines = [f"- {name}: {'; '.join(fails)}" for name, fails in sorted(details.items())]
     notify_admins(
         title=f"Canary {deployment} {'rolled back by a person' if forced else 'failed and is rolling back'}",
-        body="\n".join([reason, *lines, f"Reverting on: {', '.join(reverted) or 'no instance'}. The rollout will not happen."]),
-        url=deployment.get_absolute_url(), level=NotificationLevel.WARNING if forced else NotificationLevel.CRITICAL,
+        body="\n".join(
+            [reason, *lines, f"Reverting on: {', '.join(reverted) or 'no instance'}. The rollout will not happen."]
+        ),
+        url=deployment.get_absolute_url(),
+        level=NotificationLevel.WARNING if forced else NotificationLevel.CRITICAL,
     )
     audit_log(
-        actor=actor, action="canary.rollback", obj=deployment,
+        actor=actor,
+        action="canary.rollback",
+        obj=deployment,
         details={"forced": forced, "reason": reason, "failed_criteria": details, "reverted_on": reverted},
     )
 
@@ -382,7 +493,10 @@ def _finish(deployment: CanaryDeployment, phase: str, *, actor=None, note: str =
     if phase == Phase.ROLLED_BACK:
         level = NotificationLevel.INFO if fields.get("rollback_verified") else NotificationLevel.CRITICAL
     notify_admins(
-        title=f"Canary {deployment} {Phase(phase).label.lower()}", body=note, url=deployment.get_absolute_url(), level=level,
+        title=f"Canary {deployment} {Phase(phase).label.lower()}",
+        body=note,
+        url=deployment.get_absolute_url(),
+        level=level,
     )
     audit_log(actor=actor, action=f"canary.{phase}", obj=deployment, details={"note": note})
 
@@ -408,7 +522,9 @@ def canary_rollback(*, actor, deployment: CanaryDeployment, reason: str = "") ->
     who = getattr(actor, "username", None) or str(actor or "system")
     text = f"Rolled back by {who}" + (f": {reason.strip()}" if reason.strip() else ".")
     details = {
-        t.instance.name: [t.last_reason] for t in _canary_targets(deployment) if t.last_passed is False and t.last_reason
+        t.instance.name: [t.last_reason]
+        for t in _canary_targets(deployment)
+        if t.last_passed is False and t.last_reason
     }
     _rollback(deployment, actor=actor, now=timezone.now(), forced=True, reason=text, details=details)
     return deployment
@@ -515,7 +631,8 @@ def _record_round(deployment, seen, *, purpose, number, at, duration_ms, consecu
     for item in seen:
         target = item.target
         verdict = evaluation.judge(
-            deployment.criteria, item.observation,
+            deployment.criteria,
+            item.observation,
             previous_consecutive=target.consecutive_healthy if purpose == PollPurpose.EVALUATION else 0,
             required_consecutive=consecutive_required,
         )
@@ -525,10 +642,17 @@ def _record_round(deployment, seen, *, purpose, number, at, duration_ms, consecu
         probe = item.probe
         polls.append(
             HealthPoll(
-                deployment=deployment, instance_id=target.instance_id, purpose=purpose, round=number, polled_at=at,
-                url=(probe.url if probe else "")[:400], status_code=probe.status_code if probe else None,
-                latency_ms=probe.latency_ms if probe else None, healthy=verdict.passed_round,
-                reason="; ".join(verdict.failures)[:500], failed_criteria=[f.split(":", 1)[0] for f in verdict.failures],
+                deployment=deployment,
+                instance_id=target.instance_id,
+                purpose=purpose,
+                round=number,
+                polled_at=at,
+                url=(probe.url if probe else "")[:400],
+                status_code=probe.status_code if probe else None,
+                latency_ms=probe.latency_ms if probe else None,
+                healthy=verdict.passed_round,
+                reason="; ".join(verdict.failures)[:500],
+                failed_criteria=[f.split(":", 1)[0] for f in verdict.failures],
             )
         )
         if purpose == PollPurpose.EVALUATION:
@@ -539,8 +663,14 @@ def _record_round(deployment, seen, *, purpose, number, at, duration_ms, consecu
     HealthPoll.objects.bulk_create(polls)
     total = len(seen)
     EvaluationRound.objects.create(
-        deployment=deployment, purpose=purpose, number=number, at=at, duration_ms=duration_ms, total=total,
-        passing=passing, healthy_share=evaluation.healthy_share(passing, total),
+        deployment=deployment,
+        purpose=purpose,
+        number=number,
+        at=at,
+        duration_ms=duration_ms,
+        total=total,
+        passing=passing,
+        healthy_share=evaluation.healthy_share(passing, total),
         threshold_met=evaluation.threshold_met(passing, total, deployment.success_threshold),
     )
     return passing, total, failures
@@ -570,18 +700,33 @@ def _advance_evaluation(deployment, now) -> None:
         if current.phase != Phase.EVALUATION:
             return  # promoted or rolled back by a person while this round was polling
         passing, total, failures = _record_round(
-            current, seen, purpose=PollPurpose.EVALUATION, number=number, at=decided_at, duration_ms=duration_ms,
+            current,
+            seen,
+            purpose=PollPurpose.EVALUATION,
+            number=number,
+            at=decided_at,
+            duration_ms=duration_ms,
             consecutive_required=current.consecutive_healthy,
         )
         decision = evaluation.decide(
-            passing=passing, total=total, threshold=current.success_threshold, now=decided_at, deadline=current.deadline_at
+            passing=passing,
+            total=total,
+            threshold=current.success_threshold,
+            now=decided_at,
+            deadline=current.deadline_at,
         )
         summary = (
             f"{passing} of {total} canary instances passed ({evaluation.healthy_share(passing, total):g} %) "
             f"against a threshold of {current.success_threshold} %"
         )
         if decision == Phase.ROLLOUT:
-            _promote(current, actor=None, now=decided_at, forced=False, summary=f"Threshold met in round {number}: {summary}.")
+            _promote(
+                current,
+                actor=None,
+                now=decided_at,
+                forced=False,
+                summary=f"Threshold met in round {number}: {summary}.",
+            )
         elif decision == Phase.ROLLBACK:
             reason = (
                 f"The success threshold was not met within the max duration ({current.max_duration_seconds} s): "
@@ -602,17 +747,26 @@ def _advance_rollout(deployment, now) -> None:
             listed = "; ".join(f"{t.instance.name}: {(t.run.error or 'failed')[:120]}" for t in failed[:20])
             reason = f"The rollout failed on {len(failed)} of {len(targets)} instances: {listed}."
             _finish(
-                deployment, Phase.FAILED, note=reason, failure_reason=reason,
+                deployment,
+                Phase.FAILED,
+                note=reason,
+                failure_reason=reason,
                 failure_details={t.instance.name: [f"rollout: {t.run.error or 'failed'}"] for t in failed},
             )
         else:
-            _finish(deployment, Phase.SUCCEEDED, note=f"The change is on all {len(targets)} rollout instances and the canary group.")
+            _finish(
+                deployment,
+                Phase.SUCCEEDED,
+                note=f"The change is on all {len(targets)} rollout instances and the canary group.",
+            )
 
 
 def _advance_rollback(deployment, now) -> None:
     now = _now(now)
     targets = _canary_targets(deployment)
-    revert_runs = list(CommandRun.objects.filter(command__in=[t.revert_command_id for t in targets if t.revert_command_id]))
+    revert_runs = list(
+        CommandRun.objects.filter(command__in=[t.revert_command_id for t in targets if t.revert_command_id])
+    )
     if any(r.status not in FINISHED for r in revert_runs):
         _reschedule(deployment, Phase.ROLLBACK, now + timedelta(seconds=recheck_seconds(deployment)))
         return
@@ -622,8 +776,11 @@ def _advance_rollback(deployment, now) -> None:
         listed = "; ".join(f"{names.get(r.command_id, r.instance_id)}: {(r.error or 'failed')[:120]}" for r in failed)
         with transaction.atomic():
             _finish(
-                deployment, Phase.FAILED, note=f"The rollback could not revert the change on: {listed}.",
-                rollback_verified=False, rollback_note=f"Rollback failed on: {listed}.",
+                deployment,
+                Phase.FAILED,
+                note=f"The rollback could not revert the change on: {listed}.",
+                rollback_verified=False,
+                rollback_note=f"Rollback failed on: {listed}.",
             )
         return
     if deployment.next_poll_at and deployment.next_poll_at > now:
@@ -643,7 +800,12 @@ def _advance_rollback(deployment, now) -> None:
         if current.phase != Phase.ROLLBACK:
             return
         passing, total, failures = _record_round(
-            current, seen, purpose=PollPurpose.VERIFICATION, number=number, at=now, duration_ms=duration_ms,
+            current,
+            seen,
+            purpose=PollPurpose.VERIFICATION,
+            number=number,
+            at=now,
+            duration_ms=duration_ms,
             consecutive_required=1,
         )
         if passing == total:
@@ -657,9 +819,9 @@ def _advance_rollback(deployment, now) -> None:
 
 def canary_run_finished(*, run_id: int) -> int:
     """A command run finished: make the deployments waiting on it due now. Returns how many."""
-    waiting = CanaryDeployment.objects.filter(
-        phase__in=(Phase.CANARY, Phase.ROLLOUT, Phase.ROLLBACK)
-    ).filter(Q(targets__run_id=run_id) | Q(targets__revert_command__runs__id=run_id))
+    waiting = CanaryDeployment.objects.filter(phase__in=(Phase.CANARY, Phase.ROLLOUT, Phase.ROLLBACK)).filter(
+        Q(targets__run_id=run_id) | Q(targets__revert_command__runs__id=run_id)
+    )
     ids = list(waiting.values_list("pk", flat=True).distinct())
     if not ids:
         return 0

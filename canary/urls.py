@@ -1,8 +1,13 @@
 from django.urls import path
 
-from common.views import PlaceholderView
+from . import views
 
 app_name = "canary"
 urlpatterns = [
-    path("", PlaceholderView.as_view(title="Canary deployments"), name="list"),
+    path("", views.CanaryListView.as_view(), name="list"),
+    path("new/", views.CanaryCreateView.as_view(), name="create"),
+    path("new/preview/", views.CanaryPreviewView.as_view(), name="preview"),
+    path("<int:pk>/", views.CanaryDetailView.as_view(), name="detail"),
+    path("<int:pk>/promote/", views.CanaryActionView.as_view(action="promote"), name="promote"),
+    path("<int:pk>/rollback/", views.CanaryActionView.as_view(action="rollback"), name="rollback"),
 ]

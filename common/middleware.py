@@ -1,5 +1,7 @@
 from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
+from django.db import InterfaceError, OperationalError, close_old_connections
+from django.http import HttpResponse, JsonResponse
 
 # Paths that authenticate on their own (DRF, admin) or must be reachable without a session.
 PUBLIC_PREFIXES = ("/api/", "/admin/", "/static/", "/accounts/login/", "/healthz", "/metrics")
@@ -17,8 +19,13 @@ class LoginRequiredMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
-        if not request.path.startswith(PUBLIC_PREFIXES) and not request.user.is_authenticated:
-            return redirect_to_login(request.get_full_path(), settings.LOGIN_URL)
+        if not request.path.startswith(PUBLIC_PREFIXES):
+            try:
+                signed_in = request.user.is_authenticated  # first database touch of a page request
+            except (OperationalError, InterfaceError):
+                return database_unavailable_response(request)
+            if not signed_in:
+                return redirect_to_login(request.get_full_path(), settings.LOGIN_URL)
         return self.get_response(request)
 
 
@@ -33,3 +40,32 @@ class SecurityHeadersMiddleware:
         response.setdefault("Content-Security-Policy", CSP)
         response.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
         return response
+
+
+class DatabaseUnavailableMiddleware:
+    """A database outage answers 503 with words (JSON for the API), never a traceback; the next
+    request after the database is back succeeds (connections are health-checked)."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_exception(self, request, exception):
+        if not isinstance(exception, (OperationalError, InterfaceError)):
+            return None
+        return database_unavailable_response(request)
+
+
+def database_unavailable_response(request):
+    close_old_connections()
+    message = "The database is unavailable. Try again in a moment."
+    if request.path.startswith("/api/") or request.path == "/metrics":
+        response = JsonResponse({"error": "database_unavailable", "message": message}, status=503)
+    else:
+        response = HttpResponse(
+            f"<!doctype html><title>Unavailable</title><h1>Temporarily unavailable</h1><p>{message}</p>", status=503
+        )
+    response["Retry-After"] = "5"
+    return response

@@ -64,7 +64,7 @@ def fleet_summary() -> dict:
 
 def command_list(*, queryset: QuerySet | None = None) -> QuerySet:
     qs = Command.objects.all() if queryset is None else queryset
-    return qs.select_related("created_by").annotate(
+    return qs.select_related("created_by").prefetch_related("scope_groups", "scope_instances").annotate(
         run_total=Count("runs"),
         run_pending=Count("runs", filter=Q(runs__status=RunStatus.PENDING)),
         run_running=Count("runs", filter=Q(runs__status=RunStatus.RUNNING)),

@@ -40,6 +40,8 @@ class Repository(models.Model):
 
     status = models.CharField(max_length=20, choices=RepositoryStatus.choices, default=RepositoryStatus.AWAITING_HOST_KEY)
     last_commit_sha = models.CharField(max_length=64, blank=True, help_text="Last commit applied")
+    # The branch head seen by the last sync (differs from last_commit_sha while a commit is invalid/paused).
+    head_sha = models.CharField(max_length=64, blank=True)
     last_sync_at = models.DateTimeField(null=True, blank=True)
     last_success_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
@@ -101,9 +103,9 @@ class DesiredEntry(models.Model):
         return f"{where}: {self.key}"
 
     @property
-    def panel_changed(self) -> bool:
-        """The panel's value differs from what Git last said."""
-        return self.in_git and (not self.present or self.value != self.git_base) or (not self.in_git and self.present and self.panel_changed_at is not None)
+    def drifted(self) -> bool:
+        """Git manages this key and the panel's value differs from what Git last said."""
+        return self.in_git and (not self.present or self.value != self.git_base)
 
 
 class SyncRun(models.Model):

@@ -194,3 +194,31 @@ def render_file(settings: dict, apps: dict) -> str:
     if apps:
         data["apps"] = apps
     return yaml.safe_dump(data, sort_keys=True, default_flow_style=False)
+
+
+def validate_value(key: str, value) -> tuple[str, object]:
+    """Check a store entry the panel sets (same rules as the files); returns it, or raises ValueError."""
+    key = (key or "").strip()
+    if key.startswith(APP_PREFIX):
+        name = key[len(APP_PREFIX):]
+        if not NAME_RE.match(name):
+            raise ValueError(f"'{name}' is not a valid app name (lowercase, digits, . _ + -).")
+        if not isinstance(value, str) or (value != ABSENT and not VERSION_RE.match(value)):
+            raise ValueError(f"App '{name}' needs a version such as 1.4.2, or 'absent'.")
+        return key, value
+    if not SETTING_KEY_RE.match(key):
+        raise ValueError(f"'{key}' is not a valid key: a setting such as ssh.password_auth, or app:<name> for an app.")
+    if value is not None and not isinstance(value, (str, int, float, bool)):
+        raise ValueError(f"Setting '{key}' must be a string, number, boolean or null (unset).")
+    return key, value
+
+
+def parse_value_text(text: str):
+    """A value typed in a form, read as YAML: `false` → False, `22` → 22, `"22"` → "22", `null` → None."""
+    try:
+        value = yaml.load(text, Loader=Loader) if text.strip() else None
+    except yaml.YAMLError as exc:
+        raise ValueError(f"'{text}' is not a value: {exc}") from exc
+    if isinstance(value, (dict, list)):
+        raise ValueError("A value must be a single string, number or boolean, not a list or mapping.")
+    return value

@@ -1,8 +1,20 @@
 from django.urls import path
 
-from common.views import PlaceholderView
+from . import views
 
 app_name = "gitops"
 urlpatterns = [
-    path("", PlaceholderView.as_view(title="GitOps"), name="list"),
+    path("", views.RepositoryListView.as_view(), name="list"),
+    path("connect/", views.RepositoryConnectView.as_view(), name="connect"),
+    path("conflicts/", views.ConflictListView.as_view(), name="conflicts"),
+    path("conflicts/<int:pk>/resolve/", views.ConflictResolveView.as_view(), name="conflict_resolve"),
+    path("config/", views.DesiredConfigView.as_view(), name="config"),
+    path("config/<int:pk>/delete/", views.DesiredEntryDeleteView.as_view(), name="entry_delete"),
+    path("runs/<int:pk>/", views.SyncRunDetailView.as_view(), name="run_detail"),
+    path("<int:pk>/", views.RepositoryDetailView.as_view(), name="detail"),
+    path("<int:pk>/sync/", views.RepositoryActionView.as_view(action="sync"), name="sync"),
+    path("<int:pk>/fetch-host-key/", views.RepositoryActionView.as_view(action="fetch_host_key"), name="fetch_host_key"),
+    path("<int:pk>/confirm-host-key/", views.RepositoryActionView.as_view(action="confirm_host_key"), name="confirm_host_key"),
+    path("<int:pk>/settings/", views.RepositoryActionView.as_view(action="settings"), name="settings"),
+    path("<int:pk>/delete/", views.RepositoryActionView.as_view(action="delete"), name="delete"),
 ]

@@ -4,3 +4,11 @@ from django.apps import AppConfig
 class GovernanceConfig(AppConfig):
     name = "governance"
     verbose_name = "Governance"
+
+    def ready(self):
+        from fleet.signals import instance_state_changed, instances_went_offline
+
+        from . import receivers
+
+        instance_state_changed.connect(receivers.on_instance_state_changed, dispatch_uid="governance.state_changed")
+        instances_went_offline.connect(receivers.on_instances_went_offline, dispatch_uid="governance.went_offline")

@@ -87,7 +87,9 @@ def validate_rules(policy_type: str, rules) -> dict:
             running = item.get("running", False)
             if not isinstance(running, bool):
                 raise RuleError(f"{name}: 'running' must be true or false.")
-            clean.append({"name": name, "min_version": _version_or_none(item.get("min_version"), name), "running": running})
+            clean.append(
+                {"name": name, "min_version": _version_or_none(item.get("min_version"), name), "running": running}
+            )
         if not clean:
             raise RuleError("List at least one required app.")
         return {"apps": clean}
@@ -264,11 +266,17 @@ class Checker:
             if min_version and V(version) < V(min_version):
                 failures.append(
                     Failure(
-                        key, _required_text(name, min_version, running), f"{name} {version} installed, {min_version} or newer required"
+                        key,
+                        _required_text(name, min_version, running),
+                        f"{name} {version} installed, {min_version} or newer required",
                     )
                 )
             elif running and not app.get("running", True):
-                failures.append(Failure(key, _required_text(name, min_version, running), f"{name} {version} installed but not running"))
+                failures.append(
+                    Failure(
+                        key, _required_text(name, min_version, running), f"{name} {version} installed but not running"
+                    )
+                )
         return failures
 
     def _check_blocked_apps(self, facts: Facts, now, pending_since=None) -> list[Failure]:
@@ -291,7 +299,11 @@ class Checker:
                 rule = f"{pattern} must not be installed" + (
                     f" ({_range_text(low, below).replace('blocked ', '')})" if low or below else ""
                 )
-                failures.append(Failure(f"blocked:{pattern}", rule, f"{', '.join(sorted(found))} installed, {_range_text(low, below)}"))
+                failures.append(
+                    Failure(
+                        f"blocked:{pattern}", rule, f"{', '.join(sorted(found))} installed, {_range_text(low, below)}"
+                    )
+                )
         return failures
 
     def _check_update_rules(self, facts: Facts, now, pending_since=None) -> list[Failure]:
@@ -342,7 +354,9 @@ class Checker:
             if key not in facts.settings:
                 failures.append(Failure(f"setting:{key}", rule, f"{key} not set, expected {_json(want)}"))
             elif not _same_setting(facts.settings[key], want):
-                failures.append(Failure(f"setting:{key}", rule, f"{key} is {_json(facts.settings[key])}, expected {_json(want)}"))
+                failures.append(
+                    Failure(f"setting:{key}", rule, f"{key} is {_json(facts.settings[key])}, expected {_json(want)}")
+                )
         return failures
 
 
@@ -355,7 +369,9 @@ def target_key(kind: str, name: str) -> str:
     return "os" if kind == "os" else f"app:{name}"
 
 
-def evaluate(policy_type: str, rules: dict, state: dict, now: datetime, pending_since: dict | None = None) -> list[Failure]:
+def evaluate(
+    policy_type: str, rules: dict, state: dict, now: datetime, pending_since: dict | None = None
+) -> list[Failure]:
     """The failed rules of one policy for one instance state. `pending_since` maps a target ("os",
     "app:nginx") to when its oldest still-pending release became available, as recorded over time,
     so that a newer release replacing an older one in the agent's report does not reset the clock."""
@@ -413,11 +429,20 @@ def release_transitions(state: dict, open_records: list[dict]) -> tuple[list[dic
 def rule_keys(policy_type: str, rules: dict) -> list[tuple[str, str]]:
     """[(rule_key, label)] of every rule a policy has: what an exception for one rule can name."""
     if policy_type == PolicyType.REQUIRED_APPS:
-        return [(f"app:{a['name']}", _required_text(a["name"], a.get("min_version"), a.get("running"))) for a in rules["apps"]]
+        return [
+            (f"app:{a['name']}", _required_text(a["name"], a.get("min_version"), a.get("running")))
+            for a in rules["apps"]
+        ]
     if policy_type == PolicyType.BLOCKED_APPS:
         return [(f"blocked:{a['pattern']}", f"{a['pattern']} must not be installed") for a in rules["apps"]]
     if policy_type == PolicyType.UPDATE_RULES:
-        keys = [("update:os", f"OS updates within {rules['os_deadline_hours']} h")] if rules.get("os_deadline_hours") else []
-        return keys + [(f"update:app:{a['name']}", f"{a['name']} updates within {a['deadline_hours']} h") for a in rules["apps"]]
+        keys = (
+            [("update:os", f"OS updates within {rules['os_deadline_hours']} h")]
+            if rules.get("os_deadline_hours")
+            else []
+        )
+        return keys + [
+            (f"update:app:{a['name']}", f"{a['name']} updates within {a['deadline_hours']} h") for a in rules["apps"]
+        ]
     keys = [("os_version", f"OS {rules['os_version']}")] if rules.get("os_version") else []
     return keys + [(f"setting:{k}", f"{k} = {_json(v)}") for k, v in (rules.get("settings") or {}).items()]

@@ -26,7 +26,9 @@ class Policy(ScopedModel):
     enabled = models.BooleanField(default=True)
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     class Meta:
         ordering = ["name"]
@@ -98,9 +100,13 @@ class PolicyException(ScopedModel):
     justification = models.TextField()
     expires_at = models.DateTimeField(db_index=True)
     created = models.DateTimeField(auto_now_add=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     revoked_at = models.DateTimeField(null=True, blank=True)
-    revoked_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    revoked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     # Set by the beat once the expiry has been acted on (violations re-opened), so it happens once.
     expiry_processed_at = models.DateTimeField(null=True, blank=True)
 
@@ -176,7 +182,9 @@ class ReleaseRecord(models.Model):
     released_at = models.DateTimeField()
     first_seen_at = models.DateTimeField()
     closed_at = models.DateTimeField(null=True, blank=True)
-    outcome = models.CharField(max_length=16, choices=ReleaseOutcome.choices, default=ReleaseOutcome.PENDING, blank=True)
+    outcome = models.CharField(
+        max_length=16, choices=ReleaseOutcome.choices, default=ReleaseOutcome.PENDING, blank=True
+    )
 
     class Meta:
         ordering = ["-released_at", "-id"]

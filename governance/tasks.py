@@ -1,11 +1,30 @@
+"""Thin tasks: take ids, call one service. The beat schedule (config/settings.py) runs the last two."""
+
 from celery import shared_task
 
+from . import services
+
 
 @shared_task
+def evaluate_instance_task(instance_id: int):
+    return services.evaluate_instance(instance_id=instance_id)
+
+
+@shared_task
+def evaluate_policy_scope_task(policy_id: int | None, previous_instance_ids: list[int] | None = None):
+    return services.evaluate_policy_scope(policy_id=policy_id, previous_instance_ids=previous_instance_ids)
+
+
+@shared_task
+def evaluate_fleet_task():
+    return services.evaluate_fleet()
+
+
+@shared_task(name="governance.tasks.evaluate_time_based")
 def evaluate_time_based():
-    return 0
+    return services.evaluate_time_based()
 
 
-@shared_task
+@shared_task(name="governance.tasks.take_compliance_snapshot")
 def take_compliance_snapshot():
-    return 0
+    return services.compliance_snapshot_take()

@@ -224,3 +224,34 @@ def wait_for(predicate, *, timeout=30.0, interval=0.2, message="condition"):
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+
+
+# --- Simulated fleet --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def simulated_fleet(live_server, transactional_db):
+    """Start simulated instances against `live_server`: `fleet = simulated_fleet(count=3, **kw)`.
+
+    Each call makes a fresh multi-use registration token and waits until every instance registered
+    (pass `wait=False` not to). Keyword arguments go to fleet.simulator.SimulatedFleet; instance names
+    are `<name_prefix>-01`, ... (prefix "sim", then "sim2", "sim3" for further calls). All stop at teardown.
+    """
+    from fleet.services import registration_token_create
+    from fleet.simulator import SimulatedFleet
+
+    fleets = []
+
+    def _start(count=3, *, wait=True, **kwargs):
+        _token, plaintext = registration_token_create(actor=None, name=f"test fleet {len(fleets) + 1}")
+        kwargs.setdefault("name_prefix", "sim" if not fleets else f"sim{len(fleets) + 1}")
+        fleet = SimulatedFleet(live_server.url, plaintext, count, **kwargs)
+        fleets.append(fleet)
+        fleet.start()
+        if wait:
+            fleet.wait_registered(timeout=30)
+        return fleet
+
+    yield _start
+    for fleet in fleets:
+        fleet.stop()

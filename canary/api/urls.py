@@ -1,2 +1,8 @@
+from rest_framework import routers
 
-urlpatterns: list = []
+from .views import CanaryViewSet
+
+router = routers.SimpleRouter(trailing_slash=False)
+router.register("canary", CanaryViewSet, basename="canary")
+
+urlpatterns = router.urls

@@ -1,2 +1,15 @@
+from django.urls import path
+from rest_framework import routers
 
-urlpatterns: list = []
+from . import views
+
+router = routers.SimpleRouter(trailing_slash=False)
+router.register("gitops/desired-config", views.DesiredEntryViewSet, basename="gitops-entry")
+router.register("gitops", views.RepositoryViewSet, basename="gitops")
+
+app_name = "gitops-api"
+urlpatterns = [
+    # Before the router, so that "conflicts" is never read as a repository id.
+    path("gitops/conflicts/<int:pk>/resolve", views.ConflictResolveView.as_view(), name="conflict-resolve"),
+    *router.urls,
+]

@@ -1,6 +1,7 @@
 // Behaviour for server-rendered pages. No inline scripts anywhere (CSP): pages declare data-* hooks.
 (function () {
   "use strict";
+  document.documentElement.classList.add("js");
 
   // Charts: <canvas data-chart="ID"> reads its Chart.js config from <script type="application/json" id="ID">.
   function renderCharts(root) {
@@ -8,16 +9,19 @@
     root.querySelectorAll("canvas[data-chart]").forEach(function (canvas) {
       var source = document.getElementById(canvas.dataset.chart);
       if (!source) return;
-      if (canvas._chart) canvas._chart.destroy();
+      var existing = window.Chart.getChart(canvas);
+      if (existing) existing.destroy();
       var config = JSON.parse(source.textContent);
       config.options = Object.assign({ responsive: true, maintainAspectRatio: false, animation: false }, config.options || {});
-      canvas._chart = new window.Chart(canvas, config);
+      new window.Chart(canvas, config);
     });
   }
 
   // Scope pickers: show only the field that belongs to the chosen scope kind.
   function wireScopePickers(root) {
     root.querySelectorAll("[data-scope-picker]").forEach(function (picker) {
+      if (picker.dataset.scopeWired) return;
+      picker.dataset.scopeWired = "1";
       function sync() {
         var checked = picker.querySelector("input[name$='scope_kind']:checked");
         var kind = checked ? checked.value : "all";
@@ -30,6 +34,50 @@
     });
   }
 
+  // <form data-kind-picker="kind">: elements with data-kinds="a b c" show only when the select named
+  // "kind" has one of those values (type-specific parameters of a command, policy rule, ...).
+  function wireKindPickers(root) {
+    root.querySelectorAll("[data-kind-picker]").forEach(function (form) {
+      if (form.dataset.kindWired) return;
+      form.dataset.kindWired = "1";
+      var select = form.querySelector("[name='" + form.dataset.kindPicker + "']");
+      if (!select) return;
+      function sync() {
+        form.querySelectorAll("[data-kinds]").forEach(function (el) {
+          var kinds = el.dataset.kinds.split(/\s+/);
+          el.classList.toggle("kind-hidden", kinds.indexOf(select.value) === -1);
+        });
+      }
+      select.addEventListener("change", sync);
+      sync();
+    });
+  }
+
+  // <button data-copy-target="ID"> copies the value of #ID to the clipboard.
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest("[data-copy-target]");
+    if (!button) return;
+    var field = document.getElementById(button.dataset.copyTarget);
+    if (!field) return;
+    var done = function () {
+      var label = button.textContent;
+      button.textContent = "Copied";
+      setTimeout(function () { button.textContent = label; }, 1500);
+    };
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(field.value).then(done);
+    } else {
+      field.select();
+      document.execCommand("copy");
+      done();
+    }
+  });
+
+  // Read-only fields with data-select-on-focus select their whole value (easy manual copy).
+  document.addEventListener("focusin", function (event) {
+    if (event.target.matches && event.target.matches("[data-select-on-focus]")) event.target.select();
+  });
+
   // <form data-confirm="Really?"> asks before submitting.
   document.addEventListener("submit", function (event) {
     var form = event.target;
@@ -38,12 +86,20 @@
     }
   }, true);
 
-  document.addEventListener("DOMContentLoaded", function () {
-    renderCharts(document);
-    wireScopePickers(document);
+  // Live refresh pauses while the tab is hidden: no point polling for nobody.
+  document.addEventListener("htmx:beforeRequest", function (event) {
+    var trigger = event.detail && event.detail.requestConfig && event.detail.requestConfig.triggeringEvent;
+    if (document.hidden && (!trigger || trigger.type === "every")) event.preventDefault();
   });
+
+  function wire(root) {
+    renderCharts(root);
+    wireScopePickers(root);
+    wireKindPickers(root);
+  }
+  document.addEventListener("DOMContentLoaded", function () { wire(document); });
   document.addEventListener("htmx:afterSettle", function (event) {
-    renderCharts(event.target);
-    wireScopePickers(event.target);
+    // An outerHTML swap settles on the replaced (detached) element: wire the document then.
+    wire(document.contains(event.target) ? event.target : document);
   });
 })();

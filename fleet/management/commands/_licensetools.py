@@ -40,7 +40,9 @@ def load_private_key(path: Path) -> Ed25519PrivateKey:
     try:
         key = serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
     except FileNotFoundError as exc:
-        raise CommandError(f"No private key at {path}: create one with `manage.py gen_license_keypair {path}`.") from exc
+        raise CommandError(
+            f"No private key at {path}: create one with `manage.py gen_license_keypair {path}`."
+        ) from exc
     except ValueError as exc:
         raise CommandError(f"{path} is not a PEM private key: {exc}") from exc
     if not isinstance(key, Ed25519PrivateKey):

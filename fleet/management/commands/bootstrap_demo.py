@@ -49,7 +49,9 @@ class Command(BaseCommand):
         password = secrets.token_urlsafe(12)
         with transaction.atomic():
             if user is None:
-                user = user_create(actor=None, username="admin", email="admin@localhost", role=Role.ADMIN, password=password)
+                user = user_create(
+                    actor=None, username="admin", email="admin@localhost", role=Role.ADMIN, password=password
+                )
             else:
                 user.set_password(password)
                 user.role = Role.ADMIN
@@ -63,7 +65,7 @@ class Command(BaseCommand):
         if not key_path.exists() or not public_path(key_path).exists():
             generate_keypair(key_path)
         public = public_path(key_path).read_text().strip()
-        if settings.LICENSE_PUBLIC_KEY and settings.LICENSE_PUBLIC_KEY != public:
+        if settings.LICENSE_PUBLIC_KEY and public != settings.LICENSE_PUBLIC_KEY:
             self.stderr.write(
                 self.style.WARNING("LICENSE_PUBLIC_KEY is set to another key: no development license installed.")
             )

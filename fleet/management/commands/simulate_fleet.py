@@ -21,7 +21,8 @@ class Command(BaseCommand):
         parser.add_argument("--heartbeat-interval", type=float, default=5.0)
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument(
-            "--demo-layout", action="store_true",
+            "--demo-layout",
+            action="store_true",
             help="Put instances without groups into the demo groups and env tags once they register",
         )
 
@@ -35,8 +36,14 @@ class Command(BaseCommand):
         if count < 1:
             raise CommandError("--count must be at least 1.")
         fleet = SimulatedFleet(
-            url, token, count, name_prefix=prefix, heartbeat_interval=heartbeat_interval,
-            command_poll_interval=1.0, command_delay=(0.5, 3.0), seed=seed,
+            url,
+            token,
+            count,
+            name_prefix=prefix,
+            heartbeat_interval=heartbeat_interval,
+            command_poll_interval=1.0,
+            command_delay=(0.5, 3.0),
+            seed=seed,
             credentials_file=var / f"sim-credentials-{prefix}.json",
         )
         done = threading.Event()
@@ -69,7 +76,7 @@ class Command(BaseCommand):
             return
         ids = [inst.instance_id for inst in fleet.instances]
         for n, instance in enumerate(Instance.objects.filter(pk__in=ids).prefetch_related("groups").order_by("name")):
-            if instance.groups.exists():
+            if instance.groups.all():
                 continue
             group = groups[("web", "web", "db", "edge")[n % 4]]
             env = "env=staging" if n % 5 == 4 else "env=production"

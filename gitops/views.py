@@ -1,0 +1,215 @@
+import json
+
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.shortcuts import get_object_or_404, redirect
+from django.views.generic import DetailView, FormView, TemplateView, View
+
+from common.choices import Role
+from common.exceptions import ApplicationError
+from common.views import RoleRequiredMixin, ServiceFormMixin
+from fleet.mixins import FeatureRequiredMixin
+
+from . import selectors, services
+from .choices import Level, SyncStatus
+from .forms import ConflictResolveForm, ConnectForm, DesiredEntryForm, HostKeyConfirmForm, RepositorySettingsForm
+from .models import Conflict, DesiredEntry, Repository, SyncRun
+
+
+class GitOpsViewMixin(FeatureRequiredMixin, RoleRequiredMixin):
+    license_feature = "gitops"
+    write_role = Role.ADMIN
+
+
+def _partial(request, name: str) -> bool:
+    return bool(request.headers.get("HX-Request")) and request.GET.get("partial") == name
+
+
+class RepositoryListView(GitOpsViewMixin, TemplateView):
+    template_name = "gitops/list.html"
+
+    def get_template_names(self):
+        return ["gitops/_repository_rows.html"] if _partial(self.request, "rows") else [self.template_name]
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        context.update(
+            title="GitOps", repositories=selectors.repository_list(),
+            conflicts=selectors.conflicts_open()[:50], can_sync=self.request.user.has_role(Role.OPERATOR),
+        )
+        return context
+
+
+class RepositoryConnectView(GitOpsViewMixin, ServiceFormMixin, FormView):
+    template_name = "gitops/connect.html"
+    form_class = ConnectForm
+    required_role = Role.ADMIN
+
+    def perform(self, form):
+        repo = services.repository_connect(actor=self.request.user, **form.cleaned_data)
+        if repo.host_key:
+            messages.success(self.request, f"Connected {repo.name}; host key {repo.host_key_fingerprint} pinned. The first sync is queued.")
+        else:
+            messages.info(self.request, "Check the server's host key fingerprint below and confirm it to start syncing.")
+        return redirect(repo.get_absolute_url())
+
+
+class RepositoryDetailView(GitOpsViewMixin, DetailView):
+    template_name = "gitops/detail.html"
+    context_object_name = "repository"
+
+    def get_queryset(self):
+        return selectors.repository_list()
+
+    def get_template_names(self):
+        return ["gitops/_repository_live.html"] if _partial(self.request, "live") else [self.template_name]
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        repo = self.object
+        page = Paginator(selectors.repository_runs(repo), 20).get_page(self.request.GET.get("page"))
+        recent = list(reversed(page.object_list[:20])) if page.number == 1 else []
+        chart = {
+            "type": "bar",
+            "data": {
+                "labels": [r.started_at.strftime("%m-%d %H:%M:%S") for r in recent],
+                "datasets": [
+                    {"label": "Duration (s)", "data": [round(r.duration or 0, 2) for r in recent], "backgroundColor": "#2563eb"},
+                    {"label": "Commands queued", "data": [r.commands_issued for r in recent], "backgroundColor": "#16a34a"},
+                ],
+            },
+            "options": {"plugins": {"legend": {"position": "bottom"}}},
+        }
+        context.update(
+            title=repo.name, page_obj=page, runs=page.object_list, conflicts=selectors.conflicts_open(repo),
+            settings_form=RepositorySettingsForm(initial={"branch": repo.branch, "sync_interval": repo.sync_interval,
+                                                          "conflict_strategy": repo.conflict_strategy}),
+            confirm_form=HostKeyConfirmForm(initial={"fingerprint": repo.pending_host_key_fingerprint}),
+            can_sync=self.request.user.has_role(Role.OPERATOR), sync_chart=chart if recent else None,
+        )
+        return context
+
+
+class RepositoryActionView(GitOpsViewMixin, View):
+    """POST-only actions on a repository: sync, fetch/confirm host key, settings, delete."""
+
+    action = ""
+
+    def dispatch(self, request, *args, **kwargs):
+        if self.action == "sync":
+            self.write_role = Role.OPERATOR
+        return super().dispatch(request, *args, **kwargs)
+
+    def post(self, request, pk):
+        repo = get_object_or_404(Repository, pk=pk)
+        try:
+            if self.action == "sync":
+                services.repository_sync_request(actor=request.user, repository=repo)
+                messages.success(request, f"A sync of {repo.name} is queued.")
+            elif self.action == "fetch_host_key":
+                services.repository_host_key_fetch(actor=request.user, repository=repo)
+                messages.info(request, "Fetched the server's host key: compare its fingerprint and confirm it.")
+            elif self.action == "confirm_host_key":
+                form = HostKeyConfirmForm(request.POST)
+                fingerprint = form.data.get("fingerprint", "")
+                services.repository_host_key_confirm(actor=request.user, repository=repo, fingerprint=fingerprint)
+                messages.success(request, f"Host key {fingerprint} pinned. The sync is queued.")
+            elif self.action == "settings":
+                form = RepositorySettingsForm(request.POST)
+                if not form.is_valid():
+                    raise ApplicationError("; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items()))
+                services.repository_update(actor=request.user, repository=repo, **form.cleaned_data)
+                messages.success(request, "Repository settings saved.")
+            elif self.action == "delete":
+                services.repository_delete(actor=request.user, repository=repo)
+                messages.success(request, f"Disconnected {repo.name}. Its desired-configuration entries stay in the panel.")
+                return redirect("gitops:list")
+        except ApplicationError as exc:
+            messages.error(request, exc.message)
+        return redirect(repo.get_absolute_url())
+
+
+class SyncRunDetailView(GitOpsViewMixin, DetailView):
+    template_name = "gitops/run_detail.html"
+    context_object_name = "run"
+
+    def get_queryset(self):
+        return SyncRun.objects.select_related("repository")
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        context["title"] = f"Sync #{self.object.pk}"
+        context["is_running"] = self.object.status == SyncStatus.RUNNING
+        return context
+
+
+class ConflictListView(GitOpsViewMixin, TemplateView):
+    template_name = "gitops/conflicts.html"
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        repo = None
+        if self.request.GET.get("repository", "").isdigit():
+            repo = get_object_or_404(Repository, pk=int(self.request.GET["repository"]))
+        context.update(title="GitOps conflicts", repository=repo, conflicts=selectors.conflicts_open(repo))
+        return context
+
+
+class ConflictResolveView(GitOpsViewMixin, View):
+    def post(self, request, pk):
+        conflict = get_object_or_404(Conflict, pk=pk)
+        form = ConflictResolveForm(request.POST)
+        if not form.is_valid():
+            messages.error(request, "; ".join(" ".join(v) for v in form.errors.values()))
+        else:
+            try:
+                services.conflict_resolve(
+                    actor=request.user, conflict=conflict, resolution=form.cleaned_data["resolution"],
+                    value=form.cleaned_data.get("parsed_value"),
+                )
+                messages.success(request, f"Resolved {conflict}.")
+            except ApplicationError as exc:
+                messages.error(request, exc.message)
+        return redirect(request.POST.get("next") if request.POST.get("next", "").startswith("/governance/gitops/") else "gitops:conflicts")
+
+
+class DesiredConfigView(GitOpsViewMixin, ServiceFormMixin, FormView):
+    """The desired-configuration editor: entries by level, and a form to set one."""
+
+    template_name = "gitops/config.html"
+    form_class = DesiredEntryForm
+
+    def get_initial(self):
+        initial = {"level": self.request.GET.get("level") or Level.FLEET, "target": self.request.GET.get("target", "")}
+        entry_id = self.request.GET.get("edit", "")
+        if entry_id.isdigit():
+            entry = DesiredEntry.objects.filter(pk=int(entry_id)).first()
+            if entry:
+                value = entry.value if entry.key.startswith("app:") else json.dumps(entry.value)
+                initial.update(level=entry.level, target=entry.target, key=entry.key, value=value)
+        return initial
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        level = self.request.GET.get("level")
+        qs = selectors.entry_list(level=level if level in Level.values else None, target=self.request.GET.get("target") or None)
+        page = Paginator(qs, 50).get_page(self.request.GET.get("page"))
+        context.update(title="Desired configuration", page_obj=page, entries=page.object_list, levels=Level.choices,
+                       level=level, suggestions=DesiredEntryForm.target_suggestions())
+        return context
+
+    def perform(self, form):
+        data = form.cleaned_data
+        entry = services.desired_entry_set(
+            actor=self.request.user, level=data["level"], target=data["target"], key=data["key"], value=data["parsed_value"]
+        )
+        messages.success(self.request, f"Saved {entry}; commands for affected instances are queued.")
+        return redirect("gitops:config")
+
+
+class DesiredEntryDeleteView(GitOpsViewMixin, View):
+    def post(self, request, pk):
+        entry = get_object_or_404(DesiredEntry, pk=pk)
+        services.desired_entry_delete(actor=request.user, entry=entry)
+        messages.success(request, f"Removed {entry}.")
+        return redirect("gitops:config")

@@ -1,0 +1,864 @@
+"""Every write of governance: policies, evaluation (violations, scores, release records), exceptions, snapshots.
+
+Evaluation is instance-centric: the chosen instances (one, a policy's scope, or the whole fleet) are
+read in bulk (values() of their state and memberships), checked in memory against every enabled
+policy, and only the rows that changed are written (bulk_create / bulk_update / one UPDATE per kind).
+"""
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import date as date_cls
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Avg, Count, F, Max
+from django.urls import reverse
+from django.utils import timezone
+
+from common.choices import NotificationLevel
+from common.exceptions import ApplicationError, NotFoundError
+from common.services import audit_log, notify_admins
+from fleet.choices import InstanceStatus, ScopeKind
+from fleet.models import Instance
+from fleet.scopes import Scope
+from fleet.selectors import instances_in_scope
+from fleet.services import scope_apply
+
+from . import evaluators
+from .choices import (
+    CURRENT_STATUSES,
+    SEVERITY_BY_TYPE,
+    PolicyState,
+    PolicyType,
+    Severity,
+    SnapshotKind,
+    ViolationStatus,
+)
+from .models import (
+    ComplianceSnapshot,
+    InstanceCompliance,
+    InstanceSnapshot,
+    Policy,
+    PolicyCompliance,
+    PolicyException,
+    ReleaseRecord,
+    Violation,
+)
+
+logger = logging.getLogger(__name__)
+
+# Beyond this many newly opened critical violations in one evaluation, admins get one summary.
+NOTIFY_INDIVIDUALLY_UP_TO = 5
+# Evaluations of at most this many instances also refresh last_seen_at of violations still failing.
+REFRESH_LAST_SEEN_UP_TO = 500
+
+
+def stale_after() -> timedelta:
+    return timedelta(seconds=getattr(settings, "GOVERNANCE_STALE_AFTER_SECONDS", 3600))
+
+
+# --- Policies in memory -----------------------------------------------------------------------
+
+
+@dataclass
+class PolicySpec:
+    id: int
+    name: str
+    policy_type: str
+    severity: str
+    scope: Scope
+    checker: evaluators.Checker
+
+    def __post_init__(self):
+        # Precomputed form of Scope.matches: called for every (instance, policy) pair.
+        self._groups = frozenset(self.scope.group_ids)
+        self._tags = frozenset(self.scope.tags)
+        self._ids = frozenset(self.scope.instance_ids)
+
+    def matches(self, instance_id: int, group_ids, tags) -> bool:
+        kind = self.scope.kind
+        if kind == ScopeKind.ALL:
+            return True
+        if kind == ScopeKind.GROUPS:
+            return not self._groups.isdisjoint(group_ids)
+        if kind == ScopeKind.TAGS:
+            return self._tags <= tags
+        return instance_id in self._ids
+
+
+_spec_cache: dict = {"key": None, "specs": None}
+
+
+def enabled_policy_specs() -> list[PolicySpec]:
+    """Enabled policies, compiled. Cached per process until any policy changes (one cheap query to check)."""
+    key = tuple(Policy.objects.aggregate(n=Count("pk"), m=Max("updated"), i=Max("pk")).values())
+    if _spec_cache["key"] == key and _spec_cache["specs"] is not None:
+        return _spec_cache["specs"]
+    specs = [
+        PolicySpec(
+            id=p.pk,
+            name=p.name,
+            policy_type=p.policy_type,
+            severity=SEVERITY_BY_TYPE[p.policy_type],
+            scope=p.scope,
+            checker=evaluators.Checker(p.policy_type, p.rules),
+        )
+        for p in Policy.objects.filter(enabled=True).prefetch_related("scope_groups", "scope_instances")
+    ]
+    _spec_cache.update(key=key, specs=specs)
+    return specs
+
+
+@dataclass
+class ExceptionSpec:
+    id: int
+    policy_id: int
+    rule_key: str
+    matcher: PolicySpec  # reuse the scope matcher
+
+
+def _active_exceptions(now) -> dict[int, list[ExceptionSpec]]:
+    result = defaultdict(list)
+    qs = PolicyException.objects.filter(revoked_at__isnull=True, expires_at__gt=now).prefetch_related(
+        "scope_groups", "scope_instances"
+    )
+    for e in qs:
+        matcher = PolicySpec(id=e.pk, name="", policy_type="", severity="", scope=e.scope, checker=None)
+        result[e.policy_id].append(ExceptionSpec(id=e.pk, policy_id=e.policy_id, rule_key=e.rule_key, matcher=matcher))
+    return result
+
+
+def _memberships(instance_ids: list[int] | None) -> dict[int, tuple[set[int], set[str]]]:
+    groups_through, tags_through = Instance.groups.through, Instance.tags.through
+    gq, tq = groups_through.objects.all(), tags_through.objects.all()
+    if instance_ids is not None:
+        gq, tq = gq.filter(instance_id__in=instance_ids), tq.filter(instance_id__in=instance_ids)
+    result: dict[int, tuple[set[int], set[str]]] = defaultdict(lambda: (set(), set()))
+    for instance_id, group_id in gq.values_list("instance_id", "group_id"):
+        result[instance_id][0].add(group_id)
+    for instance_id, key, value in tq.values_list("instance_id", "tag__key", "tag__value"):
+        result[instance_id][1].add(f"{key}={value}")
+    return result
+
+
+def _is_stale(status: str, last_seen_at, now) -> bool:
+    """Offline (or never seen) for longer than the threshold: the reported state can no longer be trusted."""
+    if status == InstanceStatus.ONLINE:
+        return False
+    return last_seen_at is None or now - last_seen_at > stale_after()
+
+
+# --- Evaluation -------------------------------------------------------------------------------
+
+
+def _chunks(items, size=2000):
+    items = list(items)
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+@transaction.atomic
+def evaluate_instances(*, instance_ids: list[int] | None = None, now=None) -> dict:
+    """Evaluate instances (None: the whole fleet) against every enabled policy and store the outcome.
+
+    1. Read the instances' state, memberships, open release records, current violations and
+       standings in bulk.
+    2. Per instance: record newly offered / applied releases, then check each policy in scope
+       (a stale instance is "unknown" for all of them and its violations are left as they are).
+    3. Diff against the current violations: new failures open (or are exempted), changed evidence
+       or exemption is updated, failures that disappeared are resolved. Only changed rows are written.
+    4. Store each instance's standing and adjust the per-policy counts; notify admins of newly
+       opened critical violations.
+    """
+    now = now or timezone.now()
+    full = instance_ids is None
+    policies = enabled_policy_specs()
+    policy_by_id = {p.id: p for p in policies}
+    exceptions = _active_exceptions(now)
+
+    qs = Instance.objects.all() if full else Instance.objects.filter(pk__in=list(instance_ids))
+    rows = list(qs.values_list("id", "name", "status", "last_seen_at", "os_version", "apps", "settings", "updates"))
+    ids = [r[0] for r in rows]
+    scoped_ids = None if full else ids
+    memberships = _memberships(scoped_ids)
+
+    def _by_instance(model_qs):
+        return model_qs if full else model_qs.filter(instance_id__in=ids)
+
+    open_releases = defaultdict(list)
+    for rec in _by_instance(ReleaseRecord.objects.filter(closed_at__isnull=True)).values(
+        "id", "instance_id", "kind", "name", "version", "released_at"
+    ):
+        open_releases[rec["instance_id"]].append(rec)
+
+    current = defaultdict(dict)
+    for v in _by_instance(Violation.objects.filter(status__in=CURRENT_STATUSES)).values_list(
+        "id", "policy_id", "instance_id", "rule_key", "status", "evidence", "exception_id", "severity"
+    ):
+        current[v[2]][(v[1], v[3])] = v
+
+    standings = {
+        c["instance_id"]: c
+        for c in _by_instance(InstanceCompliance.objects.all()).values(
+            "instance_id", "met", "applicable", "exempt", "score", "stale", "states"
+        )
+    }
+
+    to_create, to_update, to_resolve, still_failing = [], [], [], []
+    new_releases, closed_releases = [], defaultdict(list)
+    opened_critical = []  # (policy name, instance name, evidence)
+    standing_new, standing_changed = [], []
+    policy_delta = defaultdict(lambda: defaultdict(int))
+    policy_absolute = defaultdict(lambda: defaultdict(int))
+    names = {}
+
+    for instance_id, name, status, last_seen_at, os_version, apps, settings_, updates in rows:
+        names[instance_id] = name
+        group_ids, tags = memberships.get(instance_id) or (set(), set())
+        stale = _is_stale(status, last_seen_at, now)
+        in_scope = [p for p in policies if p.matches(instance_id, group_ids, tags)]
+        existing = current.get(instance_id, {})
+        desired = {}  # (policy_id, rule_key) -> (PolicySpec, Failure, exception_id)
+        states = {}
+        keep = set()  # current rows of a stale instance: left as they are
+        if stale:
+            for p in in_scope:
+                states[str(p.id)] = PolicyState.UNKNOWN
+            keep = {k for k in existing if k[0] in policy_by_id and str(k[0]) in states}
+        else:
+            state = {"os_version": os_version, "apps": apps, "settings": settings_, "updates": updates}
+            facts = evaluators.Facts(state)
+            records = open_releases.get(instance_id, [])
+            pending_since = {}
+            if records or updates:
+                created, closed = evaluators.release_transitions(state, records)
+                for rec_id, outcome in closed.items():
+                    closed_releases[outcome].append(rec_id)
+                for item in created:
+                    released = evaluators.parse_time(item["released_at"]) or now
+                    new_releases.append(
+                        ReleaseRecord(
+                            instance_id=instance_id,
+                            kind=item["kind"],
+                            name=item["name"],
+                            version=item["version"],
+                            released_at=released,
+                            first_seen_at=now,
+                        )
+                    )
+                    records = [
+                        *records,
+                        {"id": None, "kind": item["kind"], "name": item["name"], "released_at": released},
+                    ]
+                for rec in records:
+                    if rec["id"] in closed:
+                        continue
+                    target = evaluators.target_key(rec["kind"], rec["name"])
+                    if target not in pending_since or rec["released_at"] < pending_since[target]:
+                        pending_since[target] = rec["released_at"]
+            for p in in_scope:
+                failures = p.checker.check(facts, now, pending_since)
+                covering = [e for e in exceptions.get(p.id, ()) if e.matcher.matches(instance_id, group_ids, tags)]
+                whole = next((e.id for e in covering if not e.rule_key), None)
+                by_rule = {e.rule_key: e.id for e in covering if e.rule_key}
+                unexempted = 0
+                for f in failures:
+                    exc_id = whole or by_rule.get(f.rule_key)
+                    unexempted += exc_id is None
+                    desired[(p.id, f.rule_key)] = (p, f, exc_id)
+                if whole is not None:
+                    states[str(p.id)] = PolicyState.EXEMPT
+                else:
+                    states[str(p.id)] = PolicyState.NONCOMPLIANT if unexempted else PolicyState.COMPLIANT
+
+        # Violations: diff desired against current.
+        for key, row in existing.items():
+            if key in keep:
+                continue
+            vid, _pid, _iid, _rk, vstatus, evidence, exc_id, severity = row
+            if key not in desired:
+                to_resolve.append(vid)
+                continue
+            p, f, want_exc = desired.pop(key)
+            want_status = ViolationStatus.EXEMPTED if want_exc else ViolationStatus.OPEN
+            if evidence != f.evidence or vstatus != want_status or exc_id != want_exc:
+                to_update.append(
+                    Violation(
+                        pk=vid,
+                        evidence=f.evidence,
+                        rule=f.rule[:300],
+                        status=want_status,
+                        exception_id=want_exc,
+                        last_seen_at=now,
+                    )
+                )
+                if (
+                    want_status == ViolationStatus.OPEN
+                    and vstatus != ViolationStatus.OPEN
+                    and severity == Severity.CRITICAL
+                ):
+                    opened_critical.append((p.name, name, f.evidence))
+            else:
+                still_failing.append(vid)
+        for (pid, rule_key), (p, f, exc_id) in desired.items():
+            status_ = ViolationStatus.EXEMPTED if exc_id else ViolationStatus.OPEN
+            to_create.append(
+                Violation(
+                    policy_id=pid,
+                    policy_name=p.name,
+                    instance_id=instance_id,
+                    rule_key=rule_key,
+                    rule=f.rule[:300],
+                    evidence=f.evidence,
+                    severity=p.severity,
+                    status=status_,
+                    first_detected_at=now,
+                    last_seen_at=now,
+                    exception_id=exc_id,
+                )
+            )
+            if status_ == ViolationStatus.OPEN and p.severity == Severity.CRITICAL:
+                opened_critical.append((p.name, name, f.evidence))
+
+        # Standing of the instance.
+        counts = defaultdict(int)
+        for s in states.values():
+            counts[s] += 1
+        met, applicable = (
+            counts[PolicyState.COMPLIANT],
+            counts[PolicyState.COMPLIANT] + counts[PolicyState.NONCOMPLIANT],
+        )
+        score = round(100 * met / applicable, 1) if applicable else None
+        values = {
+            "met": met,
+            "applicable": applicable,
+            "exempt": counts[PolicyState.EXEMPT],
+            "score": score,
+            "stale": stale,
+            "states": states,
+        }
+        old = standings.get(instance_id)
+        if old is None:
+            standing_new.append(InstanceCompliance(instance_id=instance_id, evaluated_at=now, **values))
+        elif any(old[k] != v for k, v in values.items()) or len(rows) <= REFRESH_LAST_SEEN_UP_TO:
+            standing_changed.append(InstanceCompliance(instance_id=instance_id, evaluated_at=now, **values))
+        old_states = old["states"] if old else {}
+        if full:
+            for pid, s in states.items():
+                policy_absolute[int(pid)][s] += 1
+        elif old_states != states:
+            for pid, s in old_states.items():
+                policy_delta[int(pid)][s] -= 1
+            for pid, s in states.items():
+                policy_delta[int(pid)][s] += 1
+
+    # Writes: only what changed.
+    if new_releases:
+        ReleaseRecord.objects.bulk_create(new_releases, batch_size=2000)
+    for outcome, rec_ids in closed_releases.items():
+        for chunk in _chunks(rec_ids):
+            ReleaseRecord.objects.filter(pk__in=chunk).update(closed_at=now, outcome=outcome)
+    if to_create:
+        # ignore_conflicts: a concurrent evaluation of the same instance may have opened the same row.
+        Violation.objects.bulk_create(to_create, batch_size=2000, ignore_conflicts=True)
+    if to_update:
+        Violation.objects.bulk_update(
+            to_update, ["evidence", "rule", "status", "exception", "last_seen_at"], batch_size=1000
+        )
+    for chunk in _chunks(to_resolve):
+        Violation.objects.filter(pk__in=chunk, status__in=CURRENT_STATUSES).update(
+            status=ViolationStatus.RESOLVED, resolved_at=now
+        )
+    if still_failing and len(rows) <= REFRESH_LAST_SEEN_UP_TO:
+        Violation.objects.filter(pk__in=still_failing).update(last_seen_at=now)
+    if standing_new:
+        InstanceCompliance.objects.bulk_create(standing_new, batch_size=2000, ignore_conflicts=True)
+    if standing_changed:
+        InstanceCompliance.objects.bulk_update(
+            standing_changed,
+            ["met", "applicable", "exempt", "score", "stale", "states", "evaluated_at"],
+            batch_size=1000,
+        )
+    _store_policy_counts(policies, policy_absolute if full else None, policy_delta)
+    if opened_critical:
+        _notify_critical(opened_critical)
+    return {
+        "instances": len(rows),
+        "opened": len(to_create),
+        "updated": len(to_update),
+        "resolved": len(to_resolve),
+        "critical_opened": len(opened_critical),
+    }
+
+
+def _store_policy_counts(policies, absolute, delta) -> None:
+    fields = {
+        PolicyState.COMPLIANT: "compliant",
+        PolicyState.NONCOMPLIANT: "noncompliant",
+        PolicyState.EXEMPT: "exempt",
+        PolicyState.UNKNOWN: "unknown",
+    }
+    enabled = {p.id for p in policies}
+    if absolute is not None:
+        existing = {pc.pk: pc for pc in PolicyCompliance.objects.all()}
+        new, changed = [], []
+        for pid in enabled:
+            values = {fields[s]: absolute.get(pid, {}).get(s, 0) for s in fields}
+            pc = existing.get(pid)
+            if pc is None:
+                new.append(PolicyCompliance(policy_id=pid, **values))
+            elif any(getattr(pc, k) != v for k, v in values.items()):
+                for k, v in values.items():
+                    setattr(pc, k, v)
+                changed.append(pc)
+        PolicyCompliance.objects.bulk_create(new, ignore_conflicts=True)
+        PolicyCompliance.objects.bulk_update(changed, list(fields.values()))
+        PolicyCompliance.objects.exclude(pk__in=enabled).delete()
+        return
+    touched = [pid for pid in delta if pid in enabled and any(delta[pid].values())]
+    if not touched:
+        return
+    PolicyCompliance.objects.bulk_create([PolicyCompliance(policy_id=pid) for pid in touched], ignore_conflicts=True)
+    for pid in touched:
+        changes = {fields[s]: F(fields[s]) + n for s, n in delta[pid].items() if n}
+        PolicyCompliance.objects.filter(pk=pid).update(**changes)
+
+
+def _notify_critical(opened: list[tuple[str, str, str]]) -> None:
+    """Once per opening: each newly opened critical violation is in exactly one notification."""
+    url = reverse("governance:violation_list") + "?severity=critical&status=open"
+    if len(opened) <= NOTIFY_INDIVIDUALLY_UP_TO:
+        for policy_name, instance_name, evidence in opened:
+            notify_admins(
+                title=f"Critical violation on {instance_name}: {policy_name}",
+                body=evidence,
+                url=url,
+                level=NotificationLevel.CRITICAL,
+            )
+        return
+    lines = [f"{i}: {p} — {e}" for p, i, e in opened[:20]]
+    more = f"\n… and {len(opened) - 20} more" if len(opened) > 20 else ""
+    notify_admins(
+        title=f"{len(opened)} critical violations opened",
+        body="\n".join(lines) + more,
+        url=url,
+        level=NotificationLevel.CRITICAL,
+    )
+
+
+def evaluate_instance(*, instance_id: int, now=None) -> dict:
+    """Incremental evaluation after a heartbeat changed one instance's state (or its groups/tags)."""
+    return evaluate_instances(instance_ids=[instance_id], now=now)
+
+
+def evaluate_fleet(*, now=None) -> dict:
+    return evaluate_instances(instance_ids=None, now=now)
+
+
+def evaluate_policy_scope(*, policy_id: int | None, previous_instance_ids: list[int] | None = None, now=None) -> dict:
+    """Re-evaluate the instances a policy change concerns: its scope now, plus those it covered before."""
+    ids = set(previous_instance_ids or ())
+    policy = Policy.objects.filter(pk=policy_id).first() if policy_id else None
+    if policy is not None:
+        scope = policy.scope
+        if scope.kind == ScopeKind.ALL:
+            return evaluate_fleet(now=now)
+        ids |= set(instances_in_scope(scope).values_list("pk", flat=True))
+    if policy_id:
+        current = Violation.objects.filter(policy_id=policy_id, status__in=CURRENT_STATUSES)
+        ids |= set(current.values_list("instance_id", flat=True))
+    if not ids:
+        return {"instances": 0, "opened": 0, "updated": 0, "resolved": 0, "critical_opened": 0}
+    return evaluate_instances(instance_ids=sorted(ids), now=now)
+
+
+def _enqueue_scope_evaluation(policy_id: int | None, previous: list[int] | None) -> None:
+    """After commit, re-evaluate a policy's scope plus `previous` instances; previous=None: the whole fleet."""
+    from .tasks import evaluate_fleet_task, evaluate_policy_scope_task
+
+    if previous is None:
+        transaction.on_commit(lambda: evaluate_fleet_task.delay())
+    else:
+        transaction.on_commit(lambda: evaluate_policy_scope_task.delay(policy_id, previous))
+
+
+def _scope_instance_ids(scope: Scope | None) -> list[int] | None:
+    """The instances a scope covers now; None for the whole fleet (no list to carry around)."""
+    if scope is None:
+        return []
+    if scope.kind == ScopeKind.ALL:
+        return None
+    return list(instances_in_scope(scope).values_list("pk", flat=True))
+
+
+# --- Policies ---------------------------------------------------------------------------------
+
+
+def _clean_rules(policy_type: str, rules) -> dict:
+    try:
+        return evaluators.validate_rules(policy_type, rules)
+    except evaluators.RuleError as exc:
+        raise ApplicationError(str(exc), extra={"field": "rules"}) from exc
+
+
+def _scopes_overlap(a: Scope, b: Scope) -> bool:
+    decided = a.overlaps(b)
+    if decided is not None:
+        return decided
+    return instances_in_scope(a).filter(pk__in=instances_in_scope(b).values("pk")).exists()
+
+
+def policy_conflicts(*, policy_type: str, rules: dict, scope: Scope, exclude_id: int | None = None) -> list[str]:
+    """Why this policy cannot coexist with the enabled ones: an app required by one and blocked by another."""
+    if policy_type not in (PolicyType.REQUIRED_APPS, PolicyType.BLOCKED_APPS):
+        return []
+    other_type = PolicyType.BLOCKED_APPS if policy_type == PolicyType.REQUIRED_APPS else PolicyType.REQUIRED_APPS
+    others = Policy.objects.filter(enabled=True, policy_type=other_type).exclude(pk=exclude_id)
+    messages = []
+    for other in others.prefetch_related("scope_groups", "scope_instances"):
+        required, blocked = (rules, other.rules) if policy_type == PolicyType.REQUIRED_APPS else (other.rules, rules)
+        pairs = evaluators.conflicting_apps(required, blocked)
+        if not pairs or not _scopes_overlap(scope, other.scope):
+            continue
+        for app, pattern in pairs:
+            if policy_type == PolicyType.REQUIRED_APPS:
+                messages.append(
+                    f"{app} would be required by this policy but is blocked by policy '{other.name}' "
+                    f"(pattern {pattern}) over overlapping scopes."
+                )
+            else:
+                messages.append(
+                    f"{app} is required by policy '{other.name}' but would be blocked by this policy "
+                    f"(pattern {pattern}) over overlapping scopes."
+                )
+    return messages
+
+
+def _check_conflicts(*, name: str, policy_type: str, rules: dict, scope: Scope, exclude_id=None) -> None:
+    messages = policy_conflicts(policy_type=policy_type, rules=rules, scope=scope, exclude_id=exclude_id)
+    if messages:
+        raise ApplicationError(
+            f"Policy '{name}' conflicts with another policy: " + " ".join(messages), extra={"code": "policy_conflict"}
+        )
+
+
+def _check_name(name: str, exclude_id=None) -> str:
+    name = (name or "").strip()
+    if not name:
+        raise ApplicationError("Give the policy a name.", extra={"field": "name"})
+    if Policy.objects.filter(name__iexact=name).exclude(pk=exclude_id).exists():
+        raise ApplicationError(f"A policy named '{name}' already exists.", extra={"field": "name"})
+    return name
+
+
+@transaction.atomic
+def policy_create(
+    *, actor, name: str, policy_type: str, rules: dict, scope: Scope, description: str = "", enabled: bool = True
+) -> Policy:
+    """Create a policy; its scope is evaluated after commit."""
+    name = _check_name(name)
+    clean = _clean_rules(policy_type, rules)
+    if enabled:
+        _check_conflicts(name=name, policy_type=policy_type, rules=clean, scope=scope)
+    policy = Policy.objects.create(
+        name=name,
+        description=description,
+        policy_type=policy_type,
+        rules=clean,
+        enabled=enabled,
+        created_by=actor if getattr(actor, "pk", None) else None,
+    )
+    scope_apply(policy, scope)
+    policy.save()  # bump `updated` after the scope is stored: evaluation caches key on it
+    audit_log(
+        actor=actor,
+        action="policy.create",
+        obj=policy,
+        details={"type": policy_type, "rules": clean, "enabled": enabled},
+    )
+    _enqueue_scope_evaluation(policy.pk, [])
+    return policy
+
+
+@transaction.atomic
+def policy_update(
+    *, actor, policy: Policy, name: str, rules: dict, scope: Scope, description: str = "", enabled: bool | None = None
+) -> Policy:
+    """Change a policy's name, rules, scope (its type is fixed). Old and new scope are re-evaluated."""
+    policy = Policy.objects.select_for_update().get(pk=policy.pk)
+    name = _check_name(name, exclude_id=policy.pk)
+    clean = _clean_rules(policy.policy_type, rules)
+    enabled = policy.enabled if enabled is None else enabled
+    if enabled:
+        _check_conflicts(name=name, policy_type=policy.policy_type, rules=clean, scope=scope, exclude_id=policy.pk)
+    previous = _scope_instance_ids(policy.scope)
+    before = {"name": policy.name, "rules": policy.rules, "scope": policy.scope_label, "enabled": policy.enabled}
+    policy.name, policy.description, policy.rules, policy.enabled = name, description, clean, enabled
+    policy.save()
+    scope_apply(policy, scope)
+    policy.save()
+    audit_log(
+        actor=actor, action="policy.update", obj=policy, details={"before": before, "rules": clean, "enabled": enabled}
+    )
+    _enqueue_scope_evaluation(policy.pk, previous)
+    return policy
+
+
+@transaction.atomic
+def policy_set_enabled(*, actor, policy: Policy, enabled: bool) -> Policy:
+    policy = Policy.objects.select_for_update().get(pk=policy.pk)
+    if policy.enabled == enabled:
+        return policy
+    if enabled:
+        _check_conflicts(
+            name=policy.name,
+            policy_type=policy.policy_type,
+            rules=policy.rules,
+            scope=policy.scope,
+            exclude_id=policy.pk,
+        )
+    policy.enabled = enabled
+    policy.save()
+    audit_log(actor=actor, action="policy.enable" if enabled else "policy.disable", obj=policy)
+    _enqueue_scope_evaluation(policy.pk, [])
+    return policy
+
+
+def policy_enable(*, actor, policy: Policy) -> Policy:
+    return policy_set_enabled(actor=actor, policy=policy, enabled=True)
+
+
+def policy_disable(*, actor, policy: Policy) -> Policy:
+    return policy_set_enabled(actor=actor, policy=policy, enabled=False)
+
+
+@transaction.atomic
+def policy_delete(*, actor, policy: Policy) -> None:
+    """Delete a policy. Its current violations are resolved (kept as history); its scope is re-scored."""
+    previous = _scope_instance_ids(policy.scope)
+    now = timezone.now()
+    affected = set(
+        Violation.objects.filter(policy=policy, status__in=CURRENT_STATUSES).values_list("instance_id", flat=True)
+    )
+    Violation.objects.filter(policy=policy, status__in=CURRENT_STATUSES).update(
+        status=ViolationStatus.RESOLVED, resolved_at=now
+    )
+    audit_log(
+        actor=actor, action="policy.delete", obj=policy, details={"type": policy.policy_type, "rules": policy.rules}
+    )
+    policy.delete()
+    _enqueue_scope_evaluation(None, None if previous is None else sorted(set(previous) | affected))
+
+
+def policy_preview(
+    *, policy_type: str, rules: dict, scope: Scope, exclude_id: int | None = None, now=None, limit: int = 50
+) -> dict:
+    """Which instances a policy would cover and which would violate it, without saving anything."""
+    now = now or timezone.now()
+    clean = _clean_rules(policy_type, rules)
+    checker = evaluators.Checker(policy_type, clean)
+    rows = list(
+        instances_in_scope(scope)
+        .order_by("name")
+        .values_list("id", "name", "status", "last_seen_at", "os_version", "apps", "settings", "updates")
+    )
+    pending = defaultdict(dict)
+    if policy_type == PolicyType.UPDATE_RULES:
+        records = ReleaseRecord.objects.filter(closed_at__isnull=True, instance_id__in=[r[0] for r in rows])
+        for iid, kind, name, released in records.values_list("instance_id", "kind", "name", "released_at"):
+            key = evaluators.target_key(kind, name)
+            if key not in pending[iid] or released < pending[iid][key]:
+                pending[iid][key] = released
+    violating, compliant, unknown = [], 0, 0
+    for iid, name, status, last_seen_at, os_version, apps, settings_, updates in rows:
+        if _is_stale(status, last_seen_at, now):
+            unknown += 1
+            continue
+        facts = evaluators.Facts({"os_version": os_version, "apps": apps, "settings": settings_, "updates": updates})
+        failures = checker.check(facts, now, pending.get(iid))
+        if failures:
+            violating.append({"id": iid, "name": name, "failures": [f.__dict__ for f in failures]})
+        else:
+            compliant += 1
+    return {
+        "in_scope": len(rows),
+        "violating": len(violating),
+        "compliant": compliant,
+        "unknown": unknown,
+        "severity": SEVERITY_BY_TYPE[policy_type],
+        "instances": violating[:limit],
+        "rules": clean,
+        "conflicts": policy_conflicts(policy_type=policy_type, rules=clean, scope=scope, exclude_id=exclude_id),
+    }
+
+
+# --- Exceptions (waivers) ---------------------------------------------------------------------
+
+
+@transaction.atomic
+def exception_create(
+    *, actor, policy: Policy, scope: Scope, justification: str, expires_at, rule_key: str = "", now=None
+) -> PolicyException:
+    """Exempt part of the fleet from a policy (or one of its rules) until `expires_at`. Audit-logged."""
+    now = now or timezone.now()
+    justification = (justification or "").strip()
+    if len(justification) < 10:
+        raise ApplicationError(
+            "Explain why the exception is needed (at least 10 characters).", extra={"field": "justification"}
+        )
+    if expires_at is None:
+        raise ApplicationError("An exception needs an expiry date.", extra={"field": "expires_at"})
+    if expires_at <= now:
+        raise ApplicationError("The expiry must be in the future.", extra={"field": "expires_at"})
+    if rule_key:
+        known = dict(evaluators.rule_keys(policy.policy_type, policy.rules))
+        if rule_key not in known:
+            raise ApplicationError(
+                f"Policy '{policy.name}' has no rule '{rule_key}'; its rules are: {', '.join(known)}.",
+                extra={"field": "rule_key"},
+            )
+    exception = PolicyException.objects.create(
+        policy=policy,
+        rule_key=rule_key,
+        justification=justification,
+        expires_at=expires_at,
+        created_by=actor if getattr(actor, "pk", None) else None,
+    )
+    scope_apply(exception, scope)
+    audit_log(
+        actor=actor,
+        action="policy_exception.create",
+        obj=exception,
+        details={
+            "policy": policy.name,
+            "rule_key": rule_key,
+            "scope": exception.scope_label,
+            "expires_at": expires_at.isoformat(),
+            "justification": justification,
+        },
+    )
+    _enqueue_scope_evaluation(None, _scope_instance_ids(scope))
+    return exception
+
+
+@transaction.atomic
+def exception_revoke(*, actor, exception: PolicyException) -> PolicyException:
+    exception = PolicyException.objects.select_for_update().get(pk=exception.pk)
+    if exception.revoked_at:
+        raise ApplicationError("This exception is already revoked.")
+    now = timezone.now()
+    if exception.expires_at <= now:
+        raise ApplicationError("This exception has already expired.")
+    exception.revoked_at = now
+    exception.revoked_by = actor if getattr(actor, "pk", None) else None
+    exception.save(update_fields=["revoked_at", "revoked_by"])
+    audit_log(actor=actor, action="policy_exception.revoke", obj=exception, details={"policy": exception.policy.name})
+    _enqueue_scope_evaluation(None, _scope_instance_ids(exception.scope))
+    return exception
+
+
+@transaction.atomic
+def exceptions_expire(*, now=None) -> list[int]:
+    """Exceptions whose expiry passed: audit once and re-evaluate their scope (re-opening what they exempted)."""
+    now = now or timezone.now()
+    due = list(
+        PolicyException.objects.filter(revoked_at__isnull=True, expires_at__lte=now, expiry_processed_at__isnull=True)
+        .select_related("policy")
+        .prefetch_related("scope_groups", "scope_instances")
+    )
+    instance_ids: set[int] = set()
+    whole_fleet = False
+    for exception in due:
+        won = PolicyException.objects.filter(pk=exception.pk, expiry_processed_at__isnull=True).update(
+            expiry_processed_at=now
+        )
+        if not won:
+            continue
+        audit_log(
+            actor=None, action="policy_exception.expire", obj=exception, details={"policy": exception.policy.name}
+        )
+        ids = _scope_instance_ids(exception.scope)
+        if ids is None:
+            whole_fleet = True
+        else:
+            instance_ids |= set(ids)
+    if whole_fleet:
+        evaluate_fleet(now=now)
+    elif instance_ids:
+        evaluate_instances(instance_ids=sorted(instance_ids), now=now)
+    return [e.pk for e in due]
+
+
+def evaluate_time_based(*, now=None) -> dict:
+    """Beat: expire exceptions, then sweep the fleet (update deadlines passing, instances going stale)."""
+    now = now or timezone.now()
+    exceptions_expire(now=now)
+    return evaluate_fleet(now=now)
+
+
+# --- Snapshots --------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def compliance_snapshot_take(*, day: date_cls | None = None) -> dict:
+    """Record today's fleet, group and policy scores, and every instance's standing. Re-running replaces the day."""
+    day = day or timezone.localdate()
+    ComplianceSnapshot.objects.filter(date=day).delete()
+    InstanceSnapshot.objects.filter(date=day).delete()
+    scored = InstanceCompliance.objects.filter(score__isnull=False)
+    fleet = scored.aggregate(avg=Avg("score"), n=Count("pk"))
+    rows = [
+        ComplianceSnapshot(
+            date=day, kind=SnapshotKind.FLEET, label="Fleet", score=_round(fleet["avg"]), instances=fleet["n"]
+        )
+    ]
+    for group_id, name, avg, n in (
+        scored.filter(instance__groups__isnull=False)
+        .values_list("instance__groups", "instance__groups__name")
+        .annotate(avg=Avg("score"), n=Count("pk"))
+        .order_by()
+    ):
+        rows.append(
+            ComplianceSnapshot(
+                date=day, kind=SnapshotKind.GROUP, group_id=group_id, label=name, score=_round(avg), instances=n
+            )
+        )
+    for pc in PolicyCompliance.objects.select_related("policy"):
+        rows.append(
+            ComplianceSnapshot(
+                date=day,
+                kind=SnapshotKind.POLICY,
+                policy_id=pc.policy_id,
+                label=pc.policy.name,
+                score=pc.score,
+                instances=pc.applicable,
+            )
+        )
+    ComplianceSnapshot.objects.bulk_create(rows)
+    per_instance = [
+        InstanceSnapshot(
+            date=day,
+            instance_id=c["instance_id"],
+            score=c["score"],
+            met=c["met"],
+            applicable=c["applicable"],
+            stale=c["stale"],
+            failing_policy_ids=sorted(int(pid) for pid, s in c["states"].items() if s == PolicyState.NONCOMPLIANT),
+        )
+        for c in InstanceCompliance.objects.values("instance_id", "score", "met", "applicable", "stale", "states")
+    ]
+    InstanceSnapshot.objects.bulk_create(per_instance, batch_size=2000)
+    return {"date": day.isoformat(), "fleet": rows[0].score, "groups": len(rows) - 1, "instances": len(per_instance)}
+
+
+def _round(value):
+    return round(value, 1) if value is not None else None
+
+
+def policy_get(pk: int) -> Policy:
+    try:
+        return Policy.objects.get(pk=pk)
+    except Policy.DoesNotExist:
+        raise NotFoundError("No such policy.")
