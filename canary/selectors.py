@@ -21,6 +21,7 @@ def canary_list(*, queryset: QuerySet | None = None) -> QuerySet:
             excluded_count=Count("targets", filter=Q(targets__excluded=True, targets__role=TargetRole.CANARY)),
             rollout_count=Count("targets", filter=Q(targets__role=TargetRole.ROLLOUT)),
         )
+        .order_by("-created", "-id")  # GROUP BY queries ignore Meta.ordering
     )
 
 

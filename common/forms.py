@@ -55,7 +55,9 @@ def style_form(form, *, small: bool = False):
     for field in form.fields.values():
         widget = field.widget
         input_type = getattr(widget, "input_type", None)
-        if input_type in ("checkbox", "radio"):
+        if input_type == "radio":
+            continue  # Django puts a widget's class on the radio group's container too; app.css styles them
+        if input_type == "checkbox":
             css = "form-check-input"
         elif isinstance(widget, forms.Select | forms.SelectMultiple) and not isinstance(widget, forms.RadioSelect):
             css = f"form-select form-select{size}" if small else "form-select"

@@ -4,6 +4,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse, reverse_lazy
 from django.utils.cache import patch_vary_headers
+from django.utils.functional import cached_property
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views import View
 from django.views.generic import FormView, ListView, TemplateView
@@ -90,11 +91,14 @@ class HtmxPartialMixin:
 class ServiceActionView(RoleRequiredMixin, View):
     """POST-only action on one object (revoke, revert, mark read): GET shows a confirmation page.
 
-    Subclasses set `model`, `write_role`, `confirm_title`/`confirm_text` and implement `act(obj)`,
+    Subclasses set `model`, `required_role`/`write_role`, `confirm_title`/`confirm_text`, implement `act(obj)`,
     returning the flash message (or a response). ApplicationError becomes an error message.
     """
 
     model = None
+    # Even the confirmation page needs the role that may act.
+    required_role = Role.ADMIN
+    write_role = Role.ADMIN
     confirm_template = "common/confirm.html"
     confirm_title = "Are you sure?"
     confirm_text = ""
@@ -111,13 +115,14 @@ class ServiceActionView(RoleRequiredMixin, View):
         return obj.get_absolute_url()
 
     def get(self, request, *args, **kwargs):
-        # Showing the confirmation already needs the role that may act.
-        if not request.user.has_role(self.write_role):
-            raise PermissionDenied(f"This needs the {Role(self.write_role).label} role.")
         obj = self.get_object()
         context = {
-            "object": obj, "title": self.confirm_title, "text": self.confirm_text.format(obj=obj),
-            "button": self.confirm_button, "danger": self.danger, "cancel_url": self.get_cancel_url(obj),
+            "object": obj,
+            "title": self.confirm_title,
+            "text": self.confirm_text.format(obj=obj),
+            "button": self.confirm_button,
+            "danger": self.danger,
+            "cancel_url": self.get_cancel_url(obj),
         }
         return render(request, self.confirm_template, context)
 
@@ -151,6 +156,7 @@ class PlaceholderView(RoleRequiredMixin, TemplateView):
 
 
 class UserListView(RoleRequiredMixin, ListView):
+    required_role = Role.ADMIN  # the user directory is for administrators, like GET /api/users
     template_name = "common/user_list.html"
     context_object_name = "users"
     paginate_by = 50
@@ -168,7 +174,10 @@ class UserCreateView(RoleRequiredMixin, ServiceFormMixin, FormView):
     def perform(self, form):
         data = form.cleaned_data
         user = services.user_create(
-            actor=self.request.user, username=data["username"], email=data["email"], role=data["role"],
+            actor=self.request.user,
+            username=data["username"],
+            email=data["email"],
+            role=data["role"],
             password=data["password"],
         )
         messages.success(self.request, f"User {user.username} created with the {user.get_role_display()} role.")
@@ -181,9 +190,9 @@ class UserUpdateView(RoleRequiredMixin, ServiceFormMixin, FormView):
     form_class = UserUpdateForm
     success_url = reverse_lazy("common:user_list")
 
-    def dispatch(self, request, *args, **kwargs):
-        self.target = get_object_or_404(User, pk=kwargs["pk"])
-        return super().dispatch(request, *args, **kwargs)
+    @cached_property
+    def target(self):  # loaded after the role check
+        return get_object_or_404(User, pk=self.kwargs["pk"])
 
     def get_form_kwargs(self):
         return {**super().get_form_kwargs(), "user": self.target, "actor": self.request.user}

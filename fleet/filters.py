@@ -56,11 +56,11 @@ class CommandRunFilterSet(django_filters.FilterSet):
 
 
 class AuditFilterSet(django_filters.FilterSet):
-    actor = django_filters.CharFilter(field_name="actor_label", lookup_expr="icontains")
-    action = django_filters.CharFilter(lookup_expr="startswith")
-    object_type = django_filters.CharFilter()
-    since = django_filters.IsoDateTimeFilter(field_name="created", lookup_expr="gte")
-    until = django_filters.IsoDateTimeFilter(field_name="created", lookup_expr="lte")
+    actor = django_filters.CharFilter(field_name="actor_label", lookup_expr="icontains", label="Who")
+    action = django_filters.CharFilter(lookup_expr="startswith", label="Action (e.g. command.)")
+    object_type = django_filters.CharFilter(label="Object type (e.g. fleet.instance)")
+    since = django_filters.IsoDateTimeFilter(field_name="created", lookup_expr="gte", label="From (ISO time)")
+    until = django_filters.IsoDateTimeFilter(field_name="created", lookup_expr="lte", label="Until (ISO time)")
 
     class Meta:
         model = AuditEntry

@@ -1,6 +1,7 @@
 import re
 
 from django import forms
+from django.conf import settings
 
 from common.exceptions import ApplicationError
 
@@ -16,14 +17,20 @@ class ScopeFormMixin(forms.Form):
     Use `form.cleaned_data["scope"]` (a fleet.scopes.Scope) after validation.
     """
 
-    scope_kind = forms.ChoiceField(label="Scope", choices=ScopeKind.choices, initial=ScopeKind.ALL, widget=forms.RadioSelect)
+    scope_kind = forms.ChoiceField(
+        label="Scope", choices=ScopeKind.choices, initial=ScopeKind.ALL, widget=forms.RadioSelect
+    )
     scope_groups = forms.ModelMultipleChoiceField(label="Groups", queryset=Group.objects.all(), required=False)
     scope_tags = forms.CharField(
-        label="Tag filter", required=False, help_text="key=value pairs, comma separated; all must match",
+        label="Tag filter",
+        required=False,
+        help_text="key=value pairs, comma separated; all must match",
         widget=forms.TextInput(attrs={"placeholder": "env=production, role=web"}),
     )
     scope_instances = forms.ModelMultipleChoiceField(
-        label="Instances", queryset=Instance.objects.all(), required=False,
+        label="Instances",
+        queryset=Instance.objects.all(),
+        required=False,
         widget=forms.SelectMultiple(attrs={"size": 8}),
     )
 
@@ -33,7 +40,9 @@ class ScopeFormMixin(forms.Form):
         if kind:
             try:
                 cleaned["scope"] = scope_from_input(
-                    kind=kind, groups=cleaned.get("scope_groups") or (), tags=cleaned.get("scope_tags") or "",
+                    kind=kind,
+                    groups=cleaned.get("scope_groups") or (),
+                    tags=cleaned.get("scope_tags") or "",
                     instances=cleaned.get("scope_instances") or (),
                 )
             except ApplicationError as exc:
@@ -74,7 +83,8 @@ class InstanceEditForm(forms.Form):
         queryset=Group.objects.all(), required=False, widget=forms.SelectMultiple(attrs={"size": 6})
     )
     tags = forms.CharField(
-        required=False, help_text="key=value pairs, comma separated",
+        required=False,
+        help_text="key=value pairs, comma separated",
         widget=forms.TextInput(attrs={"placeholder": "env=production, role=web"}),
     )
 
@@ -93,25 +103,33 @@ class GroupForm(forms.Form):
 class RegistrationTokenForm(forms.Form):
     ONE_TIME, MULTI_USE = "one_time", "multi_use"
 
-    name = forms.CharField(max_length=100, help_text="What the token is for, e.g. \"web rollout March\"")
+    name = forms.CharField(max_length=100, help_text='What the token is for, e.g. "web rollout March"')
     usage = forms.ChoiceField(
-        label="Usage", choices=[(ONE_TIME, "One-time (a single registration)"), (MULTI_USE, "Multi-use")],
-        initial=ONE_TIME, widget=forms.RadioSelect,
+        label="Usage",
+        choices=[(ONE_TIME, "One-time (a single registration)"), (MULTI_USE, "Multi-use")],
+        initial=ONE_TIME,
+        widget=forms.RadioSelect,
     )
     max_uses = forms.IntegerField(
         label="Usage limit", required=False, min_value=1, help_text="Multi-use only; empty for unlimited"
     )
     expires_at = forms.DateTimeField(
-        label="Expires", required=False, help_text="Empty for no expiry",
+        label="Expires",
+        required=False,
+        help_text=f"In the panel's time zone ({settings.TIME_ZONE}); empty for no expiry",
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
         input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M", "%Y-%m-%d"],
     )
     groups = forms.ModelMultipleChoiceField(
-        label="Groups to assign", queryset=Group.objects.all(), required=False,
+        label="Groups to assign",
+        queryset=Group.objects.all(),
+        required=False,
         widget=forms.SelectMultiple(attrs={"size": 5}),
     )
     tags = forms.CharField(
-        label="Tags to assign", required=False, help_text="key=value pairs, comma separated",
+        label="Tags to assign",
+        required=False,
+        help_text="key=value pairs, comma separated",
         widget=forms.TextInput(attrs={"placeholder": "env=production"}),
     )
 
@@ -142,18 +160,25 @@ class CommandForm(ScopeFormMixin):
     """New command: type, the parameters that type takes, and the target."""
 
     kind = forms.ChoiceField(label="Command", choices=CommandType.choices)
-    app = forms.CharField(label="App", required=False, widget=forms.TextInput(attrs={"placeholder": "monitoring-agent"}))
+    app = forms.CharField(
+        label="App", required=False, widget=forms.TextInput(attrs={"placeholder": "monitoring-agent"})
+    )
     version = forms.CharField(
-        label="Version", required=False, help_text="Optional for install; required for app and OS updates",
+        label="Version",
+        required=False,
+        help_text="Optional for install; required for app and OS updates",
         widget=forms.TextInput(attrs={"placeholder": "1.4.2"}),
     )
     config_values = forms.CharField(
-        label="Settings to set", required=False,
+        label="Settings to set",
+        required=False,
         help_text="One key=value per line; true/false become booleans, whole numbers integers",
         widget=forms.Textarea(attrs={"rows": 4, "placeholder": "ssh.password_auth=false\nntp.server=pool.ntp.org"}),
     )
     config_unset = forms.CharField(
-        label="Settings to remove", required=False, help_text="One key per line",
+        label="Settings to remove",
+        required=False,
+        help_text="One key per line",
         widget=forms.Textarea(attrs={"rows": 2, "placeholder": "legacy.option"}),
     )
     description = forms.CharField(label="Note", required=False, max_length=200)
@@ -194,7 +219,9 @@ class ScopeForm(ScopeFormMixin):
 
 class LicenseUploadForm(forms.Form):
     text = forms.CharField(
-        label="License text", required=False, widget=forms.Textarea(attrs={"rows": 4, "class": "mono"}),
+        label="License text",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 4, "class": "mono"}),
         help_text="Paste the license, or choose the license file below",
     )
     file = forms.FileField(label="License file", required=False)

@@ -204,8 +204,11 @@ def agent_authenticate(credential: str) -> Instance | None:
     except (AttributeError, ValueError):
         return None
     # The reported state is not needed to authenticate; it loads lazily if a caller reads it.
-    instance = Instance.objects.filter(agent_key_id=key_id).defer("apps", "settings", "updates").first()
-    if instance is None or not hmac.compare_digest(instance.agent_secret_hash, _hash(secret)):
+    try:
+        instance = Instance.objects.defer("apps", "settings", "updates").get(agent_key_id=key_id)
+    except Instance.DoesNotExist:
+        return None
+    if not hmac.compare_digest(instance.agent_secret_hash, _hash(secret)):
         return None
     return instance
 
@@ -259,10 +262,11 @@ def heartbeat_record(*, instance: Instance, state: dict, agent_version: str = ""
     if agent_version and agent_version != instance.agent_version:
         fields["agent_version"] = agent_version
     came_back = instance.status != InstanceStatus.ONLINE
-    with transaction.atomic():
-        Instance.objects.filter(pk=instance.pk).update(**fields)
-        if changed or came_back:
-            transaction.on_commit(lambda: instance_state_changed.send(sender=Instance, instance_id=instance.pk))
+    # One UPDATE is atomic on its own: no transaction block, so autocommit spares the BEGIN/COMMIT
+    # round trips on the hottest path. on_commit runs at once in autocommit, or after an outer commit.
+    Instance.objects.filter(pk=instance.pk).update(**fields)
+    if changed or came_back:
+        transaction.on_commit(lambda: instance_state_changed.send(sender=Instance, instance_id=instance.pk))
     for key, value in fields.items():
         setattr(instance, key, value)
     return changed

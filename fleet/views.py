@@ -5,6 +5,7 @@ from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import NoReverseMatch, reverse, reverse_lazy
 from django.utils.dateparse import parse_datetime
+from django.utils.functional import cached_property
 from django.views.generic import DetailView, FormView, ListView, TemplateView
 
 from common.choices import Role
@@ -77,7 +78,7 @@ class DashboardView(HtmxPartialMixin, RoleRequiredMixin, TemplateView):
         os_counts = selectors.os_version_counts()
         context = super().get_context_data(
             summary=summary,
-            recent_commands=selectors.command_list()[:8],
+            recent_commands=selectors.command_list().order_by("-created", "-id")[:8],
             recently_offline=selectors.instances_recently_offline(),
             status_chart=status_chart(summary),
             os_chart=os_chart(os_counts[:12]),
@@ -136,9 +137,9 @@ class ServerEditView(RoleRequiredMixin, ServiceFormMixin, FormView):
     template_name = "fleet/server_form.html"
     form_class = InstanceEditForm
 
-    def dispatch(self, request, *args, **kwargs):
-        self.instance = get_object_or_404(Instance, pk=kwargs["pk"])
-        return super().dispatch(request, *args, **kwargs)
+    @cached_property
+    def instance(self):  # loaded after the role check: a viewer gets 403, not a hint whether it exists
+        return get_object_or_404(Instance, pk=self.kwargs["pk"])
 
     def get_initial(self):
         return {
@@ -153,8 +154,11 @@ class ServerEditView(RoleRequiredMixin, ServiceFormMixin, FormView):
     def perform(self, form):
         data = form.cleaned_data
         services.instance_update(
-            actor=self.request.user, instance=self.instance, address=data["address"].strip(),
-            groups=list(data["groups"]), tags=data["tags"],
+            actor=self.request.user,
+            instance=self.instance,
+            address=data["address"].strip(),
+            groups=list(data["groups"]),
+            tags=data["tags"],
         )
         messages.success(self.request, f"{self.instance.name} updated.")
         return redirect(self.instance)
@@ -217,9 +221,9 @@ class GroupCreateView(RoleRequiredMixin, ServiceFormMixin, FormView):
 
 
 class GroupUpdateView(GroupCreateView):
-    def dispatch(self, request, *args, **kwargs):
-        self.group = get_object_or_404(Group, pk=kwargs["pk"])
-        return super().dispatch(request, *args, **kwargs)
+    @cached_property
+    def group(self):
+        return get_object_or_404(Group, pk=self.kwargs["pk"])
 
     def get_initial(self):
         return {"name": self.group.name, "description": self.group.description}
@@ -271,14 +275,20 @@ class TokenCreateView(RoleRequiredMixin, ServiceFormMixin, FormView):
     def perform(self, form):
         data = form.cleaned_data
         token, plaintext = services.registration_token_create(
-            actor=self.request.user, name=data["name"], max_uses=data["max_uses"], expires_at=data["expires_at"],
-            groups=list(data["groups"]), tags=data["tags"],
+            actor=self.request.user,
+            name=data["name"],
+            max_uses=data["max_uses"],
+            expires_at=data["expires_at"],
+            groups=list(data["groups"]),
+            tags=data["tags"],
         )
         messages.success(self.request, f"Registration token {token.name} created. Copy it now: it is not shown again.")
         # The plaintext exists only in this response: never stored, never in a URL, not cached.
         context = {
-            "token": token, "plaintext": plaintext,
+            "token": token,
+            "plaintext": plaintext,
             "panel_url": self.request.build_absolute_uri("/").rstrip("/"),
+            "register_url": self.request.build_absolute_uri(reverse("agent:register")),
         }
         response = render(self.request, "fleet/token_created.html", context)
         response["Cache-Control"] = "no-store"
@@ -325,7 +335,9 @@ class CommandListView(HtmxPartialMixin, RoleRequiredMixin, ListView):
     def get_queryset(self):
         self.filterset = CommandFilterSet(self.request.GET or None, queryset=Command.objects.all())
         # Filter by id so the run counts cover all of a command's runs, not only the filtered instance's.
-        return selectors.command_list(queryset=Command.objects.filter(pk__in=self.filterset.qs.values("pk")))
+        matching = Command.objects.filter(pk__in=self.filterset.qs.values("pk"))
+        # Aggregating queries ignore Meta.ordering: order explicitly (newest first).
+        return selectors.command_list(queryset=matching).order_by("-created", "-id")
 
     def get_context_data(self, **kwargs):
         filtered = any(v for k, v in self.request.GET.items() if k != "page")
@@ -351,7 +363,10 @@ class CommandCreateView(RoleRequiredMixin, ServiceFormMixin, FormView):
     def perform(self, form):
         data = form.cleaned_data
         command = services.command_create(
-            actor=self.request.user, kind=data["kind"], params=form.command_params(), scope=data["scope"],
+            actor=self.request.user,
+            kind=data["kind"],
+            params=form.command_params(),
+            scope=data["scope"],
             description=data["description"],
         )
         runs = command.runs.count()
@@ -409,7 +424,7 @@ class RunDetailView(RoleRequiredMixin, DetailView):
 
 
 class RunRevertView(ServiceActionView):
-    write_role = Role.OPERATOR
+    required_role = write_role = Role.OPERATOR
     danger = False
     confirm_title = "Revert this change"
     confirm_button = "Queue the revert"
@@ -417,7 +432,9 @@ class RunRevertView(ServiceActionView):
 
     def get_object(self):
         return get_object_or_404(
-            CommandRun.objects.select_related("command", "instance"), pk=self.kwargs["pk"], command_id=self.kwargs["command_pk"]
+            CommandRun.objects.select_related("command", "instance"),
+            pk=self.kwargs["pk"],
+            command_id=self.kwargs["command_pk"],
         )
 
     def get_cancel_url(self, obj):
@@ -425,7 +442,9 @@ class RunRevertView(ServiceActionView):
 
     def act(self, run):
         if run.status != RunStatus.COMPLETED:
-            raise ApplicationError(f"Only a completed run can be reverted; this one is {run.get_status_display().lower()}.")
+            raise ApplicationError(
+                f"Only a completed run can be reverted; this one is {run.get_status_display().lower()}."
+            )
         revert = services.command_run_revert(actor=self.request.user, run=run)
         if revert is None:
             raise ApplicationError("This run changed nothing that can be reverted (for example a restart).")
@@ -456,7 +475,8 @@ class LicenseView(RoleRequiredMixin, ServiceFormMixin, FormView):
     def perform(self, form):
         record = services.license_upload(actor=self.request.user, text=form.cleaned_data["text"])
         messages.success(
-            self.request, f"License installed: {record.plan.title()} plan for {record.customer or 'unnamed customer'}, "
+            self.request,
+            f"License installed: {record.plan.title()} plan for {record.customer or 'unnamed customer'}, "
             f"valid until {record.expires_at:%Y-%m-%d}.",
         )
         return redirect(self.success_url)
@@ -476,4 +496,3 @@ class AuditListView(RoleRequiredMixin, ListView):
     def get_context_data(self, **kwargs):
         filtered = any(v for k, v in self.request.GET.items() if k != "page")
         return super().get_context_data(filter=self.filterset, filtered=filtered, **kwargs)
-

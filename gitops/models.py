@@ -27,7 +27,9 @@ class Repository(models.Model):
     url = models.CharField(max_length=500, help_text="ssh://user@host:port/path or git@host:path")
     branch = models.CharField(max_length=200, default="main")
     sync_interval = models.PositiveIntegerField(default=300, help_text="Seconds between syncs")
-    conflict_strategy = models.CharField(max_length=16, choices=ConflictStrategy.choices, default=ConflictStrategy.MANUAL)
+    conflict_strategy = models.CharField(
+        max_length=16, choices=ConflictStrategy.choices, default=ConflictStrategy.MANUAL
+    )
     auth_method = models.CharField(max_length=16, choices=AuthMethod.choices, default=AuthMethod.GENERATED)
     private_key_encrypted = models.TextField(editable=False)
     public_key = models.TextField(editable=False, help_text="OpenSSH public key, for use as a deploy key")
@@ -38,7 +40,9 @@ class Repository(models.Model):
     pending_host_key = models.TextField(blank=True, editable=False)
     pending_host_key_fingerprint = models.CharField(max_length=100, blank=True, editable=False)
 
-    status = models.CharField(max_length=20, choices=RepositoryStatus.choices, default=RepositoryStatus.AWAITING_HOST_KEY)
+    status = models.CharField(
+        max_length=20, choices=RepositoryStatus.choices, default=RepositoryStatus.AWAITING_HOST_KEY
+    )
     last_commit_sha = models.CharField(max_length=64, blank=True, help_text="Last commit applied")
     # The branch head seen by the last sync (differs from last_commit_sha while a commit is invalid/paused).
     head_sha = models.CharField(max_length=64, blank=True)
@@ -51,7 +55,9 @@ class Repository(models.Model):
     sync_started_at = models.DateTimeField(null=True, blank=True)
 
     created = models.DateTimeField(auto_now_add=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     class Meta:
         ordering = ["name"]
@@ -90,7 +96,9 @@ class DesiredEntry(models.Model):
     repository = models.ForeignKey(Repository, null=True, blank=True, on_delete=models.SET_NULL, related_name="entries")
     git_synced_at = models.DateTimeField(null=True, blank=True)
     panel_changed_at = models.DateTimeField(null=True, blank=True)
-    panel_changed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    panel_changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     updated = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -162,7 +170,9 @@ class Conflict(models.Model):
     resolution = models.CharField(max_length=16, choices=Resolution.choices, blank=True)
     resolved_value = models.JSONField(null=True, blank=True)
     resolved_at = models.DateTimeField(null=True, blank=True)
-    resolved_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     class Meta:
         ordering = ["-detected_at", "-id"]

@@ -82,7 +82,9 @@ def merge(store: dict[Key, StoreState], git: dict[Key, object], strategy: str) -
         elif panel_changed and not git_changed:
             if strategy == ConflictStrategy.GIT_WINS:
                 result.writes[key] = _state(base, base)
-                result.changes.append({**record, "action": "drift_reverted", "before": _show(panel), "after": _show(base)})
+                result.changes.append(
+                    {**record, "action": "drift_reverted", "before": _show(panel), "after": _show(base)}
+                )
             else:
                 result.drift.append({**record, "panel": _show(panel), "git": _show(base)})
         elif _eq(panel, new):
@@ -90,17 +92,30 @@ def merge(store: dict[Key, StoreState], git: dict[Key, object], strategy: str) -
             result.changes.append({**record, "action": "converged", "before": _show(panel), "after": _show(new)})
         elif strategy == ConflictStrategy.SERVER_WINS:
             result.writes[key] = _state(panel, new)
-            result.changes.append({**record, "action": "conflict_panel_kept", "before": _show(panel), "after": _show(panel), "git": _show(new)})
+            result.changes.append(
+                {
+                    **record,
+                    "action": "conflict_panel_kept",
+                    "before": _show(panel),
+                    "after": _show(panel),
+                    "git": _show(new),
+                }
+            )
         elif strategy == ConflictStrategy.GIT_WINS:
             result.writes[key] = _state(new, new)
-            result.changes.append({**record, "action": "conflict_git_taken", "before": _show(panel), "after": _show(new)})
+            result.changes.append(
+                {**record, "action": "conflict_git_taken", "before": _show(panel), "after": _show(new)}
+            )
         else:
             result.conflicts.append(
                 {
                     "key": key,
-                    "base_present": base is not MISSING, "base_value": _show(base),
-                    "panel_present": panel is not MISSING, "panel_value": _show(panel),
-                    "git_present": new is not MISSING, "git_value": _show(new),
+                    "base_present": base is not MISSING,
+                    "base_value": _show(base),
+                    "panel_present": panel is not MISSING,
+                    "panel_value": _show(panel),
+                    "git_present": new is not MISSING,
+                    "git_value": _show(new),
                 }
             )
     return result
@@ -109,7 +124,9 @@ def merge(store: dict[Key, StoreState], git: dict[Key, object], strategy: str) -
 def _state(value, base) -> StoreState | None:
     if value is MISSING and base is MISSING:
         return None
-    return StoreState(present=value is not MISSING, value=_show(value), in_git=base is not MISSING, git_base=_show(base))
+    return StoreState(
+        present=value is not MISSING, value=_show(value), in_git=base is not MISSING, git_base=_show(base)
+    )
 
 
 class EntryIndex:
@@ -150,7 +167,7 @@ def plan_commands(desired: dict[str, object], state: dict) -> list[tuple[str, di
     for key in sorted(desired):
         value = desired[key]
         if key.startswith(APP_PREFIX):
-            app = key[len(APP_PREFIX):]
+            app = key[len(APP_PREFIX) :]
             installed = apps.get(app)
             if value == ABSENT:
                 if installed is not None:

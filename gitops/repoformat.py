@@ -78,7 +78,10 @@ def _locate(path: str, groups: set[str], instances: set[str]) -> tuple[tuple[str
     """(level, target) for a file path, or an error message."""
     match = FILE_RE.match(path)
     if not match:
-        return None, "unknown file: use fleet.yaml, groups/<group>.yaml, tags/<key>=<value>.yaml or instances/<instance>.yaml"
+        return (
+            None,
+            "unknown file: use fleet.yaml, groups/<group>.yaml, tags/<key>=<value>.yaml or instances/<instance>.yaml",
+        )
     directory, name = match["dir"], match["name"]
     if directory is None:
         if name != "fleet":
@@ -146,7 +149,9 @@ def parse_file(path: str, text: bytes | str, level: str, target: str) -> tuple[D
                 if not SETTING_KEY_RE.match(name):
                     issues.append(Issue(path, line, f"'{name}' is not a valid setting key (e.g. ssh.password_auth)"))
                 elif kind is None:
-                    issues.append(Issue(path, _line(v_node), f"setting '{name}' must be a string, number, boolean or null"))
+                    issues.append(
+                        Issue(path, _line(v_node), f"setting '{name}' must be a string, number, boolean or null")
+                    )
                 else:
                     result[(level, target, name)] = _construct(v_node)
             else:
@@ -154,9 +159,17 @@ def parse_file(path: str, text: bytes | str, level: str, target: str) -> tuple[D
                     issues.append(Issue(path, line, f"'{name}' is not a valid app name (lowercase, digits, . _ + -)"))
                 elif kind != "string":
                     hint = f' — quote it: "{v_node.value}"' if kind == "number" else ""
-                    issues.append(Issue(path, _line(v_node), f"app '{name}' must be a version string or 'absent'{hint}"))
+                    issues.append(
+                        Issue(path, _line(v_node), f"app '{name}' must be a version string or 'absent'{hint}")
+                    )
                 elif v_node.value != ABSENT and not VERSION_RE.match(v_node.value):
-                    issues.append(Issue(path, _line(v_node), f"app '{name}': '{v_node.value}' is not a version such as 1.4.2 (or 'absent')"))
+                    issues.append(
+                        Issue(
+                            path,
+                            _line(v_node),
+                            f"app '{name}': '{v_node.value}' is not a version such as 1.4.2 (or 'absent')",
+                        )
+                    )
                 else:
                     result[(level, target, APP_PREFIX + name)] = v_node.value
     return result, issues
@@ -200,7 +213,7 @@ def validate_value(key: str, value) -> tuple[str, object]:
     """Check a store entry the panel sets (same rules as the files); returns it, or raises ValueError."""
     key = (key or "").strip()
     if key.startswith(APP_PREFIX):
-        name = key[len(APP_PREFIX):]
+        name = key[len(APP_PREFIX) :]
         if not NAME_RE.match(name):
             raise ValueError(f"'{name}' is not a valid app name (lowercase, digits, . _ + -).")
         if not isinstance(value, str) or (value != ABSENT and not VERSION_RE.match(value)):
@@ -216,7 +229,7 @@ def validate_value(key: str, value) -> tuple[str, object]:
 def parse_value_text(text: str):
     """A value typed in a form, read as YAML: `false` → False, `22` → 22, `"22"` → "22", `null` → None."""
     try:
-        value = yaml.load(text, Loader=Loader) if text.strip() else None
+        value = yaml.load(text, Loader=Loader) if text.strip() else None  # noqa: S506 - Loader is CSafeLoader/SafeLoader
     except yaml.YAMLError as exc:
         raise ValueError(f"'{text}' is not a value: {exc}") from exc
     if isinstance(value, (dict, list)):

@@ -11,9 +11,11 @@ from .reconcile import EntryIndex, plan_commands
 
 
 def repository_list() -> QuerySet:
-    return Repository.objects.annotate(
-        open_conflicts=Count("conflicts", filter=Q(conflicts__status=ConflictStatus.OPEN))
-    ).defer("private_key_encrypted")
+    return (
+        Repository.objects.annotate(open_conflicts=Count("conflicts", filter=Q(conflicts__status=ConflictStatus.OPEN)))
+        .defer("private_key_encrypted")
+        .order_by("name")
+    )
 
 
 def repository_runs(repository: Repository) -> QuerySet:
@@ -47,7 +49,9 @@ def effective_config(instance: Instance) -> dict:
     return {
         "instance": instance.name,
         "entries": [{"key": k, "value": v, "source": s} for k, (v, s) in sorted(effective.items())],
-        "commands_needed": [{"kind": kind, "params": params} for kind, params in plan_commands(desired, instance.state)],
+        "commands_needed": [
+            {"kind": kind, "params": params} for kind, params in plan_commands(desired, instance.state)
+        ],
     }
 
 

@@ -63,7 +63,9 @@ def _check_settings(*, url: str, branch: str, sync_interval: int, conflict_strat
     if not branch or branch.startswith("-") or " " in branch or ".." in branch:
         raise ApplicationError(f"'{branch}' is not a branch name.", extra={"field": "branch"})
     if sync_interval < MIN_INTERVAL:
-        raise ApplicationError(f"The sync interval must be at least {MIN_INTERVAL} seconds.", extra={"field": "sync_interval"})
+        raise ApplicationError(
+            f"The sync interval must be at least {MIN_INTERVAL} seconds.", extra={"field": "sync_interval"}
+        )
     if conflict_strategy not in ConflictStrategy.values:
         raise ApplicationError(
             f"Unknown conflict strategy '{conflict_strategy}': use {', '.join(ConflictStrategy.values)}.",
@@ -73,9 +75,17 @@ def _check_settings(*, url: str, branch: str, sync_interval: int, conflict_strat
 
 @transaction.atomic
 def repository_connect(
-    *, actor, name: str, url: str, branch: str = "main", sync_interval: int = 300,
-    conflict_strategy: str = ConflictStrategy.MANUAL, auth_method: str = AuthMethod.GENERATED,
-    private_key: str = "", known_hosts: str = "", host_key_fingerprint: str = "",
+    *,
+    actor,
+    name: str,
+    url: str,
+    branch: str = "main",
+    sync_interval: int = 300,
+    conflict_strategy: str = ConflictStrategy.MANUAL,
+    auth_method: str = AuthMethod.GENERATED,
+    private_key: str = "",
+    known_hosts: str = "",
+    host_key_fingerprint: str = "",
 ) -> Repository:
     """Connect a repository. The host key is pinned from a pasted known_hosts line, or fetched from the
     server and held until an admin confirms its fingerprint (passing the expected `host_key_fingerprint`
@@ -94,8 +104,14 @@ def repository_connect(
     else:
         raise ApplicationError(f"Unknown authentication method '{auth_method}'.", extra={"field": "auth_method"})
     repo = Repository(
-        name=name, url=url.strip(), branch=branch, sync_interval=sync_interval, conflict_strategy=conflict_strategy,
-        auth_method=auth_method, private_key_encrypted=crypto.encrypt(private), public_key=public,
+        name=name,
+        url=url.strip(),
+        branch=branch,
+        sync_interval=sync_interval,
+        conflict_strategy=conflict_strategy,
+        auth_method=auth_method,
+        private_key_encrypted=crypto.encrypt(private),
+        public_key=public,
         created_by=_user(actor),
     )
     if known_hosts.strip():
@@ -117,14 +133,22 @@ def repository_connect(
             if host_key_fingerprint.strip() != repo.pending_host_key_fingerprint:
                 raise ApplicationError(
                     f"The server presented host key {repo.pending_host_key_fingerprint}, not {host_key_fingerprint.strip()}: "
-                    "refusing to trust it.", extra={"field": "host_key_fingerprint"},
+                    "refusing to trust it.",
+                    extra={"field": "host_key_fingerprint"},
                 )
             _pin(repo, key)
     repo.full_clean(exclude=["private_key_encrypted", "public_key"])
     repo.save()
     audit_log(
-        actor=actor, action="gitops.repository.connect", obj=repo,
-        details={"url": repo.url, "branch": branch, "auth_method": auth_method, "host_key": repo.host_key_fingerprint or None},
+        actor=actor,
+        action="gitops.repository.connect",
+        obj=repo,
+        details={
+            "url": repo.url,
+            "branch": branch,
+            "auth_method": auth_method,
+            "host_key": repo.host_key_fingerprint or None,
+        },
     )
     if repo.host_key:
         _enqueue_sync(repo.pk)
@@ -148,10 +172,17 @@ def repository_host_key_fetch(*, actor, repository: Repository) -> Repository:
         key = sshkeys.fetch_host_key(remote.host, remote.port)
     except ConnectionError as exc:
         raise ApplicationError(str(exc)) from exc
-    repository.pending_host_key, repository.pending_host_key_fingerprint = sshkeys.host_key_text(key), sshkeys.fingerprint(key)
+    repository.pending_host_key, repository.pending_host_key_fingerprint = (
+        sshkeys.host_key_text(key),
+        sshkeys.fingerprint(key),
+    )
     repository.save(update_fields=["pending_host_key", "pending_host_key_fingerprint"])
-    audit_log(actor=actor, action="gitops.repository.host_key_fetch", obj=repository,
-              details={"fingerprint": repository.pending_host_key_fingerprint})
+    audit_log(
+        actor=actor,
+        action="gitops.repository.host_key_fetch",
+        obj=repository,
+        details={"fingerprint": repository.pending_host_key_fingerprint},
+    )
     return repository
 
 
@@ -168,8 +199,12 @@ def repository_host_key_confirm(*, actor, repository: Repository, fingerprint: s
     before = repository.host_key_fingerprint
     _pin(repository, sshkeys.host_key_from_text(repository.pending_host_key))
     repository.save()
-    audit_log(actor=actor, action="gitops.repository.host_key_confirm", obj=repository,
-              details={"fingerprint": repository.host_key_fingerprint, "previous": before or None})
+    audit_log(
+        actor=actor,
+        action="gitops.repository.host_key_confirm",
+        obj=repository,
+        details={"fingerprint": repository.host_key_fingerprint, "previous": before or None},
+    )
     _enqueue_sync(repository.pk)
     return repository
 
@@ -179,14 +214,27 @@ def repository_update(
     *, actor, repository: Repository, branch: str, sync_interval: int, conflict_strategy: str
 ) -> Repository:
     _check_settings(url=repository.url, branch=branch, sync_interval=sync_interval, conflict_strategy=conflict_strategy)
-    before = {"branch": repository.branch, "sync_interval": repository.sync_interval, "conflict_strategy": repository.conflict_strategy}
+    before = {
+        "branch": repository.branch,
+        "sync_interval": repository.sync_interval,
+        "conflict_strategy": repository.conflict_strategy,
+    }
     if branch != repository.branch:
         repository.head_sha = repository.last_commit_sha = ""
     repository.branch, repository.sync_interval, repository.conflict_strategy = branch, sync_interval, conflict_strategy
     repository.next_sync_at = timezone.now() if repository.host_key else None
     repository.save()
-    audit_log(actor=actor, action="gitops.repository.update", obj=repository,
-              details={"before": before, "branch": branch, "sync_interval": sync_interval, "conflict_strategy": conflict_strategy})
+    audit_log(
+        actor=actor,
+        action="gitops.repository.update",
+        obj=repository,
+        details={
+            "before": before,
+            "branch": branch,
+            "sync_interval": sync_interval,
+            "conflict_strategy": conflict_strategy,
+        },
+    )
     return repository
 
 
@@ -285,7 +333,9 @@ def repository_sync(*, repository_id: int, trigger: str = "schedule", actor=None
         _sync(repo, run, log, actor)
     except Exception as exc:  # record every failure on the run; the claim must be released
         logger.exception("GitOps sync of repository %s crashed", repo.pk)
-        _finish(repo, run, log, SyncStatus.FAILED, errors=[f"Internal error: {exc.__class__.__name__}: {exc}"], backoff=True)
+        _finish(
+            repo, run, log, SyncStatus.FAILED, errors=[f"Internal error: {exc.__class__.__name__}: {exc}"], backoff=True
+        )
     return run
 
 
@@ -301,11 +351,19 @@ def _finish(repo, run, log, status, *, errors=(), backoff=False, repo_status=Non
     if backoff:
         failures = repo.failure_count + 1
         delay = min(max(MIN_INTERVAL, repo.sync_interval) * 2 ** (failures - 1), MAX_BACKOFF)
-        fields.update(failure_count=failures, next_sync_at=now + timedelta(seconds=delay), status=RepositoryStatus.ERROR,
-                      last_error="; ".join(errors)[:4000])
+        fields.update(
+            failure_count=failures,
+            next_sync_at=now + timedelta(seconds=delay),
+            status=RepositoryStatus.ERROR,
+            last_error="; ".join(errors)[:4000],
+        )
         if failures == 1:
-            notify_admins(title=f"GitOps: cannot sync {repo.name}", body="; ".join(errors)[:2000],
-                          url=repo.get_absolute_url(), level=NotificationLevel.WARNING)
+            notify_admins(
+                title=f"GitOps: cannot sync {repo.name}",
+                body="; ".join(errors)[:2000],
+                url=repo.get_absolute_url(),
+                level=NotificationLevel.WARNING,
+            )
     else:
         fields.setdefault("failure_count", 0)
         fields.setdefault("next_sync_at", now + timedelta(seconds=repo.sync_interval))
@@ -324,7 +382,8 @@ def _sync(repo: Repository, run: SyncRun, log: _Log, actor) -> None:
         return
     try:
         remote = GitRemote(
-            url=repo.url, host_key=sshkeys.host_key_from_text(repo.host_key),
+            url=repo.url,
+            host_key=sshkeys.host_key_from_text(repo.host_key),
             pkey=sshkeys.load_private_key(repository_private_key(repo)),
         )
         log(f"ls-remote {repo.branch}")
@@ -354,17 +413,30 @@ def _sync(repo: Repository, run: SyncRun, log: _Log, actor) -> None:
     log(f"read {len(files)} configuration file(s)")
     try:
         desired = parse_commit(
-            files, groups=set(Group.objects.values_list("name", flat=True)),
+            files,
+            groups=set(Group.objects.values_list("name", flat=True)),
             instances=set(Instance.objects.values_list("name", flat=True)),
         )
     except CommitInvalid as exc:
         errors = [str(i) for i in exc.issues]
         log(f"commit {head[:12]} is invalid: nothing applied, the last good state stays in force")
         if head != repo.head_sha:
-            notify_admins(title=f"GitOps: commit {head[:12]} of {repo.name} is invalid", body="\n".join(errors[:20]),
-                          url=repo.get_absolute_url(), level=NotificationLevel.WARNING)
-        _finish(repo, run, log, SyncStatus.INVALID, errors=errors, repo_status=RepositoryStatus.INVALID,
-                head_sha=head, last_error=f"Commit {head[:12]} is invalid: " + "; ".join(errors[:5]))
+            notify_admins(
+                title=f"GitOps: commit {head[:12]} of {repo.name} is invalid",
+                body="\n".join(errors[:20]),
+                url=repo.get_absolute_url(),
+                level=NotificationLevel.WARNING,
+            )
+        _finish(
+            repo,
+            run,
+            log,
+            SyncStatus.INVALID,
+            errors=errors,
+            repo_status=RepositoryStatus.INVALID,
+            head_sha=head,
+            last_error=f"Commit {head[:12]} is invalid: " + "; ".join(errors[:5]),
+        )
         return
     log(f"commit valid: {len(desired)} key(s)")
     _apply(repo, run, log, head, desired, actor)
@@ -376,20 +448,31 @@ def _apply(repo, run, log, head, desired, actor) -> None:
     store = {k: StoreState(e.present, e.value, e.in_git, e.git_base) for k, e in entries.items()}
     result = merge(store, desired, repo.conflict_strategy)
     for item in result.drift:
-        log(f"drift kept ({repo.conflict_strategy}): {item['level']} {item['target']} {item['key']}: panel {item['panel']!r}, Git {item['git']!r}")
+        log(
+            f"drift kept ({repo.conflict_strategy}): {item['level']} {item['target']} {item['key']}: panel {item['panel']!r}, Git {item['git']!r}"
+        )
     if result.conflicts:
         for c in result.conflicts:
             level, target, key = c.pop("key")
             Conflict.objects.update_or_create(
-                repository=repo, level=level, target=target, key=key, status=ConflictStatus.OPEN,
+                repository=repo,
+                level=level,
+                target=target,
+                key=key,
+                status=ConflictStatus.OPEN,
                 defaults={**c, "run": run, "commit_sha": head},
             )
         run.conflicts_opened = len(result.conflicts)
         log(f"{len(result.conflicts)} conflict(s) between Git and the panel: sync paused, nothing applied")
-        notify_admins(title=f"GitOps: {len(result.conflicts)} conflict(s) in {repo.name}",
-                      body="An admin must choose which values to keep before the sync continues.",
-                      url=repo.get_absolute_url(), level=NotificationLevel.WARNING)
-        _finish(repo, run, log, SyncStatus.PAUSED, repo_status=RepositoryStatus.PAUSED, head_sha=head, next_sync_at=None)
+        notify_admins(
+            title=f"GitOps: {len(result.conflicts)} conflict(s) in {repo.name}",
+            body="An admin must choose which values to keep before the sync continues.",
+            url=repo.get_absolute_url(),
+            level=NotificationLevel.WARNING,
+        )
+        _finish(
+            repo, run, log, SyncStatus.PAUSED, repo_status=RepositoryStatus.PAUSED, head_sha=head, next_sync_at=None
+        )
         return
     now = timezone.now()
     creates, updates, deletes = [], [], []
@@ -404,7 +487,12 @@ def _apply(repo, run, log, head, desired, actor) -> None:
             creates.append(entry)
         else:
             updates.append(entry)
-        entry.present, entry.value, entry.in_git, entry.git_base = state.present, state.value, state.in_git, state.git_base
+        entry.present, entry.value, entry.in_git, entry.git_base = (
+            state.present,
+            state.value,
+            state.in_git,
+            state.git_base,
+        )
         entry.repository, entry.git_synced_at = repo, now
     DesiredEntry.objects.filter(pk__in=deletes).delete()
     DesiredEntry.objects.bulk_create(creates, batch_size=2000)
@@ -413,24 +501,44 @@ def _apply(repo, run, log, head, desired, actor) -> None:
     )
     run.changes = result.changes
     log(f"store: {len(creates)} added, {len(updates)} changed, {len(deletes)} removed")
-    commands = desired_config_drive(actor=actor or f"gitops:{repo.name}", description=f"GitOps {repo.name} @ {head[:12]}")
+    commands = desired_config_drive(
+        actor=actor or f"gitops:{repo.name}", description=f"GitOps {repo.name} @ {head[:12]}"
+    )
     run.commands = commands
     run.commands_issued = len(commands)
-    log(f"{len(commands)} command(s) queued for {sum(len(c['instances']) for c in commands)} instance run(s)")
-    audit_log(actor=actor or f"gitops:{repo.name}", action="gitops.repository.sync", obj=repo,
-              details={"commit": head, "changes": len(result.changes), "commands": len(commands)})
-    _finish(repo, run, log, SyncStatus.APPLIED, repo_status=RepositoryStatus.OK, head_sha=head, last_commit_sha=head,
-            last_success_at=timezone.now(), last_error="")
+    log(f"{len(commands)} command(s) queued for {sum(c['instance_count'] for c in commands)} instance run(s)")
+    audit_log(
+        actor=actor or f"gitops:{repo.name}",
+        action="gitops.repository.sync",
+        obj=repo,
+        details={"commit": head, "changes": len(result.changes), "commands": len(commands)},
+    )
+    _finish(
+        repo,
+        run,
+        log,
+        SyncStatus.APPLIED,
+        repo_status=RepositoryStatus.OK,
+        head_sha=head,
+        last_commit_sha=head,
+        last_success_at=timezone.now(),
+        last_error="",
+    )
 
 
 # --- Driving the fleet ----------------------------------------------------------------------------
 
 
 def _pending_gitops_commands(instance_ids=None) -> set[tuple[int, str, str]]:
-    qs = CommandRun.objects.filter(status__in=(RunStatus.PENDING, RunStatus.RUNNING), command__source=CommandSource.GITOPS)
+    qs = CommandRun.objects.filter(
+        status__in=(RunStatus.PENDING, RunStatus.RUNNING), command__source=CommandSource.GITOPS
+    )
     if instance_ids is not None:
         qs = qs.filter(instance_id__in=instance_ids)
-    return {(iid, kind, json.dumps(params, sort_keys=True)) for iid, kind, params in qs.values_list("instance_id", "command__kind", "command__params")}
+    return {
+        (iid, kind, json.dumps(params, sort_keys=True))
+        for iid, kind, params in qs.values_list("instance_id", "command__kind", "command__params")
+    }
 
 
 @transaction.atomic
@@ -444,7 +552,8 @@ def desired_config_drive(*, actor, instance_ids=None, description: str = "GitOps
     index = EntryIndex(rows)
     if not any(index.by_level.values()):
         return []
-    instances = Instance.objects.only("pk", "name", "apps", "settings", "os_version")
+    # Everything Instance.state reads, so that no deferred field is loaded one instance at a time.
+    instances = Instance.objects.only("pk", "name", "apps", "settings", "os_version", "updates")
     if instance_ids is not None:
         instances = instances.filter(pk__in=instance_ids)
     memberships = instance_memberships()
@@ -465,11 +574,23 @@ def desired_config_drive(*, actor, instance_ids=None, description: str = "GitOps
     for (kind, signature), targets in sorted(batches.items()):
         params = json.loads(signature)
         command = command_create(
-            actor=actor, kind=kind, params=params, source=CommandSource.GITOPS, description=description[:200],
-            scope=Scope(kind=ScopeKind.INSTANCES, instance_ids=tuple(sorted(i.pk for i in targets))), instances=targets,
+            actor=actor,
+            kind=kind,
+            params=params,
+            source=CommandSource.GITOPS,
+            description=description[:200],
+            scope=Scope(kind=ScopeKind.INSTANCES, instance_ids=tuple(sorted(i.pk for i in targets))),
+            instances=targets,
         )
-        queued.append({"command_id": command.pk, "kind": kind, "params": params, "instances": [i.name for i in targets][:50],
-                       "instance_count": len(targets)})
+        queued.append(
+            {
+                "command_id": command.pk,
+                "kind": kind,
+                "params": params,
+                "instances": [i.name for i in targets][:50],
+                "instance_count": len(targets),
+            }
+        )
     return queued
 
 
@@ -521,8 +642,18 @@ def desired_entry_set(*, actor, level: str, target: str, key: str, value) -> Des
     entry.value, entry.present = value, True
     entry.panel_changed_at, entry.panel_changed_by = timezone.now(), _user(actor)
     entry.save()
-    audit_log(actor=actor, action="gitops.entry.set", obj=entry,
-              details={"level": level, "target": target, "key": key, "before": before[1] if before[0] else None, "after": value})
+    audit_log(
+        actor=actor,
+        action="gitops.entry.set",
+        obj=entry,
+        details={
+            "level": level,
+            "target": target,
+            "key": key,
+            "before": before[1] if before[0] else None,
+            "after": value,
+        },
+    )
     desired_config_drive(actor=actor, description=f"Desired config: {entry}")
     return entry
 
@@ -530,7 +661,9 @@ def desired_entry_set(*, actor, level: str, target: str, key: str, value) -> Des
 @transaction.atomic
 def desired_entry_delete(*, actor, entry: DesiredEntry) -> None:
     """Remove a key from the panel. A key Git manages stays as a tombstone, so the removal is drift."""
-    audit_log(actor=actor, action="gitops.entry.delete", obj=entry, details={"value": entry.value if entry.present else None})
+    audit_log(
+        actor=actor, action="gitops.entry.delete", obj=entry, details={"value": entry.value if entry.present else None}
+    )
     if entry.in_git:
         entry.present, entry.value = False, None
         entry.panel_changed_at, entry.panel_changed_by = timezone.now(), _user(actor)
@@ -563,9 +696,15 @@ def conflict_resolve(*, actor, conflict: Conflict, resolution: str, value=None) 
             raise ApplicationError(str(exc), extra={"field": "value"}) from exc
         present = True
     else:
-        raise ApplicationError(f"Unknown resolution '{resolution}': use {', '.join(Resolution.values)}.", extra={"field": "resolution"})
+        raise ApplicationError(
+            f"Unknown resolution '{resolution}': use {', '.join(Resolution.values)}.", extra={"field": "resolution"}
+        )
     now = timezone.now()
-    entry = DesiredEntry.objects.select_for_update().filter(level=conflict.level, target=conflict.target, key=conflict.key).first()
+    entry = (
+        DesiredEntry.objects.select_for_update()
+        .filter(level=conflict.level, target=conflict.target, key=conflict.key)
+        .first()
+    )
     if entry is None:
         entry = DesiredEntry(level=conflict.level, target=conflict.target, key=conflict.key)
     entry.present, entry.value = present, chosen if present else None
@@ -578,14 +717,28 @@ def conflict_resolve(*, actor, conflict: Conflict, resolution: str, value=None) 
             entry.delete()
     else:
         entry.save()
-    conflict.status, conflict.resolution, conflict.resolved_value = ConflictStatus.RESOLVED, resolution, chosen if present else None
+    conflict.status, conflict.resolution, conflict.resolved_value = (
+        ConflictStatus.RESOLVED,
+        resolution,
+        chosen if present else None,
+    )
     conflict.resolved_at, conflict.resolved_by = now, _user(actor)
     conflict.save()
     audit_log(
-        actor=actor, action="gitops.conflict.resolve", obj=conflict,
-        details={"repository": conflict.repository.name, "level": conflict.level, "target": conflict.target,
-                 "key": conflict.key, "resolution": resolution, "value": conflict.resolved_value,
-                 "panel": conflict.panel_value, "git": conflict.git_value, "base": conflict.base_value},
+        actor=actor,
+        action="gitops.conflict.resolve",
+        obj=conflict,
+        details={
+            "repository": conflict.repository.name,
+            "level": conflict.level,
+            "target": conflict.target,
+            "key": conflict.key,
+            "resolution": resolution,
+            "value": conflict.resolved_value,
+            "panel": conflict.panel_value,
+            "git": conflict.git_value,
+            "base": conflict.base_value,
+        },
     )
     repo = conflict.repository
     if not repo.conflicts.filter(status=ConflictStatus.OPEN).exists():

@@ -13,8 +13,14 @@ urlpatterns = [
     path("runs/<int:pk>/", views.SyncRunDetailView.as_view(), name="run_detail"),
     path("<int:pk>/", views.RepositoryDetailView.as_view(), name="detail"),
     path("<int:pk>/sync/", views.RepositoryActionView.as_view(action="sync"), name="sync"),
-    path("<int:pk>/fetch-host-key/", views.RepositoryActionView.as_view(action="fetch_host_key"), name="fetch_host_key"),
-    path("<int:pk>/confirm-host-key/", views.RepositoryActionView.as_view(action="confirm_host_key"), name="confirm_host_key"),
+    path(
+        "<int:pk>/fetch-host-key/", views.RepositoryActionView.as_view(action="fetch_host_key"), name="fetch_host_key"
+    ),
+    path(
+        "<int:pk>/confirm-host-key/",
+        views.RepositoryActionView.as_view(action="confirm_host_key"),
+        name="confirm_host_key",
+    ),
     path("<int:pk>/settings/", views.RepositoryActionView.as_view(action="settings"), name="settings"),
     path("<int:pk>/delete/", views.RepositoryActionView.as_view(action="delete"), name="delete"),
 ]

@@ -34,8 +34,10 @@ class RepositoryListView(GitOpsViewMixin, TemplateView):
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
         context.update(
-            title="GitOps", repositories=selectors.repository_list(),
-            conflicts=selectors.conflicts_open()[:50], can_sync=self.request.user.has_role(Role.OPERATOR),
+            title="GitOps",
+            repositories=selectors.repository_list(),
+            conflicts=selectors.conflicts_open()[:50],
+            can_sync=self.request.user.has_role(Role.OPERATOR),
         )
         return context
 
@@ -48,9 +50,14 @@ class RepositoryConnectView(GitOpsViewMixin, ServiceFormMixin, FormView):
     def perform(self, form):
         repo = services.repository_connect(actor=self.request.user, **form.cleaned_data)
         if repo.host_key:
-            messages.success(self.request, f"Connected {repo.name}; host key {repo.host_key_fingerprint} pinned. The first sync is queued.")
+            messages.success(
+                self.request,
+                f"Connected {repo.name}; host key {repo.host_key_fingerprint} pinned. The first sync is queued.",
+            )
         else:
-            messages.info(self.request, "Check the server's host key fingerprint below and confirm it to start syncing.")
+            messages.info(
+                self.request, "Check the server's host key fingerprint below and confirm it to start syncing."
+            )
         return redirect(repo.get_absolute_url())
 
 
@@ -74,18 +81,35 @@ class RepositoryDetailView(GitOpsViewMixin, DetailView):
             "data": {
                 "labels": [r.started_at.strftime("%m-%d %H:%M:%S") for r in recent],
                 "datasets": [
-                    {"label": "Duration (s)", "data": [round(r.duration or 0, 2) for r in recent], "backgroundColor": "#2563eb"},
-                    {"label": "Commands queued", "data": [r.commands_issued for r in recent], "backgroundColor": "#16a34a"},
+                    {
+                        "label": "Duration (s)",
+                        "data": [round(r.duration or 0, 2) for r in recent],
+                        "backgroundColor": "#2563eb",
+                    },
+                    {
+                        "label": "Commands queued",
+                        "data": [r.commands_issued for r in recent],
+                        "backgroundColor": "#16a34a",
+                    },
                 ],
             },
             "options": {"plugins": {"legend": {"position": "bottom"}}},
         }
         context.update(
-            title=repo.name, page_obj=page, runs=page.object_list, conflicts=selectors.conflicts_open(repo),
-            settings_form=RepositorySettingsForm(initial={"branch": repo.branch, "sync_interval": repo.sync_interval,
-                                                          "conflict_strategy": repo.conflict_strategy}),
+            title=repo.name,
+            page_obj=page,
+            runs=page.object_list,
+            conflicts=selectors.conflicts_open(repo),
+            settings_form=RepositorySettingsForm(
+                initial={
+                    "branch": repo.branch,
+                    "sync_interval": repo.sync_interval,
+                    "conflict_strategy": repo.conflict_strategy,
+                }
+            ),
             confirm_form=HostKeyConfirmForm(initial={"fingerprint": repo.pending_host_key_fingerprint}),
-            can_sync=self.request.user.has_role(Role.OPERATOR), sync_chart=chart if recent else None,
+            can_sync=self.request.user.has_role(Role.OPERATOR),
+            sync_chart=chart if recent else None,
         )
         return context
 
@@ -122,7 +146,9 @@ class RepositoryActionView(GitOpsViewMixin, View):
                 messages.success(request, "Repository settings saved.")
             elif self.action == "delete":
                 services.repository_delete(actor=request.user, repository=repo)
-                messages.success(request, f"Disconnected {repo.name}. Its desired-configuration entries stay in the panel.")
+                messages.success(
+                    request, f"Disconnected {repo.name}. Its desired-configuration entries stay in the panel."
+                )
                 return redirect("gitops:list")
         except ApplicationError as exc:
             messages.error(request, exc.message)
@@ -164,13 +190,19 @@ class ConflictResolveView(GitOpsViewMixin, View):
         else:
             try:
                 services.conflict_resolve(
-                    actor=request.user, conflict=conflict, resolution=form.cleaned_data["resolution"],
+                    actor=request.user,
+                    conflict=conflict,
+                    resolution=form.cleaned_data["resolution"],
                     value=form.cleaned_data.get("parsed_value"),
                 )
                 messages.success(request, f"Resolved {conflict}.")
             except ApplicationError as exc:
                 messages.error(request, exc.message)
-        return redirect(request.POST.get("next") if request.POST.get("next", "").startswith("/governance/gitops/") else "gitops:conflicts")
+        return redirect(
+            request.POST.get("next")
+            if request.POST.get("next", "").startswith("/governance/gitops/")
+            else "gitops:conflicts"
+        )
 
 
 class DesiredConfigView(GitOpsViewMixin, ServiceFormMixin, FormView):
@@ -192,16 +224,28 @@ class DesiredConfigView(GitOpsViewMixin, ServiceFormMixin, FormView):
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
         level = self.request.GET.get("level")
-        qs = selectors.entry_list(level=level if level in Level.values else None, target=self.request.GET.get("target") or None)
+        qs = selectors.entry_list(
+            level=level if level in Level.values else None, target=self.request.GET.get("target") or None
+        )
         page = Paginator(qs, 50).get_page(self.request.GET.get("page"))
-        context.update(title="Desired configuration", page_obj=page, entries=page.object_list, levels=Level.choices,
-                       level=level, suggestions=DesiredEntryForm.target_suggestions())
+        context.update(
+            title="Desired configuration",
+            page_obj=page,
+            entries=page.object_list,
+            levels=Level.choices,
+            level=level,
+            suggestions=DesiredEntryForm.target_suggestions(),
+        )
         return context
 
     def perform(self, form):
         data = form.cleaned_data
         entry = services.desired_entry_set(
-            actor=self.request.user, level=data["level"], target=data["target"], key=data["key"], value=data["parsed_value"]
+            actor=self.request.user,
+            level=data["level"],
+            target=data["target"],
+            key=data["key"],
+            value=data["parsed_value"],
         )
         messages.success(self.request, f"Saved {entry}; commands for affected instances are queued.")
         return redirect("gitops:config")

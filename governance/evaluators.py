@@ -22,6 +22,7 @@ from fnmatch import fnmatchcase
 from fleet.commands import NAME_RE, SETTING_KEY_RE, VERSION_RE
 
 from .choices import OsMatch, PolicyType, ReleaseOutcome
+from .versions import older
 from .versions import parse as V
 
 GLOB_RE = re.compile(r"^[a-z0-9.*?\[\]_+\-!]{1,100}$")
@@ -180,7 +181,7 @@ class Facts:
             installed = self.installed(kind, name)
             if installed is None and kind != "os":
                 continue  # an update for an app that is not installed concerns nobody
-            if installed is None or V(installed) < V(str(u.get("version", ""))):
+            if installed is None or older(installed, str(u.get("version", ""))):
                 result.setdefault((kind, name), []).append((str(u["version"]), u.get("released_at") or ""))
         return result
 
@@ -243,10 +244,16 @@ class Checker:
         if policy_type == PolicyType.REQUIRED_APPS:
             self._items = [(a["name"], a.get("min_version"), a.get("running", False)) for a in rules["apps"]]
         elif policy_type == PolicyType.BLOCKED_APPS:
-            self._items = [
-                (a["pattern"], any(c in a["pattern"] for c in "*?["), a.get("min_version"), a.get("below_version"))
-                for a in rules["apps"]
-            ]
+            self._items = []
+            for a in rules["apps"]:
+                pattern, low, below = a["pattern"], a.get("min_version"), a.get("below_version")
+                rule = f"{pattern} must not be installed" + (
+                    f" ({_range_text(low, below).replace('blocked ', '')})" if low or below else ""
+                )
+                # The last item caches glob results per app name: fleets share a small set of names.
+                self._items.append((pattern, any(c in pattern for c in "*?["), low, below, rule, _range_text(low, below), {}))
+        elif policy_type == PolicyType.BASELINE:
+            self._settings = [(k, v, f"{k} = {_json(v)}", _json(v)) for k, v in (rules.get("settings") or {}).items()]
         elif policy_type == PolicyType.UPDATE_RULES:
             targets = []
             if rules.get("os_deadline_hours"):
@@ -263,7 +270,7 @@ class Checker:
                 failures.append(Failure(key, _required_text(name, min_version, running), f"{name} missing"))
                 continue
             version = str(app.get("version", ""))
-            if min_version and V(version) < V(min_version):
+            if min_version and older(version, min_version):
                 failures.append(
                     Failure(
                         key,
@@ -281,29 +288,30 @@ class Checker:
 
     def _check_blocked_apps(self, facts: Facts, now, pending_since=None) -> list[Failure]:
         failures = []
-        for pattern, is_glob, low, below in self._items:
+        for pattern, is_glob, low, below, rule, range_text, matched in self._items:
             if is_glob:
-                candidates = [a for n, a in facts.apps.items() if fnmatchcase(n, pattern)]
+                candidates = []
+                for n, a in facts.apps.items():
+                    hit = matched.get(n)
+                    if hit is None:
+                        hit = matched[n] = fnmatchcase(n, pattern)
+                    if hit:
+                        candidates.append(a)
             else:
                 app = facts.apps.get(pattern)
-                candidates = [app] if app is not None else []
+                if app is None:
+                    continue
+                candidates = [app]
             found = []
             for app in candidates:
                 version = str(app.get("version", ""))
-                if low and V(version) < V(low):
+                if low and older(version, low):
                     continue
-                if below and not V(version) < V(below):
+                if below and not older(version, below):
                     continue
                 found.append(f"{app['name']} {version}".strip())
             if found:
-                rule = f"{pattern} must not be installed" + (
-                    f" ({_range_text(low, below).replace('blocked ', '')})" if low or below else ""
-                )
-                failures.append(
-                    Failure(
-                        f"blocked:{pattern}", rule, f"{', '.join(sorted(found))} installed, {_range_text(low, below)}"
-                    )
-                )
+                failures.append(Failure(f"blocked:{pattern}", rule, f"{', '.join(sorted(found))} installed, {range_text}"))
         return failures
 
     def _check_update_rules(self, facts: Facts, now, pending_since=None) -> list[Failure]:
@@ -347,7 +355,7 @@ class Checker:
                 failures.append(Failure("os_version", rule, "OS version not reported"))
             elif exact and V(actual) != V(expected):
                 failures.append(Failure("os_version", rule, f"OS {actual} installed, exactly {expected} required"))
-            elif not exact and V(actual) < V(expected):
+            elif not exact and older(actual, expected):
                 failures.append(Failure("os_version", rule, f"OS {actual} installed, {expected} or newer required"))
         for key, want in (rules.get("settings") or {}).items():
             rule = f"{key} = {_json(want)}"

@@ -37,10 +37,26 @@ def filter_instances_by_group(queryset, group, field="instance"):
     )
 
 
-class InstanceScopedFilterSet(django_filters.FilterSet):
+class StyledFilterSet(django_filters.FilterSet):
+    """Filter forms rendered with Bootstrap classes."""
+
+    @property
+    def form(self):
+        form = super().form
+        for field in form.fields.values():
+            widget = field.widget
+            widget.attrs.setdefault(
+                "class", "form-select form-select-sm" if hasattr(widget, "choices") else "form-control form-control-sm"
+            )
+        return form
+
+
+class InstanceScopedFilterSet(StyledFilterSet):
     """Adds group and tag filters on the row's instance (without joins that multiply rows)."""
 
-    group = django_filters.ModelChoiceFilter(queryset=Group.objects.all(), method="filter_group", label="Group")
+    group = django_filters.ModelChoiceFilter(
+        queryset=Group.objects.all(), field_name="instance__groups", method="filter_group", label="Group"
+    )
     tag = django_filters.CharFilter(method="filter_tag", label="Tag (key=value)")
 
     def filter_group(self, queryset, name, value):
@@ -67,7 +83,7 @@ class ViolationFilterSet(InstanceScopedFilterSet):
         )
 
 
-class PolicyFilterSet(django_filters.FilterSet):
+class PolicyFilterSet(StyledFilterSet):
     policy_type = django_filters.ChoiceFilter(choices=PolicyType.choices, label="Type")
     enabled = django_filters.BooleanFilter()
     q = django_filters.CharFilter(method="filter_q", label="Search")
@@ -80,7 +96,7 @@ class PolicyFilterSet(django_filters.FilterSet):
         return queryset.filter(Q(name__icontains=value) | Q(description__icontains=value))
 
 
-class ExceptionFilterSet(django_filters.FilterSet):
+class ExceptionFilterSet(StyledFilterSet):
     policy = django_filters.ModelChoiceFilter(queryset=Policy.objects.all())
     status = django_filters.ChoiceFilter(choices=ExceptionStatus.choices, method="filter_status")
 

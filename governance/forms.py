@@ -21,7 +21,11 @@ SETTING_LINE = re.compile(r"^(?P<key>[^=\s]+)\s*=\s*(?P<value>.*)$")
 
 
 def _lines(text: str) -> list[tuple[int, str]]:
-    return [(n, line.strip()) for n, line in enumerate((text or "").splitlines(), 1) if line.strip() and not line.strip().startswith("#")]
+    return [
+        (n, line.strip())
+        for n, line in enumerate((text or "").splitlines(), 1)
+        if line.strip() and not line.strip().startswith("#")
+    ]
 
 
 def _parse_value(text: str):
@@ -46,8 +50,11 @@ class PolicyForm(ScopeFormMixin, forms.Form):
     def __init__(self, *args, policy: Policy | None = None, **kwargs):
         if policy is not None and "initial" not in kwargs:
             kwargs["initial"] = {
-                "name": policy.name, "description": policy.description, "enabled": policy.enabled,
-                **self.scope_initial(policy), **self.rules_initial(policy.rules),
+                "name": policy.name,
+                "description": policy.description,
+                "enabled": policy.enabled,
+                **self.scope_initial(policy),
+                **self.rules_initial(policy.rules),
             }
         super().__init__(*args, **kwargs)
         for field in self.fields.values():
@@ -77,7 +84,8 @@ class PolicyForm(ScopeFormMixin, forms.Form):
 class RequiredAppsForm(PolicyForm):
     policy_type = PolicyType.REQUIRED_APPS
     apps = forms.CharField(
-        label="Required apps", widget=forms.Textarea(attrs={"rows": 5, "class": "form-control mono"}),
+        label="Required apps",
+        widget=forms.Textarea(attrs={"rows": 5, "class": "form-control mono"}),
         help_text="One per line: name, optionally '>= minimum version', optionally 'running'. "
         "E.g. 'monitoring-agent >= 2.1 running'.",
     )
@@ -85,7 +93,9 @@ class RequiredAppsForm(PolicyForm):
     def rules_initial(self, rules):
         return {
             "apps": "\n".join(
-                a["name"] + (f" >= {a['min_version']}" if a.get("min_version") else "") + (" running" if a.get("running") else "")
+                a["name"]
+                + (f" >= {a['min_version']}" if a.get("min_version") else "")
+                + (" running" if a.get("running") else "")
                 for a in rules.get("apps", [])
             )
         }
@@ -95,7 +105,9 @@ class RequiredAppsForm(PolicyForm):
         for n, line in _lines(cleaned.get("apps")):
             m = REQUIRED_LINE.match(line)
             if not m:
-                raise evaluators.RuleError(f"Line {n} ('{line}'): write 'name', 'name >= 1.2' or 'name >= 1.2 running'.")
+                raise evaluators.RuleError(
+                    f"Line {n} ('{line}'): write 'name', 'name >= 1.2' or 'name >= 1.2 running'."
+                )
             apps.append({"name": m["name"], "min_version": m["min"], "running": bool(m["running"])})
         return {"apps": apps}
 
@@ -103,7 +115,8 @@ class RequiredAppsForm(PolicyForm):
 class BlockedAppsForm(PolicyForm):
     policy_type = PolicyType.BLOCKED_APPS
     apps = forms.CharField(
-        label="Blocked apps", widget=forms.Textarea(attrs={"rows": 5, "class": "form-control mono"}),
+        label="Blocked apps",
+        widget=forms.Textarea(attrs={"rows": 5, "class": "form-control mono"}),
         help_text="One per line: a name or glob (insecure-*), optionally a version range: '< 2.0' (below), "
         "'>= 1.0' (from), or both. E.g. 'outdated-db < 2.0'.",
     )
@@ -111,7 +124,8 @@ class BlockedAppsForm(PolicyForm):
     def rules_initial(self, rules):
         return {
             "apps": "\n".join(
-                a["pattern"] + (f" >= {a['min_version']}" if a.get("min_version") else "")
+                a["pattern"]
+                + (f" >= {a['min_version']}" if a.get("min_version") else "")
                 + (f" < {a['below_version']}" if a.get("below_version") else "")
                 for a in rules.get("apps", [])
             )
@@ -122,7 +136,9 @@ class BlockedAppsForm(PolicyForm):
         for n, line in _lines(cleaned.get("apps")):
             m = BLOCKED_LINE.match(line)
             if not m:
-                raise evaluators.RuleError(f"Line {n} ('{line}'): write 'name', 'name < 2.0', 'name >= 1.0' or 'name >= 1.0 < 2.0'.")
+                raise evaluators.RuleError(
+                    f"Line {n} ('{line}'): write 'name', 'name < 2.0', 'name >= 1.0' or 'name >= 1.0 < 2.0'."
+                )
             apps.append({"pattern": m["pattern"], "min_version": m["min"], "below_version": m["below"]})
         return {"apps": apps}
 
@@ -130,11 +146,14 @@ class BlockedAppsForm(PolicyForm):
 class UpdateRulesForm(PolicyForm):
     policy_type = PolicyType.UPDATE_RULES
     os_deadline_hours = forms.IntegerField(
-        label="OS updates: deadline (hours)", required=False, min_value=1,
+        label="OS updates: deadline (hours)",
+        required=False,
+        min_value=1,
         help_text="Install OS releases within this many hours of release. Empty: no OS rule.",
     )
     app_deadlines = forms.CharField(
-        label="App updates: deadlines", required=False,
+        label="App updates: deadlines",
+        required=False,
         widget=forms.Textarea(attrs={"rows": 4, "class": "form-control mono"}),
         help_text="One per line: 'app-name: hours', e.g. 'nginx: 48'. The clock starts at the oldest pending release.",
     )
@@ -157,17 +176,25 @@ class UpdateRulesForm(PolicyForm):
 
 class BaselineForm(PolicyForm):
     policy_type = PolicyType.BASELINE
-    os_version = forms.CharField(label="OS version", required=False, max_length=64, help_text="E.g. 24.04.2. Empty: no OS rule.")
+    os_version = forms.CharField(
+        label="OS version", required=False, max_length=64, help_text="E.g. 24.04.2. Empty: no OS rule."
+    )
     os_match = forms.ChoiceField(label="OS match", choices=OsMatch.choices, initial=OsMatch.MINIMUM)
     settings = forms.CharField(
-        label="Settings", required=False, widget=forms.Textarea(attrs={"rows": 5, "class": "form-control mono"}),
+        label="Settings",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 5, "class": "form-control mono"}),
         help_text="One per line: 'key = expected value', e.g. 'ssh.password_auth = false'. true/false and numbers are typed.",
     )
 
     def rules_initial(self, rules):
         return {
-            "os_version": rules.get("os_version") or "", "os_match": rules.get("os_match") or OsMatch.MINIMUM,
-            "settings": "\n".join(f"{k} = {json.dumps(v) if not isinstance(v, str) else v}" for k, v in (rules.get("settings") or {}).items()),
+            "os_version": rules.get("os_version") or "",
+            "os_match": rules.get("os_match") or OsMatch.MINIMUM,
+            "settings": "\n".join(
+                f"{k} = {json.dumps(v) if not isinstance(v, str) else v}"
+                for k, v in (rules.get("settings") or {}).items()
+            ),
         }
 
     def build_rules(self, cleaned):
@@ -175,11 +202,17 @@ class BaselineForm(PolicyForm):
         for n, line in _lines(cleaned.get("settings")):
             m = SETTING_LINE.match(line)
             if not m:
-                raise evaluators.RuleError(f"Line {n} ('{line}'): write 'key = value', e.g. 'ssh.password_auth = false'.")
+                raise evaluators.RuleError(
+                    f"Line {n} ('{line}'): write 'key = value', e.g. 'ssh.password_auth = false'."
+                )
             if m["key"] in values:
                 raise evaluators.RuleError(f"Line {n}: '{m['key']}' is set twice.")
             values[m["key"]] = _parse_value(m["value"].strip())
-        return {"os_version": cleaned.get("os_version") or None, "os_match": cleaned.get("os_match"), "settings": values}
+        return {
+            "os_version": cleaned.get("os_version") or None,
+            "os_match": cleaned.get("os_match"),
+            "settings": values,
+        }
 
 
 POLICY_FORMS = {
@@ -200,13 +233,19 @@ TYPE_HELP = {
 class ExceptionForm(ScopeFormMixin, forms.Form):
     policy = forms.ModelChoiceField(queryset=Policy.objects.all(), widget=forms.Select(attrs={"class": "form-select"}))
     rule_key = forms.CharField(
-        label="Rule (optional)", required=False, max_length=200, widget=forms.TextInput(attrs={"class": "form-control mono"}),
+        label="Rule (optional)",
+        required=False,
+        max_length=200,
+        widget=forms.TextInput(attrs={"class": "form-control mono"}),
         help_text="Empty exempts the whole policy. Or one rule key, e.g. app:monitoring-agent, blocked:insecure-*, "
         "update:os, setting:ssh.password_auth.",
     )
-    justification = forms.CharField(widget=forms.Textarea(attrs={"rows": 3, "class": "form-control"}), help_text="Why this is acceptable.")
+    justification = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3, "class": "form-control"}), help_text="Why this is acceptable."
+    )
     expires_at = forms.DateTimeField(
-        label="Expires", widget=forms.DateTimeInput(attrs={"type": "datetime-local", "class": "form-control"}),
+        label="Expires",
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local", "class": "form-control"}),
         help_text="The exception ends then and its violations re-open.",
     )
 

@@ -3,7 +3,7 @@ grow with the number of rows it summarises beyond what the database's aggregates
 
 from datetime import datetime, time, timedelta
 
-from django.db.models import Avg, Count, Q, QuerySet
+from django.db.models import Avg, Count, F, Q, QuerySet
 from django.utils import timezone
 
 from fleet.models import Group, Instance
@@ -54,7 +54,7 @@ def fleet_compliance(*, group: Group | None = None, tag: str = "") -> dict:
         high=Count("pk", filter=Q(score__gte=80, score__lt=100)),
         mid=Count("pk", filter=Q(score__gte=50, score__lt=80)),
         low=Count("pk", filter=Q(score__lt=50)),
-        stale=Count("pk", filter=Q(stale=True)),
+        unknown=Count("pk", filter=Q(stale=True)),
         no_policies=Count("pk", filter=Q(stale=False, applicable=0)),
     )
     agg["average"] = round(agg["average"], 1) if agg["average"] is not None else None
@@ -97,7 +97,7 @@ def lowest_scoring_instances(*, group: Group | None = None, tag: str = "", limit
 def instance_scores(*, queryset: QuerySet | None = None) -> QuerySet:
     """Per-instance scores (drill-down), lowest first; instances without applicable policies last."""
     qs = InstanceCompliance.objects.all() if queryset is None else queryset
-    return qs.select_related("instance").order_by(Q(score__isnull=True), "score", "instance__name")
+    return qs.select_related("instance").order_by(F("score").asc(nulls_last=True), "instance__name")
 
 
 def group_scores() -> list[dict]:
@@ -146,6 +146,7 @@ def policy_list(*, queryset: QuerySet | None = None) -> QuerySet:
         qs.select_related("compliance")
         .prefetch_related("scope_groups", "scope_instances")
         .annotate(open_violations=Count("violations", filter=Q(violations__status=ViolationStatus.OPEN)))
+        .order_by("name")
     )
 
 
@@ -312,6 +313,6 @@ def instance_history(instance: Instance, *, days: int = 90) -> list[InstanceSnap
     return list(InstanceSnapshot.objects.filter(instance=instance, date__gte=since).order_by("date"))
 
 
-def rule_choices() -> dict[int, list[tuple[str, str]]]:
-    """{policy_id: [(rule_key, label)]} for the exception form."""
-    return {p.pk: evaluators.rule_keys(p.policy_type, p.rules) for p in Policy.objects.all()}
+def rule_choices() -> list[dict]:
+    """[{"policy", "rules": [(rule_key, label)]}] for the exception form."""
+    return [{"policy": p, "rules": evaluators.rule_keys(p.policy_type, p.rules)} for p in Policy.objects.all()]

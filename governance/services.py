@@ -72,6 +72,8 @@ class PolicySpec:
     checker: evaluators.Checker
 
     def __post_init__(self):
+        self.key = str(self.id)  # key in InstanceCompliance.states
+        self.by_instance = self.scope.kind == ScopeKind.INSTANCES
         # Precomputed form of Scope.matches: called for every (instance, policy) pair.
         self._groups = frozenset(self.scope.group_ids)
         self._tags = frozenset(self.scope.tags)
@@ -212,20 +214,27 @@ def evaluate_instances(*, instance_ids: list[int] | None = None, now=None) -> di
     standing_new, standing_changed = [], []
     policy_delta = defaultdict(lambda: defaultdict(int))
     policy_absolute = defaultdict(lambda: defaultdict(int))
-    names = {}
+    # Instances with the same groups and tags are in the same scopes: match once per combination.
+    shared = [p for p in policies if not p.by_instance]
+    per_instance = [p for p in policies if p.by_instance]
+    scope_cache: dict = {}
 
     for instance_id, name, status, last_seen_at, os_version, apps, settings_, updates in rows:
-        names[instance_id] = name
         group_ids, tags = memberships.get(instance_id) or (set(), set())
         stale = _is_stale(status, last_seen_at, now)
-        in_scope = [p for p in policies if p.matches(instance_id, group_ids, tags)]
+        combo = (frozenset(group_ids), frozenset(tags))
+        in_scope = scope_cache.get(combo)
+        if in_scope is None:
+            in_scope = scope_cache[combo] = [p for p in shared if p.matches(instance_id, combo[0], combo[1])]
+        if per_instance:
+            in_scope = in_scope + [p for p in per_instance if instance_id in p._ids]
         existing = current.get(instance_id, {})
         desired = {}  # (policy_id, rule_key) -> (PolicySpec, Failure, exception_id)
         states = {}
         keep = set()  # current rows of a stale instance: left as they are
         if stale:
             for p in in_scope:
-                states[str(p.id)] = PolicyState.UNKNOWN
+                states[p.key] = PolicyState.UNKNOWN
             keep = {k for k in existing if k[0] in policy_by_id and str(k[0]) in states}
         else:
             state = {"os_version": os_version, "apps": apps, "settings": settings_, "updates": updates}
@@ -260,7 +269,13 @@ def evaluate_instances(*, instance_ids: list[int] | None = None, now=None) -> di
                         pending_since[target] = rec["released_at"]
             for p in in_scope:
                 failures = p.checker.check(facts, now, pending_since)
-                covering = [e for e in exceptions.get(p.id, ()) if e.matcher.matches(instance_id, group_ids, tags)]
+                policy_exceptions = exceptions.get(p.id)
+                if not policy_exceptions:
+                    for f in failures:
+                        desired[(p.id, f.rule_key)] = (p, f, None)
+                    states[p.key] = PolicyState.NONCOMPLIANT if failures else PolicyState.COMPLIANT
+                    continue
+                covering = [e for e in policy_exceptions if e.matcher.matches(instance_id, group_ids, tags)]
                 whole = next((e.id for e in covering if not e.rule_key), None)
                 by_rule = {e.rule_key: e.id for e in covering if e.rule_key}
                 unexempted = 0
@@ -269,9 +284,9 @@ def evaluate_instances(*, instance_ids: list[int] | None = None, now=None) -> di
                     unexempted += exc_id is None
                     desired[(p.id, f.rule_key)] = (p, f, exc_id)
                 if whole is not None:
-                    states[str(p.id)] = PolicyState.EXEMPT
+                    states[p.key] = PolicyState.EXEMPT
                 else:
-                    states[str(p.id)] = PolicyState.NONCOMPLIANT if unexempted else PolicyState.COMPLIANT
+                    states[p.key] = PolicyState.NONCOMPLIANT if unexempted else PolicyState.COMPLIANT
 
         # Violations: diff desired against current.
         for key, row in existing.items():

@@ -1,12 +1,24 @@
 from django.urls import path
 
-from common.views import PlaceholderView
+from . import views
 
 app_name = "governance"
 urlpatterns = [
-    path("", PlaceholderView.as_view(title="Governance dashboard"), name="dashboard"),
-    path("policies/", PlaceholderView.as_view(title="Policies"), name="policy_list"),
-    path("violations/", PlaceholderView.as_view(title="Violations"), name="violation_list"),
-    path("panels/fleet-compliance/", PlaceholderView.as_view(title="Compliance"), name="fleet_compliance_panel"),
-    path("panels/servers/<int:pk>/", PlaceholderView.as_view(title="Compliance"), name="server_panel"),
+    path("", views.DashboardView.as_view(), name="dashboard"),
+    path("scores/", views.ScoreListView.as_view(), name="score_list"),
+    path("policies/", views.PolicyListView.as_view(), name="policy_list"),
+    path("policies/new/", views.PolicyTypeChooseView.as_view(), name="policy_type_choose"),
+    path("policies/new/<str:policy_type>/", views.PolicyCreateView.as_view(), name="policy_create"),
+    path("policies/preview/<str:policy_type>/", views.PolicyPreviewView.as_view(), name="policy_preview"),
+    path("policies/<int:pk>/", views.PolicyDetailView.as_view(), name="policy_detail"),
+    path("policies/<int:pk>/edit/", views.PolicyEditView.as_view(), name="policy_edit"),
+    path("policies/<int:pk>/toggle/", views.PolicyToggleView.as_view(), name="policy_toggle"),
+    path("policies/<int:pk>/delete/", views.PolicyDeleteView.as_view(), name="policy_delete"),
+    path("violations/", views.ViolationListView.as_view(), name="violation_list"),
+    path("violations/export.csv", views.ViolationExportView.as_view(), name="violation_export"),
+    path("exceptions/", views.ExceptionListView.as_view(), name="exception_list"),
+    path("exceptions/new/", views.ExceptionCreateView.as_view(), name="exception_create"),
+    path("exceptions/<int:pk>/revoke/", views.ExceptionRevokeView.as_view(), name="exception_revoke"),
+    path("panels/fleet-compliance/", views.FleetCompliancePanelView.as_view(), name="fleet_compliance_panel"),
+    path("panels/servers/<int:pk>/", views.ServerPanelView.as_view(), name="server_panel"),
 ]

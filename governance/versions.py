@@ -61,3 +61,9 @@ def parse(text: str) -> Version:
 def compare(a: str, b: str) -> int:
     """-1, 0 or 1 as version a is older than, equal to or newer than version b."""
     return parse(a)._cmp(parse(b))
+
+
+@lru_cache(maxsize=262144)
+def older(a: str, b: str) -> bool:
+    """Is version a older than version b? Cached: fleets repeat the same pairs over and over."""
+    return parse(a)._cmp(parse(b)) < 0

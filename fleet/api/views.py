@@ -146,7 +146,8 @@ class CommandViewSet(
     action_roles = {"create": Role.OPERATOR}
 
     def get_queryset(self):
-        qs = selectors.command_list().prefetch_related("scope_groups", "scope_instances")
+        # Aggregates drop Meta.ordering: order explicitly so pages are stable.
+        qs = selectors.command_list().prefetch_related("scope_groups", "scope_instances").order_by("-created", "-id")
         if self.action == "retrieve":
             qs = qs.prefetch_related(
                 Prefetch("runs", CommandRun.objects.select_related("instance", "command").order_by("instance__name"))

@@ -14,10 +14,27 @@ class RepositorySerializer(serializers.ModelSerializer):
     class Meta:
         model = Repository
         fields = [
-            "id", "name", "url", "branch", "sync_interval", "conflict_strategy", "auth_method", "public_key",
-            "host_key_fingerprint", "host_key_confirmed", "pending_host_key_fingerprint", "status",
-            "last_sync_at", "last_success_at", "last_commit_sha", "head_sha", "next_sync_at", "last_error",
-            "failure_count", "open_conflicts", "created",
+            "id",
+            "name",
+            "url",
+            "branch",
+            "sync_interval",
+            "conflict_strategy",
+            "auth_method",
+            "public_key",
+            "host_key_fingerprint",
+            "host_key_confirmed",
+            "pending_host_key_fingerprint",
+            "status",
+            "last_sync_at",
+            "last_success_at",
+            "last_commit_sha",
+            "head_sha",
+            "next_sync_at",
+            "last_error",
+            "failure_count",
+            "open_conflicts",
+            "created",
         ]
         read_only_fields = fields
 
@@ -30,14 +47,18 @@ class RepositoryCreateSerializer(serializers.Serializer):
     conflict_strategy = serializers.ChoiceField(choices=ConflictStrategy.choices, default=ConflictStrategy.MANUAL)
     auth_method = serializers.ChoiceField(choices=AuthMethod.choices, default=AuthMethod.GENERATED)
     private_key = serializers.CharField(
-        required=False, allow_blank=True, write_only=True, trim_whitespace=False,
+        required=False,
+        allow_blank=True,
+        write_only=True,
+        trim_whitespace=False,
         help_text="For auth_method=uploaded: an unencrypted OpenSSH/PEM private key. Stored encrypted; never returned.",
     )
     known_hosts = serializers.CharField(
         required=False, allow_blank=True, help_text="A known_hosts line for the server; pins its host key at once."
     )
     host_key_fingerprint = serializers.CharField(
-        required=False, allow_blank=True,
+        required=False,
+        allow_blank=True,
         help_text="Expected SHA256 fingerprint; the fetched host key is pinned only if it matches. "
         "Without it (and without known_hosts) the repository waits for confirm-host-key.",
     )
@@ -59,8 +80,20 @@ class SyncRunSerializer(serializers.ModelSerializer):
     class Meta:
         model = SyncRun
         fields = [
-            "id", "repository", "status", "trigger", "commit_sha", "started_at", "finished_at", "duration", "changes",
-            "commands", "commands_issued", "conflicts_opened", "errors", "log",
+            "id",
+            "repository",
+            "status",
+            "trigger",
+            "commit_sha",
+            "started_at",
+            "finished_at",
+            "duration",
+            "changes",
+            "commands",
+            "commands_issued",
+            "conflicts_opened",
+            "errors",
+            "log",
         ]
 
 
@@ -79,9 +112,24 @@ class ConflictSerializer(serializers.ModelSerializer):
     class Meta:
         model = Conflict
         fields = [
-            "id", "repository", "repository_name", "level", "target", "key", "base_present", "base_value",
-            "panel_present", "panel_value", "git_present", "git_value", "commit_sha", "detected_at", "status",
-            "resolution", "resolved_value", "resolved_at",
+            "id",
+            "repository",
+            "repository_name",
+            "level",
+            "target",
+            "key",
+            "base_present",
+            "base_value",
+            "panel_present",
+            "panel_value",
+            "git_present",
+            "git_value",
+            "commit_sha",
+            "detected_at",
+            "status",
+            "resolution",
+            "resolved_value",
+            "resolved_at",
         ]
 
 
@@ -99,8 +147,19 @@ class DesiredEntrySerializer(serializers.ModelSerializer):
     class Meta:
         model = DesiredEntry
         fields = [
-            "id", "level", "target", "key", "value", "present", "in_git", "git_base", "drifted", "repository",
-            "git_synced_at", "panel_changed_at", "updated",
+            "id",
+            "level",
+            "target",
+            "key",
+            "value",
+            "present",
+            "in_git",
+            "git_base",
+            "drifted",
+            "repository",
+            "git_synced_at",
+            "panel_changed_at",
+            "updated",
         ]
         read_only_fields = ["present", "in_git", "git_synced_at", "panel_changed_at", "updated"]
         validators = []  # uniqueness is an upsert in the service
@@ -108,7 +167,9 @@ class DesiredEntrySerializer(serializers.ModelSerializer):
 
 class DesiredEntryWriteSerializer(serializers.Serializer):
     level = serializers.ChoiceField(choices=Level.choices)
-    target = serializers.CharField(required=False, allow_blank=True, default="", help_text="group name, key=value tag, or instance name")
+    target = serializers.CharField(
+        required=False, allow_blank=True, default="", help_text="group name, key=value tag, or instance name"
+    )
     key = serializers.CharField(max_length=200, help_text="a setting key, or app:<name>")
     value = AnyValueField(allow_null=True, help_text="setting value (null unsets), or app version / 'absent'")
 

@@ -30,18 +30,29 @@ class RepositoryViewSet(GitOpsAPIMixin, viewsets.ReadOnlyModelViewSet):
     def get_queryset(self):
         return selectors.repository_list()
 
-    @extend_schema(request=s.RepositoryCreateSerializer, responses={201: s.RepositorySerializer}, summary="Create GitOps configuration")
+    @extend_schema(
+        request=s.RepositoryCreateSerializer,
+        responses={201: s.RepositorySerializer},
+        summary="Create GitOps configuration",
+    )
     def create(self, request):
         data = s.RepositoryCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         repo = services.repository_connect(actor=request.user, **data.validated_data)
-        return Response(s.RepositorySerializer(self.get_queryset().get(pk=repo.pk)).data, status=status.HTTP_201_CREATED)
+        return Response(
+            s.RepositorySerializer(self.get_queryset().get(pk=repo.pk)).data, status=status.HTTP_201_CREATED
+        )
 
     @extend_schema(request=s.RepositoryUpdateSerializer, responses=s.RepositorySerializer)
     def partial_update(self, request, pk=None):
         repo = self.get_object()
         data = s.RepositoryUpdateSerializer(
-            data={"branch": repo.branch, "sync_interval": repo.sync_interval, "conflict_strategy": repo.conflict_strategy, **request.data}
+            data={
+                "branch": repo.branch,
+                "sync_interval": repo.sync_interval,
+                "conflict_strategy": repo.conflict_strategy,
+                **request.data,
+            }
         )
         data.is_valid(raise_exception=True)
         services.repository_update(actor=request.user, repository=repo, **data.validated_data)
@@ -56,7 +67,9 @@ class RepositoryViewSet(GitOpsAPIMixin, viewsets.ReadOnlyModelViewSet):
     @action(detail=True, methods=["post"])
     def sync(self, request, pk=None):
         repo = services.repository_sync_request(actor=request.user, repository=self.get_object())
-        return Response(s.RepositorySerializer(self.get_queryset().get(pk=repo.pk)).data, status=status.HTTP_202_ACCEPTED)
+        return Response(
+            s.RepositorySerializer(self.get_queryset().get(pk=repo.pk)).data, status=status.HTTP_202_ACCEPTED
+        )
 
     @extend_schema(responses=s.ConflictSerializer(many=True), summary="List unresolved conflicts")
     @action(detail=True, methods=["get"])
@@ -70,18 +83,24 @@ class RepositoryViewSet(GitOpsAPIMixin, viewsets.ReadOnlyModelViewSet):
         page = self.paginate_queryset(selectors.repository_runs(self.get_object()).defer(None))
         return self.get_paginated_response(s.SyncRunSerializer(page, many=True).data)
 
-    @extend_schema(request=None, responses=s.RepositorySerializer, summary="Fetch the server's host key for confirmation")
+    @extend_schema(
+        request=None, responses=s.RepositorySerializer, summary="Fetch the server's host key for confirmation"
+    )
     @action(detail=True, methods=["post"], url_path="fetch-host-key")
     def fetch_host_key(self, request, pk=None):
         repo = services.repository_host_key_fetch(actor=request.user, repository=self.get_object())
         return Response(s.RepositorySerializer(self.get_queryset().get(pk=repo.pk)).data)
 
-    @extend_schema(request=s.HostKeyConfirmSerializer, responses=s.RepositorySerializer, summary="Pin the fetched host key")
+    @extend_schema(
+        request=s.HostKeyConfirmSerializer, responses=s.RepositorySerializer, summary="Pin the fetched host key"
+    )
     @action(detail=True, methods=["post"], url_path="confirm-host-key")
     def confirm_host_key(self, request, pk=None):
         data = s.HostKeyConfirmSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        repo = services.repository_host_key_confirm(actor=request.user, repository=self.get_object(), **data.validated_data)
+        repo = services.repository_host_key_confirm(
+            actor=request.user, repository=self.get_object(), **data.validated_data
+        )
         return Response(s.RepositorySerializer(self.get_queryset().get(pk=repo.pk)).data)
 
 
@@ -94,7 +113,9 @@ class ConflictResolveView(GitOpsAPIMixin, APIView):
         data = s.ConflictResolveSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         conflict = services.conflict_resolve(
-            actor=request.user, conflict=conflict, resolution=data.validated_data["resolution"],
+            actor=request.user,
+            conflict=conflict,
+            resolution=data.validated_data["resolution"],
             value=data.validated_data.get("value"),
         )
         return Response(s.ConflictSerializer(conflict).data)
@@ -116,7 +137,11 @@ class DesiredEntryViewSet(GitOpsAPIMixin, mixins.DestroyModelMixin, viewsets.Rea
     def list(self, request, *args, **kwargs):
         return super().list(request, *args, **kwargs)
 
-    @extend_schema(request=s.DesiredEntryWriteSerializer, responses={201: s.DesiredEntrySerializer}, summary="Set a desired-configuration key")
+    @extend_schema(
+        request=s.DesiredEntryWriteSerializer,
+        responses={201: s.DesiredEntrySerializer},
+        summary="Set a desired-configuration key",
+    )
     def create(self, request):
         data = s.DesiredEntryWriteSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -127,14 +152,19 @@ class DesiredEntryViewSet(GitOpsAPIMixin, mixins.DestroyModelMixin, viewsets.Rea
     def update(self, request, pk=None):
         entry = self.get_object()
         value = request.data.get("value", entry.value) if isinstance(request.data, dict) else entry.value
-        entry = services.desired_entry_set(actor=request.user, level=entry.level, target=entry.target, key=entry.key, value=value)
+        entry = services.desired_entry_set(
+            actor=request.user, level=entry.level, target=entry.target, key=entry.key, value=value
+        )
         return Response(s.DesiredEntrySerializer(entry).data)
 
     def perform_destroy(self, instance):
         services.desired_entry_delete(actor=self.request.user, entry=instance)
 
-    @extend_schema(parameters=[OpenApiParameter("instance", int, required=True)], responses=s.EffectiveConfigSerializer,
-                   summary="An instance's effective desired configuration")
+    @extend_schema(
+        parameters=[OpenApiParameter("instance", int, required=True)],
+        responses=s.EffectiveConfigSerializer,
+        summary="An instance's effective desired configuration",
+    )
     @action(detail=False, methods=["get"])
     def effective(self, request):
         instance_id = request.query_params.get("instance", "")

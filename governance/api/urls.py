@@ -1,1 +1,11 @@
-urlpatterns: list = []
+from rest_framework import routers
+
+from . import views
+
+router = routers.SimpleRouter(trailing_slash=False)
+router.register("policies", views.PolicyViewSet, basename="governance-policy")
+router.register("violations", views.ViolationViewSet, basename="governance-violation")
+router.register("exceptions", views.PolicyExceptionViewSet, basename="governance-exception")
+router.register("compliance", views.ComplianceViewSet, basename="governance-compliance")
+
+urlpatterns = router.urls

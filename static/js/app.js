@@ -34,21 +34,24 @@
     });
   }
 
-  // <form data-kind-picker="kind">: elements with data-kinds="a b c" show only when the select named
-  // "kind" has one of those values (type-specific parameters of a command, policy rule, ...).
+  // <form data-kind-picker="kind">: elements with data-kinds="a b c" show only when the field named
+  // "kind" (a select or a radio group) has one of those values (type-specific parameters, ...).
   function wireKindPickers(root) {
     root.querySelectorAll("[data-kind-picker]").forEach(function (form) {
       if (form.dataset.kindWired) return;
       form.dataset.kindWired = "1";
-      var select = form.querySelector("[name='" + form.dataset.kindPicker + "']");
-      if (!select) return;
+      var name = form.dataset.kindPicker;
+      if (!form.querySelector("[name='" + name + "']")) return;
       function sync() {
+        // A <select>, or a radio group (then the checked one).
+        var field = form.querySelector("select[name='" + name + "'], [name='" + name + "']:checked");
+        var value = field ? field.value : "";
         form.querySelectorAll("[data-kinds]").forEach(function (el) {
           var kinds = el.dataset.kinds.split(/\s+/);
-          el.classList.toggle("kind-hidden", kinds.indexOf(select.value) === -1);
+          el.classList.toggle("kind-hidden", kinds.indexOf(value) === -1);
         });
       }
-      select.addEventListener("change", sync);
+      form.addEventListener("change", sync);
       sync();
     });
   }
@@ -90,6 +93,28 @@
   document.addEventListener("htmx:beforeRequest", function (event) {
     var trigger = event.detail && event.detail.requestConfig && event.detail.requestConfig.triggeringEvent;
     if (document.hidden && (!trigger || trigger.type === "every")) event.preventDefault();
+  });
+
+  // A live part whose session expired gets the login page back: reload the whole page instead of
+  // swapping a login form into a table (the reload lands on the login page with ?next= set).
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var xhr = event.detail.xhr;
+    if (xhr && xhr.responseURL && xhr.responseURL.indexOf("/accounts/login/") !== -1) {
+      event.detail.shouldSwap = false;
+      window.location.reload();
+    }
+  });
+
+  // A panel another app adds that fails to load says so, instead of "Loading…" forever.
+  document.addEventListener("htmx:responseError", function (event) {
+    var slot = event.detail.elt;
+    if (!slot || !slot.matches("[data-panel]")) return;
+    var status = event.detail.xhr ? event.detail.xhr.status : "";
+    slot.innerHTML = "";
+    var note = document.createElement("div");
+    note.className = "panel-loading text-danger";
+    note.textContent = "This panel could not be loaded (HTTP " + status + "). It retries every 30 seconds.";
+    slot.appendChild(note);
   });
 
   function wire(root) {

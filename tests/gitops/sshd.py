@@ -109,8 +109,14 @@ class GitRepo:
         self.work = root / "work"
         self.branch = branch
         env = {"GIT_CONFIG_NOSYSTEM": "1", "HOME": str(root)}
-        self.env = {**os.environ, **env, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
-                    "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}
+        self.env = {
+            **os.environ,
+            **env,
+            "GIT_AUTHOR_NAME": "t",
+            "GIT_AUTHOR_EMAIL": "t@example.com",
+            "GIT_COMMITTER_NAME": "t",
+            "GIT_COMMITTER_EMAIL": "t@example.com",
+        }
         self._git("init", "-q", "--bare", "-b", branch, str(self.path))
         self._git("init", "-q", "-b", branch, str(self.work))
 

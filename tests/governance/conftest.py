@@ -10,13 +10,21 @@ from governance import services
 
 
 @pytest.fixture(autouse=True)
-def _eager_celery():
-    """Tasks enqueued on commit run inline, so a test sees their effect."""
+def _eager_celery(request, monkeypatch):
+    """Tasks run inline, so a test sees their effect. Inside a test's wrapping transaction nothing ever
+    commits, so on-commit callbacks run immediately, except in transactional tests and in tests that
+    capture them on purpose (django_capture_on_commit_callbacks)."""
+    from django.db import transaction
+
     from config.celery import app
 
     app.conf.task_always_eager = True
     app.conf.task_eager_propagates = True
     services._spec_cache.update(key=None, specs=None)
+    marker = request.node.get_closest_marker("django_db")
+    transactional = bool(marker and marker.kwargs.get("transaction"))
+    if not transactional and "django_capture_on_commit_callbacks" not in request.fixturenames:
+        monkeypatch.setattr(transaction, "on_commit", lambda func, using=None, robust=False: func())
     yield
     app.conf.task_always_eager = False
 

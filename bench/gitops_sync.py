@@ -1,0 +1,229 @@
+"""GitOps sync benchmark: a repository with 10,000 instance files, served by a real sshd.
+
+Measures, against a PostgreSQL database of 10,000 instances:
+  * the first sync (fetch + validate + merge into the store + queue commands), against a floor of a
+    plain `git clone --bare` of the same repository over the same sshd (target ≤ 10 s);
+  * a sync of the unchanged commit, against a floor of `git ls-remote` (target ≤ 1 s).
+
+    .venv/bin/python bench/gitops_sync.py [--instances 10000] [--drift 0.05]
+
+DATABASE_URL defaults to postgres://postgres@127.0.0.1:5432/bench_gitops (created and migrated here).
+"""
+
+import argparse
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench._report import report  # noqa: E402
+
+
+def prepare_database(url: str) -> None:
+    import psycopg
+
+    name = url.rsplit("/", 1)[1]
+    admin_url = url.rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def timed(fn):
+    t0 = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - t0, result
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--instances", type=int, default=10_000)
+    parser.add_argument("--drift", type=float, default=0.05, help="share of instances whose reported state differs")
+    args = parser.parse_args()
+
+    url = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/bench_gitops")
+    work = Path(tempfile.mkdtemp(prefix="bench-gitops-"))
+    os.environ.update(
+        DATABASE_URL=url,
+        VAR_DIR=str(work / "var"),
+        DJANGO_SETTINGS_MODULE="config.settings",
+        LOG_LEVEL="WARNING",
+        CELERY_BROKER_URL="filesystem://",
+    )
+    prepare_database(url)
+
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+    from django.db import connection
+
+    from fleet.models import Group, Instance
+    from gitops import services
+    from gitops.choices import ConflictStrategy
+    from gitops.models import DesiredEntry
+    from gitops.repoformat import render_file
+    from gitops.sshkeys import generate_keypair
+    from tests.gitops.sshd import GitRepo, SSHServer
+
+    n = args.instances
+    rng = random.Random(42)
+    print(f"Setting up {n} instances in {connection.settings_dict['NAME']} and a repository with {n} instance files…")
+    groups = [Group.objects.create(name=f"g{i}") for i in range(10)]
+    names = [f"web-{i:05d}" for i in range(n)]
+    drifted = set(rng.sample(range(n), int(n * args.drift)))
+    instances = []
+    for i, name in enumerate(names):
+        ok = i not in drifted
+        instances.append(
+            Instance(
+                name=name,
+                settings={"ssh.password_auth": False, "node.id": name if ok else "old", "ssh.port": 22},
+                apps=[{"name": "monitoring-agent", "version": "1.4.2" if ok else "1.4.0", "running": True}],
+            )
+        )
+    Instance.objects.bulk_create(instances, batch_size=2000)
+    through = Instance.groups.through
+    ids = dict(Instance.objects.values_list("name", "pk"))
+    through.objects.bulk_create(
+        [through(instance_id=ids[name], group_id=groups[i % 10].pk) for i, name in enumerate(names)], batch_size=5000
+    )
+
+    server = SSHServer(work / "sshd").start()
+    repo_dir = GitRepo(work / "git")
+    repo_dir.write_config("fleet.yaml", {"ssh.password_auth": False}, {"monitoring-agent": "1.4.2"})
+    for i in range(10):
+        repo_dir.write_config(f"groups/g{i}.yaml", {"ssh.port": 22})
+    for name in names:
+        repo_dir.write(f"instances/{name}.yaml", render_file({"node.id": name}, {}))
+    t_commit, sha = timed(lambda: repo_dir.commit("10k instances"))
+    print(f"  committed {n + 11} files in {t_commit:.1f} s (setup, not measured)")
+
+    private, public = generate_keypair()
+    server.authorize(public)
+    key_file = work / "id_bench"
+    key_file.write_text(private)
+    key_file.chmod(0o600)
+    known = work / "known_hosts"
+    host_pub = server.host_key_path.with_suffix(".pub").read_text().split()
+    known.write_text(f"[127.0.0.1]:{server.port} {host_pub[0]} {host_pub[1]}\n")
+    ssh = f"ssh -i {key_file} -o IdentitiesOnly=yes -o UserKnownHostsFile={known} -o StrictHostKeyChecking=yes -o BatchMode=yes"
+    env = {**os.environ, "GIT_SSH_COMMAND": ssh}
+    remote = server.url(repo_dir)
+
+    # Floors, measured now on the same machine, sshd and repository.
+    clone_dir = work / "clone.git"
+    floor_clone, _ = timed(
+        lambda: subprocess.run(
+            ["git", "clone", "-q", "--bare", "--single-branch", "-b", "main", remote, str(clone_dir)],
+            env=env,
+            check=True,
+        )
+    )
+    floor_ls, _ = timed(
+        lambda: subprocess.run(
+            ["git", "ls-remote", remote, "refs/heads/main"], env=env, check=True, capture_output=True
+        )
+    )
+
+    from common.models import User
+
+    admin = User.objects.create_user(username="bench", password="x", role="admin")
+    repo = services.repository_connect(
+        actor=admin,
+        name="bench",
+        url=remote,
+        branch="main",
+        sync_interval=60,
+        conflict_strategy=ConflictStrategy.MANUAL,
+        auth_method="uploaded",
+        private_key=private,
+        known_hosts=" ".join(host_pub[:2]),
+    )
+
+    if os.environ.get("BENCH_PROFILE"):
+        import cProfile
+        import pstats
+
+        prof = cProfile.Profile()
+        t_first, run = timed(lambda: prof.runcall(services.repository_sync, repository_id=repo.pk, trigger="bench"))
+        pstats.Stats(prof).sort_stats("cumulative").print_stats(45)
+    else:
+        t_first, run = timed(lambda: services.repository_sync(repository_id=repo.pk, trigger="bench"))
+    assert run.status == "applied", run.errors
+    entries = DesiredEntry.objects.count()
+    queued = sum(c["instance_count"] for c in run.commands)
+    repo.refresh_from_db()
+    noop_times = []
+    for _ in range(5):
+        t, run2 = timed(lambda: services.repository_sync(repository_id=repo.pk, trigger="bench"))
+        assert run2.status == "noop", (run2.status, run2.errors)
+        noop_times.append(t)
+    t_noop = sorted(noop_times)[len(noop_times) // 2]
+
+    store_done = next(float(line.split("s]")[0].strip("[ ")) for line in run.log.splitlines() if "] store:" in line)
+    queueing = t_first - store_done
+
+    print()
+    print(
+        f"Repository: {n} instance files + 11 others; {entries} store entries; {len(run.commands)} commands, {queued} runs queued "
+        f"({len(drifted)} drifted instances)"
+    )
+    print(
+        f"First sync:      {t_first:7.2f} s   floor (git clone --bare over ssh) {floor_clone:6.2f} s   ratio {t_first / floor_clone:5.1f}x   target ≤ 10 s  {'OK' if t_first <= 10 else 'MISSED'}"
+    )
+    print(
+        f"  of which fetch+validate+store {store_done:.2f} s (ratio {store_done / floor_clone:.1f}x), "
+        f"queueing {len(run.commands)} commands through fleet.services.command_create {queueing:.2f} s ({queueing / max(1, len(run.commands)) * 1000:.0f} ms each)"
+    )
+    print(
+        f"Unchanged sync:  {t_noop:7.3f} s   floor (git ls-remote over ssh)     {floor_ls:6.3f} s   ratio {t_noop / floor_ls:5.1f}x   target ≤ 1 s   {'OK' if t_noop <= 1 else 'MISSED'}  (median of 5)"
+    )
+    print("First sync phases:")
+    for line in run.log.splitlines():
+        print("   ", line)
+    report(
+        f"gitops first sync ({n} instance files)",
+        round(t_first, 3),
+        "s",
+        "<= 10 s",
+        t_first <= 10,
+        round(t_first / floor_clone, 2),
+        "vs git clone",
+    )
+    report(
+        "gitops first sync without command queueing",
+        round(store_done, 3),
+        "s",
+        "<= 10 s",
+        store_done <= 10,
+        round(store_done / floor_clone, 2),
+        "vs git clone",
+    )
+    report(
+        "gitops unchanged-commit sync",
+        round(t_noop, 3),
+        "s",
+        "<= 1 s",
+        t_noop <= 1,
+        round(t_noop / floor_ls, 2),
+        "vs git ls-remote",
+    )
+
+    server.stop()
+    connection.close()
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

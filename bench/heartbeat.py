@@ -1,0 +1,348 @@
+"""Heartbeats per second through the agent API under gunicorn on PostgreSQL, against a floor.
+
+The floor is a trivial JSON endpoint (/healthz) on the same server, measured in the same run with
+the same clients: the ratio says how much of the server's raw request rate a heartbeat keeps.
+Targets: >= 1,000 heartbeats/s and >= 0.3x the trivial rate.
+
+1. Create (if needed) and migrate the database in DATABASE_URL
+   (default postgres://postgres@127.0.0.1:5432/bench_heartbeat).
+2. Start gunicorn (--workers, --worker-class gthread for keep-alive) with production-like settings.
+3. Register --agents agents through the real register endpoint; send each one first heartbeat.
+4. For --seconds each: the trivial endpoint, then heartbeats, from --clients processes with keep-alive
+   connections. Heartbeats are realistic: the full state every time, mostly unchanged, a share
+   (--change-rate) with one setting flipped.
+
+    .venv/bin/python bench/heartbeat.py [--agents 200 --clients 6 --seconds 10 --workers 4]
+"""
+
+import argparse
+import http.client
+import json
+import multiprocessing
+import os
+import random
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TARGET_RATE, TARGET_RATIO = 1000.0, 0.3
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ensure_database(url: str) -> None:
+    import psycopg
+
+    u = urllib.parse.urlparse(url)
+    name = u.path.lstrip("/")
+    with psycopg.connect(
+        host=u.hostname,
+        port=u.port or 5432,
+        user=u.username or "postgres",
+        password=u.password,
+        dbname="postgres",
+        autocommit=True,
+    ) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname=%s", (name,)).fetchone():
+            conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def server_env(database_url: str, var_dir: Path) -> dict:
+    env = dict(os.environ)
+    env.update(
+        DATABASE_URL=database_url,
+        DJANGO_SETTINGS_MODULE="config.settings",
+        VAR_DIR=str(var_dir),
+        DEBUG="false",
+        SECRET_KEY="bench-" + secrets.token_hex(16),
+        FERNET_KEYS="ZGV2LW9ubHktZmVybmV0LWtleS1ub3QtZm9yLXByb2Q=",
+        SECURE_SSL_REDIRECT="false",
+        SECURE_COOKIES="false",
+        ALLOWED_HOSTS="127.0.0.1,localhost",
+        LOG_LEVEL="WARNING",
+        # Throttling stays on (its cost is part of a heartbeat), with limits the benchmark cannot hit.
+        AGENT_THROTTLE="100000000/min",
+        REGISTER_THROTTLE="100000/min",
+        CONN_MAX_AGE="600",
+    )
+    return env
+
+
+def request(conn: http.client.HTTPConnection, method: str, path: str, body: bytes | None, headers: dict):
+    conn.request(method, path, body=body, headers=headers)
+    resp = conn.getresponse()
+    data = resp.read()
+    return resp.status, data
+
+
+def wait_up(port: int, proc: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"gunicorn exited with code {proc.returncode}")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            if request(conn, "GET", "/healthz", None, {})[0] == 200:
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit("gunicorn did not answer in time")
+
+
+def make_state(rng: random.Random) -> dict:
+    apps = [
+        {"name": "monitoring-agent", "version": rng.choice(["2.3.1", "2.4.0"]), "running": True},
+        {"name": "log-collector", "version": "1.9.2", "running": True},
+        {"name": "nginx", "version": "1.26.2", "running": rng.random() > 0.1},
+        {"name": "postgresql", "version": "16.4", "running": True},
+        {"name": "outdated-db", "version": "1.4", "running": True},
+    ]
+    return {
+        "os_version": rng.choice(["24.04.1", "24.04.2"]),
+        "apps": apps[: rng.randint(2, 5)],
+        "settings": {
+            "ssh.password_auth": False,
+            "ssh.root_login": False,
+            "firewall.enabled": True,
+            "auto_updates.enabled": rng.random() < 0.5,
+            "ntp.enabled": True,
+        },
+        "updates": [
+            {"kind": "os", "name": "os", "version": "24.04.3", "released_at": "2026-11-20T08:00:00+00:00"},
+            {"kind": "app", "name": "monitoring-agent", "version": "2.4.0", "released_at": "2026-11-25T12:00:00+00:00"},
+        ],
+        "agent_version": "bench-1",
+    }
+
+
+def register_agents(port: int, token: str, count: int) -> list[dict]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    agents = []
+    prefix = secrets.token_hex(3)
+    for i in range(count):
+        rng = random.Random(i)
+        body = {"token": token, "name": f"bench-{prefix}-{i:05d}", "address": "127.0.0.1:9"}
+        status, data = request(
+            conn, "POST", "/api/agent/register", json.dumps(body).encode(), {"Content-Type": "application/json"}
+        )
+        if status != 201:
+            raise SystemExit(f"registration failed: HTTP {status} {data[:300]!r}")
+        state = make_state(rng)
+        changed = json.loads(json.dumps(state))
+        changed["settings"]["ssh.password_auth"] = True
+        agents.append(
+            {
+                "auth": "Agent " + json.loads(data)["credential"],
+                "bodies": [json.dumps(state).encode(), json.dumps(changed).encode()],
+            }
+        )
+    for agent in agents:  # the first heartbeat stores the state; from here on most are unchanged
+        request(
+            conn,
+            "POST",
+            "/api/agent/heartbeat",
+            agent["bodies"][0],
+            {"Content-Type": "application/json", "Authorization": agent["auth"]},
+        )
+    conn.close()
+    return agents
+
+
+def client_connection(port, kind, agents, seconds, change_rate, seed, start_at, out):
+    rng = random.Random(seed)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    current = [0] * len(agents)
+    ok = errors = changed = i = 0
+    latencies = []
+    while time.time() < start_at:
+        time.sleep(0.005)
+    end = time.perf_counter() + seconds
+    while True:
+        t0 = time.perf_counter()
+        if t0 >= end:
+            break
+        try:
+            if kind == "trivial":
+                status, _ = request(conn, "GET", "/healthz", None, {})
+            else:
+                n = i % len(agents)
+                if rng.random() < change_rate:
+                    current[n] ^= 1
+                    changed += 1
+                agent = agents[n]
+                headers = {"Content-Type": "application/json", "Authorization": agent["auth"]}
+                status, _ = request(conn, "POST", "/api/agent/heartbeat", agent["bodies"][current[n]], headers)
+        except (OSError, http.client.HTTPException):
+            errors += 1
+            conn.close()
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            continue
+        i += 1
+        if status == 200:
+            ok += 1
+        else:
+            errors += 1
+        if i % 10 == 0:
+            latencies.append(time.perf_counter() - t0)
+    out.append({"ok": ok, "errors": errors, "changed": changed, "latencies": latencies})
+
+
+def client(port, kind, agents, seconds, change_rate, seed, start_at, connections, results):
+    """One client process with `connections` keep-alive connections (threads: they mostly wait)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    out: list[dict] = []
+    threads = [
+        threading.Thread(
+            target=client_connection,
+            args=(port, kind, agents[c::connections] or agents, seconds, change_rate, seed * 100 + c, start_at, out),
+        )
+        for c in range(connections)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    results.put(
+        {
+            "ok": sum(o["ok"] for o in out),
+            "errors": sum(o["errors"] for o in out),
+            "changed": sum(o["changed"] for o in out),
+            "latencies": [lat for o in out for lat in o["latencies"]],
+        }
+    )
+
+
+def measure(port, kind, agents_per_client, seconds, change_rate, connections):
+    results = multiprocessing.Queue()
+    start_at = time.time() + 0.5
+    procs = [
+        multiprocessing.Process(
+            target=client, args=(port, kind, agents, seconds, change_rate, n, start_at, connections, results)
+        )
+        for n, agents in enumerate(agents_per_client)
+    ]
+    for p in procs:
+        p.start()
+    parts = [results.get(timeout=seconds + 60) for _ in procs]
+    for p in procs:
+        p.join()
+    ok = sum(p["ok"] for p in parts)
+    latencies = sorted(lat for p in parts for lat in p["latencies"])
+    p50 = latencies[len(latencies) // 2] * 1000 if latencies else 0.0
+    p99 = latencies[int(len(latencies) * 0.99)] * 1000 if latencies else 0.0
+    return {
+        "rate": ok / seconds,
+        "errors": sum(p["errors"] for p in parts),
+        "changed": sum(p["changed"] for p in parts),
+        "total": ok,
+        "p50": p50,
+        "p99": p99,
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--agents", type=int, default=500)
+    parser.add_argument("--clients", type=int, default=2, help="client processes")
+    parser.add_argument("--connections", type=int, default=8, help="keep-alive connections per client process")
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--worker-class", default="gthread", help="gthread (keep-alive) or sync")
+    parser.add_argument("--change-rate", type=float, default=0.05, help="share of heartbeats with a changed state")
+    args = parser.parse_args()
+
+    database_url = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/bench_heartbeat")
+    if not database_url.startswith("postgres"):
+        raise SystemExit("This benchmark runs on PostgreSQL: set DATABASE_URL=postgres://...")
+    var_dir = Path(os.environ.get("VAR_DIR", "/tmp/bench-heartbeat-var"))
+    var_dir.mkdir(parents=True, exist_ok=True)
+    env = server_env(database_url, var_dir)
+    ensure_database(database_url)
+    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)
+    token = (
+        subprocess.run(
+            [
+                sys.executable,
+                "manage.py",
+                "shell",
+                "-c",
+                "from fleet.services import registration_token_create as c; print(c(actor='bench', name='bench')[1])",
+            ],
+            cwd=ROOT,
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
+
+    port = free_port()
+    gunicorn = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "config.wsgi",
+        "-b",
+        f"127.0.0.1:{port}",
+        "-w",
+        str(args.workers),
+        "-k",
+        args.worker_class,
+        "--keep-alive",
+        "30",
+        "--log-level",
+        "warning",
+    ]
+    if args.worker_class == "gthread":
+        gunicorn += ["--threads", str(args.threads)]
+    server = subprocess.Popen(gunicorn, cwd=ROOT, env=env, start_new_session=True)
+    try:
+        wait_up(port, server)
+        agents = register_agents(port, token, args.agents)
+        per_client = [agents[n :: args.clients] for n in range(args.clients)]
+        measure(port, "trivial", per_client, 2, 0, args.connections)  # warm up every worker and connection
+        trivial = measure(port, "trivial", per_client, args.seconds, 0, args.connections)
+        beats = measure(port, "heartbeat", per_client, args.seconds, args.change_rate, args.connections)
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+    ratio = beats["rate"] / trivial["rate"] if trivial["rate"] else 0.0
+    print(
+        f"server: gunicorn {args.worker_class} x{args.workers}"
+        + (f" ({args.threads} threads)" if args.worker_class == "gthread" else "")
+        + f", PostgreSQL; {os.cpu_count()} CPUs shared with {args.clients} client processes x {args.connections} connections"
+    )
+    print(f"agents: {args.agents}; {beats['changed']} of {beats['total']} heartbeats carried a changed state")
+    print(
+        f"trivial JSON (/healthz):  {trivial['rate']:8.0f} req/s   p50 {trivial['p50']:.1f} ms  p99 {trivial['p99']:.1f} ms  errors {trivial['errors']}"
+    )
+    print(
+        f"heartbeats:               {beats['rate']:8.0f} req/s   p50 {beats['p50']:.1f} ms  p99 {beats['p99']:.1f} ms  errors {beats['errors']}"
+    )
+    print(
+        f"ratio heartbeat/trivial:  {ratio:8.2f}x  (target >= {TARGET_RATIO}x)  {'OK' if ratio >= TARGET_RATIO else 'BELOW TARGET'}"
+    )
+    print(
+        f"heartbeat rate target:    {TARGET_RATE:8.0f} /s   {'OK' if beats['rate'] >= TARGET_RATE else 'BELOW TARGET'}"
+    )
+    if beats["errors"] or trivial["errors"]:
+        raise SystemExit("errors during the run: see above")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,28 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from gitops.models import Repository
+from gitops.services import repository_sync
+
+
+class Command(BaseCommand):
+    help = "Sync one GitOps repository now (by id or name) and print the result."
+
+    def add_arguments(self, parser):
+        parser.add_argument("repository")
+
+    def handle(self, *args, repository, **options):
+        repo = (
+            Repository.objects.filter(pk=int(repository)).first()
+            if repository.isdigit()
+            else Repository.objects.filter(name=repository).first()
+        )
+        if repo is None:
+            raise CommandError(f"No repository '{repository}'.")
+        run = repository_sync(repository_id=repo.pk, trigger="manage.py")
+        if run is None:
+            raise CommandError("Another sync of this repository is running (or its host key is not confirmed).")
+        self.stdout.write(
+            f"{run.status}: commit {run.commit_sha[:12]}, {len(run.changes)} change(s), {run.commands_issued} command(s)"
+        )
+        for error in run.errors:
+            self.stdout.write(self.style.ERROR(error))

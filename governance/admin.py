@@ -1,0 +1,91 @@
+from django.contrib import admin, messages
+
+from . import services
+from .models import ComplianceSnapshot, InstanceCompliance, Policy, PolicyException, Violation
+
+
+@admin.register(Policy)
+class PolicyAdmin(admin.ModelAdmin):
+    list_display = ("name", "policy_type", "enabled", "scope_kind", "updated")
+    list_filter = ("policy_type", "enabled", "scope_kind")
+    search_fields = ("name", "description")
+    actions = ["enable", "disable"]
+
+    def has_add_permission(self, request):
+        return False  # policies are created through the service (validation, conflict check, evaluation)
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @admin.action(description="Enable selected policies")
+    def enable(self, request, queryset):
+        for policy in queryset:
+            try:
+                services.policy_enable(actor=request.user, policy=policy)
+            except services.ApplicationError as exc:
+                self.message_user(request, exc.message, messages.ERROR)
+
+    @admin.action(description="Disable selected policies")
+    def disable(self, request, queryset):
+        for policy in queryset:
+            services.policy_disable(actor=request.user, policy=policy)
+
+    def delete_model(self, request, obj):
+        services.policy_delete(actor=request.user, policy=obj)
+
+    def delete_queryset(self, request, queryset):
+        for policy in queryset:
+            services.policy_delete(actor=request.user, policy=policy)
+
+
+@admin.register(Violation)
+class ViolationAdmin(admin.ModelAdmin):
+    list_display = ("policy_name", "instance", "severity", "status", "evidence", "first_detected_at", "resolved_at")
+    list_filter = ("severity", "status")
+    search_fields = ("policy_name", "evidence", "instance__name")
+    list_select_related = ("instance",)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(PolicyException)
+class PolicyExceptionAdmin(admin.ModelAdmin):
+    list_display = ("policy", "rule_key", "scope_kind", "expires_at", "revoked_at", "created_by")
+    list_filter = ("scope_kind",)
+    actions = ["revoke"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @admin.action(description="Revoke selected exceptions")
+    def revoke(self, request, queryset):
+        for exception in queryset:
+            try:
+                services.exception_revoke(actor=request.user, exception=exception)
+            except services.ApplicationError as exc:
+                self.message_user(request, exc.message, messages.ERROR)
+
+
+@admin.register(InstanceCompliance)
+class InstanceComplianceAdmin(admin.ModelAdmin):
+    list_display = ("instance", "score", "met", "applicable", "exempt", "stale", "evaluated_at")
+    list_filter = ("stale",)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(ComplianceSnapshot)
+class ComplianceSnapshotAdmin(admin.ModelAdmin):
+    list_display = ("date", "kind", "label", "score", "instances")
+    list_filter = ("kind",)

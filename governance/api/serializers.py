@@ -1,0 +1,231 @@
+from rest_framework import serializers
+
+from fleet.api.fields import ScopeSerializer
+
+from .. import evaluators
+from ..choices import PolicyType, Severity
+from ..models import InstanceCompliance, Policy, PolicyException, Violation
+
+
+class RulesField(serializers.JSONField):
+    """The canonical rules of the policy's type (see docs/governance.md); validated by evaluators.validate_rules."""
+
+
+class PolicyCompliancePartSerializer(serializers.Serializer):
+    score = serializers.FloatField(allow_null=True)
+    compliant = serializers.IntegerField()
+    noncompliant = serializers.IntegerField()
+    exempt = serializers.IntegerField()
+    unknown = serializers.IntegerField()
+
+
+class PolicySerializer(serializers.ModelSerializer):
+    scope = ScopeSerializer(required=False)
+    rules = RulesField()
+    severity = serializers.ChoiceField(choices=Severity.choices, read_only=True)
+    compliance = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Policy
+        fields = [
+            "id",
+            "name",
+            "description",
+            "policy_type",
+            "severity",
+            "rules",
+            "enabled",
+            "scope",
+            "compliance",
+            "created",
+            "updated",
+        ]
+        read_only_fields = ["created", "updated"]
+
+    def get_compliance(self, obj) -> PolicyCompliancePartSerializer:
+        pc = getattr(obj, "compliance", None)
+        if pc is None:
+            return None
+        return {
+            "score": pc.score,
+            "compliant": pc.compliant,
+            "noncompliant": pc.noncompliant,
+            "exempt": pc.exempt,
+            "unknown": pc.unknown,
+        }
+
+    def validate(self, attrs):
+        policy_type = attrs.get("policy_type") or getattr(self.instance, "policy_type", None)
+        if self.instance is not None and "policy_type" in attrs and attrs["policy_type"] != self.instance.policy_type:
+            raise serializers.ValidationError(
+                {"policy_type": "A policy's type cannot change; create a new policy instead."}
+            )
+        if "rules" in attrs:
+            try:
+                attrs["rules"] = evaluators.validate_rules(policy_type, attrs["rules"])
+            except evaluators.RuleError as exc:
+                raise serializers.ValidationError({"rules": str(exc)}) from exc
+        return attrs
+
+
+class PolicyPreviewRequestSerializer(serializers.Serializer):
+    policy_type = serializers.ChoiceField(choices=PolicyType.choices)
+    rules = RulesField()
+    scope = ScopeSerializer(required=False)
+    policy = serializers.IntegerField(
+        required=False, help_text="When editing: the policy being changed (left out of the conflict check)"
+    )
+
+    def validate(self, attrs):
+        try:
+            attrs["rules"] = evaluators.validate_rules(attrs["policy_type"], attrs["rules"])
+        except evaluators.RuleError as exc:
+            raise serializers.ValidationError({"rules": str(exc)}) from exc
+        return attrs
+
+
+class FailureSerializer(serializers.Serializer):
+    rule_key = serializers.CharField()
+    rule = serializers.CharField()
+    evidence = serializers.CharField()
+
+
+class PreviewInstanceSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    failures = FailureSerializer(many=True)
+
+
+class PolicyPreviewSerializer(serializers.Serializer):
+    in_scope = serializers.IntegerField()
+    violating = serializers.IntegerField()
+    compliant = serializers.IntegerField()
+    unknown = serializers.IntegerField()
+    severity = serializers.CharField()
+    rules = serializers.JSONField()
+    conflicts = serializers.ListField(child=serializers.CharField())
+    instances = PreviewInstanceSerializer(many=True)
+
+
+class ViolationSerializer(serializers.ModelSerializer):
+    instance_name = serializers.CharField(source="instance.name", read_only=True)
+    key = serializers.CharField(read_only=True)
+
+    class Meta:
+        model = Violation
+        fields = [
+            "id",
+            "key",
+            "policy",
+            "policy_name",
+            "instance",
+            "instance_name",
+            "rule_key",
+            "rule",
+            "evidence",
+            "severity",
+            "status",
+            "first_detected_at",
+            "last_seen_at",
+            "resolved_at",
+            "exception",
+        ]
+        read_only_fields = fields
+
+
+class PolicyExceptionSerializer(serializers.ModelSerializer):
+    scope = ScopeSerializer()
+    status = serializers.SerializerMethodField()
+    policy_name = serializers.CharField(source="policy.name", read_only=True)
+
+    class Meta:
+        model = PolicyException
+        fields = [
+            "id",
+            "policy",
+            "policy_name",
+            "rule_key",
+            "scope",
+            "justification",
+            "expires_at",
+            "status",
+            "created",
+            "created_by",
+            "revoked_at",
+            "revoked_by",
+        ]
+        read_only_fields = ["created", "created_by", "revoked_at", "revoked_by"]
+        extra_kwargs = {"justification": {"required": True}, "expires_at": {"required": True}}
+
+    def get_status(self, obj) -> str:
+        from django.utils import timezone
+
+        return obj.status_at(timezone.now())
+
+
+class InstanceScoreSerializer(serializers.ModelSerializer):
+    instance_name = serializers.CharField(source="instance.name", read_only=True)
+
+    class Meta:
+        model = InstanceCompliance
+        fields = [
+            "instance",
+            "instance_name",
+            "score",
+            "met",
+            "applicable",
+            "exempt",
+            "stale",
+            "states",
+            "evaluated_at",
+        ]
+
+
+class FleetComplianceSerializer(serializers.Serializer):
+    average = serializers.FloatField(allow_null=True, help_text="Average score of instances with applicable policies")
+    scored = serializers.IntegerField()
+    full = serializers.IntegerField()
+    high = serializers.IntegerField()
+    mid = serializers.IntegerField()
+    low = serializers.IntegerField()
+    unknown = serializers.IntegerField(help_text="Instances offline past the stale threshold: unknown, not scored")
+    no_policies = serializers.IntegerField(help_text="Instances without applicable policies: excluded")
+    violations = serializers.DictField(child=serializers.IntegerField())
+
+
+class PolicyScoreSerializer(serializers.Serializer):
+    policy_id = serializers.IntegerField()
+    policy = serializers.CharField()
+    policy_type = serializers.CharField()
+    enabled = serializers.BooleanField()
+    score = serializers.FloatField(allow_null=True)
+    compliant = serializers.IntegerField()
+    noncompliant = serializers.IntegerField()
+    exempt = serializers.IntegerField()
+    unknown = serializers.IntegerField()
+    update_timeliness = serializers.DictField(required=False, allow_null=True)
+
+
+class GroupScoreSerializer(serializers.Serializer):
+    group_id = serializers.IntegerField()
+    group = serializers.CharField()
+    average = serializers.FloatField()
+    instances = serializers.IntegerField()
+
+
+class SnapshotSerializer(serializers.Serializer):
+    date = serializers.DateField()
+    kind = serializers.CharField()
+    label = serializers.CharField()
+    group = serializers.IntegerField(source="group_id", allow_null=True)
+    policy = serializers.IntegerField(source="policy_id", allow_null=True)
+    score = serializers.FloatField(allow_null=True)
+    instances = serializers.IntegerField()
+
+
+class InstanceOnDateSerializer(serializers.Serializer):
+    date = serializers.DateField()
+    compliant = serializers.BooleanField(allow_null=True)
+    score = serializers.FloatField(allow_null=True)
+    source = serializers.CharField()
+    failing_policy_ids = serializers.ListField(child=serializers.IntegerField())

@@ -1,0 +1,413 @@
+import csv
+
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.http import Http404, StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views import View
+from django.views.generic import FormView, TemplateView
+
+from common.choices import Role
+from common.exceptions import ApplicationError
+from common.views import RoleRequiredMixin, ServiceFormMixin
+from fleet.models import Group, Instance
+
+from . import evaluators, selectors, services
+from .choices import ExceptionStatus, PolicyType
+from .filters import ExceptionFilterSet, InstanceScoreFilterSet, PolicyFilterSet, ViolationFilterSet
+from .forms import POLICY_FORMS, TYPE_HELP, ExceptionForm
+from .models import InstanceCompliance, Policy, PolicyException, Violation
+
+PAGE_SIZE = 50
+
+
+def _page(request, queryset, size=PAGE_SIZE):
+    return Paginator(queryset, size).get_page(request.GET.get("page"))
+
+
+def _dashboard_filters(request) -> tuple[Group | None, str]:
+    group = (
+        Group.objects.filter(pk=request.GET.get("group")).first() if request.GET.get("group", "").isdigit() else None
+    )
+    return group, request.GET.get("tag", "").strip()
+
+
+class DashboardView(RoleRequiredMixin, TemplateView):
+    """Governance dashboard; `?partial=1` returns the live part for htmx refresh."""
+
+    template_name = "governance/dashboard.html"
+
+    def get_template_names(self):
+        if self.request.GET.get("partial"):
+            return ["governance/_dashboard_body.html"]
+        return [self.template_name]
+
+    def get_context_data(self, **kwargs):
+        group, tag = _dashboard_filters(self.request)
+        counts = selectors.violation_counts(group=group, tag=tag)
+        return super().get_context_data(
+            title="Governance",
+            groups=Group.objects.all(),
+            group=group,
+            tag=tag,
+            fleet=selectors.fleet_compliance(group=group, tag=tag),
+            counts=counts,
+            top_policies=selectors.top_failing_policies(group=group, tag=tag),
+            lowest=selectors.lowest_scoring_instances(group=group, tag=tag),
+            group_scores=selectors.group_scores() if group is None and not tag else [],
+            trend_chart=selectors.trend_chart(),
+            severity_chart=selectors.severity_chart(counts),
+            query=self.request.GET.urlencode(),
+            **kwargs,
+        )
+
+
+class ScoreListView(RoleRequiredMixin, TemplateView):
+    """Drill-down: every instance's score."""
+
+    template_name = "governance/score_list.html"
+
+    def get_context_data(self, **kwargs):
+        filterset = InstanceScoreFilterSet(self.request.GET or None, queryset=InstanceCompliance.objects.all())
+        qs = filterset.qs if filterset.is_bound and filterset.is_valid() else InstanceCompliance.objects.all()
+        return super().get_context_data(
+            title="Instance compliance scores",
+            filter=filterset,
+            page_obj=_page(self.request, selectors.instance_scores(queryset=qs)),
+            **kwargs,
+        )
+
+
+# --- Policies ---------------------------------------------------------------------------------
+
+
+class PolicyListView(RoleRequiredMixin, TemplateView):
+    template_name = "governance/policy_list.html"
+
+    def get_context_data(self, **kwargs):
+        filterset = PolicyFilterSet(self.request.GET or None, queryset=Policy.objects.all())
+        qs = filterset.qs if filterset.is_bound and filterset.is_valid() else Policy.objects.all()
+        return super().get_context_data(
+            title="Policies",
+            filter=filterset,
+            page_obj=_page(self.request, selectors.policy_list(queryset=qs)),
+            **kwargs,
+        )
+
+
+class PolicyTypeChooseView(RoleRequiredMixin, TemplateView):
+    required_role = Role.ADMIN
+    template_name = "governance/policy_type_choose.html"
+
+    def get_context_data(self, **kwargs):
+        types = [{"value": t.value, "label": t.label, "help": TYPE_HELP[t]} for t in PolicyType]
+        return super().get_context_data(title="Create policy", types=types, **kwargs)
+
+
+class _PolicyFormView(RoleRequiredMixin, ServiceFormMixin, FormView):
+    required_role = Role.ADMIN
+    template_name = "governance/policy_form.html"
+    policy: Policy | None = None
+
+    def get_form_class(self):
+        return POLICY_FORMS[self.policy_type]
+
+    def get_form_kwargs(self):
+        kwargs = super().get_form_kwargs()
+        kwargs["policy"] = self.policy
+        return kwargs
+
+    def get_context_data(self, **kwargs):
+        preview_url = reverse("governance:policy_preview", args=[self.policy_type])
+        if self.policy is not None:
+            preview_url += f"?policy={self.policy.pk}"
+        return super().get_context_data(
+            policy=self.policy,
+            policy_type=PolicyType(self.policy_type),
+            type_help=TYPE_HELP[self.policy_type],
+            preview_url=preview_url,
+            **kwargs,
+        )
+
+
+class PolicyCreateView(_PolicyFormView):
+    def dispatch(self, request, *args, **kwargs):
+        if kwargs["policy_type"] not in PolicyType.values:
+            raise Http404("Unknown policy type")
+        self.policy_type = kwargs["policy_type"]
+        return super().dispatch(request, *args, **kwargs)
+
+    def get_context_data(self, **kwargs):
+        return super().get_context_data(title=f"Create {PolicyType(self.policy_type).label.lower()} policy", **kwargs)
+
+    def perform(self, form):
+        d = form.cleaned_data
+        policy = services.policy_create(
+            actor=self.request.user,
+            name=d["name"],
+            description=d["description"],
+            policy_type=self.policy_type,
+            rules=d["rules"],
+            scope=d["scope"],
+            enabled=d["enabled"],
+        )
+        messages.success(self.request, f"Policy '{policy.name}' created; its scope is being evaluated.")
+        return redirect(policy.get_absolute_url())
+
+
+class PolicyEditView(_PolicyFormView):
+    def dispatch(self, request, *args, **kwargs):
+        self.policy = get_object_or_404(Policy, pk=kwargs["pk"])
+        self.policy_type = self.policy.policy_type
+        return super().dispatch(request, *args, **kwargs)
+
+    def get_context_data(self, **kwargs):
+        return super().get_context_data(title=f"Edit {self.policy.name}", **kwargs)
+
+    def perform(self, form):
+        d = form.cleaned_data
+        policy = services.policy_update(
+            actor=self.request.user,
+            policy=self.policy,
+            name=d["name"],
+            description=d["description"],
+            rules=d["rules"],
+            scope=d["scope"],
+            enabled=d["enabled"],
+        )
+        messages.success(self.request, f"Policy '{policy.name}' saved; its old and new scope are being re-evaluated.")
+        return redirect(policy.get_absolute_url())
+
+
+class PolicyPreviewView(RoleRequiredMixin, View):
+    """htmx: the would-be result of the form's policy, without saving. Writes nothing."""
+
+    def post(self, request, policy_type):
+        if policy_type not in PolicyType.values:
+            raise Http404("Unknown policy type")
+        policy = (
+            Policy.objects.filter(pk=request.GET.get("policy")).first()
+            if request.GET.get("policy", "").isdigit()
+            else None
+        )
+        form = POLICY_FORMS[policy_type](request.POST, policy=policy)
+        context = {"form": form}
+        if form.is_valid():
+            d = form.cleaned_data
+            try:
+                context["preview"] = services.policy_preview(
+                    policy_type=policy_type,
+                    rules=d["rules"],
+                    scope=d["scope"],
+                    exclude_id=policy.pk if policy else None,
+                )
+            except ApplicationError as exc:
+                context["error"] = exc.message
+        return render(request, "governance/_preview.html", context)
+
+
+class PolicyDetailView(RoleRequiredMixin, TemplateView):
+    template_name = "governance/policy_detail.html"
+
+    def get_context_data(self, **kwargs):
+        policy = get_object_or_404(selectors.policy_list(), pk=self.kwargs["pk"])
+        violations = selectors.violation_list(
+            queryset=Violation.objects.filter(policy=policy, status__in=("open", "exempted"))
+        )
+        return super().get_context_data(
+            title=policy.name,
+            policy=policy,
+            compliance=getattr(policy, "compliance", None),
+            rules=evaluators.rule_keys(policy.policy_type, policy.rules),
+            page_obj=_page(self.request, violations),
+            timeliness=selectors.update_rule_timeliness(policy),
+            exceptions=selectors.exception_list(
+                queryset=policy.exceptions.filter(revoked_at__isnull=True, expires_at__gt=timezone.now())
+            ),
+            **kwargs,
+        )
+
+
+class PolicyToggleView(RoleRequiredMixin, View):
+    def post(self, request, pk):
+        policy = get_object_or_404(Policy, pk=pk)
+        try:
+            if policy.enabled:
+                services.policy_disable(actor=request.user, policy=policy)
+                messages.success(request, f"Policy '{policy.name}' disabled; its violations will be resolved.")
+            else:
+                services.policy_enable(actor=request.user, policy=policy)
+                messages.success(request, f"Policy '{policy.name}' enabled; its scope is being evaluated.")
+        except ApplicationError as exc:
+            messages.error(request, exc.message)
+        return redirect(request.POST.get("next") or policy.get_absolute_url())
+
+
+class PolicyDeleteView(RoleRequiredMixin, View):
+    def post(self, request, pk):
+        policy = get_object_or_404(Policy, pk=pk)
+        name = policy.name
+        services.policy_delete(actor=request.user, policy=policy)
+        messages.success(request, f"Policy '{name}' deleted; its violations are kept as resolved history.")
+        return redirect("governance:policy_list")
+
+
+# --- Violations -------------------------------------------------------------------------------
+
+
+class ViolationListView(RoleRequiredMixin, TemplateView):
+    template_name = "governance/violation_list.html"
+
+    def filtered(self):
+        filterset = ViolationFilterSet(self.request.GET or None, queryset=Violation.objects.all())
+        qs = filterset.qs if filterset.is_bound and filterset.is_valid() else Violation.objects.all()
+        return filterset, selectors.violation_list(queryset=qs)
+
+    def get_template_names(self):
+        return ["governance/_violation_table.html"] if self.request.GET.get("partial") else [self.template_name]
+
+    def get_context_data(self, **kwargs):
+        filterset, qs = self.filtered()
+        return super().get_context_data(
+            title="Violations",
+            filter=filterset,
+            page_obj=_page(self.request, qs),
+            query=self.request.GET.urlencode(),
+            **kwargs,
+        )
+
+
+class _Echo:
+    def write(self, value):
+        return value
+
+
+class ViolationExportView(ViolationListView):
+    """CSV of the filtered violations (all pages)."""
+
+    COLUMNS = [
+        "id",
+        "severity",
+        "status",
+        "policy",
+        "instance",
+        "rule",
+        "evidence",
+        "first_detected_at",
+        "last_seen_at",
+        "resolved_at",
+    ]
+
+    def get(self, request, *args, **kwargs):
+        _filterset, qs = self.filtered()
+        writer = csv.writer(_Echo())
+
+        def rows():
+            yield writer.writerow(self.COLUMNS)
+            for v in qs.iterator(chunk_size=2000):
+                yield writer.writerow(
+                    [
+                        v.pk,
+                        v.severity,
+                        v.status,
+                        v.policy_name,
+                        v.instance.name,
+                        v.rule,
+                        v.evidence,
+                        v.first_detected_at.isoformat(),
+                        v.last_seen_at.isoformat(),
+                        v.resolved_at.isoformat() if v.resolved_at else "",
+                    ]
+                )
+
+        response = StreamingHttpResponse(rows(), content_type="text/csv")
+        response["Content-Disposition"] = f'attachment; filename="violations-{timezone.now():%Y%m%d-%H%M}.csv"'
+        return response
+
+
+# --- Exceptions -------------------------------------------------------------------------------
+
+
+class ExceptionListView(RoleRequiredMixin, TemplateView):
+    template_name = "governance/exception_list.html"
+
+    def get_context_data(self, **kwargs):
+        filterset = ExceptionFilterSet(self.request.GET or None, queryset=PolicyException.objects.all())
+        qs = filterset.qs if filterset.is_bound and filterset.is_valid() else PolicyException.objects.all()
+        now = timezone.now()
+        page = _page(self.request, selectors.exception_list(queryset=qs))
+        for e in page:
+            e.current_status = e.status_at(now)
+        return super().get_context_data(
+            title="Exceptions", filter=filterset, page_obj=page, statuses=ExceptionStatus, **kwargs
+        )
+
+
+class ExceptionCreateView(RoleRequiredMixin, ServiceFormMixin, FormView):
+    required_role = Role.ADMIN
+    template_name = "governance/exception_form.html"
+    form_class = ExceptionForm
+
+    def get_initial(self):
+        initial = super().get_initial()
+        for key in ("policy", "rule_key"):
+            if self.request.GET.get(key):
+                initial[key] = self.request.GET[key]
+        if self.request.GET.get("instance", "").isdigit():
+            instance = Instance.objects.filter(pk=self.request.GET["instance"]).first()
+            if instance:
+                initial.update(scope_kind="instances", scope_instances=[instance])
+        return initial
+
+    def get_context_data(self, **kwargs):
+        return super().get_context_data(title="Create exception", rule_choices=selectors.rule_choices(), **kwargs)
+
+    def perform(self, form):
+        d = form.cleaned_data
+        exception = services.exception_create(
+            actor=self.request.user,
+            policy=d["policy"],
+            rule_key=d["rule_key"].strip(),
+            scope=d["scope"],
+            justification=d["justification"],
+            expires_at=d["expires_at"],
+        )
+        messages.success(self.request, f"{exception} created until {exception.expires_at:%Y-%m-%d %H:%M}.")
+        return redirect("governance:exception_list")
+
+
+class ExceptionRevokeView(RoleRequiredMixin, View):
+    def post(self, request, pk):
+        exception = get_object_or_404(PolicyException, pk=pk)
+        try:
+            services.exception_revoke(actor=request.user, exception=exception)
+            messages.success(request, f"{exception} revoked; its violations re-open if still failing.")
+        except ApplicationError as exc:
+            messages.error(request, exc.message)
+        return redirect("governance:exception_list")
+
+
+# --- Panels loaded by fleet pages -------------------------------------------------------------
+
+
+class ServerPanelView(RoleRequiredMixin, TemplateView):
+    """htmx fragment for the server detail page: score, open violations, history, exceptions."""
+
+    template_name = "governance/panels/server.html"
+
+    def get_context_data(self, **kwargs):
+        instance = get_object_or_404(Instance, pk=self.kwargs["pk"])
+        return super().get_context_data(**selectors.instance_panel(instance), **kwargs)
+
+
+class FleetCompliancePanelView(RoleRequiredMixin, TemplateView):
+    """htmx fragment for the Fleet Dashboard: the average compliance score and a small breakdown."""
+
+    template_name = "governance/panels/fleet_compliance.html"
+
+    def get_context_data(self, **kwargs):
+        return super().get_context_data(
+            fleet=selectors.fleet_compliance(), counts=selectors.violation_counts(), **kwargs
+        )

@@ -1,0 +1,123 @@
+"""The HTML pages: list with live phase, create form with preview, detail with live health and actions."""
+
+import pytest
+
+from canary.choices import Phase
+from canary.models import CanaryDeployment
+from tests.base import assert_status
+
+from .conftest import agent_finishes
+from .helpers import canary_runs, start
+
+FORM = {
+    "name": "web-app 2.0", "command_kind": "update_app", "app": "web-app", "version": "2.0", "scope_kind": "all",
+    "selection": "percentage", "canary_percentage": "33", "criteria": ["online", "health_check"], "success_threshold": "100",
+    "health_path": "/health", "check_interval": "5", "max_duration": "60", "consecutive_healthy": "1",
+    "preflight_policy": "exclude",
+}
+
+
+@pytest.fixture
+def fleet(make_fleet, canary_license):
+    return make_fleet(3)
+
+
+def test_the_list_shows_each_deployment_with_its_phase_and_refreshes_live(fleet, operator_user, viewer_client):
+    deployment = start(operator_user, percentage=33, name="web-app 2.0")
+    response = viewer_client.get("/governance/canary/")
+    assert_status(response, 200)
+    html = response.content.decode()
+    assert "web-app 2.0" in html and "badge-status-canary" in html
+    assert 'hx-trigger="every 3s"' in html
+    assert "New canary deployment" not in html  # viewers cannot start one
+    rows = viewer_client.get("/governance/canary/?partial=rows", HTTP_HX_REQUEST="true")
+    assert "<html" not in rows.content.decode() and deployment.get_absolute_url() in rows.content.decode()
+
+
+def test_an_empty_list_explains_what_a_canary_is(fleet, operator_client):
+    response = operator_client.get("/governance/canary/")
+    assert "No canary deployments yet" in response.content.decode()
+    assert "New canary deployment" in response.content.decode()
+
+
+def test_the_preview_shows_the_canary_excluded_and_rollout_sets(fleet, operator_client):
+    fleet[0].server.mode = "fail"
+    response = operator_client.get("/governance/canary/new/preview/", FORM, HTTP_HX_REQUEST="true")
+    assert_status(response, 200)
+    html = response.content.decode()
+    assert "web-2" in html.split('id="preview-canary"')[1].split("</ul>")[0]
+    assert "web-1</strong>: unhealthy before the change: HTTP 500" in html
+    assert "web-1, web-3" in html.split('id="preview-rollout"')[1]
+
+
+def test_creating_from_the_form_starts_the_deployment(fleet, operator_client):
+    response = operator_client.post("/governance/canary/new/", FORM)
+    deployment = CanaryDeployment.objects.get()
+    assert response.status_code == 302 and response["Location"] == deployment.get_absolute_url()
+    assert deployment.phase == Phase.CANARY
+    assert deployment.criteria == ["online", "health_check"]
+
+
+def test_a_refused_start_is_shown_on_the_form_and_nothing_is_saved(fleet, operator_client):
+    for inst in fleet:
+        inst.server.mode = "fail"
+    response = operator_client.post("/governance/canary/new/", FORM)
+    assert_status(response, 200)
+    assert "No canary candidate is online and healthy" in response.content.decode()
+    assert not CanaryDeployment.objects.exists()
+
+
+def test_the_form_says_when_no_new_violations_is_unavailable(fleet, operator_client):
+    response = operator_client.post("/governance/canary/new/", {**FORM, "criteria": ["no_new_violations"]})
+    assert "No new violations is unavailable" in response.content.decode()
+    assert not CanaryDeployment.objects.exists()
+
+
+def test_viewers_cannot_open_the_create_form(fleet, viewer_client):
+    assert_status(viewer_client.get("/governance/canary/new/"), 403)
+    assert_status(viewer_client.post("/governance/canary/new/", FORM), 403)
+
+
+def test_the_detail_page_shows_live_health_chart_timeline_and_confirmed_actions(fleet, operator_user, operator_client):
+    deployment = start(operator_user, percentage=33, consecutive_healthy=2)
+    agent_finishes(canary_runs(deployment))
+    from canary.services import canary_advance
+
+    canary_advance(deployment_id=deployment.pk)
+    canary_advance(deployment_id=deployment.pk)
+    response = operator_client.get(deployment.get_absolute_url())
+    assert_status(response, 200)
+    html = response.content.decode()
+    assert 'data-chart="share-chart"' in html and 'id="share-chart"' in html
+    assert 'hx-get="/governance/canary/%d/?partial=live"' % deployment.pk in html
+    assert "round 1 at" in html  # the per-instance timeline
+    assert 'data-confirm="Promote now?' in html.replace("\n", " ")
+    assert 'data-confirm="Roll back now?' in html
+    assert "2 instances will get the change if the canary passes" in html
+    live = operator_client.get(deployment.get_absolute_url() + "?partial=live", HTTP_HX_REQUEST="true")
+    assert "<html" not in live.content.decode() and "Evaluation" in live.content.decode()
+
+
+def test_viewers_see_the_detail_without_action_buttons(fleet, operator_user, viewer_client):
+    deployment = start(operator_user, percentage=33)
+    html = viewer_client.get(deployment.get_absolute_url()).content.decode()
+    assert "Promote to all instances" not in html and "Roll back" not in html
+    assert_status(viewer_client.post(f"/governance/canary/{deployment.pk}/promote/"), 403)
+
+
+def test_promote_and_rollback_buttons_call_the_service_and_report_conflicts(fleet, operator_user, operator_client):
+    deployment = start(operator_user, percentage=33)
+    response = operator_client.post(f"/governance/canary/{deployment.pk}/rollback/", {"reason": "errors"}, follow=True)
+    deployment.refresh_from_db()
+    assert deployment.phase == Phase.ROLLBACK
+    assert "is rolling back" in response.content.decode()
+    assert "Rolled back by oscar: errors" in response.content.decode()
+    response = operator_client.post(f"/governance/canary/{deployment.pk}/promote/", follow=True)
+    assert "Cannot promote this deployment: it is already rolling back." in response.content.decode()
+
+
+def test_without_the_license_the_pages_show_the_upgrade_page(make_fleet, install_license, operator_client):
+    install_license("pro")
+    response = operator_client.get("/governance/canary/")
+    assert_status(response, 402)
+    assert "Upgrade to Business" in response.content.decode()

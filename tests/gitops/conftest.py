@@ -1,0 +1,74 @@
+import pytest
+
+from fleet.models import Group, Instance, Tag
+from gitops import services
+from gitops.choices import ConflictStrategy
+from tests.base import service_unavailable
+
+from .sshd import GitRepo, SSHServer, tools_available
+
+
+@pytest.fixture
+def sshd(tmp_path):
+    """A real sshd on a free loopback port, torn down after the test."""
+    if not tools_available():
+        service_unavailable("openssh-server and git (apt-get install -y openssh-server git)")
+    server = SSHServer(tmp_path / "sshd").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def git_repo(tmp_path):
+    return GitRepo(tmp_path / "git")
+
+
+@pytest.fixture
+def fleet(db):
+    """Three instances: web-01 and web-02 in group web (web-01 tagged env=production), db-01 in group db."""
+    web, dbg = Group.objects.create(name="web"), Group.objects.create(name="db")
+    prod = Tag.objects.create(key="env", value="production")
+    instances = {}
+    for name, group in (("web-01", web), ("web-02", web), ("db-01", dbg)):
+        inst = Instance.objects.create(
+            name=name,
+            settings={"ssh.password_auth": True},
+            apps=[{"name": "monitoring-agent", "version": "1.4.0", "running": True}],
+        )
+        inst.groups.add(group)
+        instances[name] = inst
+    instances["web-01"].tags.add(prod)
+    return instances
+
+
+@pytest.fixture
+def settings_dir(settings, tmp_path):
+    settings.VAR_DIR = tmp_path / "var"
+    return settings
+
+
+@pytest.fixture
+def connect(sshd, git_repo, admin_user, settings_dir, enterprise_license):
+    """connect(strategy=...) → a Repository pinned to the test sshd, its generated deploy key authorized."""
+
+    def _connect(strategy=ConflictStrategy.MANUAL, name="fleet-config", **kwargs):
+        repo = services.repository_connect(
+            actor=admin_user,
+            name=name,
+            url=sshd.url(git_repo),
+            branch="main",
+            sync_interval=60,
+            conflict_strategy=strategy,
+            known_hosts=f"127.0.0.1 {sshd.host_key_path.with_suffix('.pub').read_text()}",
+            **kwargs,
+        )
+        sshd.authorize(repo.public_key)
+        return repo
+
+    return _connect
+
+
+def sync(repo, trigger="test"):
+    run = services.repository_sync(repository_id=repo.pk, trigger=trigger)
+    repo.refresh_from_db()
+    return run
