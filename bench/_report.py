@@ -3,11 +3,21 @@
 import json
 
 
-def report(name: str, figure: float, unit: str, target: str, ok: bool, ratio: float | None = None, ratio_target: str = ""):
+def report(
+    name: str, figure: float, unit: str, target: str, ok: bool, ratio: float | None = None, ratio_target: str = ""
+):
     print(
         "BENCH "
         + json.dumps(
-            {"name": name, "figure": figure, "unit": unit, "target": target, "ratio": ratio, "ratio_target": ratio_target, "ok": ok}
+            {
+                "name": name,
+                "figure": figure,
+                "unit": unit,
+                "target": target,
+                "ratio": ratio,
+                "ratio_target": ratio_target,
+                "ok": ok,
+            }
         ),
         flush=True,
     )

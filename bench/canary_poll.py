@@ -14,8 +14,8 @@ Run: .venv/bin/python bench/canary_poll.py [--instances 1000] [--hang-share 0.1]
 import argparse
 import asyncio
 import json
-import random
 import os
+import random
 import resource
 import subprocess
 import sys
@@ -80,7 +80,9 @@ def main() -> int:
 
     child = subprocess.Popen(
         [sys.executable, __file__, "--serve", "--instances", str(args.instances), "--hang-share", str(args.hang_share)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         info = json.loads(child.stdout.readline())
@@ -113,12 +115,19 @@ def main() -> int:
     print(f"round with hangs:          {round_time:.3f} s")
     print(f"per-request timeout:       {args.timeout:.3f} s (the floor: a hang cannot be judged sooner)")
     print(f"ratio round / timeout:     {ratio:.2f}x")
-    print(f"target:                    <= {target:.1f} s with a 1 s timeout ({'met' if round_time <= target else 'NOT met'})")
+    print(
+        f"target:                    <= {target:.1f} s with a 1 s timeout ({'met' if round_time <= target else 'NOT met'})"
+    )
     from _report import report
 
     report(
-        "canary poll round: 1000 instances, 10 % hang", round(round_time, 3), "s", f"<= {target:g} s",
-        round_time <= target and not wrong, ratio=round(ratio, 2), ratio_target="<= 2x timeout",
+        "canary poll round: 1000 instances, 10 % hang",
+        round(round_time, 3),
+        "s",
+        f"<= {target:g} s",
+        round_time <= target and not wrong,
+        ratio=round(ratio, 2),
+        ratio_target="<= 2x timeout",
     )
     return 0 if round_time <= target and not wrong else 1
 

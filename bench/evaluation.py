@@ -32,8 +32,9 @@ DASHBOARD_VIOLATIONS = 100_000
 
 def ensure_database(url: str) -> None:
     """Create the benchmark database if it does not exist (connects to the server's `postgres` db)."""
-    import psycopg
     from urllib.parse import urlparse
+
+    import psycopg
 
     parsed = urlparse(url)
     name = parsed.path.lstrip("/")
@@ -83,11 +84,15 @@ def build_fleet(now) -> None:
         )
     groups = Group.objects.bulk_create([Group(name=f"group-{i}") for i in range(10)])
     tags = Tag.objects.bulk_create(
-        [Tag(key="env", value=v) for v in ("production", "staging", "dev")] + [Tag(key="role", value=v) for v in ("web", "db", "cache")]
+        [Tag(key="env", value=v) for v in ("production", "staging", "dev")]
+        + [Tag(key="role", value=v) for v in ("web", "db", "cache")]
     )
     instances = []
     for i in range(INSTANCES):
-        apps = [{"name": n, "version": f"{rng.randint(1, 3)}.{rng.randint(0, 12)}", "running": rng.random() > 0.05} for n in rng.sample(APP_POOL, 8)]
+        apps = [
+            {"name": n, "version": f"{rng.randint(1, 3)}.{rng.randint(0, 12)}", "running": rng.random() > 0.05}
+            for n in rng.sample(APP_POOL, 8)
+        ]
         apps = [a for a in apps if a["name"] not in ("monitoring-agent", "log-collector", "insecure-tool")]
         if rng.random() < 0.95:
             apps.append({"name": "monitoring-agent", "version": "2.1", "running": True})
@@ -96,11 +101,23 @@ def build_fleet(now) -> None:
             apps.append({"name": "insecure-tool", "version": "0.9", "running": True})
         updates = []
         if rng.random() < 0.15:
-            updates.append({"kind": "os", "name": "os", "version": "24.04.3", "released_at": (now - timedelta(hours=rng.randint(1, 120))).isoformat()})
+            updates.append(
+                {
+                    "kind": "os",
+                    "name": "os",
+                    "version": "24.04.3",
+                    "released_at": (now - timedelta(hours=rng.randint(1, 120))).isoformat(),
+                }
+            )
         instances.append(
             Instance(
-                name=f"srv-{i:05d}", os_version=rng.choice(["24.04.1", "24.04.2"] * 9 + ["22.04"]), status=InstanceStatus.ONLINE,
-                last_seen_at=now, apps=apps, settings={"ssh.password_auth": rng.random() < 0.1, "firewall": "on"}, updates=updates,
+                name=f"srv-{i:05d}",
+                os_version=rng.choice(["24.04.1", "24.04.2"] * 9 + ["22.04"]),
+                status=InstanceStatus.ONLINE,
+                last_seen_at=now,
+                apps=apps,
+                settings={"ssh.password_auth": rng.random() < 0.1, "firewall": "on"},
+                updates=updates,
             )
         )
     Instance.objects.bulk_create(instances, batch_size=2000)
@@ -116,14 +133,34 @@ def build_fleet(now) -> None:
     # 50 policies of all four types over all / group / tag scopes. Created with the ORM: the services
     # would enqueue a Celery evaluation per policy, and this run measures evaluation itself.
     kinds = [
-        ("required_apps", lambda i: {"apps": [{"name": "monitoring-agent", "min_version": "2.0"}, {"name": "log-collector", "running": True}]}),
-        ("blocked_apps", lambda i: {"apps": [{"pattern": "outdated-db", "below_version": "2.0"}, {"pattern": "insecure-*"}]}),
-        ("update_rules", lambda i: {"os_deadline_hours": 24 + i, "apps": [{"name": APP_POOL[i % 30], "deadline_hours": 48}]}),
-        ("baseline", lambda i: {"os_version": "24.04", "os_match": "minimum", "settings": {"ssh.password_auth": False, "firewall": "on"}}),
+        (
+            "required_apps",
+            lambda i: {
+                "apps": [{"name": "monitoring-agent", "min_version": "2.0"}, {"name": "log-collector", "running": True}]
+            },
+        ),
+        (
+            "blocked_apps",
+            lambda i: {"apps": [{"pattern": "outdated-db", "below_version": "2.0"}, {"pattern": "insecure-*"}]},
+        ),
+        (
+            "update_rules",
+            lambda i: {"os_deadline_hours": 24 + i, "apps": [{"name": APP_POOL[i % 30], "deadline_hours": 48}]},
+        ),
+        (
+            "baseline",
+            lambda i: {
+                "os_version": "24.04",
+                "os_match": "minimum",
+                "settings": {"ssh.password_auth": False, "firewall": "on"},
+            },
+        ),
     ]
     for i in range(POLICIES):
         policy_type, rules = kinds[i % 4]
-        policy = Policy.objects.create(name=f"policy-{i:02d}", policy_type=policy_type, rules=evaluators.validate_rules(policy_type, rules(i)))
+        policy = Policy.objects.create(
+            name=f"policy-{i:02d}", policy_type=policy_type, rules=evaluators.validate_rules(policy_type, rules(i))
+        )
         if i % 3 == 1:
             policy.scope_kind = ScopeKind.GROUPS
             policy.save()
@@ -149,9 +186,12 @@ def main() -> None:
     rows = Violation.objects.count()
 
     # Floor: PostgreSQL bulk-writing the same number of violation rows (prebuilt objects), rolled back.
-    sample = list(Violation.objects.values("policy_id", "policy_name", "instance_id", "rule_key", "rule", "evidence", "severity"))
+    sample = list(
+        Violation.objects.values("policy_id", "policy_name", "instance_id", "rule_key", "rule", "evidence", "severity")
+    )
     objs = [
-        Violation(**{**v, "rule_key": v["rule_key"] + "#floor"}, status="open", first_detected_at=now, last_seen_at=now) for v in sample
+        Violation(**{**v, "rule_key": v["rule_key"] + "#floor"}, status="open", first_detected_at=now, last_seen_at=now)
+        for v in sample
     ]
     with transaction.atomic():
         start = time.perf_counter()
@@ -164,7 +204,9 @@ def main() -> None:
     steady_s = time.perf_counter() - start
 
     print()
-    print(f"1. Full evaluation of {INSTANCES:,} instances x {POLICIES} policies ({result['opened']:,} violations opened, {rows:,} rows)")
+    print(
+        f"1. Full evaluation of {INSTANCES:,} instances x {POLICIES} policies ({result['opened']:,} violations opened, {rows:,} rows)"
+    )
     print(f"   wall time:                         {full_s:6.2f} s   (target <= 5 s)")
     print(f"   floor, bulk-write of {rows:,} rows: {floor_s:6.2f} s")
     print(f"   ratio to floor:                    {full_s / floor_s:6.2f} x  (target <= 3x)")
@@ -200,9 +242,17 @@ def main() -> None:
     if missing > 0:
         history = [
             Violation(
-                policy_id=v["policy_id"], policy_name=v["policy_name"], instance_id=v["instance_id"], rule_key=v["rule_key"],
-                rule=v["rule"], evidence=v["evidence"], severity=v["severity"], status="resolved",
-                first_detected_at=now - timedelta(days=3), last_seen_at=now - timedelta(days=2), resolved_at=now - timedelta(days=2),
+                policy_id=v["policy_id"],
+                policy_name=v["policy_name"],
+                instance_id=v["instance_id"],
+                rule_key=v["rule_key"],
+                rule=v["rule"],
+                evidence=v["evidence"],
+                severity=v["severity"],
+                status="resolved",
+                first_detected_at=now - timedelta(days=3),
+                last_seen_at=now - timedelta(days=2),
+                resolved_at=now - timedelta(days=2),
             )
             for v in (sample * (missing // max(len(sample), 1) + 1))[:missing]
         ]
@@ -210,14 +260,18 @@ def main() -> None:
     services.compliance_snapshot_take()
     with connection.cursor() as cur:
         cur.execute("ANALYZE")
-    admin = User.objects.filter(username="bench-admin").first() or User.objects.create_user("bench-admin", role="admin", password="x")
+    admin = User.objects.filter(username="bench-admin").first() or User.objects.create_user(
+        "bench-admin", role="admin", password="x"
+    )
     client = Client()
     client.force_login(admin)
     client.get("/governance/")  # warm up templates
     dashboard_ms = median_ms(lambda i: client.get("/governance/"), 21)
     floor_dash = median_ms(lambda i: Violation.objects.filter(status="open").count(), 21)
     print()
-    print(f"3. Governance dashboard at {Instance.objects.count():,} instances, {Violation.objects.count():,} violations")
+    print(
+        f"3. Governance dashboard at {Instance.objects.count():,} instances, {Violation.objects.count():,} violations"
+    )
     print(f"   render median:                     {dashboard_ms:6.1f} ms  (target <= 150 ms)")
     print(f"   floor, one COUNT of open violations: {floor_dash:4.1f} ms")
     print(f"   ratio to floor:                    {dashboard_ms / floor_dash:6.1f} x")

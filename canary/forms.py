@@ -30,9 +30,10 @@ class CanaryForm(ScopeFormMixin):
         queryset=Instance.objects.all(), required=False, widget=forms.SelectMultiple(attrs={"size": 6})
     )
     criteria = forms.MultipleChoiceField(
+        label="Success criteria (every chosen one must hold)",
         choices=Criterion.choices,
         initial=[Criterion.ONLINE, Criterion.HEALTH_CHECK],
-        widget=forms.CheckboxSelectMultiple,
+        widget=forms.CheckboxSelectMultiple(attrs={"class": "form-check-input"}),
     )
     success_threshold = forms.IntegerField(label="Success threshold (%)", min_value=1, max_value=100, initial=100)
     health_path = forms.CharField(label="Health check URL", initial="/health", max_length=200)

@@ -1,8 +1,9 @@
 """HTTP health probes: poll many URLs at once, each with a short timeout. No ORM.
 
 One round is bounded by the timeout, not by the number of URLs: every URL gets its own thread
-(up to `max_workers`), and whatever has not answered when the round's deadline passes is recorded as
-timed out. A hang, connection error, non-2xx answer or redirect is unhealthy, with the reason.
+(up to `max_workers`), and the round ends ROUND_FACTOR timeouts after it started; whatever has not
+answered by then is recorded as timed out. A hang, connection error, non-2xx answer or redirect is
+unhealthy, with the reason.
 """
 
 import time
@@ -13,7 +14,9 @@ from dataclasses import dataclass
 import urllib3
 
 DEFAULT_TIMEOUT = 2.0
-DEFAULT_MAX_WORKERS = 256
+DEFAULT_MAX_WORKERS = 1000
+# A round lasts at most this many per-request timeouts.
+ROUND_FACTOR = 1.5
 
 
 @dataclass(frozen=True)
@@ -30,7 +33,7 @@ class ProbeResult:
 _http = urllib3.PoolManager(num_pools=16, retries=False, maxsize=1, block=False)
 
 
-def probe(url: str, timeout: float = DEFAULT_TIMEOUT) -> ProbeResult:
+def probe(url: str, timeout: float = DEFAULT_TIMEOUT, deadline: float | None = None) -> ProbeResult:
     """GET one health URL. Redirects are not followed: a health endpoint that redirects is misconfigured.
 
     This is the HTTP engine of `requests` (urllib3) used directly. The Session layer on top (cookies,
@@ -38,16 +41,23 @@ def probe(url: str, timeout: float = DEFAULT_TIMEOUT) -> ProbeResult:
     that made healthy endpoints miss the timeout. urllib3 needs under half of it (bench/canary_poll.py).
     """
     started = time.monotonic()
+    if deadline is not None:  # started late in a big round: only what is left of the round
+        timeout = max(0.05, min(timeout, deadline - started))
     try:
         response = _http.request(
-            "GET", url, timeout=urllib3.Timeout(connect=timeout, read=timeout), redirect=False, retries=False,
-            preload_content=False, headers={"Connection": "close", "User-Agent": "fleet-canary-probe/1"},
+            "GET",
+            url,
+            timeout=urllib3.Timeout(connect=timeout, read=timeout, total=timeout),
+            redirect=False,
+            retries=False,
+            preload_content=False,
+            headers={"Connection": "close", "User-Agent": "fleet-canary-probe/1"},
         )
     # NewConnectionError subclasses urllib3's ConnectTimeoutError: it must be caught first.
     except (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ProtocolError, ConnectionError) as exc:
         return ProbeResult(url, False, None, _ms(started), f"connection error: {_short(exc)}")
     except (urllib3.exceptions.TimeoutError, TimeoutError):
-        return ProbeResult(url, False, None, _ms(started), f"timed out after {timeout:g} s")
+        return ProbeResult(url, False, None, _ms(started), f"timed out after {timeout:.2g} s")
     except (urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
         return ProbeResult(url, False, None, _ms(started), f"request error: {_short(exc)}")
     latency = _ms(started)
@@ -64,18 +74,20 @@ def probe(url: str, timeout: float = DEFAULT_TIMEOUT) -> ProbeResult:
 def poll_many(
     urls: list[str], *, timeout: float = DEFAULT_TIMEOUT, max_workers: int = DEFAULT_MAX_WORKERS
 ) -> list[ProbeResult]:
-    """Probe every URL concurrently; results in the order of `urls`. Returns within about `timeout` + 0.5 s
-    when len(urls) <= max_workers."""
+    """Probe every URL concurrently; results in the order of `urls`.
+
+    The round ends by `ROUND_FACTOR * timeout` after it started, whatever the number of URLs: a probe
+    that only gets a thread late has what is left of the round, and one that never started is
+    reported as not polled. So a round costs about one timeout, not one timeout per hanging instance.
+    """
     if not urls:
         return []
     started = time.monotonic()
-    # The round's own deadline, counted from its start: a probe that has not even started by then
-    # (more instances than threads, all busy) is reported as not polled rather than delaying the round.
-    deadline = started + 2 * timeout
+    deadline = started + ROUND_FACTOR * timeout
     pool = ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(urls))), thread_name_prefix="canary-probe")
     try:
-        futures = [pool.submit(probe, url, timeout) for url in urls]
-        wait_futures(futures, timeout=max(0.0, deadline - time.monotonic()))
+        futures = [pool.submit(probe, url, timeout, deadline) for url in urls]
+        wait_futures(futures, timeout=max(0.0, deadline - time.monotonic()) + 0.2)
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
     results = []
@@ -83,7 +95,9 @@ def poll_many(
         if future.done() and not future.cancelled():
             results.append(future.result())
         elif future.cancelled():
-            results.append(ProbeResult(url, False, None, None, f"not polled: the round's deadline ({2 * timeout:g} s) passed first"))
+            results.append(
+                ProbeResult(url, False, None, None, "not polled: the round's deadline passed before it started")
+            )
         else:
             results.append(ProbeResult(url, False, None, _ms(started), f"timed out after {timeout:g} s"))
     return results

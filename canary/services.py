@@ -606,10 +606,15 @@ def _observe(deployment, targets, *, include_runs: bool) -> list[_Seen]:
             current = _violation_keys(list(instances))
         except Exception as exc:  # unavailable now: counts as not verified, never as passed
             violations_error = getattr(exc, "message", str(exc))[:200]
+    runs = {}
+    if include_runs:  # fresh statuses, one query for the whole group
+        runs = CommandRun.objects.only("status", "error").in_bulk([t.run_id for t in targets if t.run_id])
     seen = []
     for target in targets:
-        inst = instances[target.instance_id]
-        run = CommandRun.objects.filter(pk=target.run_id).only("status", "error").first() if include_runs else None
+        inst = instances.get(target.instance_id)
+        if inst is None:  # deleted from the fleet meanwhile (its target goes with it)
+            continue
+        run = runs.get(target.run_id)
         result = results.get(inst.pk)
         obs = evaluation.Observation(
             run_failed=(run.error or "failed")[:150] if run is not None and run.status == RunStatus.FAILED else "",

@@ -9,6 +9,8 @@ from fleet.agent import views as agent_views
 from fleet.api import views as fleet_api_views
 
 urlpatterns = [
+    # First: agents call these many times a second, so they should resolve after the fewest patterns.
+    path("api/agent/", include("fleet.agent.urls")),
     path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True, authentication_form=ThrottledAuthenticationForm), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
@@ -23,7 +25,6 @@ urlpatterns = [
     # API: the spec fixes /api/fleet/canary and /api/governance/gitops (routers use trailing_slash=False).
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
-    path("api/agent/", include("fleet.agent.urls")),
     path("api/fleet/", include("canary.api.urls")),
     path("api/fleet/", include("fleet.api.urls")),
     path("api/governance/", include("gitops.api.urls")),
@@ -31,3 +32,7 @@ urlpatterns = [
     path("api/license", fleet_api_views.LicenseView.as_view(), name="api-license"),
     path("api/", include("common.api.urls")),
 ]
+
+handler400 = "common.errors.bad_request"
+handler404 = "common.errors.not_found"
+handler500 = "common.errors.server_error"

@@ -1,7 +1,7 @@
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import Count, Exists, OuterRef, Q, QuerySet
+from django.db.models import Case, Count, Exists, OuterRef, Q, QuerySet, Value, When
 from django.utils import timezone
 
 from .choices import InstanceStatus, RunStatus, ScopeKind
@@ -85,6 +85,16 @@ def os_version_counts() -> list[tuple[str, int]]:
 def instances_recently_offline(*, limit: int = 8) -> QuerySet:
     """Offline instances, the most recently lost first."""
     return Instance.objects.filter(status=InstanceStatus.OFFLINE).order_by("-last_seen_at", "name")[:limit]
+
+
+def instances_needing_attention_first(*, limit: int = 10) -> QuerySet:
+    """A short server list for the dashboard: offline, then awaiting a first heartbeat, then online."""
+    rank = Case(
+        When(status=InstanceStatus.OFFLINE, then=Value(0)),
+        When(status=InstanceStatus.PENDING, then=Value(1)),
+        default=Value(2),
+    )
+    return Instance.objects.annotate(attention=rank).order_by("attention", "name")[:limit]
 
 
 def command_runs_for_command(command: Command) -> QuerySet:

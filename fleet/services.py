@@ -7,10 +7,10 @@ import secrets
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
-from common.exceptions import ApplicationError, NotFoundError
+from common.exceptions import ApplicationError, ConflictError, NotFoundError
 from common.services import audit_log
 
 from . import commands as command_logic
@@ -197,17 +197,26 @@ def _license_instance_limit() -> int | None:
     return int(value) if value else None
 
 
+# What agent requests need up front (a heartbeat compares state_hash/status/agent_version); other
+# fields load lazily if a caller reads them. Fewer columns keep the hottest query cheap.
+AGENT_AUTH_FIELDS = ("id", "name", "status", "state_hash", "agent_version", "agent_secret_hash")
+
+
 def agent_authenticate(credential: str) -> Instance | None:
     """The instance owning this credential, or None. Constant-time comparison of the secret hash."""
     try:
         key_id, secret = credential.split(".", 1)
     except (AttributeError, ValueError):
         return None
-    # The reported state is not needed to authenticate; it loads lazily if a caller reads it.
-    try:
-        instance = Instance.objects.defer("apps", "settings", "updates").get(agent_key_id=key_id)
-    except Instance.DoesNotExist:
+    # Raw SQL on the hottest query: the ORM's compilation would cost more than the query itself.
+    table = Instance._meta.db_table
+    sql = f'SELECT {", ".join(AGENT_AUTH_FIELDS)} FROM "{table}" WHERE "agent_key_id" = %s'  # noqa: S608 - constants
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [key_id])
+        row = cursor.fetchone()
+    if row is None:
         return None
+    instance = Instance.from_db(connection.alias, AGENT_AUTH_FIELDS, row)
     if not hmac.compare_digest(instance.agent_secret_hash, _hash(secret)):
         return None
     return instance
@@ -243,6 +252,37 @@ def _normalise_state(state: dict) -> dict:
     }
 
 
+def _state_digest(clean: dict) -> str:
+    return hashlib.sha256(json.dumps(clean, sort_keys=True).encode()).hexdigest()
+
+
+def heartbeat_touch(*, credential: str, state: dict, agent_version: str = "") -> bool:
+    """The common heartbeat in one statement: credential valid, instance online, state and agent version
+    unchanged. Records it (last seen) and returns True; returns False when `heartbeat_record` must run
+    instead (anything changed, instance offline or pending, or the credential is not valid).
+
+    The secret's SHA-256 is compared in SQL; that compares digests, so timing reveals nothing of the secret.
+    """
+    try:
+        key_id, secret = credential.split(".", 1)
+    except (AttributeError, ValueError):
+        return False
+    digest = _state_digest(_normalise_state(state))
+    table = Instance._meta.db_table
+    sql = (
+        f'UPDATE "{table}" SET "last_seen_at" = %s WHERE "agent_key_id" = %s AND "agent_secret_hash" = %s'  # noqa: S608
+        ' AND "state_hash" = %s AND "status" = %s'
+    )
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    params = [now, key_id, _hash(secret), digest, InstanceStatus.ONLINE.value]
+    if agent_version:
+        sql += ' AND "agent_version" = %s'
+        params.append(agent_version)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount == 1
+
+
 def heartbeat_record(*, instance: Instance, state: dict, agent_version: str = "") -> bool:
     """Record a heartbeat. Writes only what changed; returns True when the reported state changed.
 
@@ -251,7 +291,7 @@ def heartbeat_record(*, instance: Instance, state: dict, agent_version: str = ""
     """
     now = timezone.now()
     clean = _normalise_state(state)
-    digest = hashlib.sha256(json.dumps(clean, sort_keys=True).encode()).hexdigest()
+    digest = _state_digest(clean)
     fields = {"last_seen_at": now, "status": InstanceStatus.ONLINE}
     changed = digest != instance.state_hash
     if changed:
@@ -264,7 +304,16 @@ def heartbeat_record(*, instance: Instance, state: dict, agent_version: str = ""
     came_back = instance.status != InstanceStatus.ONLINE
     # One UPDATE is atomic on its own: no transaction block, so autocommit spares the BEGIN/COMMIT
     # round trips on the hottest path. on_commit runs at once in autocommit, or after an outer commit.
-    Instance.objects.filter(pk=instance.pk).update(**fields)
+    if len(fields) == 2:
+        # Nothing changed (the common case): a plain UPDATE, without the ORM's query compilation.
+        table = Instance._meta.db_table
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f'UPDATE "{table}" SET "last_seen_at" = %s, "status" = %s WHERE "id" = %s',  # noqa: S608 - constants
+                [connection.ops.adapt_datetimefield_value(now), InstanceStatus.ONLINE.value, instance.pk],
+            )
+    else:
+        Instance.objects.filter(pk=instance.pk).update(**fields)
     if changed or came_back:
         transaction.on_commit(lambda: instance_state_changed.send(sender=Instance, instance_id=instance.pk))
     for key, value in fields.items():
@@ -323,11 +372,16 @@ def command_create(
 
 
 @transaction.atomic
-def command_run_revert(*, actor, run: CommandRun, source: str = CommandSource.ROLLBACK) -> Command | None:
+def command_run_revert(
+    *, actor, run: CommandRun, source: str = CommandSource.ROLLBACK, require_completed: bool = False
+) -> Command | None:
     """Queue the inverse of one run on its instance: undo exactly that change, nothing else.
 
     Returns None when the run changed nothing that can be reverted (e.g. a restart).
+    `require_completed` (a person's "Revert" in UI and API) refuses runs that have not completed.
     """
+    if require_completed and run.status != RunStatus.COMPLETED:
+        raise ConflictError(f"Only a completed run can be reverted; this one is {run.get_status_display().lower()}.")
     inv = run.inverse()
     if inv is None:
         return None

@@ -76,18 +76,17 @@ class DashboardView(HtmxPartialMixin, RoleRequiredMixin, TemplateView):
     def get_context_data(self, **kwargs):
         summary = selectors.fleet_summary()
         os_counts = selectors.os_version_counts()
-        context = super().get_context_data(
+        return super().get_context_data(
             summary=summary,
             recent_commands=selectors.command_list().order_by("-created", "-id")[:8],
             recently_offline=selectors.instances_recently_offline(),
+            servers=selectors.instances_needing_attention_first(limit=10),
             status_chart=status_chart(summary),
             os_chart=os_chart(os_counts[:12]),
             has_instances=summary["total"] > 0,
+            panels=panel_urls(getattr(settings, "FLEET_DASHBOARD_PANELS", [])),
             **kwargs,
         )
-        if not self.is_htmx:
-            context["panels"] = panel_urls(getattr(settings, "FLEET_DASHBOARD_PANELS", []))
-        return context
 
 
 # --- Servers -----------------------------------------------------------------------------------
@@ -419,6 +418,7 @@ class RunDetailView(RoleRequiredMixin, DetailView):
         return super().get_context_data(
             inverse_text=describe(*inverse) if inverse else "",
             revertable=inverse is not None and run.status == RunStatus.COMPLETED,
+            unfinished=run.status not in FINISHED_RUN_STATUSES,
             **kwargs,
         )
 
@@ -441,11 +441,7 @@ class RunRevertView(ServiceActionView):
         return reverse("fleet:run_detail", args=[obj.command_id, obj.pk])
 
     def act(self, run):
-        if run.status != RunStatus.COMPLETED:
-            raise ApplicationError(
-                f"Only a completed run can be reverted; this one is {run.get_status_display().lower()}."
-            )
-        revert = services.command_run_revert(actor=self.request.user, run=run)
+        revert = services.command_run_revert(actor=self.request.user, run=run, require_completed=True)
         if revert is None:
             raise ApplicationError("This run changed nothing that can be reverted (for example a restart).")
         messages.success(self.request, f"Revert queued: {revert} on {run.instance.name}.")

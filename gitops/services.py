@@ -2,6 +2,7 @@
 
 import json
 import logging
+import shutil
 import time
 from collections import defaultdict
 from datetime import timedelta
@@ -18,7 +19,7 @@ from common.services import audit_log, notify_admins
 from fleet.choices import CommandSource, RunStatus, ScopeKind
 from fleet.models import CommandRun, Group, Instance
 from fleet.scopes import Scope, ScopeError, parse_tag
-from fleet.selectors import instance_memberships
+from fleet.selectors import instance_memberships, instances_in_scope
 from fleet.services import command_create
 
 from . import crypto, sshkeys
@@ -34,7 +35,7 @@ from .choices import (
 from .models import Conflict, DesiredEntry, Repository, SyncRun
 from .reconcile import EntryIndex, StoreState, merge, plan_commands, same
 from .repoformat import CommitInvalid, is_config_path, parse_commit, validate_value
-from .transport import GitRemote, RemoteError, parse_url
+from .transport import GitRemote, RemoteError, parse_url, read_tree
 
 logger = logging.getLogger(__name__)
 
@@ -240,8 +241,11 @@ def repository_update(
 
 @transaction.atomic
 def repository_delete(*, actor, repository: Repository) -> None:
+    """Disconnect: the repository, its runs and conflicts go; its desired-configuration entries stay."""
     audit_log(actor=actor, action="gitops.repository.delete", obj=repository, details={"url": repository.url})
+    mirror = mirror_path(repository)
     repository.delete()
+    transaction.on_commit(lambda: shutil.rmtree(mirror, ignore_errors=True))
 
 
 def repository_private_key(repository: Repository) -> str:
@@ -330,7 +334,7 @@ def repository_sync(*, repository_id: int, trigger: str = "schedule", actor=None
     run = SyncRun.objects.create(repository=repo, trigger=trigger[:32])
     log = _Log()
     try:
-        _sync(repo, run, log, actor)
+        _sync(repo, run, log, actor, trigger)
     except Exception as exc:  # record every failure on the run; the claim must be released
         logger.exception("GitOps sync of repository %s crashed", repo.pk)
         _finish(
@@ -374,7 +378,7 @@ def _finish(repo, run, log, status, *, errors=(), backoff=False, repo_status=Non
         setattr(repo, key, value)
 
 
-def _sync(repo: Repository, run: SyncRun, log: _Log, actor) -> None:
+def _sync(repo: Repository, run: SyncRun, log: _Log, actor, trigger: str) -> None:
     open_conflicts = repo.conflicts.filter(status=ConflictStatus.OPEN).count()
     if open_conflicts:
         log(f"{open_conflicts} open conflict(s): the sync stays paused until an admin resolves them")
@@ -393,7 +397,11 @@ def _sync(repo: Repository, run: SyncRun, log: _Log, actor) -> None:
         return
     run.commit_sha = head
     log(f"branch {repo.branch} is at {head}")
-    if head == repo.head_sha and repo.status in (RepositoryStatus.OK, RepositoryStatus.INVALID):
+    # A forced sync re-validates an invalid head (the fleet may have gained the missing group since).
+    handled = repo.status == RepositoryStatus.OK or (
+        repo.status == RepositoryStatus.INVALID and not trigger.startswith("manual")
+    )
+    if head == repo.head_sha and handled:
         log("commit already handled: nothing to do")
         status = SyncStatus.NOOP if repo.status == RepositoryStatus.OK else SyncStatus.INVALID
         errors = [repo.last_error] if status == SyncStatus.INVALID and repo.last_error else []
@@ -404,8 +412,6 @@ def _sync(repo: Repository, run: SyncRun, log: _Log, actor) -> None:
         mirror.parent.mkdir(parents=True, exist_ok=True)
         remote.fetch(repo.branch, mirror)
         log("fetched")
-        from .transport import read_tree
-
         files = read_tree(mirror, head, is_config_path)
     except RemoteError as exc:
         _finish(repo, run, log, SyncStatus.FAILED, errors=[str(exc)], backoff=True)
@@ -529,6 +535,21 @@ def _apply(repo, run, log, head, desired, actor) -> None:
 # --- Driving the fleet ----------------------------------------------------------------------------
 
 
+def _memberships(instance_ids) -> dict[int, tuple[set[int], set[str]]]:
+    """instance_memberships() for a few instances (a heartbeat, one group) without reading the whole fleet."""
+    result: dict[int, tuple[set[int], set[str]]] = {pk: (set(), set()) for pk in instance_ids}
+    for iid, gid in Instance.groups.through.objects.filter(instance_id__in=instance_ids).values_list(
+        "instance_id", "group_id"
+    ):
+        result[iid][0].add(gid)
+    tags = Instance.tags.through.objects.filter(instance_id__in=instance_ids).values_list(
+        "instance_id", "tag__key", "tag__value"
+    )
+    for iid, key, value in tags:
+        result[iid][1].add(f"{key}={value}")
+    return result
+
+
 def _pending_gitops_commands(instance_ids=None) -> set[tuple[int, str, str]]:
     qs = CommandRun.objects.filter(
         status__in=(RunStatus.PENDING, RunStatus.RUNNING), command__source=CommandSource.GITOPS
@@ -556,7 +577,7 @@ def desired_config_drive(*, actor, instance_ids=None, description: str = "GitOps
     instances = Instance.objects.only("pk", "name", "apps", "settings", "os_version", "updates")
     if instance_ids is not None:
         instances = instances.filter(pk__in=instance_ids)
-    memberships = instance_memberships()
+    memberships = instance_memberships() if instance_ids is None else _memberships(instance_ids)
     group_names = dict(Group.objects.values_list("pk", "name"))
     pending = _pending_gitops_commands(instance_ids)
     batches: dict[tuple[str, str], list[Instance]] = defaultdict(list)
@@ -654,8 +675,25 @@ def desired_entry_set(*, actor, level: str, target: str, key: str, value) -> Des
             "after": value,
         },
     )
-    desired_config_drive(actor=actor, description=f"Desired config: {entry}")
+    desired_config_drive(
+        actor=actor, instance_ids=_affected_instances(level, target), description=f"Desired config: {entry}"
+    )
     return entry
+
+
+def _affected_instances(level: str, target: str) -> list[int] | None:
+    """Instances an entry at this level can affect (None: the whole fleet)."""
+    if level == Level.FLEET:
+        return None
+    if level == Level.GROUP:
+        scope = Scope(
+            kind=ScopeKind.GROUPS, group_ids=tuple(Group.objects.filter(name=target).values_list("pk", flat=True))
+        )
+    elif level == Level.TAG:
+        scope = Scope(kind=ScopeKind.TAGS, tags=(target,))
+    else:
+        return list(Instance.objects.filter(name=target).values_list("pk", flat=True))
+    return list(instances_in_scope(scope).values_list("pk", flat=True))
 
 
 @transaction.atomic

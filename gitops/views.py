@@ -85,15 +85,28 @@ class RepositoryDetailView(GitOpsViewMixin, DetailView):
                         "label": "Duration (s)",
                         "data": [round(r.duration or 0, 2) for r in recent],
                         "backgroundColor": "#2563eb",
+                        "yAxisID": "y",
                     },
                     {
                         "label": "Commands queued",
                         "data": [r.commands_issued for r in recent],
                         "backgroundColor": "#16a34a",
+                        "yAxisID": "y1",
                     },
                 ],
             },
-            "options": {"plugins": {"legend": {"position": "bottom"}}},
+            "options": {
+                "plugins": {"legend": {"position": "bottom"}},
+                "scales": {
+                    "y": {"beginAtZero": True, "title": {"display": True, "text": "seconds"}},
+                    "y1": {
+                        "beginAtZero": True,
+                        "position": "right",
+                        "grid": {"drawOnChartArea": False},
+                        "title": {"display": True, "text": "commands"},
+                    },
+                },
+            },
         }
         context.update(
             title=repo.name,

@@ -35,12 +35,12 @@ CURRENT_STATUSES = (ViolationStatus.OPEN, ViolationStatus.EXEMPTED)
 
 
 class PolicyState(models.TextChoices):
-    """How one instance stands against one policy in scope."""
+    """How one instance stands against one policy in scope. One letter: stored for every pair in InstanceCompliance.states."""
 
-    COMPLIANT = "compliant", "Compliant"
-    NONCOMPLIANT = "noncompliant", "Non-compliant"
-    EXEMPT = "exempt", "Exempt"
-    UNKNOWN = "unknown", "Unknown (stale data)"
+    COMPLIANT = "c", "compliant"
+    NONCOMPLIANT = "n", "noncompliant"
+    EXEMPT = "e", "exempt"
+    UNKNOWN = "u", "unknown"
 
 
 class OsMatch(models.TextChoices):

@@ -251,9 +251,14 @@ class Checker:
                     f" ({_range_text(low, below).replace('blocked ', '')})" if low or below else ""
                 )
                 # The last item caches glob results per app name: fleets share a small set of names.
-                self._items.append((pattern, any(c in pattern for c in "*?["), low, below, rule, _range_text(low, below), {}))
+                self._items.append(
+                    (pattern, any(c in pattern for c in "*?["), low, below, rule, _range_text(low, below), {})
+                )
         elif policy_type == PolicyType.BASELINE:
             self._settings = [(k, v, f"{k} = {_json(v)}", _json(v)) for k, v in (rules.get("settings") or {}).items()]
+            self._os_version = rules.get("os_version")
+            self._os_exact = rules.get("os_match") == OsMatch.EXACT
+            self._os_rule = f"OS {self._os_version}" + ("" if self._os_exact else " or newer")
         elif policy_type == PolicyType.UPDATE_RULES:
             targets = []
             if rules.get("os_deadline_hours"):
@@ -311,7 +316,9 @@ class Checker:
                     continue
                 found.append(f"{app['name']} {version}".strip())
             if found:
-                failures.append(Failure(f"blocked:{pattern}", rule, f"{', '.join(sorted(found))} installed, {range_text}"))
+                failures.append(
+                    Failure(f"blocked:{pattern}", rule, f"{', '.join(sorted(found))} installed, {range_text}")
+                )
         return failures
 
     def _check_update_rules(self, facts: Facts, now, pending_since=None) -> list[Failure]:
@@ -345,11 +352,9 @@ class Checker:
 
     def _check_baseline(self, facts: Facts, now, pending_since=None) -> list[Failure]:
         failures = []
-        rules = self.rules
-        expected = rules.get("os_version")
+        expected = self._os_version
         if expected:
-            exact = rules.get("os_match") == OsMatch.EXACT
-            rule = f"OS {expected}" + ("" if exact else " or newer")
+            exact, rule = self._os_exact, self._os_rule
             actual = facts.os_version
             if not actual:
                 failures.append(Failure("os_version", rule, "OS version not reported"))
@@ -357,13 +362,12 @@ class Checker:
                 failures.append(Failure("os_version", rule, f"OS {actual} installed, exactly {expected} required"))
             elif not exact and older(actual, expected):
                 failures.append(Failure("os_version", rule, f"OS {actual} installed, {expected} or newer required"))
-        for key, want in (rules.get("settings") or {}).items():
-            rule = f"{key} = {_json(want)}"
+        for key, want, rule, want_text in self._settings:
             if key not in facts.settings:
-                failures.append(Failure(f"setting:{key}", rule, f"{key} not set, expected {_json(want)}"))
+                failures.append(Failure(f"setting:{key}", rule, f"{key} not set, expected {want_text}"))
             elif not _same_setting(facts.settings[key], want):
                 failures.append(
-                    Failure(f"setting:{key}", rule, f"{key} is {_json(facts.settings[key])}, expected {_json(want)}")
+                    Failure(f"setting:{key}", rule, f"{key} is {_json(facts.settings[key])}, expected {want_text}")
                 )
         return failures
 

@@ -135,7 +135,7 @@ class InstanceCompliance(models.Model):
     # None when no policy applies (or the data is stale): excluded from every average.
     score = models.FloatField(null=True, blank=True, db_index=True)
     stale = models.BooleanField(default=False)
-    # {str(policy_id): PolicyState} for every enabled policy whose scope includes the instance.
+    # {str(policy_id): PolicyState code} for every enabled policy whose scope includes the instance.
     states = models.JSONField(default=dict, blank=True)
     evaluated_at = models.DateTimeField()
 

@@ -75,11 +75,33 @@ def violation_counts(*, group: Group | None = None, tag: str = "") -> dict:
 
 
 def top_failing_policies(*, group: Group | None = None, tag: str = "", limit: int = 8) -> list[dict]:
-    """Policies with the most instances currently failing them, with their pass rate."""
+    """Policies with the most instances currently failing them, with their pass rate.
+
+    Fleet-wide this reads the maintained per-policy counts (one small query); narrowed to a group or
+    tag it counts the open violations of the instances there.
+    """
+    if group is None and not tag:
+        rows = []
+        qs = (
+            PolicyCompliance.objects.filter(noncompliant__gt=0)
+            .select_related("policy")
+            .order_by("-noncompliant", "policy__name")
+        )
+        for pc in qs[:limit]:
+            rows.append(
+                {
+                    "policy_id": pc.policy_id,
+                    "policy_name": pc.policy.name,
+                    "severity": pc.policy.severity,
+                    "instances": pc.noncompliant,
+                    "score": pc.score,
+                }
+            )
+        return rows
     qs = _narrow(Violation.objects.filter(status=ViolationStatus.OPEN, policy__isnull=False), group=group, tag=tag)
     rows = list(
         qs.values("policy_id", "policy_name", "severity")
-        .annotate(instances=Count("instance_id", distinct=True), violations=Count("pk"))
+        .annotate(instances=Count("instance_id", distinct=True))
         .order_by("-instances", "policy_name")[:limit]
     )
     scores = {pc.pk: pc for pc in PolicyCompliance.objects.filter(pk__in=[r["policy_id"] for r in rows])}
@@ -220,8 +242,12 @@ def instance_panel(instance: Instance, *, now=None, history: int = 20) -> dict:
     states = standing.states if standing else {}
     policies = {p.pk: p for p in Policy.objects.filter(pk__in=[int(k) for k in states])}
     policy_states = sorted(
-        ({"policy": policies[int(pid)], "state": state} for pid, state in states.items() if int(pid) in policies),
-        key=lambda r: (r["state"] == PolicyState.COMPLIANT, r["policy"].name),
+        (
+            {"policy": policies[int(pid)], "state": PolicyState(state).label}
+            for pid, state in states.items()
+            if int(pid) in policies
+        ),
+        key=lambda r: (r["state"] == PolicyState.COMPLIANT.label, r["policy"].name),
     )
     return {
         "instance": instance,

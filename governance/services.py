@@ -390,12 +390,13 @@ def evaluate_instances(*, instance_ids: list[int] | None = None, now=None) -> di
         Violation.objects.filter(pk__in=still_failing).update(last_seen_at=now)
     if standing_new:
         InstanceCompliance.objects.bulk_create(standing_new, batch_size=2000, ignore_conflicts=True)
-    if standing_changed:
-        InstanceCompliance.objects.bulk_update(
-            standing_changed,
-            ["met", "applicable", "exempt", "score", "stale", "states", "evaluated_at"],
-            batch_size=1000,
-        )
+    standing_fields = ["met", "applicable", "exempt", "score", "stale", "states", "evaluated_at"]
+    if len(standing_changed) == 1:  # the incremental case: a plain UPDATE is cheaper than bulk_update's CASE
+        row = standing_changed[0]
+        InstanceCompliance.objects.filter(pk=row.instance_id).update(**{f: getattr(row, f) for f in standing_fields})
+    elif standing_changed:
+        InstanceCompliance.objects.bulk_update(standing_changed, standing_fields, batch_size=1000)
+
     _store_policy_counts(policies, policy_absolute if full else None, policy_delta)
     if opened_critical:
         _notify_critical(opened_critical)

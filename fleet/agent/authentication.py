@@ -16,10 +16,14 @@ class AgentPrincipal:
     is_active = True
     is_anonymous = False
 
-    def __init__(self, instance: Instance):
+    def __init__(self, instance: Instance, credential: str):
         self.instance = instance
-        # Throttles key on `pk`; prefixed so an agent never shares a bucket with a user id.
-        self.pk = f"agent:{instance.pk}"
+        self.pk = self.throttle_key(credential)
+
+    @staticmethod
+    def throttle_key(credential: str) -> str:
+        """Throttles key on `pk`: the credential's key id, prefixed so it never meets a user id."""
+        return "agent:" + credential.split(".", 1)[0]
 
     def __str__(self):
         return f"agent:{self.instance.name}"
@@ -40,7 +44,7 @@ class AgentCredentialAuthentication(authentication.BaseAuthentication):
         instance = agent_authenticate(parts[1])
         if instance is None:
             raise exceptions.AuthenticationFailed("Unknown or revoked agent credential.")
-        return AgentPrincipal(instance), None
+        return AgentPrincipal(instance, parts[1]), None
 
     def authenticate_header(self, request):
         return self.keyword

@@ -4,10 +4,14 @@ Agent views use JSON only, the agent credential only, and throttle per instance 
 address ("register"). An instance only ever sees its own runs: every lookup is filtered by it.
 """
 
+import json
+from types import SimpleNamespace
+
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.http import JsonResponse
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import status
+from rest_framework import serializers, status
 from rest_framework.parsers import JSONParser
 from rest_framework.permissions import AllowAny
 from rest_framework.renderers import JSONRenderer
@@ -17,7 +21,7 @@ from rest_framework.views import APIView
 
 from fleet import services
 
-from .authentication import AgentCredentialAuthentication, IsAgent
+from .authentication import AgentCredentialAuthentication, AgentPrincipal, IsAgent
 from .serializers import (
     AgentCommandSerializer,
     AgentCommandsResponseSerializer,
@@ -72,7 +76,38 @@ class RegisterView(AgentAPIView):
         return Response(body, status=status.HTTP_201_CREATED)
 
 
+def _reject_constant(name):
+    raise ValueError(f"{name} is not valid JSON")
+
+
 class HeartbeatView(AgentAPIView):
+    def dispatch(self, request, *args, **kwargs):
+        """Nearly every heartbeat repeats the last state: answer those with one UPDATE and none of DRF's
+        request machinery (credential, validation and throttle still apply). Anything else, including
+        every error, takes the full path below."""
+        if request.method == "POST":
+            response = self._unchanged_heartbeat(request)
+            if response is not None:
+                return response
+        return super().dispatch(request, *args, **kwargs)
+
+    def _unchanged_heartbeat(self, request):
+        keyword, _, credential = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
+        if keyword != AgentCredentialAuthentication.keyword or not credential or " " in credential:
+            return None
+        try:
+            state = HeartbeatSerializer().to_internal_value(json.loads(request.body, parse_constant=_reject_constant))
+        except (ValueError, serializers.ValidationError, RequestDataTooBig):
+            return None
+        agent_version = state.pop("agent_version", "")
+        if not services.heartbeat_touch(credential=credential, state=state, agent_version=agent_version):
+            return None
+        # Authenticated now: count it against the same throttle bucket as the full path.
+        principal = SimpleNamespace(pk=AgentPrincipal.throttle_key(credential), is_authenticated=True)
+        if not ScopedRateThrottle().allow_request(SimpleNamespace(user=principal, META=request.META), self):
+            return None  # the full path answers 429
+        return JsonResponse({"changed": False, "heartbeat_interval": settings.HEARTBEAT_INTERVAL})
+
     @extend_schema(
         tags=["agent"],
         request=HeartbeatSerializer,

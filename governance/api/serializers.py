@@ -3,7 +3,7 @@ from rest_framework import serializers
 from fleet.api.fields import ScopeSerializer
 
 from .. import evaluators
-from ..choices import PolicyType, Severity
+from ..choices import PolicyState, PolicyType, Severity
 from ..models import InstanceCompliance, Policy, PolicyException, Violation
 
 
@@ -165,6 +165,10 @@ class PolicyExceptionSerializer(serializers.ModelSerializer):
 
 class InstanceScoreSerializer(serializers.ModelSerializer):
     instance_name = serializers.CharField(source="instance.name", read_only=True)
+    states = serializers.SerializerMethodField(help_text="{policy id: compliant | noncompliant | exempt | unknown}")
+
+    def get_states(self, obj) -> dict[str, str]:
+        return {pid: PolicyState(code).label for pid, code in obj.states.items()}
 
     class Meta:
         model = InstanceCompliance

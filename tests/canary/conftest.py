@@ -104,7 +104,10 @@ def make_fleet(db, health_server):
         for n in range(1, count + 1):
             server = health_server(mode)
             inst = Instance.objects.create(
-                name=f"{prefix}-{n}", address=server.address, status=InstanceStatus.ONLINE, last_seen_at=timezone.now(),
+                name=f"{prefix}-{n}",
+                address=server.address,
+                status=InstanceStatus.ONLINE,
+                last_seen_at=timezone.now(),
                 apps=[{"name": "web-app", "version": "1.0", "running": True}],
             )
             inst.server = server

@@ -117,7 +117,9 @@ def test_promoting_a_rolled_back_deployment_is_409_with_the_reason(fleet, operat
     response = operator_api.post(f"/api/fleet/canary/{deployment.pk}/promote")
     assert_status(response, 409)
     assert response.json() == {
-        "error": "conflict", "message": "Cannot promote this deployment: it was rolled back.", "phase": "rolled_back"
+        "error": "conflict",
+        "message": "Cannot promote this deployment: it was rolled back.",
+        "phase": "rolled_back",
     }
     response = operator_api.post(f"/api/fleet/canary/{deployment.pk}/rollback")
     assert_status(response, 409)
@@ -143,8 +145,13 @@ def test_anonymous_requests_are_401(fleet, client):
 def test_without_the_license_feature_every_endpoint_is_402(make_fleet, install_license, operator_api):
     install_license("pro")
     make_fleet(2)
-    for method, path in [("get", "/api/fleet/canary"), ("post", "/api/fleet/canary"), ("get", "/api/fleet/canary/1"),
-                         ("post", "/api/fleet/canary/1/promote"), ("post", "/api/fleet/canary/1/rollback")]:
+    for method, path in [
+        ("get", "/api/fleet/canary"),
+        ("post", "/api/fleet/canary"),
+        ("get", "/api/fleet/canary/1"),
+        ("post", "/api/fleet/canary/1/promote"),
+        ("post", "/api/fleet/canary/1/rollback"),
+    ]:
         response = getattr(operator_api, method)(path, BODY if method == "post" else None, format="json")
         assert_status(response, 402)
         assert response.json()["error"] == "upgrade_required"
@@ -160,4 +167,19 @@ def test_the_openapi_schema_documents_the_canary_paths(admin_api):
         import yaml
 
         paths = yaml.safe_load(response.content)["paths"]
-    assert {"/api/fleet/canary", "/api/fleet/canary/{id}", "/api/fleet/canary/{id}/promote", "/api/fleet/canary/{id}/rollback"} <= set(paths)
+    assert {
+        "/api/fleet/canary",
+        "/api/fleet/canary/{id}",
+        "/api/fleet/canary/{id}/promote",
+        "/api/fleet/canary/{id}/rollback",
+    } <= set(paths)
+
+
+def test_listing_costs_the_same_few_queries_for_many_deployments(
+    fleet, operator_user, viewer_api, django_assert_max_num_queries
+):
+    for _ in range(6):
+        start(operator_user, percentage=33)
+    with django_assert_max_num_queries(12):
+        response = viewer_api.get("/api/fleet/canary")
+    assert len(response.json()["results"]) == 6

@@ -50,7 +50,12 @@ def deployment(transactional_db, make_fleet, canary_license, operator_user):
 def test_two_simultaneous_promotions_send_the_rollout_once(deployment, operator_user):
     from canary.models import CanaryDeployment
 
-    results = race(2, lambda i: services.canary_promote(actor=operator_user, deployment=CanaryDeployment.objects.get(pk=deployment.pk)))
+    results = race(
+        2,
+        lambda i: services.canary_promote(
+            actor=operator_user, deployment=CanaryDeployment.objects.get(pk=deployment.pk)
+        ),
+    )
     assert sorted(type(r).__name__ for r in results) == ["CanaryDeployment", "ConflictError"]
     loser = next(r for r in results if isinstance(r, ConflictError))
     assert "already rolling out" in loser.message

@@ -27,20 +27,32 @@ def fleet(simulated_fleet, canary_license, admin_user):
     """Four simulated instances, all running web-app 1.0 (installed through the queue, as in life)."""
     sim = simulated_fleet(count=4, heartbeat_interval=0.5, command_poll_interval=0.3)
     wait_for(lambda: Instance.objects.filter(status="online").count() == 4, timeout=30, message="4 instances online")
-    command_create(actor=admin_user, kind=CommandType.INSTALL_APP, params={"app": "web-app", "version": "1.0"}, scope=Scope())
+    command_create(
+        actor=admin_user, kind=CommandType.INSTALL_APP, params={"app": "web-app", "version": "1.0"}, scope=Scope()
+    )
     wait_for(
-        lambda: all(web_app_version(i) == "1.0" for i in Instance.objects.all()), timeout=30, message="web-app 1.0 everywhere"
+        lambda: all(web_app_version(i) == "1.0" for i in Instance.objects.all()),
+        timeout=30,
+        message="web-app 1.0 everywhere",
     )
     return sim
 
 
 def start_canary(actor, version, **kw):
     options = {
-        "selection": SelectionKind.PERCENTAGE, "percentage": 50, "criteria": [Criterion.ONLINE, Criterion.HEALTH_CHECK],
-        "check_interval": 1, "max_duration": 15, **kw,
+        "selection": SelectionKind.PERCENTAGE,
+        "percentage": 50,
+        "criteria": [Criterion.ONLINE, Criterion.HEALTH_CHECK],
+        "check_interval": 1,
+        "max_duration": 15,
+        **kw,
     }
     return services.canary_create(
-        actor=actor, kind=CommandType.UPDATE_APP, params={"app": "web-app", "version": version}, scope=Scope(), **options
+        actor=actor,
+        kind=CommandType.UPDATE_APP,
+        params={"app": "web-app", "version": version},
+        scope=Scope(),
+        **options,
     )
 
 
@@ -79,10 +91,14 @@ def test_a_good_version_rolls_out_to_the_whole_scope(fleet, operator_user, celer
     celery_worker_factory()
     celery_worker_factory(beat=True)
     deployment = start_canary(operator_user, "2.0")
-    wait_for(lambda: phase_is(deployment, Phase.SUCCEEDED, Phase.FAILED, Phase.ROLLED_BACK), timeout=120, message="success")
+    wait_for(
+        lambda: phase_is(deployment, Phase.SUCCEEDED, Phase.FAILED, Phase.ROLLED_BACK), timeout=120, message="success"
+    )
     assert deployment.phase == Phase.SUCCEEDED, deployment.failure_reason
     assert not deployment.forced
-    wait_for(lambda: all(web_app_version(i) == "2.0" for i in Instance.objects.all()), timeout=15, message="2.0 everywhere")
+    wait_for(
+        lambda: all(web_app_version(i) == "2.0" for i in Instance.objects.all()), timeout=15, message="2.0 everywhere"
+    )
     assert deployment.rollout_command.runs.filter(status=RunStatus.COMPLETED).count() == 2
 
 
@@ -100,7 +116,9 @@ def test_a_worker_killed_mid_evaluation_is_replaced_and_the_deployment_completes
     assert worker.proc.returncode == -9
     rounds_at_kill = CanaryDeployment.objects.get(pk=deployment.pk).poll_round
     celery_worker_factory()
-    wait_for(lambda: phase_is(deployment, Phase.SUCCEEDED, Phase.FAILED, Phase.ROLLED_BACK), timeout=150, message="success")
+    wait_for(
+        lambda: phase_is(deployment, Phase.SUCCEEDED, Phase.FAILED, Phase.ROLLED_BACK), timeout=150, message="success"
+    )
     assert deployment.phase == Phase.SUCCEEDED, deployment.failure_reason
     assert deployment.poll_round > rounds_at_kill  # the new worker carried on evaluating
     assert Command.objects.filter(description=f"Canary #{deployment.pk}: rollout").count() == 1

@@ -10,9 +10,19 @@ from .conftest import agent_finishes
 from .helpers import canary_runs, start
 
 FORM = {
-    "name": "web-app 2.0", "command_kind": "update_app", "app": "web-app", "version": "2.0", "scope_kind": "all",
-    "selection": "percentage", "canary_percentage": "33", "criteria": ["online", "health_check"], "success_threshold": "100",
-    "health_path": "/health", "check_interval": "5", "max_duration": "60", "consecutive_healthy": "1",
+    "name": "web-app 2.0",
+    "command_kind": "update_app",
+    "app": "web-app",
+    "version": "2.0",
+    "scope_kind": "all",
+    "selection": "percentage",
+    "canary_percentage": "33",
+    "criteria": ["online", "health_check"],
+    "success_threshold": "100",
+    "health_path": "/health",
+    "check_interval": "5",
+    "max_duration": "60",
+    "consecutive_healthy": "1",
     "preflight_policy": "exclude",
 }
 
@@ -89,7 +99,7 @@ def test_the_detail_page_shows_live_health_chart_timeline_and_confirmed_actions(
     assert_status(response, 200)
     html = response.content.decode()
     assert 'data-chart="share-chart"' in html and 'id="share-chart"' in html
-    assert 'hx-get="/governance/canary/%d/?partial=live"' % deployment.pk in html
+    assert f'hx-get="/governance/canary/{deployment.pk}/?partial=live"' in html
     assert "round 1 at" in html  # the per-instance timeline
     assert 'data-confirm="Promote now?' in html.replace("\n", " ")
     assert 'data-confirm="Roll back now?' in html

@@ -88,7 +88,9 @@ def test_preflight_block_refuses_the_start_and_lists_why(make_fleet, canary_lice
     with pytest.raises(ApplicationError) as err:
         start(operator_user, percentage=33, preflight_policy=PreflightPolicy.BLOCK)
     assert "the policy is to block: web-1: unhealthy before the change: timed out after 0.5 s" in err.value.message
-    assert err.value.extra["excluded"] == [{"instance": "web-1", "reason": "unhealthy before the change: timed out after 0.5 s"}]
+    assert err.value.extra["excluded"] == [
+        {"instance": "web-1", "reason": "unhealthy before the change: timed out after 0.5 s"}
+    ]
     assert not CanaryDeployment.objects.exists() and not Command.objects.exists()
 
 
@@ -215,7 +217,8 @@ def test_not_meeting_the_threshold_within_max_duration_rolls_back_the_exact_chan
     # Exactly the inverse of each canary run: web-app back to 1.0, one command per canary instance.
     reverts = Command.objects.filter(source=CommandSource.ROLLBACK)
     assert sorted((c.kind, c.params["version"], c.runs.get().instance.name) for c in reverts) == [
-        ("update_app", "1.0", "web-1"), ("update_app", "1.0", "web-2")
+        ("update_app", "1.0", "web-1"),
+        ("update_app", "1.0", "web-2"),
     ]
     assert {c.inverse_of_id for c in reverts} == {runs[0].command_id}
     note = Notification.objects.get(user=admin_user)
@@ -251,7 +254,10 @@ def test_rollback_not_verified_when_the_instances_stay_unhealthy(three, operator
     assert advance(deployment, later) == Phase.ROLLBACK
     assert advance(deployment, later + timedelta(seconds=2)) == Phase.ROLLED_BACK
     assert deployment.rollback_verified is False
-    assert "Rollback not verified: after 2 checks 1 of 1 still fail (web-1: health_check: HTTP 500)" in deployment.rollback_note
+    assert (
+        "Rollback not verified: after 2 checks 1 of 1 still fail (web-1: health_check: HTTP 500)"
+        in deployment.rollback_note
+    )
 
 
 def test_a_revert_that_fails_ends_the_deployment_failed(three, operator_user):
@@ -259,7 +265,9 @@ def test_a_revert_that_fails_ends_the_deployment_failed(three, operator_user):
     to_evaluation(deployment)
     three[0].server.mode = "fail"
     advance(deployment, deployment.deadline_at)
-    agent_finishes([CommandRun.objects.get(command__source=CommandSource.ROLLBACK)], status=RunStatus.FAILED, error="disk full")
+    agent_finishes(
+        [CommandRun.objects.get(command__source=CommandSource.ROLLBACK)], status=RunStatus.FAILED, error="disk full"
+    )
     assert advance(deployment) == Phase.FAILED
     assert deployment.rollback_verified is False
     assert "web-1: disk full" in deployment.rollback_note
@@ -290,7 +298,9 @@ def test_rollback_reverts_only_the_deployed_change_not_independent_ones(three, o
     from fleet.services import command_create
 
     command_create(
-        actor=operator_user, kind="set_config", params={"values": {"ssh.password_auth": False}},
+        actor=operator_user,
+        kind="set_config",
+        params={"values": {"ssh.password_auth": False}},
         scope=Scope(kind="instances", instance_ids=(three[0].pk,)),
     )
     services.canary_rollback(actor=operator_user, deployment=deployment)
@@ -415,3 +425,16 @@ def test_the_beat_task_hands_each_due_deployment_to_its_own_task(three, operator
     assert sent == [[deployment.pk]]
     agent_finishes(canary_runs(deployment))
     assert tasks.advance_deployment(deployment.pk) == Phase.EVALUATION
+
+
+def test_the_management_command_advances_due_deployments(three, operator_user):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    deployment = start(operator_user, percentage=33)
+    agent_finishes(canary_runs(deployment))
+    CanaryDeployment.objects.filter(pk=deployment.pk).update(next_poll_at=timezone.now())
+    out = StringIO()
+    call_command("canary_advance", stdout=out)
+    assert out.getvalue() == f"canary #{deployment.pk}: evaluation\n"

@@ -159,3 +159,11 @@ def test_the_403_page_names_the_role_needed(viewer_client):
     assert response.status_code == 403
     body = text(response)
     assert "This needs the Admin role." in body and "victor" in body and "sidebar" in body
+
+
+def test_anonymous_visitors_of_settings_and_notifications_are_sent_to_login(client, db):
+    for name in ("common:user_list", "common:user_create", "common:audit_list", "common:notification_list"):
+        response = client.get(reverse(name))
+        assert response.status_code == 302 and response["Location"].startswith(reverse("login")), name
+    response = client.post(reverse("common:notification_mark_read"))
+    assert response.status_code == 302 and response["Location"].startswith(reverse("login"))

@@ -107,20 +107,47 @@ def test_the_first_heartbeat_brings_the_instance_online_with_its_state(agents):
     assert a.agent_version == "test-1"
 
 
-def test_an_unchanged_heartbeat_is_one_query_for_auth_and_one_update(agents, django_assert_max_num_queries):
-    _a, client_a, *_ = agents
+def test_an_unchanged_heartbeat_is_a_single_update(agents, django_assert_num_queries):
+    a, client_a, *_ = agents
     client_a.post("/api/agent/heartbeat", heartbeat_body(), format="json")
-    with django_assert_max_num_queries(2):
+    before = Instance.objects.get(pk=a.pk).last_seen_at
+    with django_assert_num_queries(1):
         response = client_a.post("/api/agent/heartbeat", heartbeat_body(), format="json")
     assert response.json()["changed"] is False
+    assert Instance.objects.get(pk=a.pk).last_seen_at > before
 
 
-def test_a_changed_heartbeat_is_still_two_queries(agents, django_assert_max_num_queries):
+def test_a_changed_heartbeat_costs_at_most_three_queries(agents, django_assert_max_num_queries):
     _a, client_a, *_ = agents
     client_a.post("/api/agent/heartbeat", heartbeat_body(), format="json")
-    with django_assert_max_num_queries(2):
+    with django_assert_max_num_queries(3):
         response = client_a.post("/api/agent/heartbeat", heartbeat_body(os_version="24.04.3"), format="json")
     assert response.json()["changed"] is True
+
+
+def test_the_fast_path_still_checks_the_secret(agents):
+    a, client_a, *_ = agents
+    client_a.post("/api/agent/heartbeat", heartbeat_body(), format="json")
+    before = Instance.objects.get(pk=a.pk).last_seen_at
+    forged = agent_client(f"{a.agent_key_id}.not-the-secret")
+    assert_status(forged.post("/api/agent/heartbeat", heartbeat_body(), format="json"), 401)
+    assert Instance.objects.get(pk=a.pk).last_seen_at == before
+
+
+def test_the_fast_path_counts_against_the_agent_throttle(agents, monkeypatch):
+    from rest_framework.throttling import ScopedRateThrottle
+
+    _a, client_a, *_ = agents
+    monkeypatch.setattr(ScopedRateThrottle, "THROTTLE_RATES", {"agent": "3/min", "register": "60/min"})
+    codes = [client_a.post("/api/agent/heartbeat", heartbeat_body(), format="json").status_code for _ in range(4)]
+    assert codes == [200, 200, 200, 429]
+
+
+def test_a_new_agent_version_is_recorded(agents):
+    a, client_a, *_ = agents
+    client_a.post("/api/agent/heartbeat", heartbeat_body(), format="json")
+    client_a.post("/api/agent/heartbeat", heartbeat_body(agent_version="test-2"), format="json")
+    assert Instance.objects.get(pk=a.pk).agent_version == "test-2"
 
 
 def test_only_a_changed_state_signals_other_apps(agents, django_capture_on_commit_callbacks):

@@ -159,6 +159,8 @@ def test_dashboard_shows_counts_charts_and_recently_offline(viewer_client, fleet
     assert 'data-chart="chart-status"' in body and 'id="chart-status"' in body
     assert 'data-chart="chart-os"' in body
     assert [i.name for i in response.context["recently_offline"]] == ["web-02"]
+    # The short server list puts the ones needing attention first: offline, then never seen.
+    assert [i.name for i in response.context["servers"]] == ["web-02", "new-01", "db-01", "web-01"]
     assert "<script>" not in body  # CSP: no inline scripts, only JSON data blocks
 
 

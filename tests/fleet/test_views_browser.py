@@ -26,7 +26,7 @@ def _chromium() -> str | None:
     return os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def browser():
     try:
         from playwright.sync_api import sync_playwright
@@ -103,18 +103,28 @@ def test_the_command_form_shows_the_fields_of_the_chosen_type_and_previews_the_t
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_dashboard_draws_its_charts_and_refreshes_its_counts_by_itself(page_as, live_server, viewer_user):
+def test_the_dashboard_draws_its_charts_and_refreshes_its_counts_by_itself(page_as, live_server, viewer_user, settings):
+    # Any page can be a panel; the groups list stands in for governance's compliance panel.
+    settings.FLEET_DASHBOARD_PANELS = ["fleet:group_list", "nosuchapp:panel"]
     make_instance("web-01")
     page = page_as(viewer_user)
     page.goto(live_server.url + "/")
     page.wait_for_function("() => window.Chart && Chart.getChart(document.querySelector('[data-chart=chart-status]'))")
+    page.wait_for_selector("#dashboard-panel-1 .empty-state")
+    assert page.locator("[data-panel]").count() == 1
+    assert page.locator("#dashboard-panel-1 .sidebar").count() == 0  # content only, no second shell
     assert page.inner_text("[data-stat=online]") == "1"
     make_instance("web-02")
     page.wait_for_function(
         "() => document.querySelector('[data-stat=online]').textContent.trim() === '2'", timeout=10000
     )
-    # The charts survive the refresh (they are drawn again from the new data).
-    assert page.evaluate("() => !!Chart.getChart(document.querySelector('[data-chart=chart-status]'))")
+    # The charts survive the refresh: drawn again from the new data once htmx has settled the swap.
+    page.wait_for_function(
+        "() => { const c = Chart.getChart(document.querySelector('[data-chart=chart-status]'));"
+        " return c && c.data.datasets[0].data[0] === 2; }"
+    )
+    # The panel was not reset to "Loading…" by the refresh around it (hx-preserve).
+    assert page.locator("#dashboard-panel-1 .empty-state").count() == 1
     assert page.console_errors == []
 
 

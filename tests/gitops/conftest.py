@@ -8,6 +8,19 @@ from tests.base import service_unavailable
 from .sshd import GitRepo, SSHServer, tools_available
 
 
+@pytest.fixture(autouse=True)
+def queued_syncs(request, monkeypatch):
+    """Sync tasks the code under test enqueues, recorded instead of sent to a broker (tests call the
+    service themselves). Tests with a real Celery worker get the real thing."""
+    if "celery_worker_factory" in request.fixturenames:
+        return None
+    queued = []
+    monkeypatch.setattr(
+        "gitops.tasks.sync_repository.delay", lambda pk, trigger="schedule": queued.append((pk, trigger))
+    )
+    return queued
+
+
 @pytest.fixture
 def sshd(tmp_path):
     """A real sshd on a free loopback port, torn down after the test."""

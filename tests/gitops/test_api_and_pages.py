@@ -501,3 +501,54 @@ def test_the_openapi_schema_documents_the_spec_paths(admin_api, enterprise_licen
         "/api/governance/gitops/conflicts/{id}/resolve",
     ):
         assert path in paths
+
+
+def test_repository_settings_are_changed_and_the_repository_disconnected_through_the_api(
+    connect, admin_api, viewer_api
+):
+    repo = connect()
+    assert viewer_api.patch(f"{API}/{repo.pk}", {"sync_interval": 120}, format="json").status_code == 403
+
+    response = admin_api.patch(
+        f"{API}/{repo.pk}", {"sync_interval": 120, "conflict_strategy": "git_wins"}, format="json"
+    )
+
+    assert response.status_code == 200
+    assert (response.data["sync_interval"], response.data["conflict_strategy"]) == (120, "git_wins")
+    assert admin_api.patch(f"{API}/{repo.pk}", {"sync_interval": 5}, format="json").status_code == 400
+    assert admin_api.delete(f"{API}/{repo.pk}").status_code == 204
+    assert not Repository.objects.exists()
+    assert AuditEntry.objects.filter(action="gitops.repository.delete").exists()
+
+
+def test_operators_sync_from_the_page_but_cannot_change_settings(connect, client, operator_user, monkeypatch):
+    repo = connect()
+    monkeypatch.setattr("gitops.tasks.sync_repository.delay", lambda pk, trigger: None)
+    client.force_login(operator_user)
+
+    response = client.post(f"/governance/gitops/{repo.pk}/sync/", follow=True)
+
+    assert "sync of fleet-config is queued" in response.content.decode()
+    assert (
+        client.post(
+            f"/governance/gitops/{repo.pk}/settings/",
+            {"branch": "x", "sync_interval": 60, "conflict_strategy": "manual"},
+        ).status_code
+        == 403
+    )
+    rows = client.get("/governance/gitops/?partial=rows", HTTP_HX_REQUEST="true").content.decode()
+    assert "fleet-config" in rows and "<html" not in rows
+
+
+def test_a_group_entry_only_queues_commands_for_that_group(
+    admin_api, enterprise_license, fleet, django_assert_max_num_queries
+):
+    with django_assert_max_num_queries(40):
+        response = admin_api.post(
+            f"{API}/desired-config",
+            {"level": "group", "target": "db", "key": "app:monitoring-agent", "value": "2.0"},
+            format="json",
+        )
+    assert response.status_code == 201
+    runs = [r.instance.name for c in Command.objects.filter(source=CommandSource.GITOPS) for r in c.runs.all()]
+    assert runs == ["db-01"]

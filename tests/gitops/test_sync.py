@@ -342,11 +342,9 @@ def _paused(connect, git_repo, admin_user):
 
 
 def test_resolving_the_last_conflict_through_the_api_resumes_the_sync(
-    connect, git_repo, fleet, admin_user, admin_api, django_capture_on_commit_callbacks, monkeypatch
+    connect, git_repo, fleet, admin_user, admin_api, django_capture_on_commit_callbacks, queued_syncs
 ):
     repo, conflict = _paused(connect, git_repo, admin_user)
-    queued = []
-    monkeypatch.setattr("gitops.tasks.sync_repository.delay", lambda pk, trigger: queued.append(pk))
 
     with django_capture_on_commit_callbacks(execute=True):
         response = admin_api.post(
@@ -355,7 +353,7 @@ def test_resolving_the_last_conflict_through_the_api_resumes_the_sync(
 
     assert response.status_code == 200, response.data
     assert response.data["status"] == ConflictStatus.RESOLVED and response.data["resolved_value"] == "git"
-    assert queued == [repo.pk]
+    assert queued_syncs == [(repo.pk, "conflicts resolved")]
     run = sync(repo)
     assert run.status == SyncStatus.APPLIED
     assert entry(Level.FLEET, "", "ntp.server").value == "git"
@@ -433,3 +431,19 @@ def test_the_sync_task_records_a_run(connect, git_repo, fleet):
 
     assert tasks.sync_repository(repo.pk, "test") == SyncStatus.APPLIED
     assert SyncRun.objects.filter(repository=repo, trigger="test").count() == 1
+
+
+def test_a_forced_sync_revalidates_an_invalid_head_once_the_missing_group_exists(connect, git_repo, fleet):
+    from fleet.models import Group
+
+    git_repo.write_config("groups/cache.yaml", {"cache.size": 512})
+    sha = git_repo.commit()
+    repo = connect()
+    assert sync(repo).status == SyncStatus.INVALID
+    assert sync(repo).status == SyncStatus.INVALID  # the schedule does not re-read the same head
+    Group.objects.create(name="cache")
+
+    run = sync(repo, trigger="manual:alice")
+
+    assert run.status == SyncStatus.APPLIED and repo.last_commit_sha == sha
+    assert entry(Level.GROUP, "cache", "cache.size").value == 512

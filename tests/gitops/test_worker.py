@@ -9,7 +9,9 @@ from tests.conftest import wait_for
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 
-def test_beat_finds_the_due_repository_and_a_worker_syncs_it(connect, git_repo, fleet, celery_worker_factory, settings_dir):
+def test_a_worker_syncs_a_newly_connected_repository_and_beat_resyncs_it_when_due(
+    connect, git_repo, fleet, celery_worker_factory, settings_dir
+):
     git_repo.write_config("fleet.yaml", {"ssh.password_auth": False})
     sha = git_repo.commit()
     repo = connect()
@@ -17,7 +19,11 @@ def test_beat_finds_the_due_repository_and_a_worker_syncs_it(connect, git_repo, 
     celery_worker_factory(extra_env=var)
     celery_worker_factory(beat=True, extra_env=var)
 
-    wait_for(lambda: SyncRun.objects.filter(repository=repo, status=SyncStatus.APPLIED).exists(), timeout=60, message="the first sync")
+    wait_for(
+        lambda: SyncRun.objects.filter(repository=repo, status=SyncStatus.APPLIED).exists(),
+        timeout=60,
+        message="the first sync",
+    )
 
     repo.refresh_from_db()
     assert repo.last_commit_sha == sha and repo.status == RepositoryStatus.OK
@@ -25,4 +31,8 @@ def test_beat_finds_the_due_repository_and_a_worker_syncs_it(connect, git_repo, 
     assert SyncRun.objects.get(repository=repo, status=SyncStatus.APPLIED).trigger == "schedule"
     # Pull the next sync forward: the beat's next scan finds the unchanged commit and records a no-op.
     Repository.objects.filter(pk=repo.pk).update(next_sync_at=repo.last_sync_at)
-    wait_for(lambda: SyncRun.objects.filter(repository=repo, status=SyncStatus.NOOP).exists(), timeout=45, message="a no-op sync")
+    wait_for(
+        lambda: SyncRun.objects.filter(repository=repo, status=SyncStatus.NOOP).exists(),
+        timeout=45,
+        message="a no-op sync",
+    )

@@ -33,14 +33,29 @@ def _eager_celery(request, monkeypatch):
 def make_instance(db):
     counter = {"n": 0}
 
-    def _make(name=None, *, apps=(), settings=None, updates=(), os_version="24.04", status=InstanceStatus.ONLINE,
-              last_seen_at=None, groups=(), tags=()):
+    def _make(
+        name=None,
+        *,
+        apps=(),
+        settings=None,
+        updates=(),
+        os_version="24.04",
+        status=InstanceStatus.ONLINE,
+        last_seen_at=None,
+        groups=(),
+        tags=(),
+    ):
         counter["n"] += 1
         inst = Instance.objects.create(
-            name=name or f"web-{counter['n']:02d}", os_version=os_version, status=status,
+            name=name or f"web-{counter['n']:02d}",
+            os_version=os_version,
+            status=status,
             last_seen_at=last_seen_at or timezone.now(),
-            apps=[{"name": n, "version": v, "running": r} for n, v, r in (a if len(a) == 3 else (*a, True) for a in apps)],
-            settings=settings or {}, updates=list(updates),
+            apps=[
+                {"name": n, "version": v, "running": r} for n, v, r in (a if len(a) == 3 else (*a, True) for a in apps)
+            ],
+            settings=settings or {},
+            updates=list(updates),
         )
         inst.groups.set(groups)
         inst.tags.set([Tag.objects.get_or_create(key=t.split("=")[0], value=t.split("=")[1])[0] for t in tags])
@@ -56,7 +71,9 @@ def group(db):
 
 def make_policy(actor=None, *, name="Need agent", policy_type="required_apps", rules=None, scope=None, enabled=True):
     rules = rules or {"apps": [{"name": "monitoring-agent"}]}
-    return services.policy_create(actor=actor, name=name, policy_type=policy_type, rules=rules, scope=scope or Scope(), enabled=enabled)
+    return services.policy_create(
+        actor=actor, name=name, policy_type=policy_type, rules=rules, scope=scope or Scope(), enabled=enabled
+    )
 
 
 def hours_ago(h):

@@ -10,6 +10,7 @@ from fleet import services as fleet_services
 from fleet.choices import InstanceStatus
 from fleet.scopes import Scope
 from governance import selectors, services
+from governance.choices import PolicyState
 from governance.models import InstanceCompliance, PolicyCompliance, ReleaseRecord, Violation
 from tests.governance.conftest import make_policy
 
@@ -53,7 +54,12 @@ def test_score_is_policies_met_over_applicable_and_instances_without_policies_ar
     failing = make_instance(apps=[], groups=[group])
     outside = make_instance(apps=[])
     make_policy(scope=Scope(kind="groups", group_ids=(group.pk,)))
-    make_policy(name="No telnet", policy_type="blocked_apps", rules={"apps": [{"pattern": "telnetd"}]}, scope=Scope(kind="groups", group_ids=(group.pk,)))
+    make_policy(
+        name="No telnet",
+        policy_type="blocked_apps",
+        rules={"apps": [{"pattern": "telnetd"}]},
+        scope=Scope(kind="groups", group_ids=(group.pk,)),
+    )
     services.evaluate_fleet()
     scores = {c.instance_id: c for c in InstanceCompliance.objects.all()}
     assert scores[scoped.pk].score == 100.0
@@ -76,8 +82,11 @@ def test_an_exemption_shows_the_violation_as_exempted_and_leaves_the_score_count
     web = make_instance(apps=[])
     policy = make_policy()
     exception = services.exception_create(
-        actor=admin_user, policy=policy, scope=Scope(kind="instances", instance_ids=(web.pk,)),
-        justification="Agent replaced by vendor tooling this quarter", expires_at=timezone.now() + timedelta(days=7),
+        actor=admin_user,
+        policy=policy,
+        scope=Scope(kind="instances", instance_ids=(web.pk,)),
+        justification="Agent replaced by vendor tooling this quarter",
+        expires_at=timezone.now() + timedelta(days=7),
     )
     violation = Violation.objects.get(instance=web)
     assert violation.status == "exempted" and violation.exception == exception
@@ -91,8 +100,12 @@ def test_an_expired_exemption_reopens_its_violation(make_instance, admin_user):
     policy = make_policy(name="Block telnet", policy_type="blocked_apps", rules={"apps": [{"pattern": "telnetd"}]})
     set_apps(web, [("telnetd", "0.17")])
     exception = services.exception_create(
-        actor=admin_user, policy=policy, rule_key="blocked:telnetd", scope=Scope(kind="instances", instance_ids=(web.pk,)),
-        justification="Legacy switch console until migration", expires_at=timezone.now() + timedelta(hours=1),
+        actor=admin_user,
+        policy=policy,
+        rule_key="blocked:telnetd",
+        scope=Scope(kind="instances", instance_ids=(web.pk,)),
+        justification="Legacy switch console until migration",
+        expires_at=timezone.now() + timedelta(hours=1),
     )
     assert Violation.objects.get(instance=web).status == "exempted"
     Notification.objects.all().delete()
@@ -104,11 +117,19 @@ def test_an_expired_exemption_reopens_its_violation(make_instance, admin_user):
 
 
 def test_a_stale_instance_is_unknown_never_compliant_and_not_scored(make_instance):
-    long_gone = make_instance(apps=[("monitoring-agent", "1")], status=InstanceStatus.OFFLINE, last_seen_at=timezone.now() - timedelta(hours=3))
-    recently_offline = make_instance(apps=[("monitoring-agent", "1")], status=InstanceStatus.OFFLINE, last_seen_at=timezone.now() - timedelta(minutes=5))
+    long_gone = make_instance(
+        apps=[("monitoring-agent", "1")],
+        status=InstanceStatus.OFFLINE,
+        last_seen_at=timezone.now() - timedelta(hours=3),
+    )
+    recently_offline = make_instance(
+        apps=[("monitoring-agent", "1")],
+        status=InstanceStatus.OFFLINE,
+        last_seen_at=timezone.now() - timedelta(minutes=5),
+    )
     policy = make_policy()
     stale = InstanceCompliance.objects.get(instance=long_gone)
-    assert stale.stale and stale.score is None and stale.states == {str(policy.pk): "unknown"}
+    assert stale.stale and stale.score is None and stale.states == {str(policy.pk): PolicyState.UNKNOWN}
     assert InstanceCompliance.objects.get(instance=recently_offline).score == 100.0
     pc = PolicyCompliance.objects.get(policy=policy)
     assert (pc.compliant, pc.unknown) == (1, 1)
@@ -169,7 +190,10 @@ def test_the_heartbeat_signal_enqueues_the_evaluation_on_commit(make_instance, d
 def test_the_update_deadline_clock_survives_a_newer_release_replacing_an_older_one(make_instance):
     now = timezone.now()
     first = now - timedelta(hours=40)
-    web = make_instance(os_version="24.04.1", updates=[{"kind": "os", "name": "os", "version": "24.04.2", "released_at": first.isoformat()}])
+    web = make_instance(
+        os_version="24.04.1",
+        updates=[{"kind": "os", "name": "os", "version": "24.04.2", "released_at": first.isoformat()}],
+    )
     make_policy(name="Patch fast", policy_type="update_rules", rules={"os_deadline_hours": 48})
     assert ReleaseRecord.objects.filter(instance=web, closed_at__isnull=True).count() == 1
     # A newer release arrives and the agent only reports that one.
@@ -205,14 +229,20 @@ def test_disabling_a_policy_resolves_its_violations_and_rescoring_follows(make_i
     policy = make_policy()
     services.policy_disable(actor=admin_user, policy=policy)
     assert Violation.objects.get(instance=web).status == "resolved"
-    assert not PolicyCompliance.objects.filter(policy=policy).exists() or PolicyCompliance.objects.get(policy=policy).applicable == 0
+    assert (
+        not PolicyCompliance.objects.filter(policy=policy).exists()
+        or PolicyCompliance.objects.get(policy=policy).applicable == 0
+    )
 
 
 def test_open_violation_keys_are_stable_per_policy_and_rule(make_instance):
     web = make_instance(apps=[])
     clean = make_instance(apps=[("monitoring-agent", "1")])
     policy = make_policy()
-    assert selectors.open_violation_keys([web.pk, clean.pk]) == {web.pk: {f"{policy.pk}:app:monitoring-agent"}, clean.pk: set()}
+    assert selectors.open_violation_keys([web.pk, clean.pk]) == {
+        web.pk: {f"{policy.pk}:app:monitoring-agent"},
+        clean.pk: set(),
+    }
 
 
 def test_snapshot_answers_whether_an_instance_was_compliant_on_a_day(make_instance, group):

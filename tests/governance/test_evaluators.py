@@ -67,7 +67,10 @@ def test_blocked_app_below_a_version_reads_like_the_spec():
 def test_blocked_glob_matches_every_app_it_covers_and_nothing_else():
     rules = validate_rules("blocked_apps", {"apps": [{"pattern": "insecure-*"}]})
     [failure] = evaluate(
-        "blocked_apps", rules, state(apps=[("insecure-tool", "1.0"), ("insecure-ftp", "0.3"), ("secure-tool", "1")]), NOW
+        "blocked_apps",
+        rules,
+        state(apps=[("insecure-tool", "1.0"), ("insecure-ftp", "0.3"), ("secure-tool", "1")]),
+        NOW,
     )
     assert failure.evidence == "insecure-ftp 0.3, insecure-tool 1.0 installed, blocked"
     assert evaluate("blocked_apps", rules, state(apps=[("my-insecure-tool", "1.0")]), NOW) == []
@@ -88,7 +91,9 @@ def os_update(version, released):
 def test_os_update_past_its_deadline_reads_like_the_spec():
     rules = validate_rules("update_rules", {"os_deadline_hours": 48})
     released = NOW - timedelta(hours=61)
-    [failure] = evaluate("update_rules", rules, state(os_version="24.04.1", updates=[os_update("24.04.2", released)]), NOW)
+    [failure] = evaluate(
+        "update_rules", rules, state(os_version="24.04.1", updates=[os_update("24.04.2", released)]), NOW
+    )
     assert failure.evidence == f"OS 24.04.2 available since {released:%Y-%m-%d %H:%M} UTC, 61 h > 48 h"
     assert failure.rule_key == "update:os"
 
@@ -111,7 +116,9 @@ def test_a_newer_release_does_not_reset_the_deadline_clock():
     # The agent now reports only the newer one; the recorded pending release keeps the clock.
     newer_only = [os_update("24.04.3", NOW - timedelta(hours=1))]
     assert evaluate("update_rules", rules, state(os_version="24.04.1", updates=newer_only), NOW) == []
-    [failure] = evaluate("update_rules", rules, state(os_version="24.04.1", updates=newer_only), NOW, pending_since={"os": first})
+    [failure] = evaluate(
+        "update_rules", rules, state(os_version="24.04.1", updates=newer_only), NOW, pending_since={"os": first}
+    )
     assert "60 h > 48 h" in failure.evidence
 
 
@@ -137,7 +144,10 @@ def test_baseline_exact_os_version_fails_on_a_newer_os_but_minimum_passes():
 def test_baseline_settings_report_the_actual_and_expected_value():
     rules = validate_rules("baseline", {"settings": {"ssh.password_auth": False, "firewall": "on"}})
     failures = evaluate("baseline", rules, state(settings={"ssh.password_auth": True}), NOW)
-    assert {f.evidence for f in failures} == {"ssh.password_auth is true, expected false", 'firewall not set, expected "on"'}
+    assert {f.evidence for f in failures} == {
+        "ssh.password_auth is true, expected false",
+        'firewall not set, expected "on"',
+    }
     assert evaluate("baseline", rules, state(settings={"ssh.password_auth": "false", "firewall": "on"}), NOW) == []
 
 
@@ -147,7 +157,11 @@ def test_baseline_settings_report_the_actual_and_expected_value():
         ("required_apps", {"apps": []}, "at least one required app"),
         ("required_apps", {"apps": [{"name": "Bad Name"}]}, "not an app name"),
         ("required_apps", {"apps": [{"name": "a", "min_version": "not a version!"}]}, "not a version"),
-        ("blocked_apps", {"apps": [{"pattern": "db", "min_version": "2.0", "below_version": "1.0"}]}, "range from 2.0 below 1.0 is empty"),
+        (
+            "blocked_apps",
+            {"apps": [{"pattern": "db", "min_version": "2.0", "below_version": "1.0"}]},
+            "range from 2.0 below 1.0 is empty",
+        ),
         ("update_rules", {}, "OS updates, for at least one app"),
         ("update_rules", {"os_deadline_hours": 0}, "between 1 and"),
         ("baseline", {"os_version": "24.04", "os_match": "roughly"}, "exact' or 'minimum"),

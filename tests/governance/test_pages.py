@@ -20,7 +20,9 @@ pytestmark = pytest.mark.django_db
 def fleet_of(make_instance, n, group=None):
     for i in range(n):
         make_instance(
-            apps=[("telnetd", "1")] if i % 2 else [], groups=[group] if group else [], tags=["env=production"],
+            apps=[("telnetd", "1")] if i % 2 else [],
+            groups=[group] if group else [],
+            tags=["env=production"],
             settings={"ssh.password_auth": True},
         )
 
@@ -55,7 +57,9 @@ def test_dashboard_filters_by_group(admin_client, make_instance, group, three_po
     assert only_web["counts"]["critical"] == 1
 
 
-def test_dashboard_query_count_does_not_grow_with_the_fleet(admin_client, make_instance, three_policies, django_assert_max_num_queries):
+def test_dashboard_query_count_does_not_grow_with_the_fleet(
+    admin_client, make_instance, three_policies, django_assert_max_num_queries
+):
     fleet_of(make_instance, 3)
     services.evaluate_fleet()
     with django_assert_max_num_queries(25) as small:
@@ -66,7 +70,9 @@ def test_dashboard_query_count_does_not_grow_with_the_fleet(admin_client, make_i
         admin_client.get(reverse("governance:dashboard"))
 
 
-def test_violation_list_query_count_does_not_grow_with_the_fleet(admin_client, make_instance, three_policies, django_assert_max_num_queries):
+def test_violation_list_query_count_does_not_grow_with_the_fleet(
+    admin_client, make_instance, three_policies, django_assert_max_num_queries
+):
     fleet_of(make_instance, 3)
     services.evaluate_fleet()
     with django_assert_max_num_queries(25) as small:
@@ -78,7 +84,9 @@ def test_violation_list_query_count_does_not_grow_with_the_fleet(admin_client, m
     assert len(response.context["page_obj"]) == 50
 
 
-def test_server_panel_query_count_does_not_grow_with_violations_or_exceptions(admin_client, admin_user, make_instance, django_assert_max_num_queries):
+def test_server_panel_query_count_does_not_grow_with_violations_or_exceptions(
+    admin_client, admin_user, make_instance, django_assert_max_num_queries
+):
     web = make_instance(apps=[("telnetd", "1")], settings={"ssh.password_auth": True})
     make_policy(name="No telnet", policy_type="blocked_apps", rules={"apps": [{"pattern": "telnetd"}]})
     url = reverse("governance:server_panel", args=[web.pk])
@@ -86,8 +94,12 @@ def test_server_panel_query_count_does_not_grow_with_violations_or_exceptions(ad
     def add_exempted_baseline(i):
         policy = make_policy(name=f"Baseline {i}", policy_type="baseline", rules={"settings": {f"key{i}": "on"}})
         services.exception_create(
-            actor=admin_user, policy=policy, scope=Scope(kind="instances", instance_ids=(web.pk,)),
-            rule_key=f"setting:key{i}", justification="Rolled out next quarter", expires_at=timezone.now() + timedelta(days=3),
+            actor=admin_user,
+            policy=policy,
+            scope=Scope(kind="instances", instance_ids=(web.pk,)),
+            rule_key=f"setting:key{i}",
+            justification="Rolled out next quarter",
+            expires_at=timezone.now() + timedelta(days=3),
         )
 
     add_exempted_baseline(0)
@@ -133,7 +145,9 @@ def test_csv_export_contains_the_filtered_violations(admin_client, make_instance
     assert response["Content-Type"] == "text/csv"
     rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
     assert rows[0][:5] == ["id", "severity", "status", "policy", "instance"]
-    assert [(r[1], r[3], r[4], r[6]) for r in rows[1:]] == [("critical", "No telnet", "web-a", "telnetd 1.2 installed, blocked")]
+    assert [(r[1], r[3], r[4], r[6]) for r in rows[1:]] == [
+        ("critical", "No telnet", "web-a", "telnetd 1.2 installed, blocked")
+    ]
 
 
 def test_admin_creates_a_policy_with_the_typed_rule_editor(admin_client, make_instance):
@@ -150,7 +164,8 @@ def test_admin_creates_a_policy_with_the_typed_rule_editor(admin_client, make_in
 
 def test_a_bad_rule_line_is_shown_on_the_form_and_nothing_is_saved(admin_client):
     response = admin_client.post(
-        reverse("governance:policy_create", args=["required_apps"]), {"name": "Agents", "apps": "agent >= ", "scope_kind": "all"}
+        reverse("governance:policy_create", args=["required_apps"]),
+        {"name": "Agents", "apps": "agent >= ", "scope_kind": "all"},
     )
     assert response.status_code == 200
     assert "Line 1" in response.content.decode()
@@ -160,7 +175,8 @@ def test_a_bad_rule_line_is_shown_on_the_form_and_nothing_is_saved(admin_client)
 def test_the_form_preview_shows_who_would_violate_without_saving(admin_client, make_instance):
     make_instance("db-1", apps=[("outdated-db", "1.4")])
     response = admin_client.post(
-        reverse("governance:policy_preview", args=["blocked_apps"]), {"name": "x", "apps": "outdated-db < 2.0", "scope_kind": "all"},
+        reverse("governance:policy_preview", args=["blocked_apps"]),
+        {"name": "x", "apps": "outdated-db < 2.0", "scope_kind": "all"},
         HTTP_HX_REQUEST="true",
     )
     html = response.content.decode()
@@ -176,7 +192,14 @@ def test_the_edit_form_shows_the_rules_back_as_lines(admin_client):
 
 def test_viewers_read_pages_but_cannot_change_policies_or_exceptions(viewer_client, make_instance):
     policy = make_policy()
-    for name, args in [("dashboard", []), ("policy_list", []), ("violation_list", []), ("exception_list", []), ("score_list", []), ("policy_detail", [policy.pk])]:
+    for name, args in [
+        ("dashboard", []),
+        ("policy_list", []),
+        ("violation_list", []),
+        ("exception_list", []),
+        ("score_list", []),
+        ("policy_detail", [policy.pk]),
+    ]:
         assert_status(viewer_client.get(reverse(f"governance:{name}", args=args)), 200)
     assert viewer_client.get(reverse("governance:policy_create", args=["baseline"])).status_code == 403
     assert viewer_client.post(reverse("governance:policy_toggle", args=[policy.pk])).status_code == 403
@@ -194,11 +217,26 @@ def test_exception_page_creates_and_revokes(admin_client, make_instance):
     web = make_instance(apps=[])
     policy = make_policy()
     expires = (timezone.localtime() + timedelta(days=2)).strftime("%Y-%m-%dT%H:%M")
-    missing = admin_client.post(reverse("governance:exception_create"), {"policy": policy.pk, "scope_kind": "instances", "scope_instances": [web.pk], "justification": "", "expires_at": expires})
+    missing = admin_client.post(
+        reverse("governance:exception_create"),
+        {
+            "policy": policy.pk,
+            "scope_kind": "instances",
+            "scope_instances": [web.pk],
+            "justification": "",
+            "expires_at": expires,
+        },
+    )
     assert missing.status_code == 200 and not PolicyException.objects.exists()
     response = admin_client.post(
         reverse("governance:exception_create"),
-        {"policy": policy.pk, "scope_kind": "instances", "scope_instances": [web.pk], "justification": "Decommissioned next week", "expires_at": expires},
+        {
+            "policy": policy.pk,
+            "scope_kind": "instances",
+            "scope_instances": [web.pk],
+            "justification": "Decommissioned next week",
+            "expires_at": expires,
+        },
     )
     assert response.status_code == 302
     assert Violation.objects.get(instance=web).status == "exempted"

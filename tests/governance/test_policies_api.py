@@ -14,7 +14,11 @@ from tests.governance.conftest import make_policy
 
 pytestmark = pytest.mark.django_db
 
-BLOCK_DB = {"name": "Block old db", "policy_type": "blocked_apps", "rules": {"apps": [{"pattern": "outdated-db", "below_version": "2.0"}]}}
+BLOCK_DB = {
+    "name": "Block old db",
+    "policy_type": "blocked_apps",
+    "rules": {"apps": [{"pattern": "outdated-db", "below_version": "2.0"}]},
+}
 
 
 def test_admin_creates_a_policy_and_its_scope_is_evaluated(admin_api, make_instance):
@@ -36,11 +40,15 @@ def test_bad_rules_get_a_message_that_says_what_is_wrong(admin_api):
     assert not Policy.objects.exists()
 
 
-def test_a_policy_requiring_an_app_another_blocks_over_overlapping_scopes_is_refused_naming_both(admin_api, group, make_instance):
+def test_a_policy_requiring_an_app_another_blocks_over_overlapping_scopes_is_refused_naming_both(
+    admin_api, group, make_instance
+):
     make_instance(groups=[group])
     make_policy(name="No telnet anywhere", policy_type="blocked_apps", rules={"apps": [{"pattern": "telnet*"}]})
     body = {
-        "name": "Console access", "policy_type": "required_apps", "rules": {"apps": [{"name": "telnetd"}]},
+        "name": "Console access",
+        "policy_type": "required_apps",
+        "rules": {"apps": [{"name": "telnetd"}]},
         "scope": {"kind": "groups", "groups": ["web"]},
     }
     response = admin_api.post("/api/governance/policies", body, format="json")
@@ -52,17 +60,32 @@ def test_a_policy_requiring_an_app_another_blocks_over_overlapping_scopes_is_ref
 def test_conflicts_over_scopes_that_do_not_overlap_are_allowed(group, make_instance):
     make_instance(groups=[group], tags=["env=dev"])
     make_instance(tags=["env=production"])
-    make_policy(name="No telnet in prod", policy_type="blocked_apps", rules={"apps": [{"pattern": "telnetd"}]}, scope=Scope(kind="tags", tags=("env=production",)))
-    make_policy(name="Telnet for web", rules={"apps": [{"name": "telnetd"}]}, scope=Scope(kind="groups", group_ids=(group.pk,)))
+    make_policy(
+        name="No telnet in prod",
+        policy_type="blocked_apps",
+        rules={"apps": [{"pattern": "telnetd"}]},
+        scope=Scope(kind="tags", tags=("env=production",)),
+    )
+    make_policy(
+        name="Telnet for web", rules={"apps": [{"name": "telnetd"}]}, scope=Scope(kind="groups", group_ids=(group.pk,))
+    )
     with pytest.raises(services.ApplicationError, match="No telnet in prod"):
-        make_policy(name="Telnet in prod", rules={"apps": [{"name": "telnetd"}]}, scope=Scope(kind="tags", tags=("env=production",)))
+        make_policy(
+            name="Telnet in prod",
+            rules={"apps": [{"name": "telnetd"}]},
+            scope=Scope(kind="tags", tags=("env=production",)),
+        )
 
 
 def test_preview_lists_instances_in_scope_and_who_would_violate_without_saving(admin_api, make_instance):
     make_instance("db-1", apps=[("outdated-db", "1.4")], tags=["env=production"])
     make_instance("db-2", apps=[("outdated-db", "2.1")], tags=["env=production"])
     make_instance("db-3", apps=[("outdated-db", "1.0")], tags=["env=dev"])
-    body = {"policy_type": "blocked_apps", "rules": BLOCK_DB["rules"], "scope": {"kind": "tags", "tags": ["env=production"]}}
+    body = {
+        "policy_type": "blocked_apps",
+        "rules": BLOCK_DB["rules"],
+        "scope": {"kind": "tags", "tags": ["env=production"]},
+    }
     response = admin_api.post("/api/governance/policies/preview", body, format="json")
     assert_status(response, 200)
     assert (response.data["in_scope"], response.data["violating"], response.data["compliant"]) == (2, 1, 1)
@@ -81,7 +104,9 @@ def test_updating_a_policy_scope_resolves_violations_outside_the_new_scope(admin
     outside = make_instance(apps=[])
     policy = make_policy()
     assert Violation.objects.filter(status="open").count() == 2
-    response = admin_api.patch(f"/api/governance/policies/{policy.pk}", {"scope": {"kind": "groups", "groups": ["web"]}}, format="json")
+    response = admin_api.patch(
+        f"/api/governance/policies/{policy.pk}", {"scope": {"kind": "groups", "groups": ["web"]}}, format="json"
+    )
     assert_status(response, 200)
     assert Violation.objects.get(instance=outside).status == "resolved"
     assert Violation.objects.get(instance=inside).status == "open"
@@ -106,7 +131,12 @@ def test_only_admins_write_policies_and_exceptions_but_everyone_reads(request, c
     assert_status(api.post("/api/governance/policies", BLOCK_DB, format="json"), 403)
     assert_status(api.delete(f"/api/governance/policies/{policy.pk}"), 403)
     assert_status(api.post(f"/api/governance/policies/{policy.pk}/disable"), 403)
-    body = {"policy": policy.pk, "scope": {"kind": "all"}, "justification": "because of reasons", "expires_at": (timezone.now() + timedelta(days=1)).isoformat()}
+    body = {
+        "policy": policy.pk,
+        "scope": {"kind": "all"},
+        "justification": "because of reasons",
+        "expires_at": (timezone.now() + timedelta(days=1)).isoformat(),
+    }
     assert_status(api.post("/api/governance/exceptions", body, format="json"), 403)
 
 
@@ -119,7 +149,9 @@ def test_violations_filter_by_severity_status_and_tag(admin_api, make_instance):
     make_instance("dev", apps=[("telnetd", "1")], tags=["env=dev"])
     make_policy(name="No telnet", policy_type="blocked_apps", rules={"apps": [{"pattern": "telnetd"}]})
     make_policy()
-    response = admin_api.get("/api/governance/violations", {"severity": "critical", "status": "open", "tag": "env=production"})
+    response = admin_api.get(
+        "/api/governance/violations", {"severity": "critical", "status": "open", "tag": "env=production"}
+    )
     assert_status(response, 200)
     assert [(v["instance_name"], v["severity"]) for v in response.data["results"]] == [("prod", "critical")]
     detail = admin_api.get(f"/api/governance/violations/{response.data['results'][0]['id']}")
@@ -130,15 +162,44 @@ def test_exceptions_need_a_justification_and_a_future_expiry(admin_api, make_ins
     web = make_instance(apps=[])
     policy = make_policy()
     base = {"policy": policy.pk, "scope": {"kind": "instances", "instances": [web.pk]}}
-    no_reason = admin_api.post("/api/governance/exceptions", {**base, "justification": "", "expires_at": (timezone.now() + timedelta(days=1)).isoformat()}, format="json")
+    no_reason = admin_api.post(
+        "/api/governance/exceptions",
+        {**base, "justification": "", "expires_at": (timezone.now() + timedelta(days=1)).isoformat()},
+        format="json",
+    )
     assert_status(no_reason, 400)
-    past = admin_api.post("/api/governance/exceptions", {**base, "justification": "vendor replaces the agent", "expires_at": (timezone.now() - timedelta(days=1)).isoformat()}, format="json")
+    past = admin_api.post(
+        "/api/governance/exceptions",
+        {
+            **base,
+            "justification": "vendor replaces the agent",
+            "expires_at": (timezone.now() - timedelta(days=1)).isoformat(),
+        },
+        format="json",
+    )
     assert_status(past, 400)
     assert "future" in past.data["message"]
-    bad_rule = admin_api.post("/api/governance/exceptions", {**base, "rule_key": "app:nginx", "justification": "vendor replaces the agent", "expires_at": (timezone.now() + timedelta(days=1)).isoformat()}, format="json")
+    bad_rule = admin_api.post(
+        "/api/governance/exceptions",
+        {
+            **base,
+            "rule_key": "app:nginx",
+            "justification": "vendor replaces the agent",
+            "expires_at": (timezone.now() + timedelta(days=1)).isoformat(),
+        },
+        format="json",
+    )
     assert_status(bad_rule, 400)
     assert "app:monitoring-agent" in bad_rule.data["message"]
-    ok = admin_api.post("/api/governance/exceptions", {**base, "justification": "vendor replaces the agent", "expires_at": (timezone.now() + timedelta(days=1)).isoformat()}, format="json")
+    ok = admin_api.post(
+        "/api/governance/exceptions",
+        {
+            **base,
+            "justification": "vendor replaces the agent",
+            "expires_at": (timezone.now() + timedelta(days=1)).isoformat(),
+        },
+        format="json",
+    )
     assert_status(ok, 201)
     assert Violation.objects.get(instance=web).status == "exempted"
     revoked = admin_api.post(f"/api/governance/exceptions/{ok.data['id']}/revoke")
@@ -159,7 +220,9 @@ def test_compliance_endpoints_give_fleet_instance_policy_group_and_history(admin
     assert [i["score"] for i in instances] == [0.0, 100.0]
     one = admin_api.get(f"/api/governance/compliance/instances/{good.pk}").data
     assert one["score"] == 100.0
-    on_day = admin_api.get(f"/api/governance/compliance/instances/{good.pk}", {"date": timezone.localdate().isoformat()}).data
+    on_day = admin_api.get(
+        f"/api/governance/compliance/instances/{good.pk}", {"date": timezone.localdate().isoformat()}
+    ).data
     assert on_day["compliant"] is True
     [row] = admin_api.get("/api/governance/compliance/policies").data
     assert (row["policy_id"], row["score"]) == (policy.pk, 50.0)
@@ -176,5 +239,11 @@ def test_the_openapi_schema_lists_the_governance_endpoints(admin_api):
         import yaml
 
         paths = yaml.safe_load(response.content)["paths"]
-    for path in ("/api/governance/policies", "/api/governance/policies/preview", "/api/governance/violations", "/api/governance/compliance", "/api/governance/exceptions"):
+    for path in (
+        "/api/governance/policies",
+        "/api/governance/policies/preview",
+        "/api/governance/violations",
+        "/api/governance/compliance",
+        "/api/governance/exceptions",
+    ):
         assert path in paths
