@@ -185,7 +185,7 @@ def main() -> None:
     full_s = time.perf_counter() - start
     rows = Violation.objects.count()
 
-    # Floor: PostgreSQL bulk-writing the same number of violation rows (prebuilt objects), rolled back.
+    # Floor: PostgreSQL bulk-writing the same number of violation rows through the ORM (prebuilt objects).
     sample = list(
         Violation.objects.values("policy_id", "policy_name", "instance_id", "rule_key", "rule", "evidence", "severity")
     )
@@ -193,11 +193,12 @@ def main() -> None:
         Violation(**{**v, "rule_key": v["rule_key"] + "#floor"}, status="open", first_detected_at=now, last_seen_at=now)
         for v in sample
     ]
+    # Committed like the evaluation's own writes, then removed (untimed).
+    start = time.perf_counter()
     with transaction.atomic():
-        start = time.perf_counter()
         Violation.objects.bulk_create(objs, batch_size=2000)
-        floor_s = time.perf_counter() - start
-        transaction.set_rollback(True)
+    floor_s = time.perf_counter() - start
+    Violation.objects.filter(rule_key__endswith="#floor").delete()
 
     start = time.perf_counter()
     services.evaluate_fleet(now=now)

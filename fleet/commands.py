@@ -5,6 +5,7 @@ Pure logic, no ORM. "State" is what an agent reports:
 Each run records the relevant before-state so that exactly that one change can be undone.
 """
 
+import json
 import re
 
 from .choices import CommandType as T
@@ -166,6 +167,10 @@ def apply(kind: str, params: dict, state: dict) -> dict:
     return new
 
 
+def _setting_text(value) -> str:
+    return json.dumps(value) if isinstance(value, bool) or value is None else str(value)
+
+
 def describe(kind: str, params: dict) -> str:
     """One line for lists: `update_app monitoring-agent → 1.3`."""
     if kind in APP_TYPES:
@@ -173,5 +178,5 @@ def describe(kind: str, params: dict) -> str:
         return f"{kind} {params['app']}" + (f" → {version}" if version else "")
     if kind == T.UPDATE_OS:
         return f"update_os → {params['version']}"
-    parts = [f"{k}={v}" for k, v in params.get("values", {}).items()] + [f"-{k}" for k in params.get("unset", [])]
+    parts = [f"{k}={_setting_text(v)}" for k, v in params.get("values", {}).items()] + [f"-{k}" for k in params.get("unset", [])]
     return "set_config " + ", ".join(parts)

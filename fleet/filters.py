@@ -12,8 +12,10 @@ from .scopes import ScopeError, parse_tag_filter
 
 class InstanceFilterSet(django_filters.FilterSet):
     q = django_filters.CharFilter(method="filter_q", label="Search")
-    status = django_filters.ChoiceFilter(choices=InstanceStatus.choices)
-    group = django_filters.ModelChoiceFilter(queryset=Group.objects.all(), field_name="groups", label="Group")
+    status = django_filters.ChoiceFilter(choices=InstanceStatus.choices, empty_label="Any")
+    group = django_filters.ModelChoiceFilter(
+        queryset=Group.objects.all(), field_name="groups", label="Group", empty_label="Any"
+    )
     tag = django_filters.CharFilter(method="filter_tag", label="Tag (key=value)")
     os_version = django_filters.CharFilter(lookup_expr="iexact", label="OS version")
 
@@ -36,9 +38,11 @@ class InstanceFilterSet(django_filters.FilterSet):
 
 
 class CommandFilterSet(django_filters.FilterSet):
-    kind = django_filters.ChoiceFilter(choices=CommandType.choices)
-    source = django_filters.ChoiceFilter(choices=CommandSource.choices)
-    instance = django_filters.ModelChoiceFilter(queryset=Instance.objects.all(), field_name="runs__instance", distinct=True)
+    kind = django_filters.ChoiceFilter(choices=CommandType.choices, label="Type", empty_label="Any")
+    source = django_filters.ChoiceFilter(choices=CommandSource.choices, empty_label="Any")
+    instance = django_filters.ModelChoiceFilter(
+        queryset=Instance.objects.all(), field_name="runs__instance", distinct=True, label="Server", empty_label="Any"
+    )
 
     class Meta:
         model = Command

@@ -1,4 +1,5 @@
-"""Fleet pages. Views read through selectors and write through services; nothing else touches the ORM."""
+"""Fleet pages. Every write goes through a service (which audit-logs); shared reads go through selectors
+and the FilterSets the API uses too."""
 
 from django.conf import settings
 from django.contrib import messages

@@ -135,8 +135,10 @@ class InstanceCompliance(models.Model):
     # None when no policy applies (or the data is stale): excluded from every average.
     score = models.FloatField(null=True, blank=True, db_index=True)
     stale = models.BooleanField(default=False)
-    # {str(policy_id): PolicyState code} for every enabled policy whose scope includes the instance.
-    states = models.JSONField(default=dict, blank=True)
+    # Every enabled policy whose scope includes the instance with its PolicyState code, as compact
+    # text ("12c,13n,17u"): ten thousand of these are rewritten by a fleet sweep, and text is several
+    # times cheaper for PostgreSQL to store than the same map as jsonb.
+    states = models.TextField(blank=True, default="")
     evaluated_at = models.DateTimeField()
 
     class Meta:
@@ -144,6 +146,19 @@ class InstanceCompliance(models.Model):
 
     def __str__(self):
         return f"{self.instance_id}: {self.score}"
+
+    @staticmethod
+    def encode_states(states: dict[str, str]) -> str:
+        return ",".join(f"{pid}{code}" for pid, code in states.items())
+
+    @staticmethod
+    def decode_states(text: str) -> dict[str, str]:
+        """{str(policy_id): PolicyState code}."""
+        return {item[:-1]: item[-1] for item in text.split(",") if item} if text else {}
+
+    @property
+    def state_map(self) -> dict[str, str]:
+        return self.decode_states(self.states)
 
 
 class PolicyCompliance(models.Model):

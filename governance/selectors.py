@@ -239,7 +239,7 @@ def instance_panel(instance: Instance, *, now=None, history: int = 20) -> dict:
         for e in exception_list(queryset=PolicyException.objects.filter(revoked_at__isnull=True, expires_at__gt=now))
         if e.scope.matches(instance_id=instance.pk, group_ids=group_ids, tags=tags)
     ]
-    states = standing.states if standing else {}
+    states = standing.state_map if standing else {}
     policies = {p.pk: p for p in Policy.objects.filter(pk__in=[int(k) for k in states])}
     policy_states = sorted(
         (

@@ -13,7 +13,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Avg, Count, F, Max
+from django.db.models import Avg, Count, F
 from django.urls import reverse
 from django.utils import timezone
 
@@ -48,6 +48,23 @@ from .models import (
 )
 
 logger = logging.getLogger(__name__)
+
+_VIOLATION_FIELDS = [f.attname for f in Violation._meta.concrete_fields]
+assert _VIOLATION_FIELDS == [
+    "id",
+    "policy_id",
+    "policy_name",
+    "instance_id",
+    "rule_key",
+    "rule",
+    "evidence",
+    "severity",
+    "status",
+    "first_detected_at",
+    "last_seen_at",
+    "resolved_at",
+    "exception_id",
+], "Violation fields changed: update the positional construction in evaluate_instances"
 
 # Beyond this many newly opened critical violations in one evaluation, admins get one summary.
 NOTIFY_INDIVIDUALLY_UP_TO = 5
@@ -93,9 +110,22 @@ class PolicySpec:
 _spec_cache: dict = {"key": None, "specs": None}
 
 
-def enabled_policy_specs() -> list[PolicySpec]:
+def _versions(now) -> tuple[tuple, int]:
+    """One round trip: what identifies the current set of policies, and how many exceptions are active."""
+    sql = (
+        f"SELECT COUNT(*), MAX(updated), MAX(id), (SELECT COUNT(*) FROM {PolicyException._meta.db_table} "
+        f"WHERE revoked_at IS NULL AND expires_at > %s) FROM {Policy._meta.db_table}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [now])
+        n, updated, max_id, active_exceptions = cursor.fetchone()
+    return (n, str(updated), max_id), active_exceptions
+
+
+def enabled_policy_specs(key: tuple | None = None) -> list[PolicySpec]:
     """Enabled policies, compiled. Cached per process until any policy changes (one cheap query to check)."""
-    key = tuple(Policy.objects.aggregate(n=Count("pk"), m=Max("updated"), i=Max("pk")).values())
+    if key is None:
+        key = _versions(timezone.now())[0]
     if _spec_cache["key"] == key and _spec_cache["specs"] is not None:
         return _spec_cache["specs"]
     specs = [
@@ -134,10 +164,26 @@ def _active_exceptions(now) -> dict[int, list[ExceptionSpec]]:
 
 def _memberships(instance_ids: list[int] | None) -> dict[int, tuple[set[int], set[str]]]:
     groups_through, tags_through = Instance.groups.through, Instance.tags.through
+    result: dict[int, tuple[set[int], set[str]]] = defaultdict(lambda: (set(), set()))
+    if instance_ids is not None and len(instance_ids) <= 100:
+        # A heartbeat's evaluation: groups and tags in one round trip.
+        marks = ", ".join(["%s"] * len(instance_ids))
+        sql = (
+            f"SELECT instance_id, group_id, NULL, NULL FROM {groups_through._meta.db_table} WHERE instance_id IN ({marks}) "
+            f"UNION ALL SELECT it.instance_id, NULL, t.key, t.value FROM {tags_through._meta.db_table} it "
+            f"JOIN {Tag._meta.db_table} t ON t.id = it.tag_id WHERE it.instance_id IN ({marks})"
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [*instance_ids, *instance_ids])
+            for instance_id, group_id, key, value in cursor.fetchall():
+                if group_id is not None:
+                    result[instance_id][0].add(group_id)
+                else:
+                    result[instance_id][1].add(f"{key}={value}")
+        return result
     gq, tq = groups_through.objects.all(), tags_through.objects.all()
     if instance_ids is not None:
         gq, tq = gq.filter(instance_id__in=instance_ids), tq.filter(instance_id__in=instance_ids)
-    result: dict[int, tuple[set[int], set[str]]] = defaultdict(lambda: (set(), set()))
     for instance_id, group_id in gq.values_list("instance_id", "group_id"):
         result[instance_id][0].add(group_id)
     for instance_id, key, value in tq.values_list("instance_id", "tag__key", "tag__value"):
@@ -176,9 +222,10 @@ def evaluate_instances(*, instance_ids: list[int] | None = None, now=None) -> di
     """
     now = now or timezone.now()
     full = instance_ids is None
-    policies = enabled_policy_specs()
+    versions, active_exceptions = _versions(now)
+    policies = enabled_policy_specs(versions)
     policy_by_id = {p.id: p for p in policies}
-    exceptions = _active_exceptions(now)
+    exceptions = _active_exceptions(now) if active_exceptions else {}
 
     qs = Instance.objects.all() if full else Instance.objects.filter(pk__in=list(instance_ids))
     rows = list(qs.values_list("id", "name", "status", "last_seen_at", "os_version", "apps", "settings", "updates"))
@@ -320,18 +367,21 @@ def evaluate_instances(*, instance_ids: list[int] | None = None, now=None) -> di
         for (pid, rule_key), (p, f, exc_id) in desired.items():
             status_ = ViolationStatus.EXEMPTED if exc_id else ViolationStatus.OPEN
             to_create.append(
+                # Positional in _VIOLATION_FIELDS order: the fast path of Model.__init__ (a sweep may open tens of thousands).
                 Violation(
-                    policy_id=pid,
-                    policy_name=p.name,
-                    instance_id=instance_id,
-                    rule_key=rule_key,
-                    rule=f.rule[:300],
-                    evidence=f.evidence,
-                    severity=p.severity,
-                    status=status_,
-                    first_detected_at=now,
-                    last_seen_at=now,
-                    exception_id=exc_id,
+                    None,
+                    pid,
+                    p.name,
+                    instance_id,
+                    rule_key,
+                    f.rule[:300],
+                    f.evidence,
+                    p.severity,
+                    status_,
+                    now,
+                    now,
+                    None,
+                    exc_id,
                 )
             )
             if status_ == ViolationStatus.OPEN and p.severity == Severity.CRITICAL:
@@ -352,14 +402,14 @@ def evaluate_instances(*, instance_ids: list[int] | None = None, now=None) -> di
             "exempt": counts[PolicyState.EXEMPT],
             "score": score,
             "stale": stale,
-            "states": states,
+            "states": InstanceCompliance.encode_states(states),
         }
         old = standings.get(instance_id)
         if old is None:
             standing_new.append(InstanceCompliance(instance_id=instance_id, evaluated_at=now, **values))
         elif any(old[k] != v for k, v in values.items()) or len(rows) <= REFRESH_LAST_SEEN_UP_TO:
             standing_changed.append(InstanceCompliance(instance_id=instance_id, evaluated_at=now, **values))
-        old_states = old["states"] if old else {}
+        old_states = InstanceCompliance.decode_states(old["states"]) if old else {}
         if full:
             for pid, s in states.items():
                 policy_absolute[int(pid)][s] += 1
@@ -433,13 +483,12 @@ def _store_policy_counts(policies, absolute, delta) -> None:
         PolicyCompliance.objects.bulk_update(changed, list(fields.values()))
         PolicyCompliance.objects.exclude(pk__in=enabled).delete()
         return
-    touched = [pid for pid in delta if pid in enabled and any(delta[pid].values())]
-    if not touched:
-        return
-    PolicyCompliance.objects.bulk_create([PolicyCompliance(policy_id=pid) for pid in touched], ignore_conflicts=True)
-    for pid in touched:
+    for pid in [pid for pid in delta if pid in enabled and any(delta[pid].values())]:
         changes = {fields[s]: F(fields[s]) + n for s, n in delta[pid].items() if n}
-        PolicyCompliance.objects.filter(pk=pid).update(**changes)
+        if not PolicyCompliance.objects.filter(pk=pid).update(**changes):
+            # Normally created with the policy; a missing row starts from zero (the next sweep sets it exactly).
+            PolicyCompliance.objects.get_or_create(policy_id=pid)
+            PolicyCompliance.objects.filter(pk=pid).update(**changes)
 
 
 def _notify_critical(opened: list[tuple[str, str, str]]) -> None:
@@ -588,6 +637,7 @@ def policy_create(
     )
     scope_apply(policy, scope)
     policy.save()  # bump `updated` after the scope is stored: evaluation caches key on it
+    PolicyCompliance.objects.create(policy=policy)
     audit_log(
         actor=actor,
         action="policy.create",
@@ -861,7 +911,11 @@ def compliance_snapshot_take(*, day: date_cls | None = None) -> dict:
             met=c["met"],
             applicable=c["applicable"],
             stale=c["stale"],
-            failing_policy_ids=sorted(int(pid) for pid, s in c["states"].items() if s == PolicyState.NONCOMPLIANT),
+            failing_policy_ids=sorted(
+                int(pid)
+                for pid, s in InstanceCompliance.decode_states(c["states"]).items()
+                if s == PolicyState.NONCOMPLIANT
+            ),
         )
         for c in InstanceCompliance.objects.values("instance_id", "score", "met", "applicable", "stale", "states")
     ]

@@ -1,14 +1,27 @@
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from ..choices import AuthMethod, ConflictStrategy, Level, Resolution
+from ..choices import AuthMethod, ConflictStatus, ConflictStrategy, Level, RepositoryStatus, Resolution, SyncStatus
 from ..models import Conflict, DesiredEntry, Repository, SyncRun
+
+
+def inline_choice(choices_cls, **kwargs) -> serializers.ChoiceField:
+    """A choice field documented as a string listing its values. Field names such as "level" and
+    "status" carry other choice sets in other apps; as enum components their names would collide
+    (drf-spectacular W001) until settings.SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"] names them."""
+
+    @extend_schema_field({"type": "string", "description": "One of: " + ", ".join(choices_cls.values)})
+    class _Choice(serializers.ChoiceField):
+        pass
+
+    return _Choice(choices=choices_cls.choices, **kwargs)
 
 
 class RepositorySerializer(serializers.ModelSerializer):
     """A repository and its sync status. The private key is never part of any response."""
 
     open_conflicts = serializers.IntegerField(read_only=True, default=0)
+    status = inline_choice(RepositoryStatus, read_only=True)
     host_key_confirmed = serializers.BooleanField(read_only=True)
 
     class Meta:
@@ -76,6 +89,7 @@ class HostKeyConfirmSerializer(serializers.Serializer):
 
 class SyncRunSerializer(serializers.ModelSerializer):
     duration = serializers.FloatField(read_only=True, allow_null=True)
+    status = inline_choice(SyncStatus, read_only=True)
 
     class Meta:
         model = SyncRun
@@ -104,6 +118,8 @@ class AnyValueField(serializers.JSONField):
 
 class ConflictSerializer(serializers.ModelSerializer):
     repository_name = serializers.CharField(source="repository.name", read_only=True)
+    level = inline_choice(Level, read_only=True)
+    status = inline_choice(ConflictStatus, read_only=True)
     base_value = AnyValueField(read_only=True)
     panel_value = AnyValueField(read_only=True)
     git_value = AnyValueField(read_only=True)
@@ -140,6 +156,7 @@ class ConflictResolveSerializer(serializers.Serializer):
 
 class DesiredEntrySerializer(serializers.ModelSerializer):
     value = AnyValueField(allow_null=True)
+    level = inline_choice(Level, read_only=True)
     git_base = AnyValueField(read_only=True)
     drifted = serializers.BooleanField(read_only=True)
     repository = serializers.CharField(source="repository.name", read_only=True, default=None)
@@ -166,7 +183,7 @@ class DesiredEntrySerializer(serializers.ModelSerializer):
 
 
 class DesiredEntryWriteSerializer(serializers.Serializer):
-    level = serializers.ChoiceField(choices=Level.choices)
+    level = inline_choice(Level)
     target = serializers.CharField(
         required=False, allow_blank=True, default="", help_text="group name, key=value tag, or instance name"
     )

@@ -168,7 +168,7 @@ class InstanceScoreSerializer(serializers.ModelSerializer):
     states = serializers.SerializerMethodField(help_text="{policy id: compliant | noncompliant | exempt | unknown}")
 
     def get_states(self, obj) -> dict[str, str]:
-        return {pid: PolicyState(code).label for pid, code in obj.states.items()}
+        return {pid: PolicyState(code).label for pid, code in obj.state_map.items()}
 
     class Meta:
         model = InstanceCompliance

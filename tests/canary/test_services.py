@@ -438,3 +438,15 @@ def test_the_management_command_advances_due_deployments(three, operator_user):
     out = StringIO()
     call_command("canary_advance", stdout=out)
     assert out.getvalue() == f"canary #{deployment.pk}: evaluation\n"
+
+
+def test_an_instance_without_a_health_address_is_excluded_with_the_reason(make_fleet, canary_license, operator_user):
+    fleet = make_fleet(3)
+    fleet[0].address = ""
+    fleet[0].save()
+    deployment = start(operator_user, percentage=33)
+    excluded = deployment.targets.get(excluded=True)
+    assert (excluded.instance.name, excluded.exclusion_reason) == (
+        "web-1",
+        "unhealthy before the change: the instance has no health address",
+    )

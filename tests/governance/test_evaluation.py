@@ -75,7 +75,7 @@ def test_tag_scope_covers_only_instances_with_every_tag(make_instance):
     make_policy(scope=Scope(kind="tags", tags=("env=production", "role=web")))
     assert set(Violation.objects.values_list("instance_id", flat=True)) == {prod_web.pk}
     services.evaluate_fleet()
-    assert not InstanceCompliance.objects.get(instance=prod_db).states
+    assert not InstanceCompliance.objects.get(instance=prod_db).state_map
 
 
 def test_an_exemption_shows_the_violation_as_exempted_and_leaves_the_score_counts(make_instance, admin_user):
@@ -129,7 +129,7 @@ def test_a_stale_instance_is_unknown_never_compliant_and_not_scored(make_instanc
     )
     policy = make_policy()
     stale = InstanceCompliance.objects.get(instance=long_gone)
-    assert stale.stale and stale.score is None and stale.states == {str(policy.pk): PolicyState.UNKNOWN}
+    assert stale.stale and stale.score is None and stale.state_map == {str(policy.pk): PolicyState.UNKNOWN}
     assert InstanceCompliance.objects.get(instance=recently_offline).score == 100.0
     pc = PolicyCompliance.objects.get(policy=policy)
     assert (pc.compliant, pc.unknown) == (1, 1)

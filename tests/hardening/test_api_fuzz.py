@@ -5,10 +5,10 @@ import os
 
 import pytest
 import schemathesis
-from schemathesis import checks
 from drf_spectacular.generators import SchemaGenerator
 from hypothesis import HealthCheck, settings
 from rest_framework.authtoken.models import Token
+from schemathesis import checks
 
 from common.choices import Role
 from common.models import User
