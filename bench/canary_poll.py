@@ -118,6 +118,8 @@ def main() -> int:
     print(
         f"target:                    <= {target:.1f} s with a 1 s timeout ({'met' if round_time <= target else 'NOT met'})"
     )
+    load = os.getloadavg()[0]
+    print(f"machine:                   {os.cpu_count()} cores, load average {load:.1f} (starvation shows as misjudged)")
     from _report import report
 
     report(

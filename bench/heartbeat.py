@@ -260,7 +260,7 @@ def main():
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--worker-class", default="gthread", help="gthread (keep-alive) or sync")
-    parser.add_argument("--change-rate", type=float, default=0.05, help="share of heartbeats with a changed state")
+    parser.add_argument("--change-rate", type=float, default=0.02, help="share of heartbeats with a changed state")
     args = parser.parse_args()
 
     database_url = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/bench_heartbeat")

@@ -12,7 +12,7 @@ from datetime import date as date_cls
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Avg, Count, F
 from django.urls import reverse
 from django.utils import timezone
@@ -21,7 +21,7 @@ from common.choices import NotificationLevel
 from common.exceptions import ApplicationError, NotFoundError
 from common.services import audit_log, notify_admins
 from fleet.choices import InstanceStatus, ScopeKind
-from fleet.models import Instance
+from fleet.models import Instance, Tag
 from fleet.scopes import Scope
 from fleet.selectors import instances_in_scope
 from fleet.services import scope_apply
@@ -113,7 +113,8 @@ _spec_cache: dict = {"key": None, "specs": None}
 def _versions(now) -> tuple[tuple, int]:
     """One round trip: what identifies the current set of policies, and how many exceptions are active."""
     sql = (
-        f"SELECT COUNT(*), MAX(updated), MAX(id), (SELECT COUNT(*) FROM {PolicyException._meta.db_table} "
+        # Table names come from model metadata, values are parameters.
+        f"SELECT COUNT(*), MAX(updated), MAX(id), (SELECT COUNT(*) FROM {PolicyException._meta.db_table} "  # noqa: S608
         f"WHERE revoked_at IS NULL AND expires_at > %s) FROM {Policy._meta.db_table}"
     )
     with connection.cursor() as cursor:
@@ -169,7 +170,7 @@ def _memberships(instance_ids: list[int] | None) -> dict[int, tuple[set[int], se
         # A heartbeat's evaluation: groups and tags in one round trip.
         marks = ", ".join(["%s"] * len(instance_ids))
         sql = (
-            f"SELECT instance_id, group_id, NULL, NULL FROM {groups_through._meta.db_table} WHERE instance_id IN ({marks}) "
+            f"SELECT instance_id, group_id, NULL, NULL FROM {groups_through._meta.db_table} WHERE instance_id IN ({marks}) "  # noqa: S608
             f"UNION ALL SELECT it.instance_id, NULL, t.key, t.value FROM {tags_through._meta.db_table} it "
             f"JOIN {Tag._meta.db_table} t ON t.id = it.tag_id WHERE it.instance_id IN ({marks})"
         )
