@@ -183,8 +183,9 @@ def main():
         f"First sync:      {t_first:7.2f} s   floor (git clone --bare over ssh) {floor_clone:6.2f} s   ratio {t_first / floor_clone:5.1f}x   target ≤ 10 s  {'OK' if t_first <= 10 else 'MISSED'}"
     )
     print(
-        f"  of which fetch+validate+store {store_done:.2f} s (ratio {store_done / floor_clone:.1f}x), "
-        f"queueing {len(run.commands)} commands through fleet.services.command_create {queueing:.2f} s ({queueing / max(1, len(run.commands)) * 1000:.0f} ms each)"
+        f"  of which fetch+validate+store {store_done:.2f} s (ratio {store_done / floor_clone:.1f}x); computing every instance's "
+        f"effective configuration and queueing {len(run.commands)} commands via fleet.services.command_create {queueing:.2f} s"
+        + (f" ({queueing / len(run.commands) * 1000:.0f} ms per command)" if run.commands else "")
     )
     print(
         f"Unchanged sync:  {t_noop:7.3f} s   floor (git ls-remote over ssh)     {floor_ls:6.3f} s   ratio {t_noop / floor_ls:5.1f}x   target ≤ 1 s   {'OK' if t_noop <= 1 else 'MISSED'}  (median of 5)"

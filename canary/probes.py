@@ -93,7 +93,11 @@ def poll_many(
     results = []
     for url, future in zip(urls, futures, strict=True):
         if future.done() and not future.cancelled():
-            results.append(future.result())
+            exc = future.exception()
+            if exc is not None:  # a bug or an exotic failure in one probe must not lose the round
+                results.append(ProbeResult(url, False, None, None, f"probe error: {_short(exc)}"))
+            else:
+                results.append(future.result())
         elif future.cancelled():
             results.append(
                 ProbeResult(url, False, None, None, "not polled: the round's deadline passed before it started")

@@ -98,6 +98,8 @@ class SimInstance:
         self.lock = threading.RLock()
         self.commands_done = 0
         self.last_error = ""
+        self.gave_up = False
+        self.retry_after = 0.0
         self._server: ThreadingHTTPServer | None = None
         self._server_thread: threading.Thread | None = None
         self._agent_thread: threading.Thread | None = None
@@ -231,7 +233,11 @@ class SimInstance:
         resp = self._session.post(self._url("register"), json=body, timeout=10)
         if resp.status_code != 201:
             self.last_error = f"register: HTTP {resp.status_code} {resp.text[:200]}"
-            logger.warning("%s could not register: %s", self.name, self.last_error)
+            if resp.status_code == 429:
+                self.retry_after = float(resp.headers.get("Retry-After") or 5)
+            elif resp.status_code < 500:
+                self.gave_up = True  # a refused token or a taken name will not get better by retrying
+                logger.error("%s cannot register: %s", self.name, self.last_error)
             return False
         data = resp.json()
         self.credential, self.instance_id = data["credential"], data["instance_id"]
@@ -292,7 +298,10 @@ class SimInstance:
                     break
             except requests.RequestException as exc:
                 self.last_error = f"register: {exc}"
-            stopping.wait(backoff)
+            if self.gave_up:
+                return
+            stopping.wait(self.retry_after or backoff)
+            self.retry_after = 0.0
             backoff = min(backoff * 2, 5.0)
         next_beat = next_poll = 0.0
         while not stopping.is_set():
@@ -373,8 +382,10 @@ class SimulatedFleet:
     def wait_registered(self, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
         for inst in self.instances:
-            if not inst.registered.wait(max(0.0, deadline - time.monotonic())):
-                raise TimeoutError(f"{inst.name} did not register within {timeout}s: {inst.last_error or 'no answer'}")
+            while not inst.registered.wait(0.1):
+                if inst.gave_up or time.monotonic() > deadline:
+                    why = "was refused" if inst.gave_up else f"did not register within {timeout}s"
+                    raise TimeoutError(f"{inst.name} {why}: {inst.last_error or 'no answer'}")
 
     def stop(self) -> None:
         self._stopping.set()
@@ -428,9 +439,8 @@ class SimulatedFleet:
     def _load_credentials(self) -> dict:
         if self.credentials_file and self.credentials_file.exists():
             try:
-                data = json.loads(self.credentials_file.read_text())
-                if data.get("base_url") == self.base_url:
-                    return data.get("instances", {})
+                # Tried first at start-up; a credential the panel no longer knows falls back to registering.
+                return json.loads(self.credentials_file.read_text()).get("instances", {})
             except (OSError, ValueError):
                 logger.warning("ignoring unreadable %s", self.credentials_file)
         return {}
@@ -445,6 +455,6 @@ class SimulatedFleet:
                 "port": inst.port,
             }
             tmp = self.credentials_file.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"base_url": self.base_url, "instances": self.saved_credentials}))
+            tmp.write_text(json.dumps({"instances": self.saved_credentials}))
             tmp.chmod(0o600)
             tmp.replace(self.credentials_file)

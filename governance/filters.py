@@ -37,21 +37,7 @@ def filter_instances_by_group(queryset, group, field="instance"):
     )
 
 
-class StyledFilterSet(django_filters.FilterSet):
-    """Filter forms rendered with Bootstrap classes."""
-
-    @property
-    def form(self):
-        form = super().form
-        for field in form.fields.values():
-            widget = field.widget
-            widget.attrs.setdefault(
-                "class", "form-select form-select-sm" if hasattr(widget, "choices") else "form-control form-control-sm"
-            )
-        return form
-
-
-class InstanceScopedFilterSet(StyledFilterSet):
+class InstanceScopedFilterSet(django_filters.FilterSet):
     """Adds group and tag filters on the row's instance (without joins that multiply rows)."""
 
     group = django_filters.ModelChoiceFilter(
@@ -83,7 +69,7 @@ class ViolationFilterSet(InstanceScopedFilterSet):
         )
 
 
-class PolicyFilterSet(StyledFilterSet):
+class PolicyFilterSet(django_filters.FilterSet):
     policy_type = django_filters.ChoiceFilter(choices=PolicyType.choices, label="Type")
     enabled = django_filters.BooleanFilter()
     q = django_filters.CharFilter(method="filter_q", label="Search")
@@ -96,7 +82,7 @@ class PolicyFilterSet(StyledFilterSet):
         return queryset.filter(Q(name__icontains=value) | Q(description__icontains=value))
 
 
-class ExceptionFilterSet(StyledFilterSet):
+class ExceptionFilterSet(django_filters.FilterSet):
     policy = django_filters.ModelChoiceFilter(queryset=Policy.objects.all())
     status = django_filters.ChoiceFilter(choices=ExceptionStatus.choices, method="filter_status")
 

@@ -57,11 +57,6 @@ class PolicyForm(ScopeFormMixin, forms.Form):
                 **self.rules_initial(policy.rules),
             }
         super().__init__(*args, **kwargs)
-        for field in self.fields.values():
-            widget = field.widget
-            if isinstance(widget, (forms.RadioSelect, forms.CheckboxInput)):
-                continue
-            widget.attrs.setdefault("class", "form-select" if isinstance(widget, forms.Select) else "form-control")
 
     def rules_initial(self, rules: dict) -> dict:  # pragma: no cover - each editor implements it
         return {}
@@ -85,7 +80,7 @@ class RequiredAppsForm(PolicyForm):
     policy_type = PolicyType.REQUIRED_APPS
     apps = forms.CharField(
         label="Required apps",
-        widget=forms.Textarea(attrs={"rows": 5, "class": "form-control mono"}),
+        widget=forms.Textarea(attrs={"rows": 5, "class": "mono"}),
         help_text="One per line: name, optionally '>= minimum version', optionally 'running'. "
         "E.g. 'monitoring-agent >= 2.1 running'.",
     )
@@ -116,7 +111,7 @@ class BlockedAppsForm(PolicyForm):
     policy_type = PolicyType.BLOCKED_APPS
     apps = forms.CharField(
         label="Blocked apps",
-        widget=forms.Textarea(attrs={"rows": 5, "class": "form-control mono"}),
+        widget=forms.Textarea(attrs={"rows": 5, "class": "mono"}),
         help_text="One per line: a name or glob (insecure-*), optionally a version range: '< 2.0' (below), "
         "'>= 1.0' (from), or both. E.g. 'outdated-db < 2.0'.",
     )
@@ -154,7 +149,7 @@ class UpdateRulesForm(PolicyForm):
     app_deadlines = forms.CharField(
         label="App updates: deadlines",
         required=False,
-        widget=forms.Textarea(attrs={"rows": 4, "class": "form-control mono"}),
+        widget=forms.Textarea(attrs={"rows": 4, "class": "mono"}),
         help_text="One per line: 'app-name: hours', e.g. 'nginx: 48'. The clock starts at the oldest pending release.",
     )
 
@@ -183,7 +178,7 @@ class BaselineForm(PolicyForm):
     settings = forms.CharField(
         label="Settings",
         required=False,
-        widget=forms.Textarea(attrs={"rows": 5, "class": "form-control mono"}),
+        widget=forms.Textarea(attrs={"rows": 5, "class": "mono"}),
         help_text="One per line: 'key = expected value', e.g. 'ssh.password_auth = false'. true/false and numbers are typed.",
     )
 
@@ -231,21 +226,21 @@ TYPE_HELP = {
 
 
 class ExceptionForm(ScopeFormMixin, forms.Form):
-    policy = forms.ModelChoiceField(queryset=Policy.objects.all(), widget=forms.Select(attrs={"class": "form-select"}))
+    policy = forms.ModelChoiceField(
+        queryset=Policy.objects.all(),
+    )
     rule_key = forms.CharField(
         label="Rule (optional)",
         required=False,
         max_length=200,
-        widget=forms.TextInput(attrs={"class": "form-control mono"}),
+        widget=forms.TextInput(attrs={"class": "mono"}),
         help_text="Empty exempts the whole policy. Or one rule key, e.g. app:monitoring-agent, blocked:insecure-*, "
         "update:os, setting:ssh.password_auth.",
     )
-    justification = forms.CharField(
-        widget=forms.Textarea(attrs={"rows": 3, "class": "form-control"}), help_text="Why this is acceptable."
-    )
+    justification = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), help_text="Why this is acceptable.")
     expires_at = forms.DateTimeField(
         label="Expires",
-        widget=forms.DateTimeInput(attrs={"type": "datetime-local", "class": "form-control"}),
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
         help_text="The exception ends then and its violations re-open.",
     )
 

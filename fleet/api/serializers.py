@@ -234,7 +234,9 @@ class OfflineInstanceSerializer(serializers.Serializer):
 
 
 class FleetHealthSerializer(serializers.Serializer):
-    status = serializers.CharField(help_text="healthy, degraded (instances offline or runs failed in the last hour) or empty")
+    status = serializers.CharField(
+        help_text="healthy, degraded (instances offline or runs failed in the last hour) or empty"
+    )
     online = serializers.IntegerField()
     offline = serializers.IntegerField()
     pending = serializers.IntegerField()

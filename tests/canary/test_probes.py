@@ -53,3 +53,9 @@ def test_a_round_reports_each_url_in_order_with_hangs_timed_out(health_server):
 
 def test_an_empty_round_is_empty():
     assert poll_many([], timeout=1) == []
+
+
+def test_a_malformed_url_is_unhealthy_not_an_error():
+    (result,) = poll_many(["http://bad host name:99999/health"], timeout=0.5)
+    assert not result.healthy
+    assert result.reason.startswith("request error: Failed to parse")

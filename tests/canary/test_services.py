@@ -203,13 +203,16 @@ def test_a_round_that_is_not_due_does_nothing_and_no_round_runs_twice(three, ope
 # --- Auto-rollback ----------------------------------------------------------------------------
 
 
-def test_not_meeting_the_threshold_within_max_duration_rolls_back_the_exact_change(three, operator_user, admin_user):
+def test_not_meeting_the_threshold_within_max_duration_rolls_back_the_exact_change(
+    three, operator_user, admin_user, django_capture_on_commit_callbacks
+):
     deployment = start(operator_user, percentage=66)  # web-1, web-2
     runs = canary_runs(deployment)
     to_evaluation(deployment)
     three[1].server.mode = "fail"
     assert advance(deployment) == Phase.EVALUATION  # 1 of 2: not met, deadline not reached
-    assert advance(deployment, deployment.deadline_at) == Phase.ROLLBACK
+    with django_capture_on_commit_callbacks(execute=True):
+        assert advance(deployment, deployment.deadline_at) == Phase.ROLLBACK
     assert "The success threshold was not met within the max duration (30 s)" in deployment.failure_reason
     assert "1 of 2 canary instances passed (50 %)" in deployment.failure_reason
     assert deployment.failure_details == {"web-2": ["health_check: HTTP 500"]}
@@ -224,7 +227,9 @@ def test_not_meeting_the_threshold_within_max_duration_rolls_back_the_exact_chan
     note = Notification.objects.get(user=admin_user)
     assert note.level == "critical" and "web-2: health_check: HTTP 500" in note.body
     assert "The rollout will not happen" in note.body
-    assert any("web-2" in m.body for m in mail.outbox) is False  # email is sent after commit
+    # ...and by email, once the rollback is committed.
+    (email,) = [m for m in mail.outbox if "rolling back" in m.subject]
+    assert email.to == [admin_user.email] and "web-2: health_check: HTTP 500" in email.body
     assert AuditEntry.objects.filter(action="canary.rollback", details__forced=False).exists()
 
 

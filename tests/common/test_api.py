@@ -8,7 +8,8 @@ from tests.base import assert_status
 
 def test_an_admin_creates_a_user_with_a_role(admin_api):
     response = admin_api.post(
-        "/api/users", {"username": "nina", "email": "nina@example.com", "role": "operator", "password": "long-enough-pw-42"},
+        "/api/users",
+        {"username": "nina", "email": "nina@example.com", "role": "operator", "password": "long-enough-pw-42"},
         format="json",
     )
     assert_status(response, 201)

@@ -24,8 +24,13 @@ def make_instance(name: str, *, groups=(), tags=(), state=None, status="online")
     """An instance as if registered and heartbeating: credential set, state reported."""
     state = state if state is not None else DEFAULT_STATE
     instance = Instance.objects.create(
-        name=name, hostname=f"{name}.example", address="127.0.0.1:9", status=status,
-        os_version=state.get("os_version", ""), apps=state.get("apps", []), settings=state.get("settings", {}),
+        name=name,
+        hostname=f"{name}.example",
+        address="127.0.0.1:9",
+        status=status,
+        os_version=state.get("os_version", ""),
+        apps=state.get("apps", []),
+        settings=state.get("settings", {}),
         updates=state.get("updates", []),
     )
     instance.groups.set([make_group(g) if isinstance(g, str) else g for g in groups])

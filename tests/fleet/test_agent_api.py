@@ -38,7 +38,11 @@ def queue(instance, kind=CommandType.RESTART_APP, params=None):
 
 
 def test_agent_endpoints_refuse_requests_without_a_credential(db):
-    for method, path in [("post", "/api/agent/heartbeat"), ("get", "/api/agent/commands"), ("post", "/api/agent/commands/1/result")]:
+    for method, path in [
+        ("post", "/api/agent/heartbeat"),
+        ("get", "/api/agent/commands"),
+        ("post", "/api/agent/commands/1/result"),
+    ]:
         response = getattr(APIClient(), method)(path, {}, format="json")
         assert_status(response, 401)
         assert response["WWW-Authenticate"] == "Agent"
@@ -77,7 +81,9 @@ def test_an_instance_cannot_report_on_another_instances_run(agents):
     client_b.get("/api/agent/commands")
     response = client_a.post(f"/api/agent/commands/{run_b.pk}/result", {"status": "completed"}, format="json")
     assert_status(response, 404)
-    response = client_a.post(f"/api/agent/commands/{run_b.pk}/result", {"status": "running", "progress": 50}, format="json")
+    response = client_a.post(
+        f"/api/agent/commands/{run_b.pk}/result", {"status": "running", "progress": 50}, format="json"
+    )
     assert_status(response, 404)
     run_b.refresh_from_db()
     assert (run_b.status, run_b.progress) == (RunStatus.RUNNING, 0)
@@ -228,7 +234,9 @@ def test_progress_then_result_are_recorded_and_a_finished_run_cannot_change(agen
     run = queue(a)
     client_a.get("/api/agent/commands")
     url = f"/api/agent/commands/{run.pk}/result"
-    response = client_a.post(url, {"status": "running", "progress": 40, "progress_message": "restarting"}, format="json")
+    response = client_a.post(
+        url, {"status": "running", "progress": 40, "progress_message": "restarting"}, format="json"
+    )
     assert_status(response, 200)
     run.refresh_from_db()
     assert (run.progress, run.progress_message) == (40, "restarting")
@@ -244,7 +252,9 @@ def test_a_failure_keeps_the_agents_error(agents):
     a, client_a, *_ = agents
     run = queue(a)
     client_a.get("/api/agent/commands")
-    client_a.post(f"/api/agent/commands/{run.pk}/result", {"status": "failed", "error": "nginx: no such unit"}, format="json")
+    client_a.post(
+        f"/api/agent/commands/{run.pk}/result", {"status": "failed", "error": "nginx: no such unit"}, format="json"
+    )
     run.refresh_from_db()
     assert (run.status, run.error) == (RunStatus.FAILED, "nginx: no such unit")
 
@@ -266,7 +276,12 @@ def test_healthz_answers_without_authentication_and_reveals_nothing(client, db):
 def test_the_agent_endpoints_are_in_the_openapi_schema(admin_api):
     response = admin_api.get("/api/schema/", HTTP_ACCEPT="application/json")
     paths = response.json()["paths"]
-    for path in ("/api/agent/register", "/api/agent/heartbeat", "/api/agent/commands", "/api/agent/commands/{run_id}/result"):
+    for path in (
+        "/api/agent/register",
+        "/api/agent/heartbeat",
+        "/api/agent/commands",
+        "/api/agent/commands/{run_id}/result",
+    ):
         assert path in paths
     assert "agentCredential" in response.json()["components"]["securitySchemes"]
 

@@ -43,7 +43,9 @@ def test_a_deactivated_users_token_is_refused(outsider_user):
 def test_a_viewer_reads_but_cannot_send_commands(fleet, viewer_api):
     assert_status(viewer_api.get("/api/fleet/instances"), 200)
     response = viewer_api.post(
-        "/api/fleet/commands", {"kind": "restart_app", "params": {"app": "nginx"}, "scope": {"kind": "all"}}, format="json"
+        "/api/fleet/commands",
+        {"kind": "restart_app", "params": {"app": "nginx"}, "scope": {"kind": "all"}},
+        format="json",
     )
     assert_status(response, 403)
     assert not Command.objects.exists()
@@ -51,12 +53,16 @@ def test_a_viewer_reads_but_cannot_send_commands(fleet, viewer_api):
 
 def test_an_operator_sends_commands_but_cannot_administer(fleet, operator_api):
     response = operator_api.post(
-        "/api/fleet/commands", {"kind": "restart_app", "params": {"app": "nginx"}, "scope": {"kind": "all"}}, format="json"
+        "/api/fleet/commands",
+        {"kind": "restart_app", "params": {"app": "nginx"}, "scope": {"kind": "all"}},
+        format="json",
     )
     assert_status(response, 201)
     assert_status(operator_api.post("/api/fleet/groups", {"name": "edge"}, format="json"), 403)
     assert_status(operator_api.post("/api/fleet/registration-tokens", {"name": "t"}, format="json"), 403)
-    assert_status(operator_api.patch(f"/api/fleet/instances/{fleet[0].pk}", {"address": "1.2.3.4:80"}, format="json"), 403)
+    assert_status(
+        operator_api.patch(f"/api/fleet/instances/{fleet[0].pk}", {"address": "1.2.3.4:80"}, format="json"), 403
+    )
     assert_status(operator_api.delete(f"/api/fleet/instances/{fleet[0].pk}"), 403)
     assert_status(operator_api.get("/api/users"), 403)
     assert_status(operator_api.post("/api/license", {"license": "x"}, format="json"), 403)
@@ -114,7 +120,9 @@ def test_an_admin_changes_address_groups_and_tags_and_it_is_audited(fleet, admin
 
 
 def test_a_bad_tag_or_unknown_group_is_refused_and_nothing_changes(fleet, admin_api):
-    response = admin_api.patch(f"/api/fleet/instances/{fleet[0].pk}", {"tags": ["production"], "address": "x:1"}, format="json")
+    response = admin_api.patch(
+        f"/api/fleet/instances/{fleet[0].pk}", {"tags": ["production"], "address": "x:1"}, format="json"
+    )
     assert_status(response, 400)
     assert "key=value" in response.json()["message"]
     response = admin_api.patch(f"/api/fleet/instances/{fleet[0].pk}", {"groups": ["nope"]}, format="json")
@@ -141,8 +149,12 @@ def test_groups_crud(fleet, admin_api):
     listed = {g["name"]: g["instance_count"] for g in admin_api.get("/api/fleet/groups").json()["results"]}
     assert listed == {"db": 1, "edge-eu": 0, "web": 2}
     assert_status(admin_api.delete(f"/api/fleet/groups/{pk}"), 204)
-    assert list(AuditEntry.objects.filter(action__startswith="group.").values_list("action", flat=True).order_by("id")) == [
-        "group.create", "group.update", "group.delete",
+    assert list(
+        AuditEntry.objects.filter(action__startswith="group.").values_list("action", flat=True).order_by("id")
+    ) == [
+        "group.create",
+        "group.update",
+        "group.delete",
     ]
 
 
@@ -168,7 +180,9 @@ def test_a_token_is_shown_once_then_never_again(db, admin_api):
 
 def test_token_detail_lists_accepted_and_rejected_attempts(db, admin_api):
     body = admin_api.post("/api/fleet/registration-tokens", {"name": "t", "max_uses": 1}, format="json").json()
-    APIClient().post("/api/agent/register", {"token": body["token"], "name": "a", "address": "127.0.0.1:1"}, format="json")
+    APIClient().post(
+        "/api/agent/register", {"token": body["token"], "name": "a", "address": "127.0.0.1:1"}, format="json"
+    )
     APIClient().post("/api/agent/register", {"token": body["token"], "name": "b"}, format="json")
     detail = admin_api.get(f"/api/fleet/registration-tokens/{body['id']}").json()
     assert detail["status"] == "exhausted"
@@ -185,7 +199,9 @@ def test_revoking_a_token_through_the_api(db, admin_api):
 
 
 def test_a_token_with_a_past_expiry_or_zero_uses_is_refused(db, admin_api):
-    response = admin_api.post("/api/fleet/registration-tokens", {"name": "t", "expires_at": "2001-01-01T00:00:00Z"}, format="json")
+    response = admin_api.post(
+        "/api/fleet/registration-tokens", {"name": "t", "expires_at": "2001-01-01T00:00:00Z"}, format="json"
+    )
     assert_status(response, 400)
     assert "future" in response.json()["message"]
     assert_status(admin_api.post("/api/fleet/registration-tokens", {"name": "t", "max_uses": 0}, format="json"), 400)
@@ -197,7 +213,11 @@ def test_a_token_with_a_past_expiry_or_zero_uses_is_refused(db, admin_api):
 def test_sending_a_command_to_a_group_creates_runs_and_is_listed_with_counts(fleet, operator_api):
     response = operator_api.post(
         "/api/fleet/commands",
-        {"kind": "update_app", "params": {"app": "nginx", "version": "1.26.2"}, "scope": {"kind": "groups", "groups": ["web"]}},
+        {
+            "kind": "update_app",
+            "params": {"app": "nginx", "version": "1.26.2"},
+            "scope": {"kind": "groups", "groups": ["web"]},
+        },
         format="json",
     )
     assert_status(response, 201)
@@ -214,9 +234,15 @@ def test_sending_a_command_to_a_group_creates_runs_and_is_listed_with_counts(fle
 def test_sending_a_command_with_bad_input_explains_why(fleet, operator_api):
     cases = [
         ({"kind": "update_app", "params": {"app": "nginx"}, "scope": {"kind": "all"}}, "'version' must be a version"),
-        ({"kind": "restart_app", "params": {"app": "nginx"}, "scope": {"kind": "tags", "tags": ["env=nowhere"]}}, "matches no instances"),
+        (
+            {"kind": "restart_app", "params": {"app": "nginx"}, "scope": {"kind": "tags", "tags": ["env=nowhere"]}},
+            "matches no instances",
+        ),
         ({"kind": "restart_app", "params": {"app": "nginx"}, "scope": {"kind": "tags", "tags": ["nope"]}}, "key=value"),
-        ({"kind": "restart_app", "params": {"app": "nginx"}, "scope": {"kind": "groups", "groups": []}}, "at least one group"),
+        (
+            {"kind": "restart_app", "params": {"app": "nginx"}, "scope": {"kind": "groups", "groups": []}},
+            "at least one group",
+        ),
         ({"kind": "launch", "params": {}, "scope": {"kind": "all"}}, "kind"),
     ]
     for payload, words in cases:
@@ -227,7 +253,11 @@ def test_sending_a_command_with_bad_input_explains_why(fleet, operator_api):
 
 
 def test_command_runs_filter_by_status_and_instance(fleet, operator_api):
-    operator_api.post("/api/fleet/commands", {"kind": "restart_app", "params": {"app": "nginx"}, "scope": {"kind": "all"}}, format="json")
+    operator_api.post(
+        "/api/fleet/commands",
+        {"kind": "restart_app", "params": {"app": "nginx"}, "scope": {"kind": "all"}},
+        format="json",
+    )
     services.agent_commands_fetch(instance=fleet[0])
     running = operator_api.get("/api/fleet/command-runs?status=running").json()["results"]
     assert [r["instance_name"] for r in running] == ["web-01"]
@@ -238,7 +268,11 @@ def test_command_runs_filter_by_status_and_instance(fleet, operator_api):
 def test_an_operator_reverts_a_completed_run(fleet, operator_api):
     command = operator_api.post(
         "/api/fleet/commands",
-        {"kind": "stop_app", "params": {"app": "monitoring-agent"}, "scope": {"kind": "instances", "instances": [fleet[0].pk]}},
+        {
+            "kind": "stop_app",
+            "params": {"app": "monitoring-agent"},
+            "scope": {"kind": "instances", "instances": [fleet[0].pk]},
+        },
         format="json",
     ).json()
     run_id = command["run_list"][0]["id"]
@@ -256,7 +290,12 @@ def test_an_operator_reverts_a_completed_run(fleet, operator_api):
 
 def test_summary_and_health(fleet, viewer_api):
     assert viewer_api.get("/api/fleet/summary").json() == {
-        "total": 3, "online": 2, "offline": 1, "pending": 0, "queue_pending": 0, "queue_running": 0,
+        "total": 3,
+        "online": 2,
+        "offline": 1,
+        "pending": 0,
+        "queue_pending": 0,
+        "queue_running": 0,
     }
     health = viewer_api.get("/api/fleet/health").json()
     assert health["status"] == "degraded"
@@ -314,5 +353,10 @@ def test_the_schema_is_served(admin_api):
     response = admin_api.get("/api/schema/", HTTP_ACCEPT="application/json")
     assert_status(response, 200)
     paths = response.json()["paths"]
-    for path in ("/api/fleet/instances", "/api/fleet/commands", "/api/fleet/registration-tokens/{id}/revoke", "/api/license"):
+    for path in (
+        "/api/fleet/instances",
+        "/api/fleet/commands",
+        "/api/fleet/registration-tokens/{id}/revoke",
+        "/api/license",
+    ):
         assert path in paths

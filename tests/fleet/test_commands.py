@@ -146,9 +146,19 @@ def test_finished_runs_are_never_expired(db):
 
 INVERSE_CASES = [
     ("install new app", T.INSTALL_APP, {"app": "redis", "version": "7.2.5"}, (T.UNINSTALL_APP, {"app": "redis"})),
-    ("reinstall other version", T.INSTALL_APP, {"app": "nginx", "version": "1.26.2"}, (T.UPDATE_APP, {"app": "nginx", "version": "1.24.0"})),
+    (
+        "reinstall other version",
+        T.INSTALL_APP,
+        {"app": "nginx", "version": "1.26.2"},
+        (T.UPDATE_APP, {"app": "nginx", "version": "1.24.0"}),
+    ),
     ("uninstall", T.UNINSTALL_APP, {"app": "nginx"}, (T.INSTALL_APP, {"app": "nginx", "version": "1.24.0"})),
-    ("update", T.UPDATE_APP, {"app": "nginx", "version": "1.26.2"}, (T.UPDATE_APP, {"app": "nginx", "version": "1.24.0"})),
+    (
+        "update",
+        T.UPDATE_APP,
+        {"app": "nginx", "version": "1.26.2"},
+        (T.UPDATE_APP, {"app": "nginx", "version": "1.24.0"}),
+    ),
     ("stop running app", T.STOP_APP, {"app": "nginx"}, (T.START_APP, {"app": "nginx"})),
     ("start stopped app", T.START_APP, {"app": "postgresql"}, (T.STOP_APP, {"app": "postgresql"})),
     ("restart", T.RESTART_APP, {"app": "nginx"}, None),
@@ -191,11 +201,17 @@ def test_reverting_a_run_queues_its_inverse_on_that_instance_only(db):
     a = make_instance("a", state=STATE)
     b = make_instance("b", state=STATE)
     scope = Scope(kind=ScopeKind.ALL)
-    command = services.command_create(actor=None, kind=T.UPDATE_APP, params={"app": "nginx", "version": "1.26.2"}, scope=scope)
+    command = services.command_create(
+        actor=None, kind=T.UPDATE_APP, params={"app": "nginx", "version": "1.26.2"}, scope=scope
+    )
     run_a = command.runs.get(instance=a)
     deliver_and_finish(run_a)
     revert = services.command_run_revert(actor=None, run=run_a)
-    assert (revert.kind, revert.params, revert.source) == (T.UPDATE_APP, {"app": "nginx", "version": "1.24.0"}, CommandSource.ROLLBACK)
+    assert (revert.kind, revert.params, revert.source) == (
+        T.UPDATE_APP,
+        {"app": "nginx", "version": "1.24.0"},
+        CommandSource.ROLLBACK,
+    )
     assert revert.inverse_of == command
     assert [r.instance for r in revert.runs.all()] == [a]
     assert b.command_runs.count() == 1

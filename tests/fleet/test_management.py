@@ -17,7 +17,19 @@ def test_a_generated_key_pair_signs_licenses_the_panel_verifies(tmp_path, capsys
     public = capsys.readouterr().out.strip()
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
     assert (tmp_path / "signing.pub").read_text().strip() == public
-    call_command("issue_license", "--private-key", str(key), "--plan", "business", "--customer", "ACME", "--days", "30", "--max-instances", "50")
+    call_command(
+        "issue_license",
+        "--private-key",
+        str(key),
+        "--plan",
+        "business",
+        "--customer",
+        "ACME",
+        "--days",
+        "30",
+        "--max-instances",
+        "50",
+    )
     info = verify_license(capsys.readouterr().out.strip(), public)
     assert (info.plan, info.customer, info.limits) == ("business", "ACME", {"max_instances": 50})
     assert 29 <= (info.expires_at - info.issued_at).days <= 30

@@ -31,7 +31,9 @@ def in_memory(scope):
     memberships = instance_memberships()
     from fleet.models import Instance
 
-    ids = {pk for pk, (groups, tags) in memberships.items() if scope.matches(instance_id=pk, group_ids=groups, tags=tags)}
+    ids = {
+        pk for pk, (groups, tags) in memberships.items() if scope.matches(instance_id=pk, group_ids=groups, tags=tags)
+    }
     return sorted(Instance.objects.filter(pk__in=ids).values_list("name", flat=True))
 
 

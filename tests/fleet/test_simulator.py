@@ -24,7 +24,8 @@ def send(instances, kind, params):
 
 def wait_online(count):
     wait_for(
-        lambda: Instance.objects.filter(status=InstanceStatus.ONLINE).count() == count, timeout=20,
+        lambda: Instance.objects.filter(status=InstanceStatus.ONLINE).count() == count,
+        timeout=20,
         message=f"{count} instances online",
     )
 
@@ -43,11 +44,14 @@ def test_a_simulated_fleet_comes_online_and_completes_a_command(simulated_fleet)
     assert instance.os_version.startswith("24.04")
     assert instance.apps and "ssh.password_auth" in instance.settings
 
-    run = send([instance], CommandType.SET_CONFIG, {"values": {"ssh.password_auth": False, "motd": "hello"}, "unset": []}).runs.get()
+    run = send(
+        [instance], CommandType.SET_CONFIG, {"values": {"ssh.password_auth": False, "motd": "hello"}, "unset": []}
+    ).runs.get()
     wait_for(lambda: run_finished(run), timeout=20, message="the run to finish")
     assert run.status == RunStatus.COMPLETED, run.error
     wait_for(
-        lambda: Instance.objects.get(pk=instance.pk).settings.get("motd") == "hello", timeout=10,
+        lambda: Instance.objects.get(pk=instance.pk).settings.get("motd") == "hello",
+        timeout=10,
         message="the new setting in a heartbeat",
     )
 
@@ -117,5 +121,8 @@ def test_an_instance_set_offline_stops_heartbeating_and_polling(simulated_fleet)
 def test_state_faults_come_from_app_versions_and_the_sim_health_setting():
     assert health_from_state({"apps": [{"name": "a", "version": "1.0"}]}) == "ok"
     assert health_from_state({"apps": [{"name": "a", "version": "1.1+fail"}]}) == "fail"
-    assert health_from_state({"apps": [{"name": "a", "version": "1.1+hang"}], "settings": {"sim.health": "down"}}) == "down"
+    assert (
+        health_from_state({"apps": [{"name": "a", "version": "1.1+hang"}], "settings": {"sim.health": "down"}})
+        == "down"
+    )
     assert health_from_state({"settings": {"sim.health": "hang"}}) == "hang"

@@ -24,8 +24,9 @@ def tools_available() -> bool:
 
 
 def keygen(path: Path, kind: str = "ed25519") -> str:
+    """Write a key pair at `path` and `path`.pub; returns the public key line."""
     subprocess.run(["ssh-keygen", "-q", "-t", kind, "-N", "", "-C", "test", "-f", str(path)], check=True)
-    return path.with_suffix(".pub").read_text().strip() if path.suffix else Path(str(path) + ".pub").read_text().strip()
+    return Path(f"{path}.pub").read_text().strip()
 
 
 @dataclass
