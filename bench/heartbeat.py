@@ -12,7 +12,7 @@ Targets: >= 1,000 heartbeats/s and >= 0.3x the trivial rate.
    connections. Heartbeats are realistic: the full state every time, mostly unchanged, a share
    (--change-rate) with one setting flipped.
 
-    .venv/bin/python bench/heartbeat.py [--agents 200 --clients 6 --seconds 10 --workers 4]
+    .venv/bin/python bench/heartbeat.py [--agents 500 --clients 2 --connections 8 --seconds 10 --workers 3 --threads 8]
 """
 
 import argparse
@@ -257,8 +257,8 @@ def main():
     parser.add_argument("--clients", type=int, default=2, help="client processes")
     parser.add_argument("--connections", type=int, default=8, help="keep-alive connections per client process")
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--workers", type=int, default=4)
-    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--worker-class", default="gthread", help="gthread (keep-alive) or sync")
     parser.add_argument("--change-rate", type=float, default=0.02, help="share of heartbeats with a changed state")
     args = parser.parse_args()

@@ -19,9 +19,8 @@ def _actor_label(actor) -> str:
     return getattr(actor, "username", None) or str(actor)
 
 
-def audit_log(*, actor, action: str, obj: models.Model | None = None, details: dict | None = None) -> AuditEntry:
-    """Record a state-changing action. `actor` is a User, a label such as "agent:web-01", or None (system)."""
-    return AuditEntry.objects.create(
+def _audit_entry(actor, action: str, obj, details) -> AuditEntry:
+    return AuditEntry(
         actor=actor if isinstance(actor, User) else None,
         actor_label=_actor_label(actor)[:150],
         action=action,
@@ -30,6 +29,18 @@ def audit_log(*, actor, action: str, obj: models.Model | None = None, details: d
         object_repr=str(obj)[:200] if obj is not None else "",
         details=details or {},
     )
+
+
+def audit_log(*, actor, action: str, obj: models.Model | None = None, details: dict | None = None) -> AuditEntry:
+    """Record a state-changing action. `actor` is a User, a label such as "agent:web-01", or None (system)."""
+    entry = _audit_entry(actor, action, obj, details)
+    entry.save()
+    return entry
+
+
+def audit_log_many(*, actor, action: str, entries: list[tuple[models.Model, dict]]) -> None:
+    """The same action on many objects, in one INSERT (e.g. a sync that queues hundreds of commands)."""
+    AuditEntry.objects.bulk_create([_audit_entry(actor, action, obj, details) for obj, details in entries], batch_size=1000)
 
 
 def fleet_admins():

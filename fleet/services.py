@@ -4,6 +4,7 @@ import hashlib
 import hmac
 import json
 import secrets
+from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
@@ -11,7 +12,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from common.exceptions import ApplicationError, ConflictError, NotFoundError
-from common.services import audit_log
+from common.services import audit_log, audit_log_many
 
 from . import commands as command_logic
 from .choices import CommandSource, InstanceStatus, RunStatus, ScopeKind
@@ -342,6 +343,20 @@ def instances_mark_offline(*, now=None) -> list[int]:
 # --- Command queue ----------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class CommandSpec:
+    """One command to queue: what, where (a scope, optionally narrowed to `instances`) and why."""
+
+    kind: str
+    params: dict
+    scope: Scope
+    instances: tuple | None = None
+    source: str = CommandSource.MANUAL
+    description: str = ""
+    timeout_seconds: int | None = None
+    inverse_of: Command | None = None
+
+
 @transaction.atomic
 def command_create(
     *, actor, kind: str, params: dict, scope: Scope, source: str = CommandSource.MANUAL, description: str = "",
@@ -351,31 +366,64 @@ def command_create(
 
     `instances` (optional) narrows the resolved scope further, e.g. to a canary subset.
     """
-    try:
-        clean = command_logic.validate_params(kind, params)
-    except command_logic.CommandParamsError as exc:
-        raise ApplicationError(str(exc)) from exc
-    targets = list(instances) if instances is not None else list(instances_in_scope(scope))
-    if not targets:
-        raise ApplicationError("The target matches no instances: nothing would run.")
-    timeout = timeout_seconds or settings.COMMAND_DEFAULT_TIMEOUT
-    command = Command.objects.create(
-        kind=kind, params=clean, description=description, source=source, timeout_seconds=timeout,
-        inverse_of=inverse_of, created_by=actor if getattr(actor, "pk", None) else None,
+    spec = CommandSpec(
+        kind=kind, params=params, scope=scope, instances=tuple(instances) if instances is not None else None,
+        source=source, description=description, timeout_seconds=timeout_seconds, inverse_of=inverse_of,
     )
-    scope_apply(command, scope)
-    pickup = timezone.now() + timedelta(seconds=settings.COMMAND_PICKUP_TIMEOUT)
-    CommandRun.objects.bulk_create(
+    return command_create_many(actor=actor, specs=[spec])[0]
+
+
+@transaction.atomic
+def command_create_many(*, actor, specs: list[CommandSpec]) -> list[Command]:
+    """Queue several commands at once with a fixed number of INSERTs, whatever their count.
+
+    All or nothing: one invalid spec (bad parameters, empty target) queues none of them.
+    """
+    prepared = []
+    for spec in specs:
+        try:
+            clean = command_logic.validate_params(spec.kind, spec.params)
+        except command_logic.CommandParamsError as exc:
+            raise ApplicationError(str(exc)) from exc
+        targets = list(spec.instances) if spec.instances is not None else list(instances_in_scope(spec.scope))
+        if not targets:
+            raise ApplicationError("The target matches no instances: nothing would run.")
+        prepared.append((spec, clean, targets))
+    creator = actor if getattr(actor, "pk", None) else None
+    commands = Command.objects.bulk_create(
         [
+            Command(
+                kind=spec.kind, params=clean, description=spec.description[:200], source=spec.source,
+                timeout_seconds=spec.timeout_seconds or settings.COMMAND_DEFAULT_TIMEOUT, inverse_of=spec.inverse_of,
+                created_by=creator, scope_kind=spec.scope.kind, scope_tags=list(spec.scope.tags),
+            )
+            for spec, clean, _targets in prepared
+        ]
+    )
+    group_rows, instance_rows, runs = [], [], []
+    pickup = timezone.now() + timedelta(seconds=settings.COMMAND_PICKUP_TIMEOUT)
+    for command, (spec, clean, targets) in zip(commands, prepared, strict=True):
+        group_rows += [Command.scope_groups.through(command_id=command.pk, group_id=g) for g in spec.scope.group_ids]
+        instance_rows += [Command.scope_instances.through(command_id=command.pk, instance_id=i) for i in spec.scope.instance_ids]
+        runs += [
             CommandRun(
                 command=command, instance=inst, pickup_deadline=pickup,
-                before_state=command_logic.capture_before_state(kind, clean, inst.state),
+                before_state=command_logic.capture_before_state(spec.kind, clean, inst.state),
             )
             for inst in targets
         ]
+    Command.scope_groups.through.objects.bulk_create(group_rows, batch_size=1000)
+    Command.scope_instances.through.objects.bulk_create(instance_rows, batch_size=1000)
+    CommandRun.objects.bulk_create(runs, batch_size=1000)
+    audit_log_many(
+        actor=actor,
+        action="command.create",
+        entries=[
+            (command, {"kind": command.kind, "params": command.params, "runs": len(targets)})
+            for command, (_spec, _clean, targets) in zip(commands, prepared, strict=True)
+        ],
     )
-    audit_log(actor=actor, action="command.create", obj=command, details={"kind": kind, "params": clean, "runs": len(targets)})
-    return command
+    return commands
 
 
 @transaction.atomic

@@ -20,7 +20,7 @@ from fleet.choices import CommandSource, RunStatus, ScopeKind
 from fleet.models import CommandRun, Group, Instance
 from fleet.scopes import Scope, ScopeError, parse_tag
 from fleet.selectors import instance_memberships, instances_in_scope
-from fleet.services import command_create
+from fleet.services import CommandSpec, command_create_many
 
 from . import crypto, sshkeys
 from .choices import (
@@ -591,27 +591,22 @@ def desired_config_drive(*, actor, instance_ids=None, description: str = "GitOps
             signature = json.dumps(params, sort_keys=True)
             if (inst.pk, kind, signature) not in pending:
                 batches[(kind, signature)].append(inst)
-    queued = []
+    specs, queued = [], []
     for (kind, signature), targets in sorted(batches.items()):
         params = json.loads(signature)
-        command = command_create(
-            actor=actor,
-            kind=kind,
-            params=params,
-            source=CommandSource.GITOPS,
-            description=description[:200],
-            scope=Scope(kind=ScopeKind.INSTANCES, instance_ids=tuple(sorted(i.pk for i in targets))),
-            instances=targets,
+        specs.append(
+            CommandSpec(
+                kind=kind, params=params, source=CommandSource.GITOPS, description=description[:200],
+                scope=Scope(kind=ScopeKind.INSTANCES, instance_ids=tuple(sorted(i.pk for i in targets))),
+                instances=tuple(targets),
+            )
         )
         queued.append(
-            {
-                "command_id": command.pk,
-                "kind": kind,
-                "params": params,
-                "instances": [i.name for i in targets][:50],
-                "instance_count": len(targets),
-            }
+            {"kind": kind, "params": params, "instances": [i.name for i in targets][:50], "instance_count": len(targets)}
         )
+    # One batch of INSERTs for every command of the sync (hundreds of per-instance set_config changes).
+    for entry, command in zip(queued, command_create_many(actor=actor, specs=specs), strict=True):
+        entry["command_id"] = command.pk
     return queued
 
 

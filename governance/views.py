@@ -110,6 +110,19 @@ class _PolicyFormView(RoleRequiredMixin, ServiceFormMixin, FormView):
     required_role = Role.ADMIN
     template_name = "governance/policy_form.html"
     policy: Policy | None = None
+    policy_type = ""
+
+    def load(self):  # pragma: no cover - each view implements it
+        raise NotImplementedError
+
+    # Objects are looked up only after RoleRequiredMixin.dispatch checked the role (403 before 404).
+    def get(self, request, *args, **kwargs):
+        self.load()
+        return super().get(request, *args, **kwargs)
+
+    def post(self, request, *args, **kwargs):
+        self.load()
+        return super().post(request, *args, **kwargs)
 
     def get_form_class(self):
         return POLICY_FORMS[self.policy_type]
@@ -133,11 +146,10 @@ class _PolicyFormView(RoleRequiredMixin, ServiceFormMixin, FormView):
 
 
 class PolicyCreateView(_PolicyFormView):
-    def dispatch(self, request, *args, **kwargs):
-        if kwargs["policy_type"] not in PolicyType.values:
+    def load(self):
+        if self.kwargs["policy_type"] not in PolicyType.values:
             raise Http404("Unknown policy type")
-        self.policy_type = kwargs["policy_type"]
-        return super().dispatch(request, *args, **kwargs)
+        self.policy_type = self.kwargs["policy_type"]
 
     def get_context_data(self, **kwargs):
         return super().get_context_data(title=f"Create {PolicyType(self.policy_type).label.lower()} policy", **kwargs)
@@ -158,10 +170,9 @@ class PolicyCreateView(_PolicyFormView):
 
 
 class PolicyEditView(_PolicyFormView):
-    def dispatch(self, request, *args, **kwargs):
-        self.policy = get_object_or_404(Policy, pk=kwargs["pk"])
+    def load(self):
+        self.policy = get_object_or_404(Policy, pk=self.kwargs["pk"])
         self.policy_type = self.policy.policy_type
-        return super().dispatch(request, *args, **kwargs)
 
     def get_context_data(self, **kwargs):
         return super().get_context_data(title=f"Edit {self.policy.name}", **kwargs)

@@ -185,6 +185,13 @@ class InstanceScoreSerializer(serializers.ModelSerializer):
         ]
 
 
+class InstanceScorePageSerializer(serializers.Serializer):
+    count = serializers.IntegerField()
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+    results = InstanceScoreSerializer(many=True)
+
+
 class FleetComplianceSerializer(serializers.Serializer):
     average = serializers.FloatField(allow_null=True, help_text="Average score of instances with applicable policies")
     scored = serializers.IntegerField()

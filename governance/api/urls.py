@@ -1,3 +1,4 @@
+from django.urls import path
 from rest_framework import routers
 
 from . import views
@@ -8,4 +9,7 @@ router.register("violations", views.ViolationViewSet, basename="governance-viola
 router.register("exceptions", views.PolicyExceptionViewSet, basename="governance-exception")
 router.register("compliance", views.ComplianceViewSet, basename="governance-compliance")
 
-urlpatterns = router.urls
+urlpatterns = [
+    path("compliance", views.ComplianceSummaryView.as_view(), name="governance-compliance-summary"),
+    *router.urls,
+]

@@ -6,7 +6,9 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema
 from rest_framework import mixins, serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
+from common.api.pagination import Pagination
 from common.exceptions import ApplicationError
 from fleet.models import Instance
 from fleet.scopes import Scope
@@ -18,6 +20,7 @@ from .serializers import (
     FleetComplianceSerializer,
     GroupScoreSerializer,
     InstanceOnDateSerializer,
+    InstanceScorePageSerializer,
     InstanceScoreSerializer,
     PolicyExceptionSerializer,
     PolicyPreviewRequestSerializer,
@@ -153,18 +156,24 @@ class PolicyExceptionViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelView
         return Response(PolicyExceptionSerializer(exception).data)
 
 
+class ComplianceSummaryView(APIView):
+    """GET /api/governance/compliance: the fleet's average score, its breakdown and violation counts."""
+
+    @extend_schema(summary="Fleet compliance summary", responses=FleetComplianceSerializer)
+    def get(self, request):
+        data = selectors.fleet_compliance()
+        data["violations"] = selectors.violation_counts()
+        return Response(FleetComplianceSerializer(data).data)
+
+
 class ComplianceViewSet(viewsets.GenericViewSet):
-    """Compliance scores: fleet summary, per instance, per policy, per group, and history."""
+    """Compliance scores per instance, per policy, per group, and history."""
 
     queryset = InstanceCompliance.objects.all()
     serializer_class = InstanceScoreSerializer
     filterset_class = None
-
-    @extend_schema(summary="Fleet compliance summary", responses=FleetComplianceSerializer)
-    def list(self, request):
-        data = selectors.fleet_compliance()
-        data["violations"] = selectors.violation_counts()
-        return Response(FleetComplianceSerializer(data).data)
+    filter_backends: list = []
+    pagination_class = None  # the summary is one object; `instances` pages itself
 
     @extend_schema(
         summary="Per-instance scores, lowest first",
@@ -173,7 +182,7 @@ class ComplianceViewSet(viewsets.GenericViewSet):
             OpenApiParameter("tag", OpenApiTypes.STR),
             OpenApiParameter("below", OpenApiTypes.NUMBER),
         ],
-        responses=InstanceScoreSerializer(many=True),
+        responses=InstanceScorePageSerializer,
     )
     @action(detail=False)
     def instances(self, request):
@@ -181,8 +190,9 @@ class ComplianceViewSet(viewsets.GenericViewSet):
         if filterset.is_bound and not filterset.is_valid():
             raise serializers.ValidationError(filterset.errors)
         qs = selectors.instance_scores(queryset=filterset.qs)
-        page = self.paginate_queryset(qs)
-        return self.get_paginated_response(InstanceScoreSerializer(page, many=True).data)
+        paginator = Pagination()
+        page = paginator.paginate_queryset(qs, request, view=self)
+        return paginator.get_paginated_response(InstanceScoreSerializer(page, many=True).data)
 
     @extend_schema(
         summary="One instance's score; with ?date=YYYY-MM-DD, whether it was compliant on that day",

@@ -126,3 +126,35 @@ def test_state_faults_come_from_app_versions_and_the_sim_health_setting():
         == "down"
     )
     assert health_from_state({"settings": {"sim.health": "hang"}}) == "hang"
+
+
+@pytest.mark.integration
+def test_a_simulated_instance_with_a_refused_token_gives_up_with_the_reason(live_server, transactional_db):
+    from fleet.simulator import SimulatedFleet
+
+    fleet = SimulatedFleet(live_server.url, "reg_nope_nope", 1, name_prefix="refused").start()
+    try:
+        started = time.monotonic()
+        with pytest.raises(TimeoutError, match="was refused.*registration token is not valid"):
+            fleet.wait_registered(timeout=20)
+        assert time.monotonic() - started < 10
+    finally:
+        fleet.stop()
+    assert not Instance.objects.filter(name__startswith="refused").exists()
+
+
+@pytest.mark.integration
+def test_stopping_a_fleet_returns_promptly_even_while_a_health_check_hangs(simulated_fleet):
+    fleet = simulated_fleet(count=2)
+    fleet.inject("sim-01", "hang")
+    import threading
+
+    threading.Thread(
+        target=lambda: requests.get(f"http://{fleet.instances[0].address}/health", timeout=10), daemon=True
+    ).start()
+    time.sleep(0.3)
+    started = time.monotonic()
+    fleet.stop()
+    assert time.monotonic() - started < 5
+    with pytest.raises(requests.ConnectionError):
+        health(fleet.instances[1])
