@@ -22,10 +22,12 @@ import multiprocessing
 import os
 import random
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.parse
@@ -266,8 +268,11 @@ def main():
     database_url = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/bench_heartbeat")
     if not database_url.startswith("postgres"):
         raise SystemExit("This benchmark runs on PostgreSQL: set DATABASE_URL=postgres://...")
-    var_dir = Path(os.environ.get("VAR_DIR", "/tmp/bench-heartbeat-var"))
+    # A private VAR_DIR: the filesystem broker's queue (tasks enqueued by changed heartbeats) goes with it.
+    own_var = "VAR_DIR" not in os.environ
+    var_dir = Path(tempfile.mkdtemp(prefix="bench-heartbeat-") if own_var else os.environ["VAR_DIR"])
     var_dir.mkdir(parents=True, exist_ok=True)
+    load_before = os.getloadavg()[0]
     env = server_env(database_url, var_dir)
     ensure_database(database_url)
     subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)
@@ -320,6 +325,8 @@ def main():
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+        if own_var:
+            shutil.rmtree(var_dir, ignore_errors=True)
 
     ratio = beats["rate"] / trivial["rate"] if trivial["rate"] else 0.0
     print(
@@ -327,6 +334,7 @@ def main():
         + (f" ({args.threads} threads)" if args.worker_class == "gthread" else "")
         + f", PostgreSQL; {os.cpu_count()} CPUs shared with {args.clients} client processes x {args.connections} connections"
     )
+    print(f"machine load average (1 min): {load_before:.1f} before, {os.getloadavg()[0]:.1f} after")
     print(f"agents: {args.agents}; {beats['changed']} of {beats['total']} heartbeats carried a changed state")
     print(
         f"trivial JSON (/healthz):  {trivial['rate']:8.0f} req/s   p50 {trivial['p50']:.1f} ms  p99 {trivial['p99']:.1f} ms  errors {trivial['errors']}"

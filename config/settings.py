@@ -168,7 +168,6 @@ SPECTACULAR_SETTINGS = {
         "RunStatusEnum": "fleet.choices.RunStatus",
         "LicenseStateEnum": "fleet.choices.LicenseState",
         "RoleEnum": "common.choices.Role",
-        "NotificationLevelEnum": "common.choices.NotificationLevel",
         "PolicyTypeEnum": "governance.choices.PolicyType",
         "SeverityEnum": "governance.choices.Severity",
         "ViolationStatusEnum": "governance.choices.ViolationStatus",
