@@ -184,7 +184,7 @@ def main():
     )
     print(
         f"  of which fetch+validate+store {store_done:.2f} s (ratio {store_done / floor_clone:.1f}x); computing every instance's "
-        f"effective configuration and queueing {len(run.commands)} commands via fleet.services.command_create {queueing:.2f} s"
+        f"effective configuration and queueing {len(run.commands)} commands via fleet.services.command_create_many {queueing:.2f} s"
         + (f" ({queueing / len(run.commands) * 1000:.0f} ms per command)" if run.commands else "")
     )
     print(

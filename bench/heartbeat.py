@@ -8,8 +8,8 @@ Targets: >= 1,000 heartbeats/s and >= 0.3x the trivial rate.
    (default postgres://postgres@127.0.0.1:5432/bench_heartbeat).
 2. Start gunicorn (--workers, --worker-class gthread for keep-alive) with production-like settings.
 3. Register --agents agents through the real register endpoint; send each one first heartbeat.
-4. For --seconds each: the trivial endpoint, then heartbeats, from --clients processes with keep-alive
-   connections. Heartbeats are realistic: the full state every time, mostly unchanged, a share
+4. For --seconds each, in --rounds alternating slices: the trivial endpoint and heartbeats, from
+   --clients processes with keep-alive connections. Heartbeats are realistic: the full state every time, mostly unchanged, a share
    (--change-rate) with one setting flipped.
 
     .venv/bin/python bench/heartbeat.py [--agents 500 --clients 2 --connections 8 --seconds 10 --workers 3 --threads 8]
@@ -239,17 +239,26 @@ def measure(port, kind, agents_per_client, seconds, change_rate, connections):
     parts = [results.get(timeout=seconds + 60) for _ in procs]
     for p in procs:
         p.join()
-    ok = sum(p["ok"] for p in parts)
-    latencies = sorted(lat for p in parts for lat in p["latencies"])
-    p50 = latencies[len(latencies) // 2] * 1000 if latencies else 0.0
-    p99 = latencies[int(len(latencies) * 0.99)] * 1000 if latencies else 0.0
     return {
-        "rate": ok / seconds,
+        "seconds": seconds,
+        "total": sum(p["ok"] for p in parts),
         "errors": sum(p["errors"] for p in parts),
         "changed": sum(p["changed"] for p in parts),
-        "total": ok,
-        "p50": p50,
-        "p99": p99,
+        "latencies": [lat for p in parts for lat in p["latencies"]],
+    }
+
+
+def combine(slices: list[dict]) -> dict:
+    seconds = sum(m["seconds"] for m in slices)
+    total = sum(m["total"] for m in slices)
+    latencies = sorted(lat for m in slices for lat in m["latencies"])
+    return {
+        "rate": total / seconds,
+        "total": total,
+        "errors": sum(m["errors"] for m in slices),
+        "changed": sum(m["changed"] for m in slices),
+        "p50": latencies[len(latencies) // 2] * 1000 if latencies else 0.0,
+        "p99": latencies[int(len(latencies) * 0.99)] * 1000 if latencies else 0.0,
     }
 
 
@@ -258,7 +267,8 @@ def main():
     parser.add_argument("--agents", type=int, default=500)
     parser.add_argument("--clients", type=int, default=2, help="client processes")
     parser.add_argument("--connections", type=int, default=8, help="keep-alive connections per client process")
-    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--seconds", type=float, default=12.0, help="measured time per endpoint")
+    parser.add_argument("--rounds", type=int, default=4, help="alternating slices of trivial and heartbeat")
     parser.add_argument("--workers", type=int, default=3)
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--worker-class", default="gthread", help="gthread (keep-alive) or sync")
@@ -319,9 +329,14 @@ def main():
         wait_up(port, server)
         agents = register_agents(port, token, args.agents)
         per_client = [agents[n :: args.clients] for n in range(args.clients)]
-        measure(port, "trivial", per_client, 2, 0, args.connections)  # warm up every worker and connection
-        trivial = measure(port, "trivial", per_client, args.seconds, 0, args.connections)
-        beats = measure(port, "heartbeat", per_client, args.seconds, args.change_rate, args.connections)
+        measure(port, "heartbeat", per_client, 2, 0, args.connections)  # warm up every worker and connection
+        # Alternate short slices of each, so a change in machine load during the run hits both alike.
+        slice_seconds = args.seconds / args.rounds
+        parts_t, parts_h = [], []
+        for _ in range(args.rounds):
+            parts_t.append(measure(port, "trivial", per_client, slice_seconds, 0, args.connections))
+            parts_h.append(measure(port, "heartbeat", per_client, slice_seconds, args.change_rate, args.connections))
+        trivial, beats = combine(parts_t), combine(parts_h)
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)

@@ -13,6 +13,19 @@ class User(AbstractUser):
     class Meta:
         ordering = ["username"]
 
+    def save(self, *args, **kwargs):
+        # Fleet admins use the Django admin (e.g. to resolve GitOps conflicts); nobody else may.
+        self.is_staff = self.is_superuser or self.role == Role.ADMIN
+        if kwargs.get("update_fields") is not None and "role" in kwargs["update_fields"]:
+            kwargs["update_fields"] = {*kwargs["update_fields"], "is_staff"}
+        super().save(*args, **kwargs)
+
+    def has_perm(self, perm, obj=None) -> bool:
+        return self.is_active and (self.is_superuser or self.role == Role.ADMIN)
+
+    def has_module_perms(self, app_label) -> bool:
+        return self.is_active and (self.is_superuser or self.role == Role.ADMIN)
+
     def has_role(self, role: str) -> bool:
         if not self.is_active:
             return False

@@ -1,6 +1,7 @@
 """Every write to the fleet: registration, heartbeats, groups and tags, the command queue, licenses."""
 
 import hashlib
+import logging
 import hmac
 import json
 import secrets
@@ -21,6 +22,8 @@ from .models import Command, CommandRun, Group, Instance, License, RegistrationT
 from .scopes import Scope, ScopeError, parse_tag_filter
 from .selectors import instances_in_scope, offline_cutoff
 from .signals import command_run_finished, instance_state_changed, instances_went_offline
+
+logger = logging.getLogger(__name__)
 
 
 def _hash(secret: str) -> str:
@@ -182,6 +185,7 @@ def agent_register(
             RegistrationToken.objects.filter(pk=record.pk).update(use_count=record.use_count + 1)
             TokenUse.objects.create(token=record, instance=instance, remote_addr=remote_addr)
             audit_log(actor=f"agent:{name}", action="instance.register", obj=instance, details={"token": record.name})
+            logger.info("instance %s registered with token %r from %s", name, record.name, remote_addr or "?")
             return instance, f"{key_id}.{secret}"
     # Outside the failed branch's transaction, so the history row survives the error response.
     TokenUse.objects.create(token=record, remote_addr=remote_addr, accepted=False, reason=reason[:200])
@@ -335,7 +339,12 @@ def instances_mark_offline(*, now=None) -> list[int]:
     qs = Instance.objects.filter(status=InstanceStatus.ONLINE, last_seen_at__lt=cutoff)
     ids = list(qs.values_list("pk", flat=True))
     if ids:
-        Instance.objects.filter(pk__in=ids, status=InstanceStatus.ONLINE).update(status=InstanceStatus.OFFLINE)
+        # Re-check the cutoff in the UPDATE: a heartbeat that landed since the SELECT keeps its instance online.
+        Instance.objects.filter(pk__in=ids, status=InstanceStatus.ONLINE, last_seen_at__lt=cutoff).update(
+            status=InstanceStatus.OFFLINE
+        )
+        ids = list(Instance.objects.filter(pk__in=ids, status=InstanceStatus.OFFLINE).values_list("pk", flat=True))
+    if ids:
         instances_went_offline.send(sender=Instance, instance_ids=ids)
     return ids
 

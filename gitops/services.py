@@ -376,6 +376,8 @@ def _finish(repo, run, log, status, *, errors=(), backoff=False, repo_status=Non
     Repository.objects.filter(pk=repo.pk).update(**fields)
     for key, value in fields.items():
         setattr(repo, key, value)
+    level = logging.WARNING if errors else logging.INFO
+    logger.log(level, "GitOps sync of %s (run %s): %s%s", repo.name, run.pk, status, f" — {'; '.join(errors)[:500]}" if errors else "")
 
 
 def _sync(repo: Repository, run: SyncRun, log: _Log, actor, trigger: str) -> None:

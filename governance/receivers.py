@@ -1,12 +1,23 @@
 """Reactions to fleet signals: each only enqueues a task (fleet sends these after commit)."""
 
+import logging
+
 from django.db import transaction
+
+logger = logging.getLogger(__name__)
+
+
+def _enqueue_instance(instance_id: int) -> None:
+    from .tasks import evaluate_instance_task
+
+    try:
+        evaluate_instance_task.delay(instance_id)
+    except Exception:  # a broker outage must not fail the heartbeat; the 5-minute sweep catches up
+        logger.exception("could not enqueue the evaluation of instance %s", instance_id)
 
 
 def on_instance_state_changed(sender, instance_id, **kwargs):
-    from .tasks import evaluate_instance_task
-
-    transaction.on_commit(lambda: evaluate_instance_task.delay(instance_id))
+    transaction.on_commit(lambda: _enqueue_instance(instance_id))
 
 
 def on_instances_went_offline(sender, instance_ids, **kwargs):

@@ -11,7 +11,7 @@ from django.views.generic import FormView, TemplateView
 
 from common.choices import Role
 from common.exceptions import ApplicationError
-from common.views import RoleRequiredMixin, ServiceFormMixin
+from common.views import HtmxPartialMixin, RoleRequiredMixin, ServiceFormMixin
 from fleet.models import Group, Instance
 
 from . import evaluators, selectors, services
@@ -34,15 +34,11 @@ def _dashboard_filters(request) -> tuple[Group | None, str]:
     return group, request.GET.get("tag", "").strip()
 
 
-class DashboardView(RoleRequiredMixin, TemplateView):
-    """Governance dashboard; `?partial=1` returns the live part for htmx refresh."""
+class DashboardView(RoleRequiredMixin, HtmxPartialMixin, TemplateView):
+    """Governance dashboard; htmx refreshes its live part every few seconds."""
 
     template_name = "governance/dashboard.html"
-
-    def get_template_names(self):
-        if self.request.GET.get("partial"):
-            return ["governance/_dashboard_body.html"]
-        return [self.template_name]
+    partial_template_name = "governance/_dashboard_body.html"
 
     def get_context_data(self, **kwargs):
         group, tag = _dashboard_filters(self.request)
@@ -268,16 +264,14 @@ class PolicyDeleteView(RoleRequiredMixin, View):
 # --- Violations -------------------------------------------------------------------------------
 
 
-class ViolationListView(RoleRequiredMixin, TemplateView):
+class ViolationListView(RoleRequiredMixin, HtmxPartialMixin, TemplateView):
     template_name = "governance/violation_list.html"
+    partial_template_name = "governance/_violation_table.html"
 
     def filtered(self):
         filterset = ViolationFilterSet(self.request.GET or None, queryset=Violation.objects.all())
         qs = filterset.qs if filterset.is_bound and filterset.is_valid() else Violation.objects.all()
         return filterset, selectors.violation_list(queryset=qs)
-
-    def get_template_names(self):
-        return ["governance/_violation_table.html"] if self.request.GET.get("partial") else [self.template_name]
 
     def get_context_data(self, **kwargs):
         filterset, qs = self.filtered()

@@ -240,6 +240,7 @@ def simulated_fleet(live_server, transactional_db):
     from fleet.services import registration_token_create
     from fleet.simulator import SimulatedFleet
 
+    _serialize_shared_sqlite(live_server)
     fleets = []
 
     def _start(count=3, *, wait=True, **kwargs):
@@ -255,3 +256,24 @@ def simulated_fleet(live_server, transactional_db):
     yield _start
     for fleet in fleets:
         fleet.stop()
+
+
+def _serialize_shared_sqlite(live_server):
+    """On in-memory SQLite the live server's threads share the test's one connection, so two requests
+    in flight interleave their transactions. Handle one request at a time there (PostgreSQL: no change)."""
+    import threading
+
+    from django.db import connection
+
+    httpd = getattr(live_server.thread, "httpd", None)
+    if connection.vendor != "sqlite" or httpd is None or getattr(httpd, "_serialized", False):
+        return
+    lock = threading.Lock()
+    handle = httpd.process_request_thread
+
+    def serialized(request, client_address):
+        with lock:
+            handle(request, client_address)
+
+    httpd.process_request_thread = serialized
+    httpd._serialized = True

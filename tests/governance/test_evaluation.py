@@ -259,3 +259,35 @@ def test_snapshot_answers_whether_an_instance_was_compliant_on_a_day(make_instan
     assert yesterday_bad["source"] in ("violation history", "not registered yet")
     [web_group] = selectors.compliance_trend(kind="group")
     assert (web_group.label, web_group.score) == ("web", 100.0)
+
+
+def test_per_policy_counts_kept_by_heartbeat_evaluations_match_a_full_recount(make_instance):
+    web = make_instance(apps=[("monitoring-agent", "1")], settings={"ssh.password_auth": False})
+    make_instance(apps=[], settings={"ssh.password_auth": False})
+    make_policy()
+    make_policy(name="SSH keys only", policy_type="baseline", rules={"settings": {"ssh.password_auth": False}})
+    web.apps, web.settings = [], {"ssh.password_auth": True}
+    web.save()
+    services.evaluate_instance(instance_id=web.pk)
+    incremental = {pc.policy_id: (pc.compliant, pc.noncompliant) for pc in PolicyCompliance.objects.all()}
+    services.evaluate_fleet()
+    recount = {pc.policy_id: (pc.compliant, pc.noncompliant) for pc in PolicyCompliance.objects.all()}
+    assert incremental == recount
+    assert sorted(recount.values()) == [(0, 2), (1, 1)]
+
+
+def test_exception_expiry_on_its_own_reopens_only_its_scope(make_instance, admin_user):
+    web = make_instance(apps=[])
+    policy = make_policy()
+    services.exception_create(
+        actor=admin_user,
+        policy=policy,
+        scope=Scope(kind="instances", instance_ids=(web.pk,)),
+        justification="Agent rollout pending",
+        expires_at=timezone.now() + timedelta(minutes=5),
+    )
+    assert Violation.objects.get(instance=web).status == "exempted"
+    expired = services.exceptions_expire(now=timezone.now() + timedelta(minutes=10))
+    assert len(expired) == 1
+    assert Violation.objects.get(instance=web).status == "open"
+    assert services.exceptions_expire(now=timezone.now() + timedelta(minutes=20)) == []  # acted on once

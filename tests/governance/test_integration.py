@@ -23,7 +23,9 @@ def test_a_real_worker_evaluates_an_instance_after_its_heartbeat_changed_state(
     make_policy()  # enqueued on commit; the worker evaluates the scope
     fleet_services.heartbeat_record(instance=web, state={"os_version": "24.04", "apps": []})
     violation = wait_for(
-        lambda: Violation.objects.filter(instance=web, status="open").first(), timeout=60, message="the worker to open a violation"
+        lambda: Violation.objects.filter(instance=web, status="open").first(),
+        timeout=60,
+        message="the worker to open a violation",
     )
     assert violation.evidence == "monitoring-agent missing", worker.output()
 

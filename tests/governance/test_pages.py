@@ -255,3 +255,14 @@ def test_policy_toggle_and_delete_from_the_pages(admin_client, make_instance):
     response = admin_client.post(reverse("governance:policy_delete", args=[policy.pk]), follow=True)
     assert not Policy.objects.exists()
     assert "deleted" in response.content.decode()
+
+
+def test_htmx_refresh_gets_only_the_live_part_of_the_dashboard_and_violation_list(
+    admin_client, make_instance, three_policies
+):
+    make_instance(apps=[])
+    services.evaluate_fleet()
+    dashboard = admin_client.get(reverse("governance:dashboard"), HTTP_HX_REQUEST="true").content.decode()
+    assert "<html" not in dashboard and "Average compliance" in dashboard
+    violations = admin_client.get(reverse("governance:violation_list"), HTTP_HX_REQUEST="true").content.decode()
+    assert "<html" not in violations and "monitoring-agent missing" in violations
