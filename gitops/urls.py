@@ -1,5 +1,7 @@
 from django.urls import path
 
+from common.choices import Role
+
 from . import views
 
 app_name = "gitops"
@@ -12,7 +14,7 @@ urlpatterns = [
     path("config/<int:pk>/delete/", views.DesiredEntryDeleteView.as_view(), name="entry_delete"),
     path("runs/<int:pk>/", views.SyncRunDetailView.as_view(), name="run_detail"),
     path("<int:pk>/", views.RepositoryDetailView.as_view(), name="detail"),
-    path("<int:pk>/sync/", views.RepositoryActionView.as_view(action="sync"), name="sync"),
+    path("<int:pk>/sync/", views.RepositoryActionView.as_view(action="sync", write_role=Role.OPERATOR), name="sync"),
     path(
         "<int:pk>/fetch-host-key/", views.RepositoryActionView.as_view(action="fetch_host_key"), name="fetch_host_key"
     ),

@@ -130,12 +130,7 @@ class RepositoryDetailView(GitOpsViewMixin, DetailView):
 class RepositoryActionView(GitOpsViewMixin, View):
     """POST-only actions on a repository: sync, fetch/confirm host key, settings, delete."""
 
-    action = ""
-
-    def dispatch(self, request, *args, **kwargs):
-        if self.action == "sync":
-            self.write_role = Role.OPERATOR
-        return super().dispatch(request, *args, **kwargs)
+    action = ""  # the URL sets it, and write_role=Role.OPERATOR for "sync"
 
     def post(self, request, pk):
         repo = get_object_or_404(Repository, pk=pk)

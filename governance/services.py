@@ -229,7 +229,24 @@ def evaluate_instances(*, instance_ids: list[int] | None = None, now=None) -> di
     exceptions = _active_exceptions(now) if active_exceptions else {}
 
     qs = Instance.objects.all() if full else Instance.objects.filter(pk__in=list(instance_ids))
-    rows = list(qs.values_list("id", "name", "status", "last_seen_at", "os_version", "apps", "settings", "updates"))
+    # The instance's current standing comes along (LEFT JOIN): one round trip fewer per heartbeat.
+    standing_cols = ("met", "applicable", "exempt", "score", "stale", "states")
+    joined = qs.values_list(
+        "id",
+        "name",
+        "status",
+        "last_seen_at",
+        "os_version",
+        "apps",
+        "settings",
+        "updates",
+        *(f"compliance__{c}" for c in standing_cols),
+    )
+    rows, standings = [], {}
+    for row in joined:
+        rows.append(row[:8])
+        if row[8] is not None:
+            standings[row[0]] = dict(zip(standing_cols, row[8:], strict=True))
     ids = [r[0] for r in rows]
     scoped_ids = None if full else ids
     memberships = _memberships(scoped_ids)
@@ -248,13 +265,6 @@ def evaluate_instances(*, instance_ids: list[int] | None = None, now=None) -> di
         "id", "policy_id", "instance_id", "rule_key", "status", "evidence", "exception_id", "severity"
     ):
         current[v[2]][(v[1], v[3])] = v
-
-    standings = {
-        c["instance_id"]: c
-        for c in _by_instance(InstanceCompliance.objects.all()).values(
-            "instance_id", "met", "applicable", "exempt", "score", "stale", "states"
-        )
-    }
 
     to_create, to_update, to_resolve, still_failing = [], [], [], []
     new_releases, closed_releases = [], defaultdict(list)

@@ -259,21 +259,20 @@ def simulated_fleet(live_server, transactional_db):
 
 
 def _serialize_shared_sqlite(live_server):
-    """On in-memory SQLite the live server's threads share the test's one connection, so two requests
-    in flight interleave their transactions. Handle one request at a time there (PostgreSQL: no change)."""
+    """On in-memory SQLite the live server's threads share the test's one connection, so two requests in
+    flight interleave their transactions. There, run one request at a time (PostgreSQL: no change)."""
     import threading
 
     from django.db import connection
 
     httpd = getattr(live_server.thread, "httpd", None)
-    if connection.vendor != "sqlite" or httpd is None or getattr(httpd, "_serialized", False):
+    if connection.vendor != "sqlite" or httpd is None or getattr(httpd, "_one_at_a_time", False):
         return
-    lock = threading.Lock()
-    handle = httpd.process_request_thread
+    lock, app = threading.Lock(), httpd.get_app()
 
-    def serialized(request, client_address):
-        with lock:
-            handle(request, client_address)
+    def one_at_a_time(environ, start_response):
+        with lock:  # per request, not per connection: keep-alive connections must not hold it
+            return app(environ, start_response)
 
-    httpd.process_request_thread = serialized
-    httpd._serialized = True
+    httpd.set_app(one_at_a_time)
+    httpd._one_at_a_time = True
