@@ -7,6 +7,8 @@ from common.models import AuditEntry, Notification, User
 
 
 class UserSerializer(serializers.ModelSerializer):
+    email = serializers.CharField(read_only=True, help_text="May be empty")
+
     class Meta:
         model = User
         fields = [

@@ -195,6 +195,7 @@ class ComplianceViewSet(viewsets.GenericViewSet):
         return paginator.get_paginated_response(InstanceScoreSerializer(page, many=True).data)
 
     @extend_schema(
+        operation_id="governance_compliance_instance_detail",
         summary="One instance's score; with ?date=YYYY-MM-DD, whether it was compliant on that day",
         parameters=[OpenApiParameter("date", OpenApiTypes.DATE)],
         responses=InstanceScoreSerializer,

@@ -18,6 +18,7 @@ def test_production_settings_pass_django_deploy_checks_without_warnings(tmp_path
         ALLOWED_HOSTS="panel.example.com",
         VAR_DIR=str(tmp_path),
     )
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)  # set by the browser tests for their own thread only
     result = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
