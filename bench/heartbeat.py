@@ -33,6 +33,9 @@ import time
 import urllib.parse
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench._report import report  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 TARGET_RATE, TARGET_RATIO = 1000.0, 0.3
 
@@ -363,6 +366,8 @@ def main():
     print(
         f"heartbeat rate target:    {TARGET_RATE:8.0f} /s   {'OK' if beats['rate'] >= TARGET_RATE else 'BELOW TARGET'}"
     )
+    report("heartbeats through the agent endpoint", beats["rate"], "/s", f">= {TARGET_RATE}/s", beats["rate"] >= TARGET_RATE,
+           ratio, f">= {TARGET_RATIO}x trivial")
     if beats["errors"] or trivial["errors"]:
         raise SystemExit("errors during the run: see above")
 

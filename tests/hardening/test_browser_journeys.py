@@ -17,11 +17,14 @@ from fleet.models import Instance
 from tests.conftest import wait_for
 from tests.gitops import conftest as gitops_fixtures
 
-from .browser import chromium, explained_by, log_in, page, screenshot  # noqa: F401 - fixtures
+from . import browser
+from .browser import explained_by, log_in, screenshot
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
-# The real sshd and Git repository of the GitOps tests.
+# Fixtures: Debian's Chromium and a fresh tab; the real sshd and Git repository of the GitOps tests.
+chromium = browser.chromium
+page = browser.page
 sshd = gitops_fixtures.sshd
 git_repo = gitops_fixtures.git_repo
 
@@ -144,7 +147,10 @@ def test_a_canary_started_in_the_browser_with_a_failing_version_rolls_back_by_it
     expect(reason).to_contain_text("health_check: HTTP 500")
     expect(page.locator("#rollback-note")).to_be_visible()
     expect(page.get_by_text("No rollout: the canary was rolled back.")).to_be_visible()
+    page.reload()  # the buttons above the live part are not refreshed in place
+    expect(page.locator("#canary-phase")).to_have_text("Rolled back")
     expect(page.get_by_role("button", name="Roll back")).to_have_count(0)
+    expect(page.get_by_role("button", name="Promote to all instances")).to_have_count(0)
     screenshot(page, "journey-3-canary-rolled-back")
     assert page.errors == []
 
