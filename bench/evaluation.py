@@ -214,8 +214,15 @@ def main() -> None:
     print(f"   wall time:                         {full_s:6.2f} s   (target <= 5 s)")
     print(f"   floor, bulk-write of {rows:,} rows: {floor_s:6.2f} s")
     print(f"   ratio to floor:                    {full_s / floor_s:6.2f} x  (target <= 3x)")
-    report("governance full evaluation 10k x 50", full_s, "s", "<= 5 s", full_s <= 5 and full_s / floor_s <= 3,
-           full_s / floor_s, "<= 3x bulk write")
+    report(
+        "governance full evaluation 10k x 50",
+        full_s,
+        "s",
+        "<= 5 s",
+        full_s <= 5 and full_s / floor_s <= 3,
+        full_s / floor_s,
+        "<= 3x bulk write",
+    )
     print(f"   re-evaluation, nothing changed:    {steady_s:6.2f} s")
 
     # 2. Incremental evaluation after one heartbeat changed an instance's state.
@@ -242,8 +249,15 @@ def main() -> None:
     print(f"   median:                            {incremental_ms:6.2f} ms  (target <= 5 ms)")
     print(f"   floor, one single-row UPDATE:      {floor_inc:6.2f} ms")
     print(f"   ratio to floor:                    {incremental_ms / floor_inc:6.1f} x")
-    report("governance incremental evaluation (median)", incremental_ms, "ms", "<= 5 ms", incremental_ms <= 5,
-           incremental_ms / floor_inc, "vs 1-row UPDATE")
+    report(
+        "governance incremental evaluation (median)",
+        incremental_ms,
+        "ms",
+        "<= 5 ms",
+        incremental_ms <= 5,
+        incremental_ms / floor_inc,
+        "vs 1-row UPDATE",
+    )
 
     # 3. Dashboard at 10,000 instances and 100,000 violations (topped up with resolved history).
     missing = DASHBOARD_VIOLATIONS - Violation.objects.count()
@@ -283,8 +297,15 @@ def main() -> None:
     print(f"   render median:                     {dashboard_ms:6.1f} ms  (target <= 150 ms)")
     print(f"   floor, one COUNT of open violations: {floor_dash:4.1f} ms")
     print(f"   ratio to floor:                    {dashboard_ms / floor_dash:6.1f} x")
-    report("governance dashboard render (median)", dashboard_ms, "ms", "<= 150 ms", dashboard_ms <= 150,
-           dashboard_ms / floor_dash, "vs 1 COUNT")
+    report(
+        "governance dashboard render (median)",
+        dashboard_ms,
+        "ms",
+        "<= 150 ms",
+        dashboard_ms <= 150,
+        dashboard_ms / floor_dash,
+        "vs 1 COUNT",
+    )
     print()
     print(
         f"counts: {InstanceCompliance.objects.count():,} standings, {PolicyCompliance.objects.count()} policy counts, "

@@ -366,8 +366,15 @@ def main():
     print(
         f"heartbeat rate target:    {TARGET_RATE:8.0f} /s   {'OK' if beats['rate'] >= TARGET_RATE else 'BELOW TARGET'}"
     )
-    report("heartbeats through the agent endpoint", beats["rate"], "/s", f">= {TARGET_RATE}/s", beats["rate"] >= TARGET_RATE,
-           ratio, f">= {TARGET_RATIO}x trivial")
+    report(
+        "heartbeats through the agent endpoint",
+        beats["rate"],
+        "/s",
+        f">= {TARGET_RATE}/s",
+        beats["rate"] >= TARGET_RATE,
+        ratio,
+        f">= {TARGET_RATIO}x trivial",
+    )
     if beats["errors"] or trivial["errors"]:
         raise SystemExit("errors during the run: see above")
 

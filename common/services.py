@@ -40,7 +40,9 @@ def audit_log(*, actor, action: str, obj: models.Model | None = None, details: d
 
 def audit_log_many(*, actor, action: str, entries: list[tuple[models.Model, dict]]) -> None:
     """The same action on many objects, in one INSERT (e.g. a sync that queues hundreds of commands)."""
-    AuditEntry.objects.bulk_create([_audit_entry(actor, action, obj, details) for obj, details in entries], batch_size=1000)
+    AuditEntry.objects.bulk_create(
+        [_audit_entry(actor, action, obj, details) for obj, details in entries], batch_size=1000
+    )
 
 
 def fleet_admins():
@@ -58,7 +60,9 @@ def notify_admins(*, title: str, body: str = "", url: str = "", level: str = Not
 
         def _send():
             try:
-                send_mail(f"[Fleet governance] {title}", f"{body}\n\n{url}".strip(), settings.DEFAULT_FROM_EMAIL, recipients)
+                send_mail(
+                    f"[Fleet governance] {title}", f"{body}\n\n{url}".strip(), settings.DEFAULT_FROM_EMAIL, recipients
+                )
             except Exception:  # a mail outage must not undo the event being notified
                 logger.exception("could not email notification %r", title)
 
@@ -88,5 +92,7 @@ def user_update(*, actor, user: User, role: str, is_active: bool) -> User:
     before = {"role": user.role, "is_active": user.is_active}
     user.role, user.is_active = role, is_active
     user.save(update_fields=["role", "is_active"])
-    audit_log(actor=actor, action="user.update", obj=user, details={"before": before, "role": role, "is_active": is_active})
+    audit_log(
+        actor=actor, action="user.update", obj=user, details={"before": before, "role": role, "is_active": is_active}
+    )
     return user

@@ -125,8 +125,10 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 # Fernet keys for secrets at rest: the first encrypts, all decrypt (MultiFernet rotation).
-FERNET_KEYS = env.list("FERNET_KEYS") if not DEBUG else env.list(
-    "FERNET_KEYS", default=["ZGV2LW9ubHktZmVybmV0LWtleS1ub3QtZm9yLXByb2Q="]
+FERNET_KEYS = (
+    env.list("FERNET_KEYS")
+    if not DEBUG
+    else env.list("FERNET_KEYS", default=["ZGV2LW9ubHktZmVybmV0LWtleS1ub3QtZm9yLXByb2Q="])
 )
 
 # --- REST API -------------------------------------------------------------------------------
@@ -138,7 +140,10 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["common.api.permissions.RolePermission"],
     # JSON in, JSON out: no multipart/form parsing surprises for nested fields, and the schema says so.
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
-    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer", "rest_framework.renderers.BrowsableAPIRenderer"],
+    "DEFAULT_RENDERER_CLASSES": [
+        "rest_framework.renderers.JSONRenderer",
+        "rest_framework.renderers.BrowsableAPIRenderer",
+    ],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_PAGINATION_CLASS": "common.api.pagination.Pagination",
     "PAGE_SIZE": 50,
@@ -257,9 +262,7 @@ CANARY_RECHECK_SECONDS = env.int("CANARY_RECHECK_SECONDS", default=5)
 CANARY_VERIFY_ROUNDS = env.int("CANARY_VERIFY_ROUNDS", default=3)
 LICENSE_GRACE_DAYS = env.int("LICENSE_GRACE_DAYS", default=14)
 _dev_pub = VAR_DIR / "license-signing.pub"
-LICENSE_PUBLIC_KEY = env.str(
-    "LICENSE_PUBLIC_KEY", default=_dev_pub.read_text().strip() if _dev_pub.exists() else ""
-)
+LICENSE_PUBLIC_KEY = env.str("LICENSE_PUBLIC_KEY", default=_dev_pub.read_text().strip() if _dev_pub.exists() else "")
 
 # --- Email ----------------------------------------------------------------------------------
 EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")

@@ -11,7 +11,11 @@ from fleet.api import views as fleet_api_views
 urlpatterns = [
     # First: agents call these many times a second, so they should resolve after the fewest patterns.
     path("api/agent/", include("fleet.agent.urls")),
-    path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True, authentication_form=ThrottledAuthenticationForm), name="login"),
+    path(
+        "accounts/login/",
+        auth_views.LoginView.as_view(redirect_authenticated_user=True, authentication_form=ThrottledAuthenticationForm),
+        name="login",
+    ),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("healthz", agent_views.healthz, name="healthz"),

@@ -92,7 +92,10 @@ def capture_before_state(kind: str, params: dict, state: dict) -> dict:
         return {"os_version": state.get("os_version")}
     settings = state.get("settings") or {}
     keys = list(params["values"]) + list(params["unset"])
-    return {"settings": {k: settings[k] for k in keys if k in settings}, "absent": [k for k in keys if k not in settings]}
+    return {
+        "settings": {k: settings[k] for k in keys if k in settings},
+        "absent": [k for k in keys if k not in settings],
+    }
 
 
 def inverse(kind: str, params: dict, before: dict) -> tuple[str, dict] | None:
@@ -178,5 +181,7 @@ def describe(kind: str, params: dict) -> str:
         return f"{kind} {params['app']}" + (f" → {version}" if version else "")
     if kind == T.UPDATE_OS:
         return f"update_os → {params['version']}"
-    parts = [f"{k}={_setting_text(v)}" for k, v in params.get("values", {}).items()] + [f"-{k}" for k in params.get("unset", [])]
+    parts = [f"{k}={_setting_text(v)}" for k, v in params.get("values", {}).items()] + [
+        f"-{k}" for k in params.get("unset", [])
+    ]
     return "set_config " + ", ".join(parts)

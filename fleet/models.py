@@ -46,7 +46,9 @@ class Instance(models.Model):
     # host:port the panel uses to reach the instance's health endpoint (e.g. "10.0.0.5:8080").
     address = models.CharField(max_length=255, blank=True)
     os_version = models.CharField(max_length=64, blank=True)
-    status = models.CharField(max_length=16, choices=InstanceStatus.choices, default=InstanceStatus.PENDING, db_index=True)
+    status = models.CharField(
+        max_length=16, choices=InstanceStatus.choices, default=InstanceStatus.PENDING, db_index=True
+    )
     last_seen_at = models.DateTimeField(null=True, blank=True, db_index=True)
     registered_at = models.DateTimeField(auto_now_add=True)
     groups = models.ManyToManyField(Group, related_name="instances", blank=True)
@@ -128,7 +130,9 @@ class RegistrationToken(models.Model):
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
     created = models.DateTimeField(auto_now_add=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     # Groups and tags given to every instance that registers with this token.
     groups = models.ManyToManyField(Group, related_name="+", blank=True)
     tags = models.JSONField(default=list, blank=True)
@@ -195,7 +199,9 @@ class Command(ScopedModel):
     timeout_seconds = models.PositiveIntegerField(default=900)
     inverse_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="inverses")
     created = models.DateTimeField(auto_now_add=True, db_index=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     class Meta:
         ordering = ["-created", "-id"]
@@ -257,7 +263,9 @@ class License(models.Model):
     customer = models.CharField(max_length=200, blank=True)
     expires_at = models.DateTimeField()
     uploaded_at = models.DateTimeField(auto_now_add=True)
-    uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     class Meta:
         ordering = ["-uploaded_at", "-id"]

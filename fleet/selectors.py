@@ -21,9 +21,7 @@ def instances_in_scope(scope: Scope, queryset: QuerySet | None = None) -> QueryS
         through = Instance.tags.through
         for tag in scope.tags:
             key, value = parse_tag(tag)
-            qs = qs.filter(
-                Exists(through.objects.filter(instance_id=OuterRef("pk"), tag__key=key, tag__value=value))
-            )
+            qs = qs.filter(Exists(through.objects.filter(instance_id=OuterRef("pk"), tag__key=key, tag__value=value)))
         return qs
     return qs.filter(pk__in=scope.instance_ids)
 
@@ -36,7 +34,9 @@ def instance_list(*, queryset: QuerySet | None = None) -> QuerySet:
 
 def instance_memberships() -> dict[int, tuple[set[int], set[str]]]:
     """{instance_id: (group ids, {"key=value"})} for in-memory scope matching over the whole fleet."""
-    result: dict[int, tuple[set[int], set[str]]] = {pk: (set(), set()) for pk in Instance.objects.values_list("pk", flat=True)}
+    result: dict[int, tuple[set[int], set[str]]] = {
+        pk: (set(), set()) for pk in Instance.objects.values_list("pk", flat=True)
+    }
     for instance_id, group_id in Instance.groups.through.objects.values_list("instance_id", "group_id"):
         result[instance_id][0].add(group_id)
     for instance_id, key, value in Instance.tags.through.objects.values_list("instance_id", "tag__key", "tag__value"):
@@ -64,12 +64,16 @@ def fleet_summary() -> dict:
 
 def command_list(*, queryset: QuerySet | None = None) -> QuerySet:
     qs = Command.objects.all() if queryset is None else queryset
-    return qs.select_related("created_by").prefetch_related("scope_groups", "scope_instances").annotate(
-        run_total=Count("runs"),
-        run_pending=Count("runs", filter=Q(runs__status=RunStatus.PENDING)),
-        run_running=Count("runs", filter=Q(runs__status=RunStatus.RUNNING)),
-        run_completed=Count("runs", filter=Q(runs__status=RunStatus.COMPLETED)),
-        run_failed=Count("runs", filter=Q(runs__status=RunStatus.FAILED)),
+    return (
+        qs.select_related("created_by")
+        .prefetch_related("scope_groups", "scope_instances")
+        .annotate(
+            run_total=Count("runs"),
+            run_pending=Count("runs", filter=Q(runs__status=RunStatus.PENDING)),
+            run_running=Count("runs", filter=Q(runs__status=RunStatus.RUNNING)),
+            run_completed=Count("runs", filter=Q(runs__status=RunStatus.COMPLETED)),
+            run_failed=Count("runs", filter=Q(runs__status=RunStatus.FAILED)),
+        )
     )
 
 

@@ -1,9 +1,9 @@
 """Every write to the fleet: registration, heartbeats, groups and tags, the command queue, licenses."""
 
 import hashlib
-import logging
 import hmac
 import json
+import logging
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
@@ -67,7 +67,12 @@ def tags_get_or_create(tags: list[str]) -> list[Tag]:
 
 @transaction.atomic
 def instance_update(
-    *, actor, instance: Instance, address: str | None = None, groups: list[Group] | None = None, tags: list[str] | None = None
+    *,
+    actor,
+    instance: Instance,
+    address: str | None = None,
+    groups: list[Group] | None = None,
+    tags: list[str] | None = None,
 ) -> Instance:
     """Change what the panel decides about an instance: its health address, groups and tags."""
     changes = {}
@@ -124,8 +129,13 @@ def registration_token_create(
         raise ApplicationError("The expiry date must be in the future.")
     key_id, secret = secrets.token_hex(6), secrets.token_urlsafe(24)
     token = RegistrationToken.objects.create(
-        name=name, key_id=key_id, secret_hash=_hash(secret), max_uses=max_uses, expires_at=expires_at,
-        created_by=actor if getattr(actor, "pk", None) else None, tags=parse_tag_filter(list(tags)),
+        name=name,
+        key_id=key_id,
+        secret_hash=_hash(secret),
+        max_uses=max_uses,
+        expires_at=expires_at,
+        created_by=actor if getattr(actor, "pk", None) else None,
+        tags=parse_tag_filter(list(tags)),
     )
     token.groups.set(groups)
     audit_log(actor=actor, action="registration_token.create", obj=token, details={"max_uses": max_uses})
@@ -156,7 +166,13 @@ def _find_registration_token(plaintext: str) -> tuple[RegistrationToken | None, 
 
 
 def agent_register(
-    *, token: str, name: str, hostname: str = "", address: str = "", os_version: str = "", remote_addr: str | None = None
+    *,
+    token: str,
+    name: str,
+    hostname: str = "",
+    address: str = "",
+    os_version: str = "",
+    remote_addr: str | None = None,
 ) -> tuple[Instance, str]:
     """Validate a registration token and create the instance; returns it and its agent credential.
 
@@ -177,8 +193,12 @@ def agent_register(
         if reason is None:
             key_id, secret = secrets.token_hex(8), secrets.token_urlsafe(32)
             instance = Instance.objects.create(
-                name=name, hostname=hostname, address=address, os_version=os_version,
-                agent_key_id=key_id, agent_secret_hash=_hash(secret),
+                name=name,
+                hostname=hostname,
+                address=address,
+                os_version=os_version,
+                agent_key_id=key_id,
+                agent_secret_hash=_hash(secret),
             )
             instance.groups.set(record.groups.all())
             instance.tags.set(tags_get_or_create(record.tags))
@@ -239,12 +259,20 @@ def agent_credential_rotate(*, actor, instance: Instance) -> str:
 
 def _normalise_state(state: dict) -> dict:
     apps = sorted(
-        ({"name": a["name"], "version": str(a.get("version", "")), "running": bool(a.get("running", True))} for a in state.get("apps") or []),
+        (
+            {"name": a["name"], "version": str(a.get("version", "")), "running": bool(a.get("running", True))}
+            for a in state.get("apps") or []
+        ),
         key=lambda a: a["name"],
     )
     updates = sorted(
         (
-            {"kind": u.get("kind", "app"), "name": u["name"], "version": str(u["version"]), "released_at": u["released_at"]}
+            {
+                "kind": u.get("kind", "app"),
+                "name": u["name"],
+                "version": str(u["version"]),
+                "released_at": u["released_at"],
+            }
             for u in state.get("updates") or []
         ),
         key=lambda u: (u["kind"], u["name"], u["version"]),
@@ -308,8 +336,12 @@ def heartbeat_record(*, instance: Instance, state: dict, agent_version: str = ""
     changed = digest != instance.state_hash
     if changed:
         fields.update(
-            os_version=clean["os_version"], apps=clean["apps"], settings=clean["settings"], updates=clean["updates"],
-            state_hash=digest, state_changed_at=now,
+            os_version=clean["os_version"],
+            apps=clean["apps"],
+            settings=clean["settings"],
+            updates=clean["updates"],
+            state_hash=digest,
+            state_changed_at=now,
         )
     if agent_version and agent_version != instance.agent_version:
         fields["agent_version"] = agent_version
@@ -368,16 +400,30 @@ class CommandSpec:
 
 @transaction.atomic
 def command_create(
-    *, actor, kind: str, params: dict, scope: Scope, source: str = CommandSource.MANUAL, description: str = "",
-    timeout_seconds: int | None = None, inverse_of: Command | None = None, instances=None,
+    *,
+    actor,
+    kind: str,
+    params: dict,
+    scope: Scope,
+    source: str = CommandSource.MANUAL,
+    description: str = "",
+    timeout_seconds: int | None = None,
+    inverse_of: Command | None = None,
+    instances=None,
 ) -> Command:
     """Queue a command: validate, resolve the scope, and create one pending run per instance.
 
     `instances` (optional) narrows the resolved scope further, e.g. to a canary subset.
     """
     spec = CommandSpec(
-        kind=kind, params=params, scope=scope, instances=tuple(instances) if instances is not None else None,
-        source=source, description=description, timeout_seconds=timeout_seconds, inverse_of=inverse_of,
+        kind=kind,
+        params=params,
+        scope=scope,
+        instances=tuple(instances) if instances is not None else None,
+        source=source,
+        description=description,
+        timeout_seconds=timeout_seconds,
+        inverse_of=inverse_of,
     )
     return command_create_many(actor=actor, specs=[spec])[0]
 
@@ -402,9 +448,15 @@ def command_create_many(*, actor, specs: list[CommandSpec]) -> list[Command]:
     commands = Command.objects.bulk_create(
         [
             Command(
-                kind=spec.kind, params=clean, description=spec.description[:200], source=spec.source,
-                timeout_seconds=spec.timeout_seconds or settings.COMMAND_DEFAULT_TIMEOUT, inverse_of=spec.inverse_of,
-                created_by=creator, scope_kind=spec.scope.kind, scope_tags=list(spec.scope.tags),
+                kind=spec.kind,
+                params=clean,
+                description=spec.description[:200],
+                source=spec.source,
+                timeout_seconds=spec.timeout_seconds or settings.COMMAND_DEFAULT_TIMEOUT,
+                inverse_of=spec.inverse_of,
+                created_by=creator,
+                scope_kind=spec.scope.kind,
+                scope_tags=list(spec.scope.tags),
             )
             for spec, clean, _targets in prepared
         ]
@@ -413,10 +465,14 @@ def command_create_many(*, actor, specs: list[CommandSpec]) -> list[Command]:
     pickup = timezone.now() + timedelta(seconds=settings.COMMAND_PICKUP_TIMEOUT)
     for command, (spec, clean, targets) in zip(commands, prepared, strict=True):
         group_rows += [Command.scope_groups.through(command_id=command.pk, group_id=g) for g in spec.scope.group_ids]
-        instance_rows += [Command.scope_instances.through(command_id=command.pk, instance_id=i) for i in spec.scope.instance_ids]
+        instance_rows += [
+            Command.scope_instances.through(command_id=command.pk, instance_id=i) for i in spec.scope.instance_ids
+        ]
         runs += [
             CommandRun(
-                command=command, instance=inst, pickup_deadline=pickup,
+                command=command,
+                instance=inst,
+                pickup_deadline=pickup,
                 before_state=command_logic.capture_before_state(spec.kind, clean, inst.state),
             )
             for inst in targets
@@ -452,8 +508,14 @@ def command_run_revert(
     kind, params = inv
     scope = Scope(kind=ScopeKind.INSTANCES, instance_ids=(run.instance_id,))
     return command_create(
-        actor=actor, kind=kind, params=params, scope=scope, source=source, inverse_of=run.command,
-        description=f"Revert of command #{run.command_id}", timeout_seconds=run.command.timeout_seconds,
+        actor=actor,
+        kind=kind,
+        params=params,
+        scope=scope,
+        source=source,
+        inverse_of=run.command,
+        description=f"Revert of command #{run.command_id}",
+        timeout_seconds=run.command.timeout_seconds,
         instances=[run.instance],
     )
 
@@ -479,7 +541,13 @@ def agent_commands_fetch(*, instance: Instance, limit: int = 20) -> list[Command
 
 
 def command_run_report(
-    *, instance: Instance, run_id: int, status: str, output: str = "", error: str = "", progress: int | None = None,
+    *,
+    instance: Instance,
+    run_id: int,
+    status: str,
+    output: str = "",
+    error: str = "",
+    progress: int | None = None,
     progress_message: str = "",
 ) -> CommandRun:
     """An agent reports progress or the result of one of its own runs."""
@@ -497,7 +565,10 @@ def command_run_report(
     if status == RunStatus.FAILED and not error:
         error = "The agent reported a failure without details."
     won = CommandRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(
-        status=status, finished_at=timezone.now(), output=output[:20000], error=error[:5000],
+        status=status,
+        finished_at=timezone.now(),
+        output=output[:20000],
+        error=error[:5000],
         progress=100 if status == RunStatus.COMPLETED else run.progress,
     )
     if not won:
@@ -512,13 +583,19 @@ def command_runs_expire(*, now=None) -> int:
     now = now or timezone.now()
     expired = 0
     reasons = (
-        (RunStatus.PENDING, "pickup_deadline__lt", "Not picked up by the instance before the pickup deadline (instance offline?)."),
+        (
+            RunStatus.PENDING,
+            "pickup_deadline__lt",
+            "Not picked up by the instance before the pickup deadline (instance offline?).",
+        ),
         (RunStatus.RUNNING, "finish_deadline__lt", "No result from the instance within the command timeout."),
     )
     for status, lookup, reason in reasons:
         ids = list(CommandRun.objects.filter(status=status, **{lookup: now}).values_list("pk", flat=True))
         for run_id in ids:
-            if CommandRun.objects.filter(pk=run_id, status=status).update(status=RunStatus.FAILED, finished_at=now, error=reason):
+            if CommandRun.objects.filter(pk=run_id, status=status).update(
+                status=RunStatus.FAILED, finished_at=now, error=reason
+            ):
                 expired += 1
                 command_run_finished.send(sender=CommandRun, run_id=run_id, status=RunStatus.FAILED)
     return expired
@@ -537,10 +614,18 @@ def license_upload(*, actor, text: str) -> License:
     if info.state(timezone.now(), settings.LICENSE_GRACE_DAYS) == "expired":
         raise ApplicationError(f"This license expired on {info.expires_at:%Y-%m-%d} and its grace period is over.")
     record = License.objects.create(
-        text="".join(text.split()), plan=info.plan, customer=info.customer, expires_at=info.expires_at,
+        text="".join(text.split()),
+        plan=info.plan,
+        customer=info.customer,
+        expires_at=info.expires_at,
         uploaded_by=actor if getattr(actor, "pk", None) else None,
     )
-    audit_log(actor=actor, action="license.upload", obj=record, details={"plan": info.plan, "expires_at": info.expires_at.isoformat()})
+    audit_log(
+        actor=actor,
+        action="license.upload",
+        obj=record,
+        details={"plan": info.plan, "expires_at": info.expires_at.isoformat()},
+    )
     return record
 
 

@@ -377,7 +377,14 @@ def _finish(repo, run, log, status, *, errors=(), backoff=False, repo_status=Non
     for key, value in fields.items():
         setattr(repo, key, value)
     level = logging.WARNING if errors else logging.INFO
-    logger.log(level, "GitOps sync of %s (run %s): %s%s", repo.name, run.pk, status, f" — {'; '.join(errors)[:500]}" if errors else "")
+    logger.log(
+        level,
+        "GitOps sync of %s (run %s): %s%s",
+        repo.name,
+        run.pk,
+        status,
+        f" — {'; '.join(errors)[:500]}" if errors else "",
+    )
 
 
 def _sync(repo: Repository, run: SyncRun, log: _Log, actor, trigger: str) -> None:
@@ -598,13 +605,21 @@ def desired_config_drive(*, actor, instance_ids=None, description: str = "GitOps
         params = json.loads(signature)
         specs.append(
             CommandSpec(
-                kind=kind, params=params, source=CommandSource.GITOPS, description=description[:200],
+                kind=kind,
+                params=params,
+                source=CommandSource.GITOPS,
+                description=description[:200],
                 scope=Scope(kind=ScopeKind.INSTANCES, instance_ids=tuple(sorted(i.pk for i in targets))),
                 instances=tuple(targets),
             )
         )
         queued.append(
-            {"kind": kind, "params": params, "instances": [i.name for i in targets][:50], "instance_count": len(targets)}
+            {
+                "kind": kind,
+                "params": params,
+                "instances": [i.name for i in targets][:50],
+                "instance_count": len(targets),
+            }
         )
     # One batch of INSERTs for every command of the sync (hundreds of per-instance set_config changes).
     for entry, command in zip(queued, command_create_many(actor=actor, specs=specs), strict=True):

@@ -24,7 +24,9 @@ def _fast_password_hashing(settings):
 
 
 def _user(username, role, **extra):
-    return User.objects.create_user(username=username, password="pw-" + username, role=role, email=f"{username}@example.com", **extra)
+    return User.objects.create_user(
+        username=username, password="pw-" + username, role=role, email=f"{username}@example.com", **extra
+    )
 
 
 # Personas: admin, operator, viewer, outsider (inactive account).
@@ -168,8 +170,12 @@ class CeleryProcess:
     def start(self):
         self.log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "config", *self.args], cwd=ROOT, env=self.env,
-            stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+            [sys.executable, "-m", "celery", "-A", "config", *self.args],
+            cwd=ROOT,
+            env=self.env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         return self
 
@@ -203,7 +209,19 @@ def celery_worker_factory(child_env, tmp_path):
         if beat:
             args = ["beat", "-l", "info", "-s", str(tmp_path / f"{name}-schedule")]
         else:
-            args = ["worker", "-l", "info", "-c", "2", "-P", "threads", "-n", f"{name}@%h", "--without-gossip", "--without-mingle"]
+            args = [
+                "worker",
+                "-l",
+                "info",
+                "-c",
+                "2",
+                "-P",
+                "threads",
+                "-n",
+                f"{name}@%h",
+                "--without-gossip",
+                "--without-mingle",
+            ]
             if queues:
                 args += ["-Q", queues]
         proc = CeleryProcess(args, env, tmp_path / f"{name}.log").start()

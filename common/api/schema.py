@@ -33,5 +33,7 @@ def add_error_responses(result, generator, request, public):
             for code, description in ERRORS.items():
                 if code == "400" and method == "get" and "parameters" not in operation:
                     continue
-                responses.setdefault(code, {"description": description, "content": {"application/json": {"schema": ref}}})
+                responses.setdefault(
+                    code, {"description": description, "content": {"application/json": {"schema": ref}}}
+                )
     return result

@@ -45,6 +45,4 @@ def admin_token(transactional_db, license_issuer, install_license):
 def test_the_api_never_answers_5xx_and_matches_its_schema(case, live_server, admin_token):
     if case.path in EXCLUDED:
         pytest.skip(EXCLUDED[case.path])
-    case.call_and_validate(
-        base_url=live_server.url, headers={"Authorization": f"Bearer {admin_token}"}, checks=CHECKS
-    )
+    case.call_and_validate(base_url=live_server.url, headers={"Authorization": f"Bearer {admin_token}"}, checks=CHECKS)

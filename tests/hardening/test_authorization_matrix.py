@@ -100,7 +100,9 @@ def agents(db, admin_user):
     a, cred_a = fleet_services.agent_register(token=plaintext, name="agent-a", address="127.0.0.1:1")
     b, cred_b = fleet_services.agent_register(token=plaintext, name="agent-b", address="127.0.0.1:2")
     command = fleet_services.command_create(
-        actor=admin_user, kind="restart_app", params={"app": "nginx"},
+        actor=admin_user,
+        kind="restart_app",
+        params={"app": "nginx"},
         scope=Scope(kind=ScopeKind.INSTANCES, instance_ids=(a.pk,)),
     )
     return {"a": cred_a, "b": cred_b, "run_of_a": command.runs.get().pk}
@@ -144,19 +146,32 @@ def test_agent_endpoints_refuse_users_and_other_instances(client, personas, agen
         assert response.status_code in (401, 403), f"user token accepted on {route}"
     if "ID" in route:
         body = {"status": "completed", "output": "pwned"}
-        other = getattr(client, method)(url, body, content_type="application/json", HTTP_AUTHORIZATION=f"Agent {agents['b']}")
+        other = getattr(client, method)(
+            url, body, content_type="application/json", HTTP_AUTHORIZATION=f"Agent {agents['b']}"
+        )
         assert other.status_code == 404, "instance B reached instance A's command run"
-        own = getattr(client, method)(url, {"status": "running", "progress": 5}, content_type="application/json", HTTP_AUTHORIZATION=f"Agent {agents['a']}")
+        own = getattr(client, method)(
+            url,
+            {"status": "running", "progress": 5},
+            content_type="application/json",
+            HTTP_AUTHORIZATION=f"Agent {agents['a']}",
+        )
         assert own.status_code < 400 or own.status_code == 409
 
 
 @pytest.mark.parametrize("route,method,callback", HTML, ids=[f"{m.upper()} {r}" for r, m, _ in HTML])
-def test_html_pages_need_a_session_and_the_declared_role(client, personas, admin_user, operator_user, viewer_user, route, method, callback):
+def test_html_pages_need_a_session_and_the_declared_role(
+    client, personas, admin_user, operator_user, viewer_user, route, method, callback
+):
     view_class = getattr(callback, "view_class", None)
     assert view_class is not None and issubclass(view_class, RoleRequiredMixin), f"{route} does not check roles"
     anonymous = _call(client, method, route)
     assert anonymous.status_code == 302 and "/accounts/login/" in anonymous["Location"], f"anonymous reached {route}"
-    declared = {"required_role": view_class.required_role, "write_role": view_class.write_role, **callback.view_initkwargs}
+    declared = {
+        "required_role": view_class.required_role,
+        "write_role": view_class.write_role,
+        **callback.view_initkwargs,
+    }
     needed = declared["required_role"] if method in SAFE else declared["write_role"]
     if route in ADMIN_ONLY_PAGES:
         assert view_class.required_role == Role.ADMIN

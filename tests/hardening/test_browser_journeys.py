@@ -145,7 +145,7 @@ def test_a_canary_started_in_the_browser_with_a_failing_version_rolls_back_by_it
     reason = page.locator("#failure-reason")
     expect(reason).to_contain_text("The success threshold was not met within the max duration (20 s)")
     expect(reason).to_contain_text("health_check: HTTP 500")
-    expect(page.locator("#rollback-note")).to_be_visible()
+    expect(page.locator("#rollback-note")).to_contain_text("Rollback verified")
     expect(page.get_by_text("No rollout: the canary was rolled back.")).to_be_visible()
     page.reload()  # the buttons above the live part are not refreshed in place
     expect(page.locator("#canary-phase")).to_have_text("Rolled back")
@@ -232,5 +232,13 @@ def test_a_repository_connected_in_the_browser_syncs_and_a_conflict_is_resolved_
     row = page.get_by_role("row").filter(has_text="ntp.server")
     expect(row).to_contain_text("git.example")
     expect(row).not_to_contain_text("panel differs from Git")
-    screenshot(page, "journey-4-gitops-conflict-resolved")
+
+    # With no conflict left, the paused sync carries on by itself and applies the second commit.
+    nav(page, "GitOps")
+    page.get_by_role("link", name="fleet-config").first.click()
+    with explained_by(worker):
+        expect(live).to_contain_text("In sync", timeout=WORKER_MS)
+    expect(live).to_contain_text(second_sha)
+    expect(live).not_to_contain_text("not applied")
+    screenshot(page, "journey-4-gitops-in-sync-after-the-conflict")
     assert page.errors == []

@@ -39,24 +39,50 @@ def _signed_in_browser(base, username, password):
     opener.open(f"{base}/accounts/login/", timeout=10).read()
     csrf = next(c.value for c in jar if c.name == "csrftoken")
     data = urllib.parse.urlencode({"username": username, "password": password, "csrfmiddlewaretoken": csrf}).encode()
-    request = urllib.request.Request(f"{base}/accounts/login/", data=data, headers={"Referer": f"{base}/accounts/login/"})
+    request = urllib.request.Request(
+        f"{base}/accounts/login/", data=data, headers={"Referer": f"{base}/accounts/login/"}
+    )
     opener.open(request, timeout=10).read()
     assert any(c.name == "sessionid" for c in jar), "could not sign in"
     return opener
 
 
 def test_a_postgres_restart_gives_clean_503s_and_the_app_recovers(private_postgres, tmp_path):
-    env = dict(os.environ, DATABASE_URL=private_postgres.url, VAR_DIR=str(tmp_path), CONN_MAX_AGE="60",
-               DJANGO_SUPERUSER_PASSWORD="x-very-long-password", DJANGO_SUPERUSER_EMAIL="a@example.com")
+    env = dict(
+        os.environ,
+        DATABASE_URL=private_postgres.url,
+        VAR_DIR=str(tmp_path),
+        CONN_MAX_AGE="60",
+        DJANGO_SUPERUSER_PASSWORD="x-very-long-password",
+        DJANGO_SUPERUSER_EMAIL="a@example.com",
+    )
     env.pop("CELERY_BROKER_URL", None)
     manage = [sys.executable, "manage.py"]
     subprocess.run([*manage, "migrate", "--noinput"], cwd=ROOT, env=env, check=True, capture_output=True, timeout=300)
-    subprocess.run([*manage, "createsuperuser", "--noinput", "--username", "admin"], cwd=ROOT, env=env, check=True, capture_output=True, timeout=60)
-    token = subprocess.run([*manage, "drf_create_token", "admin"], cwd=ROOT, env=env, check=True, capture_output=True, text=True, timeout=60).stdout.split()[2]
+    subprocess.run(
+        [*manage, "createsuperuser", "--noinput", "--username", "admin"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    token = subprocess.run(
+        [*manage, "drf_create_token", "admin"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout.split()[2]
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "config.wsgi", "-b", f"127.0.0.1:{port}", "-w", "2", "--timeout", "30"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "gunicorn.log", "wb"),  # noqa: SIM115
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=open(tmp_path / "gunicorn.log", "wb"),  # noqa: SIM115
     )
     try:
         _wait_port(port, timeout=30)
@@ -72,7 +98,9 @@ def test_a_postgres_restart_gives_clean_503s_and_the_app_recovers(private_postgr
         assert page_status == 503 and "database is unavailable" in page and "Traceback" not in page
 
         private_postgres.start()
-        wait_for(lambda: _get(url, token)[0] == 200, timeout=30, message="the API to answer again after PostgreSQL came back")
+        wait_for(
+            lambda: _get(url, token)[0] == 200, timeout=30, message="the API to answer again after PostgreSQL came back"
+        )
     finally:
         server.terminate()
         server.wait(timeout=20)
@@ -99,5 +127,7 @@ def test_after_a_redis_restart_beat_and_worker_recover_and_no_work_is_lost(priva
         run.refresh_from_db()
         return run.status == RunStatus.FAILED
 
-    wait_for(failed, timeout=90, interval=1, message="the expired run to be failed by beat + worker after Redis came back")
+    wait_for(
+        failed, timeout=90, interval=1, message="the expired run to be failed by beat + worker after Redis came back"
+    )
     assert "Not picked up" in run.error

@@ -28,15 +28,25 @@ def secrets_in_play(db, admin_user, enterprise_license, caplog):
     instance, credential = fleet_services.agent_register(token=token_text, name="web-01", address="127.0.0.1:9")
     fleet_services.heartbeat_record(instance=instance, state={"os_version": "24.04", "apps": [], "settings": {}})
     private_key, _public = generate_keypair()
-    host_public = Ed25519PrivateKey.generate().public_key().public_bytes(
-        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
-    ).decode()
+    host_public = (
+        Ed25519PrivateKey.generate()
+        .public_key()
+        .public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+        .decode()
+    )
     repository = gitops_services.repository_connect(
-        actor=admin_user, name="config", url="ssh://git@127.0.0.1:1/srv/config.git", auth_method=AuthMethod.UPLOADED,
-        private_key=private_key, known_hosts=f"[127.0.0.1]:1 {host_public}",
+        actor=admin_user,
+        name="config",
+        url="ssh://git@127.0.0.1:1/srv/config.git",
+        auth_method=AuthMethod.UPLOADED,
+        private_key=private_key,
+        known_hosts=f"[127.0.0.1]:1 {host_public}",
     )
     generated = gitops_services.repository_connect(
-        actor=admin_user, name="generated", url="ssh://git@127.0.0.1:1/srv/other.git", known_hosts=f"[127.0.0.1]:1 {host_public}",
+        actor=admin_user,
+        name="generated",
+        url="ssh://git@127.0.0.1:1/srv/other.git",
+        known_hosts=f"[127.0.0.1]:1 {host_public}",
     )
     gitops_services.repository_sync(repository_id=repository.pk, trigger="test")  # fails to connect: logs an error
     secrets = {
@@ -44,7 +54,10 @@ def secrets_in_play(db, admin_user, enterprise_license, caplog):
         "registration token": token_text.split("_", 2)[2],
     }
     # The first base64 line of an OpenSSH key is a header every key shares; the rest carry key material.
-    for label, pem in (("uploaded key", private_key), ("generated key", gitops_services.repository_private_key(generated))):
+    for label, pem in (
+        ("uploaded key", private_key),
+        ("generated key", gitops_services.repository_private_key(generated)),
+    ):
         body = [line for line in pem.splitlines() if line and "PRIVATE KEY" not in line][1:]
         secrets.update({f"{label} line {i}": line for i, line in enumerate(body) if len(line) >= 20})
     return secrets
@@ -90,7 +103,10 @@ def test_no_api_response_shows_a_secret(admin_api, secrets_in_play):
             bodies[path] = response.content.decode()
             data = response.json() if response.status_code == 200 else {}
             results = data if isinstance(data, list) else data.get("results", [])
-            detail = next((p for p in schema["paths"] if p.startswith(path + "/{") and p.count("{") == 1 and p.endswith("}")), None)
+            detail = next(
+                (p for p in schema["paths"] if p.startswith(path + "/{") and p.count("{") == 1 and p.endswith("}")),
+                None,
+            )
             for row in results[:5] if detail else []:
                 if isinstance(row, dict) and "id" in row:
                     url = re.sub(r"\{[^}]+\}", str(row["id"]), detail)

@@ -21,7 +21,11 @@ def test_production_settings_pass_django_deploy_checks_without_warnings(tmp_path
     env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)  # set by the browser tests for their own thread only
     result = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
@@ -30,7 +34,9 @@ def test_production_settings_pass_django_deploy_checks_without_warnings(tmp_path
 def test_production_settings_refuse_to_start_without_a_secret_key(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "FERNET_KEYS")}
     env.update(DEBUG="false", VAR_DIR=str(tmp_path))
-    result = subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode != 0
     assert "SECRET_KEY" in result.stderr
 
