@@ -110,15 +110,24 @@ class PolicySpec:
 _spec_cache: dict = {"key": None, "specs": None}
 
 
-def _versions(now) -> tuple[tuple, int]:
-    """One round trip: what identifies the current set of policies, and how many exceptions are active."""
+def _versions(now, *, relaxed_commit: bool = False) -> tuple[tuple, int]:
+    """One round trip: what identifies the current set of policies, and how many exceptions are active.
+
+    `relaxed_commit` (inside an evaluation's transaction, PostgreSQL only) also tells the server not to
+    wait for the WAL flush at COMMIT: evaluation results are derived data that the next sweep rebuilds,
+    so losing the last few milliseconds of them in a crash costs nothing, and the heartbeat path saves
+    a disk flush.
+    """
     sql = (
         # Table names come from model metadata, values are parameters.
         f"SELECT COUNT(*), MAX(updated), MAX(id), (SELECT COUNT(*) FROM {PolicyException._meta.db_table} "  # noqa: S608
         f"WHERE revoked_at IS NULL AND expires_at > %s) FROM {Policy._meta.db_table}"
     )
+    relaxed = relaxed_commit and connection.vendor == "postgresql"
     with connection.cursor() as cursor:
-        cursor.execute(sql, [now])
+        cursor.execute(("SET LOCAL synchronous_commit TO OFF; " if relaxed else "") + sql, [now])
+        if relaxed:
+            cursor.nextset()
         n, updated, max_id, active_exceptions = cursor.fetchone()
     return (n, str(updated), max_id), active_exceptions
 
@@ -223,7 +232,7 @@ def evaluate_instances(*, instance_ids: list[int] | None = None, now=None) -> di
     """
     now = now or timezone.now()
     full = instance_ids is None
-    versions, active_exceptions = _versions(now)
+    versions, active_exceptions = _versions(now, relaxed_commit=True)
     policies = enabled_policy_specs(versions)
     policy_by_id = {p.id: p for p in policies}
     exceptions = _active_exceptions(now) if active_exceptions else {}

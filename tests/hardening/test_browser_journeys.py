@@ -35,12 +35,14 @@ WORKER_MS = 45_000
 
 @pytest.fixture
 def real_services(postgres_required, redis_url):
-    """PostgreSQL and Redis must be there (skip locally without them, fail in CI). Tasks a previous run
-    left in this Redis database are purged, so the workers started here only see this test's work."""
+    """PostgreSQL and Redis must be there (skip locally without them, fail in CI). Tasks go through
+    Redis to real workers; tasks a previous run left in this Redis database are purged first."""
     from config.celery import app
 
-    app.conf.task_always_eager = False
+    eager, app.conf.task_always_eager = app.conf.task_always_eager, False
     app.control.purge()
+    yield
+    app.conf.task_always_eager = eager
 
 
 def nav(page, label: str) -> None:
