@@ -115,6 +115,12 @@ class CanaryDetailView(CanaryViewMixin, TemplateView):
         )
         return context
 
+    def render_to_response(self, context, **response_kwargs):
+        response = super().render_to_response(context, **response_kwargs)
+        if self.request.headers.get("HX-Request") and not context["deployment"].is_active:
+            response.status_code = 286  # htmx: swap this last update, then stop polling
+        return response
+
 
 class CanaryActionView(CanaryViewMixin, View):
     """POST promote / rollback: call the service; a refused transition becomes a flash message."""

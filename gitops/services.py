@@ -762,6 +762,8 @@ def conflict_resolve(*, actor, conflict: Conflict, resolution: str, value=None) 
     entry.repository, entry.git_synced_at = conflict.repository, now
     if not (present == conflict.git_present and (not present or same(chosen, conflict.git_value))):
         entry.panel_changed_at, entry.panel_changed_by = now, _user(actor)
+    else:  # Git's value was taken: the entry is in line with Git again, no panel change is pending
+        entry.panel_changed_at, entry.panel_changed_by = None, None
     if not entry.present and not entry.in_git:
         if entry.pk:
             entry.delete()

@@ -131,3 +131,24 @@ def test_without_the_license_the_pages_show_the_upgrade_page(make_fleet, install
     response = operator_client.get("/governance/canary/")
     assert_status(response, 402)
     assert "Upgrade to Business" in response.content.decode()
+
+
+def test_the_live_refresh_removes_the_action_buttons_once_decided_and_stops_polling_at_the_end(
+    fleet, operator_user, operator_client
+):
+    deployment = start(operator_user, percentage=33)
+    url = deployment.get_absolute_url() + "?partial=live"
+    live = operator_client.get(url, HTTP_HX_REQUEST="true")
+    assert live.status_code == 200
+    assert 'id="canary-actions" hx-swap-oob="true"' in live.content.decode()
+    assert "Promote to all instances" in live.content.decode()
+
+    operator_client.post(f"/governance/canary/{deployment.pk}/rollback/", {"reason": "errors"})
+    live = operator_client.get(url, HTTP_HX_REQUEST="true")
+    assert live.status_code == 200  # still rolling back: keep polling
+    assert "Promote to all instances" not in live.content.decode()
+
+    CanaryDeployment.objects.filter(pk=deployment.pk).update(phase=Phase.ROLLED_BACK)
+    final = operator_client.get(url, HTTP_HX_REQUEST="true")
+    assert final.status_code == 286  # htmx swaps this last update and stops polling
+    assert "Rolled back" in final.content.decode()
