@@ -188,7 +188,8 @@ def main() -> None:
     full_s = time.perf_counter() - start
     rows = Violation.objects.count()
 
-    # Floor: PostgreSQL bulk-writing the same number of violation rows through the ORM (prebuilt objects).
+    # Floor: PostgreSQL bulk-writing the same number of violation rows (prebuilt objects) by the fastest
+    # path the evaluation itself uses (COPY), committed.
     sample = list(
         Violation.objects.values("policy_id", "policy_name", "instance_id", "rule_key", "rule", "evidence", "severity")
     )
@@ -199,7 +200,7 @@ def main() -> None:
     # Committed like the evaluation's own writes, then removed (untimed).
     start = time.perf_counter()
     with transaction.atomic():
-        Violation.objects.bulk_create(objs, batch_size=2000)
+        services.bulk_insert(Violation, objs)
     floor_s = time.perf_counter() - start
     Violation.objects.filter(rule_key__endswith="#floor").delete()
 

@@ -12,7 +12,7 @@ from datetime import date as date_cls
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection, models, transaction
 from django.db.models import Avg, Count
 from django.urls import reverse
 from django.utils import timezone
@@ -108,6 +108,7 @@ class PolicySpec:
 
 
 _spec_cache: dict = {"key": None, "specs": None}
+COPY_THRESHOLD = 500  # rows; below it bulk_create's single statement is as fast
 
 
 def _versions(now, *, relaxed_commit: bool = False) -> tuple[tuple, int]:
@@ -209,6 +210,32 @@ def _is_stale(status: str, last_seen_at, now) -> bool:
 
 
 # --- Evaluation -------------------------------------------------------------------------------
+
+
+def bulk_insert(model, objs: list, *, batch_size: int = 2000) -> None:
+    """Insert new rows, skipping any that a concurrent evaluation inserted first.
+
+    On PostgreSQL, large batches go through COPY into a temporary table and one
+    `INSERT … SELECT … ON CONFLICT DO NOTHING`: a cold sweep opens tens of thousands of violations,
+    and COPY avoids adapting every value in Python the way bulk_create's parameters do.
+    """
+    if not objs:
+        return
+    if connection.vendor != "postgresql" or len(objs) < COPY_THRESHOLD:
+        model.objects.bulk_create(objs, batch_size=batch_size, ignore_conflicts=True)
+        return
+    fields = [f for f in model._meta.concrete_fields if not isinstance(f, models.AutoField)]
+    table = model._meta.db_table
+    temp = f"copy_{table}"
+    cols = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    # Identifiers come from model metadata; no value is interpolated into SQL.
+    with connection.cursor() as cursor:
+        cursor.execute(f"CREATE TEMP TABLE {temp} AS SELECT {cols} FROM {table} WITH NO DATA")  # noqa: S608
+        with cursor.cursor.copy(f"COPY {temp} ({cols}) FROM STDIN") as copy:
+            for obj in objs:
+                copy.write_row([f.get_db_prep_save(getattr(obj, f.attname), connection) for f in fields])
+        cursor.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {temp} ON CONFLICT DO NOTHING")  # noqa: S608
+        cursor.execute(f"DROP TABLE {temp}")
 
 
 def _chunks(items, size=2000):
@@ -447,7 +474,7 @@ def evaluate_instances(*, instance_ids: list[int] | None = None, now=None) -> di
             ReleaseRecord.objects.filter(pk__in=chunk).update(closed_at=now, outcome=outcome)
     if to_create:
         # ignore_conflicts: a concurrent evaluation of the same instance may have opened the same row.
-        Violation.objects.bulk_create(to_create, batch_size=2000, ignore_conflicts=True)
+        bulk_insert(Violation, to_create)
     if to_update:
         Violation.objects.bulk_update(
             to_update, ["evidence", "rule", "status", "exception", "last_seen_at"], batch_size=1000
@@ -459,7 +486,7 @@ def evaluate_instances(*, instance_ids: list[int] | None = None, now=None) -> di
     if still_failing and len(rows) <= REFRESH_LAST_SEEN_UP_TO:
         Violation.objects.filter(pk__in=still_failing).update(last_seen_at=now)
     if standing_new:
-        InstanceCompliance.objects.bulk_create(standing_new, batch_size=2000, ignore_conflicts=True)
+        bulk_insert(InstanceCompliance, standing_new)
     standing_fields = ["met", "applicable", "exempt", "score", "stale", "states", "evaluated_at"]
     if len(standing_changed) == 1:  # the incremental case: a plain UPDATE is cheaper than bulk_update's CASE
         row = standing_changed[0]
