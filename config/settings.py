@@ -294,7 +294,12 @@ CANARY_VIOLATIONS_PROVIDER = env.str("CANARY_VIOLATIONS_PROVIDER", default="gove
 
 # --- Metrics ----------------------------------------------------------------------------------
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
-METRICS_COLLECTORS = ["fleet.metrics.collect"]
+METRICS_COLLECTORS = [
+    "fleet.metrics.collect",
+    "governance.metrics.collect",
+    "canary.metrics.collect",
+    "gitops.metrics.collect",
+]
 
 # --- Login throttling -------------------------------------------------------------------------
 LOGIN_MAX_FAILURES = env.int("LOGIN_MAX_FAILURES", default=5)

@@ -30,3 +30,29 @@ def test_metrics_accept_a_user_api_token(client, viewer_user):
     response = client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {token.key}")
     assert response.status_code == 200
     assert "fleet_command_queue_depth" in response.content.decode()
+
+
+def test_metrics_cover_violations_compliance_canaries_and_syncs(client, db, settings):
+    from django.utils import timezone
+
+    from fleet.scopes import Scope
+    from governance import services as governance_services
+
+    settings.METRICS_TOKEN = "scrape-secret"
+    Instance.objects.create(name="web-01", status="online", last_seen_at=timezone.now(), apps=[])
+    governance_services.policy_create(
+        actor=None,
+        name="No outdated-db",
+        policy_type="required_apps",
+        rules={"apps": [{"name": "monitoring-agent"}]},
+        scope=Scope(),
+        enabled=True,
+    )
+    governance_services.evaluate_fleet()
+    text = client.get("/metrics", HTTP_AUTHORIZATION="Bearer scrape-secret").content.decode()
+    assert 'governance_open_violations{severity="warning"} 1' in text
+    assert 'governance_open_violations{severity="critical"} 0' in text
+    assert "governance_fleet_compliance_score 0.0" in text
+    assert 'canary_deployments{phase="evaluation"} 0' in text
+    assert 'gitops_sync_runs_total{status="failed"} 0' in text
+    assert "gitops_open_conflicts 0" in text

@@ -184,3 +184,17 @@ def test_html_pages_need_a_session_and_the_declared_role(
         else:
             assert response.status_code == 403, f"{user.role} {method} {route}: got {response.status_code}"
         client.logout()
+
+
+HTML_POSTS = [(r, m, c) for r, m, c in HTML if m == "post"]
+
+
+@pytest.mark.parametrize("route,method,callback", HTML_POSTS, ids=[f"POST {r}" for r, _, _ in HTML_POSTS])
+def test_every_form_post_needs_a_csrf_token(personas, admin_user, route, method, callback):
+    from django.test import Client
+
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(admin_user)
+    response = browser.post(_url(route), {})
+    assert response.status_code == 403, f"POST {route} without a CSRF token answered {response.status_code}"
+    assert b"CSRF" in response.content
