@@ -188,12 +188,7 @@ class CommandRunViewSet(viewsets.ReadOnlyModelViewSet):
     @action(detail=True, methods=["post"])
     def revert(self, request, pk=None):
         run = self.get_object()
-        if run.status != RunStatus.COMPLETED:
-            return Response(
-                {"error": "conflict", "message": f"Only a completed run can be reverted; this one is {run.status}."},
-                status=status.HTTP_409_CONFLICT,
-            )
-        command = services.command_run_revert(actor=request.user, run=run)
+        command = services.command_run_revert(actor=request.user, run=run, require_completed=True)
         if command is None:
             return Response(
                 {"error": "conflict", "message": "This run changed nothing that can be reverted."},
