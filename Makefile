@@ -18,6 +18,7 @@ venv: $(BIN)/.installed
 run: venv
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py bootstrap_demo
+	$(BIN)/python manage.py seed_demo_policies
 	PORT=$(PORT) FLEET=$(FLEET) $(BIN)/python manage.py run_all --port $(PORT) --fleet $(FLEET)
 
 test: venv
