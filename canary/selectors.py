@@ -32,6 +32,7 @@ def canary_get(pk: int) -> CanaryDeployment:
             "scope_groups",
             "scope_instances",
             Prefetch("targets", queryset=CanaryTarget.objects.select_related("instance", "run", "revert_command")),
+            "targets__revert_command__runs",
         )
         .get(pk=pk)
     )

@@ -467,7 +467,7 @@ def _rollback(deployment: CanaryDeployment, *, actor, now, forced: bool, reason:
                 target.revert_note = "The change left nothing to revert on this instance."
             else:
                 target.revert_command = command
-                target.revert_note = f"Revert queued: {command}"
+                target.revert_note = f"Revert: {command}"
                 reverted.append(target.instance.name)
         target.save(update_fields=["revert_command", "revert_note"])
     lines = [f"- {name}: {'; '.join(fails)}" for name, fails in sorted(details.items())]
