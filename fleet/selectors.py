@@ -32,14 +32,18 @@ def instance_list(*, queryset: QuerySet | None = None) -> QuerySet:
     return qs.prefetch_related("groups", "tags")
 
 
-def instance_memberships() -> dict[int, tuple[set[int], set[str]]]:
-    """{instance_id: (group ids, {"key=value"})} for in-memory scope matching over the whole fleet."""
-    result: dict[int, tuple[set[int], set[str]]] = {
-        pk: (set(), set()) for pk in Instance.objects.values_list("pk", flat=True)
-    }
-    for instance_id, group_id in Instance.groups.through.objects.values_list("instance_id", "group_id"):
+def instance_memberships(instance_ids=None) -> dict[int, tuple[set[int], set[str]]]:
+    """{instance_id: (group ids, {"key=value"})} for in-memory scope matching: the whole fleet, or the
+    given instances only (a heartbeat, one group) without reading the rest."""
+    ids = Instance.objects.values_list("pk", flat=True) if instance_ids is None else instance_ids
+    result: dict[int, tuple[set[int], set[str]]] = {pk: (set(), set()) for pk in ids}
+    groups = Instance.groups.through.objects.values_list("instance_id", "group_id")
+    tags = Instance.tags.through.objects.values_list("instance_id", "tag__key", "tag__value")
+    if instance_ids is not None:
+        groups, tags = groups.filter(instance_id__in=instance_ids), tags.filter(instance_id__in=instance_ids)
+    for instance_id, group_id in groups:
         result[instance_id][0].add(group_id)
-    for instance_id, key, value in Instance.tags.through.objects.values_list("instance_id", "tag__key", "tag__value"):
+    for instance_id, key, value in tags:
         result[instance_id][1].add(f"{key}={value}")
     return result
 

@@ -544,21 +544,6 @@ def _apply(repo, run, log, head, desired, actor) -> None:
 # --- Driving the fleet ----------------------------------------------------------------------------
 
 
-def _memberships(instance_ids) -> dict[int, tuple[set[int], set[str]]]:
-    """instance_memberships() for a few instances (a heartbeat, one group) without reading the whole fleet."""
-    result: dict[int, tuple[set[int], set[str]]] = {pk: (set(), set()) for pk in instance_ids}
-    for iid, gid in Instance.groups.through.objects.filter(instance_id__in=instance_ids).values_list(
-        "instance_id", "group_id"
-    ):
-        result[iid][0].add(gid)
-    tags = Instance.tags.through.objects.filter(instance_id__in=instance_ids).values_list(
-        "instance_id", "tag__key", "tag__value"
-    )
-    for iid, key, value in tags:
-        result[iid][1].add(f"{key}={value}")
-    return result
-
-
 def _pending_gitops_commands(instance_ids=None) -> set[tuple[int, str, str]]:
     qs = CommandRun.objects.filter(
         status__in=(RunStatus.PENDING, RunStatus.RUNNING), command__source=CommandSource.GITOPS
@@ -586,7 +571,7 @@ def desired_config_drive(*, actor, instance_ids=None, description: str = "GitOps
     instances = Instance.objects.only("pk", "name", "apps", "settings", "os_version", "updates")
     if instance_ids is not None:
         instances = instances.filter(pk__in=instance_ids)
-    memberships = instance_memberships() if instance_ids is None else _memberships(instance_ids)
+    memberships = instance_memberships(instance_ids)
     group_names = dict(Group.objects.values_list("pk", "name"))
     pending = _pending_gitops_commands(instance_ids)
     batches: dict[tuple[str, str], list[Instance]] = defaultdict(list)

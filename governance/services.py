@@ -24,7 +24,7 @@ from common.services import audit_log, notify_admins
 from fleet.choices import InstanceStatus, ScopeKind
 from fleet.models import Instance, Tag
 from fleet.scopes import Scope
-from fleet.selectors import instances_in_scope
+from fleet.selectors import instance_memberships, instances_in_scope
 from fleet.services import scope_apply
 
 from . import evaluators
@@ -195,24 +195,6 @@ def _memberships_from_rows(rows) -> dict[int, tuple[set[int], set[str]]]:
     return result
 
 
-def _memberships(instance_ids: list[int] | None) -> dict[int, tuple[set[int], set[str]]]:
-    groups_through, tags_through = Instance.groups.through, Instance.tags.through
-    if instance_ids is not None and len(instance_ids) <= SMALL_EVALUATION:
-        sql, params = _small_memberships_sql(instance_ids)
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            return _memberships_from_rows(cursor.fetchall())
-    result: dict[int, tuple[set[int], set[str]]] = defaultdict(lambda: (set(), set()))
-    gq, tq = groups_through.objects.all(), tags_through.objects.all()
-    if instance_ids is not None:
-        gq, tq = gq.filter(instance_id__in=instance_ids), tq.filter(instance_id__in=instance_ids)
-    for instance_id, group_id in gq.values_list("instance_id", "group_id"):
-        result[instance_id][0].add(group_id)
-    for instance_id, key, value in tq.values_list("instance_id", "tag__key", "tag__value"):
-        result[instance_id][1].add(f"{key}={value}")
-    return result
-
-
 def _read_many(statements: list, *, relaxed_commit: bool = False) -> list[list]:
     """Run several reads and return each one's rows; on PostgreSQL in a single round trip.
 
@@ -344,7 +326,7 @@ def evaluate_instances(*, instance_ids: list[int] | None = None, now=None) -> di
         version_rows, joined_rows, release_rows, violation_rows = _read_many(
             [_versions_sql(now), joined, releases, violations], relaxed_commit=True
         )
-        memberships = _memberships(None)
+        memberships = instance_memberships()
     else:
         ids = list(instance_ids)
         small = 0 < len(ids) <= SMALL_EVALUATION
@@ -359,7 +341,7 @@ def evaluate_instances(*, instance_ids: list[int] | None = None, now=None) -> di
         version_rows, joined_rows, release_rows, violation_rows, *membership_rows = _read_many(
             statements, relaxed_commit=True
         )
-        memberships = _memberships_from_rows(membership_rows[0]) if small else _memberships(ids)
+        memberships = _memberships_from_rows(membership_rows[0]) if small else instance_memberships(ids)
     versions, active_exceptions = _versions_from_row(version_rows[0])
     policies = enabled_policy_specs(versions)
     policy_by_id = {p.id: p for p in policies}
