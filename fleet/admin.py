@@ -10,7 +10,20 @@ class InstanceAdmin(admin.ModelAdmin):
     search_fields = ("name", "hostname")
     # The credential hash is a secret: never shown or editable here.
     exclude = ("agent_secret_hash",)
-    readonly_fields = ("agent_key_id", "state_hash", "state_changed_at", "last_seen_at")
+    # The agent is the source of its reported state: shown, never edited here (an edit would disagree with
+    # state_hash/heartbeat_digest, which decide whether the next heartbeat is a change).
+    readonly_fields = (
+        "agent_key_id",
+        "os_version",
+        "apps",
+        "settings",
+        "updates",
+        "agent_version",
+        "state_hash",
+        "heartbeat_digest",
+        "state_changed_at",
+        "last_seen_at",
+    )
 
 
 @admin.register(Group)

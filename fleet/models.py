@@ -49,7 +49,9 @@ class Instance(models.Model):
     status = models.CharField(
         max_length=16, choices=InstanceStatus.choices, default=InstanceStatus.PENDING, db_index=True
     )
-    last_seen_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    # Not indexed: every heartbeat writes it, and without an index that write is a HOT update (no index
+    # maintenance; see docs/decisions.md). The offline sweep finds rows through the status index.
+    last_seen_at = models.DateTimeField(null=True, blank=True)
     registered_at = models.DateTimeField(auto_now_add=True)
     groups = models.ManyToManyField(Group, related_name="instances", blank=True)
     tags = models.ManyToManyField(Tag, related_name="instances", blank=True)
@@ -60,6 +62,9 @@ class Instance(models.Model):
     # [{"kind": "os"|"app", "name": "os"|app name, "version", "released_at": ISO-8601}]
     updates = models.JSONField(default=list, blank=True)
     state_hash = models.CharField(max_length=64, blank=True)
+    # SHA-256 of the exact bytes of the last heartbeat body the full path validated and stored: a body
+    # with the same digest repeats that state and agent version, so it needs no parsing (heartbeat_touch).
+    heartbeat_digest = models.CharField(max_length=64, blank=True)
     state_changed_at = models.DateTimeField(null=True, blank=True)
     agent_version = models.CharField(max_length=32, blank=True)
     # The agent credential is "<agent_key_id>.<secret>"; only a SHA-256 of the secret is stored.

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from common.exceptions import ApplicationError, ConflictError, NotFoundError
@@ -224,7 +224,7 @@ def _license_instance_limit() -> int | None:
 
 # What agent requests need up front (a heartbeat compares state_hash/status/agent_version); other
 # fields load lazily if a caller reads them. Fewer columns keep the hottest query cheap.
-AGENT_AUTH_FIELDS = ("id", "name", "status", "state_hash", "agent_version", "agent_secret_hash")
+AGENT_AUTH_FIELDS = ("id", "name", "status", "state_hash", "heartbeat_digest", "agent_version", "agent_secret_hash")
 
 
 def agent_authenticate(credential: str) -> Instance | None:
@@ -289,10 +289,15 @@ def _state_digest(clean: dict) -> str:
     return hashlib.sha256(json.dumps(clean, sort_keys=True).encode()).hexdigest()
 
 
-def heartbeat_touch(*, credential: str, state: dict, agent_version: str = "") -> bool:
-    """The common heartbeat in one statement: credential valid, instance online, state and agent version
-    unchanged. Records it (last seen) and returns True; returns False when `heartbeat_record` must run
-    instead (anything changed, instance offline or pending, or the credential is not valid).
+def heartbeat_digest(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()
+
+
+def heartbeat_touch(*, credential: str, body: bytes) -> bool:
+    """The common heartbeat in one statement: credential valid, instance online, and the body byte for
+    byte the one last stored by `heartbeat_record` (so state and agent version are unchanged, and it was
+    validated then). Records it (last seen) and returns True; returns False when `heartbeat_record` must
+    run instead (any other body, instance offline or pending, or the credential is not valid).
 
     The secret's SHA-256 is compared in SQL; that compares digests, so timing reveals nothing of the secret.
     """
@@ -300,34 +305,63 @@ def heartbeat_touch(*, credential: str, state: dict, agent_version: str = "") ->
         key_id, secret = credential.split(".", 1)
     except (AttributeError, ValueError):
         return False
-    digest = _state_digest(_normalise_state(state))
     table = Instance._meta.db_table
     sql = (
         f'UPDATE "{table}" SET "last_seen_at" = %s WHERE "agent_key_id" = %s AND "agent_secret_hash" = %s'  # noqa: S608
-        ' AND "state_hash" = %s AND "status" = %s'
+        ' AND "heartbeat_digest" = %s AND "status" = %s'
     )
     now = connection.ops.adapt_datetimefield_value(timezone.now())
-    params = [now, key_id, _hash(secret), digest, InstanceStatus.ONLINE.value]
-    if agent_version:
-        sql += ' AND "agent_version" = %s'
-        params.append(agent_version)
+    params = [now, key_id, _hash(secret), heartbeat_digest(body), InstanceStatus.ONLINE.value]
+    if connection.vendor == "postgresql" and connection.get_autocommit():
+        # Don't wait for the WAL flush: a heartbeat lost in a crash is re-sent within one interval,
+        # and on a busy disk the flush, not the work, limits the rate. SET LOCAL ends with this
+        # statement's implicit transaction, so nothing else on the connection commits asynchronously.
+        sql = "SET LOCAL synchronous_commit TO OFF; " + sql
+    return _execute_as_health_check(sql, params) == 1
+
+
+def _execute_as_health_check(sql: str, params: list) -> int:
+    """Run one idempotent statement, letting it stand in for the connection health check.
+
+    With CONN_HEALTH_CHECKS a reused connection is first probed with its own round trip; on the heartbeat
+    path that probe cost as much as the work. Here the statement is the probe: when it fails on a reused
+    connection (the database restarted, say), the connection is replaced and the statement sent once
+    more. Returns the row count of the last statement.
+    """
+    probe = (
+        connection.connection is not None
+        and connection.health_check_enabled
+        and not connection.health_check_done
+        and not connection.in_atomic_block
+    )
+    if probe:
+        connection.health_check_done = True
+    try:
+        return _execute_rowcount(sql, params)
+    except (OperationalError, InterfaceError):
+        if not probe:
+            raise
+        logger.info("database connection was unusable; reconnecting")
+        connection.close()
+        return _execute_rowcount(sql, params)
+
+
+def _execute_rowcount(sql: str, params: list) -> int:
     with connection.cursor() as cursor:
-        if connection.vendor == "postgresql" and connection.get_autocommit():
-            # Don't wait for the WAL flush: a heartbeat lost in a crash is re-sent within one interval,
-            # and on a busy disk the flush, not the work, limits the rate. SET LOCAL ends with this
-            # statement's implicit transaction, so nothing else on the connection commits asynchronously.
-            cursor.execute("SET LOCAL synchronous_commit TO OFF; " + sql, params)
-            cursor.nextset()
-        else:
-            cursor.execute(sql, params)
-        return cursor.rowcount == 1
+        cursor.execute(sql, params)
+        if connection.vendor == "postgresql":  # several statements in one (SET LOCAL; ...): the last counts
+            while cursor.nextset():
+                pass
+        return cursor.rowcount
 
 
-def heartbeat_record(*, instance: Instance, state: dict, agent_version: str = "") -> bool:
-    """Record a heartbeat. Writes only what changed; returns True when the reported state changed.
+def heartbeat_record(*, instance: Instance, state: dict, agent_version: str = "", body_digest: str = "") -> bool:
+    """Record a validated heartbeat. Writes only what changed; returns True when the reported state changed.
 
     An unchanged heartbeat is one UPDATE of last_seen/status. A changed one also stores the state and,
     after commit, sends `instance_state_changed` so governance re-evaluates just this instance.
+    `body_digest` (`heartbeat_digest` of the request body) lets the next identical body take
+    `heartbeat_touch`.
     """
     now = timezone.now()
     clean = _normalise_state(state)
@@ -345,6 +379,8 @@ def heartbeat_record(*, instance: Instance, state: dict, agent_version: str = ""
         )
     if agent_version and agent_version != instance.agent_version:
         fields["agent_version"] = agent_version
+    if changed or (body_digest and body_digest != instance.heartbeat_digest):
+        fields["heartbeat_digest"] = body_digest  # "" when the caller has no body: no touch until the next
     came_back = instance.status != InstanceStatus.ONLINE
     # One UPDATE is atomic on its own: no transaction block, so autocommit spares the BEGIN/COMMIT
     # round trips on the hottest path. on_commit runs at once in autocommit, or after an outer commit.

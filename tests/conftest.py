@@ -258,6 +258,7 @@ def simulated_fleet(live_server, transactional_db):
     from fleet.services import registration_token_create
     from fleet.simulator import SimulatedFleet
 
+    _serve_like_production(live_server)
     _serialize_shared_sqlite(live_server)
     fleets = []
 
@@ -274,6 +275,17 @@ def simulated_fleet(live_server, transactional_db):
     yield _start
     for fleet in fleets:
         fleet.stop()
+
+
+def _serve_like_production(live_server):
+    """The live server runs Django's handler; production runs config.wsgi.application, which puts the
+    heartbeat fast lane in front of it. Simulated agents go through the same lane here."""
+    from fleet.agent.fastlane import HeartbeatFastLane
+
+    httpd = getattr(live_server.thread, "httpd", None)
+    if httpd is None or isinstance(httpd.get_app(), HeartbeatFastLane) or getattr(httpd, "_one_at_a_time", False):
+        return
+    httpd.set_app(HeartbeatFastLane(httpd.get_app()))
 
 
 def _serialize_shared_sqlite(live_server):

@@ -4,9 +4,6 @@ Agent views use JSON only, the agent credential only, and throttle per instance 
 address ("register"). An instance only ever sees its own runs: every lookup is filtered by it.
 """
 
-import json
-from types import SimpleNamespace
-
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import JsonResponse
@@ -16,12 +13,13 @@ from rest_framework.parsers import JSONParser
 from rest_framework.permissions import AllowAny
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
-from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
+from common.throttling import ScopedFixedWindowThrottle
 from fleet import services
 
-from .authentication import AgentCredentialAuthentication, AgentPrincipal, IsAgent
+from . import fastlane
+from .authentication import AgentCredentialAuthentication, IsAgent
 from .serializers import (
     AgentCommandSerializer,
     AgentCommandsResponseSerializer,
@@ -41,7 +39,7 @@ class AgentAPIView(APIView):
     permission_classes = [IsAgent]
     parser_classes = [JSONParser]
     renderer_classes = [JSONRenderer]
-    throttle_classes = [ScopedRateThrottle]
+    throttle_classes = [ScopedFixedWindowThrottle]
     throttle_scope = "agent"
 
     @property
@@ -76,41 +74,19 @@ class RegisterView(AgentAPIView):
         return Response(body, status=status.HTTP_201_CREATED)
 
 
-def _reject_constant(name):
-    raise ValueError(f"{name} is not valid JSON")
-
-
 class HeartbeatView(AgentAPIView):
     def dispatch(self, request, *args, **kwargs):
-        """Nearly every heartbeat repeats the last state: answer those with one UPDATE and none of DRF's
-        request machinery (credential, validation and throttle still apply). Anything else, including
-        every error, takes the full path below."""
-        if request.method == "POST":
-            response = self._unchanged_heartbeat(request)
-            if response is not None:
-                return response
+        """An unchanged heartbeat is answered by one UPDATE, before DRF's request machinery. In
+        production the WSGI fast lane (config/wsgi.py) has already tried that; here it covers every
+        other way in (the test client, a server started without the lane)."""
+        if request.method == "POST" and not request.META.get(fastlane.TRIED):
+            try:
+                body = request.body
+            except RequestDataTooBig:
+                body = None
+            if body and fastlane.unchanged_heartbeat(body, request.META.get("HTTP_AUTHORIZATION", ""), request.META):
+                return JsonResponse({"changed": False, "heartbeat_interval": settings.HEARTBEAT_INTERVAL})
         return super().dispatch(request, *args, **kwargs)
-
-    def _unchanged_heartbeat(self, request):
-        keyword, _, credential = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
-        if keyword != AgentCredentialAuthentication.keyword or not credential or " " in credential:
-            return None
-        # No serializer here: heartbeat_touch matches only when the body normalises to the digest of a
-        # state that was validated and stored before, so an identical state needs no second validation.
-        try:
-            state = json.loads(request.body, parse_constant=_reject_constant)
-            agent_version = state.pop("agent_version", "") if isinstance(state, dict) else None
-            if not isinstance(agent_version, str):
-                return None
-            if not services.heartbeat_touch(credential=credential, state=state, agent_version=agent_version):
-                return None
-        except (ValueError, TypeError, KeyError, AttributeError, RequestDataTooBig):
-            return None
-        # Authenticated now: count it against the same throttle bucket as the full path.
-        principal = SimpleNamespace(pk=AgentPrincipal.throttle_key(credential), is_authenticated=True)
-        if not ScopedRateThrottle().allow_request(SimpleNamespace(user=principal, META=request.META), self):
-            return None  # the full path answers 429
-        return JsonResponse({"changed": False, "heartbeat_interval": settings.HEARTBEAT_INTERVAL})
 
     @extend_schema(
         tags=["agent"],
@@ -123,7 +99,10 @@ class HeartbeatView(AgentAPIView):
         serializer.is_valid(raise_exception=True)
         state = serializer.validated_data
         changed = services.heartbeat_record(
-            instance=self.instance, state=state, agent_version=state.pop("agent_version", "")
+            instance=self.instance,
+            state=state,
+            agent_version=state.pop("agent_version", ""),
+            body_digest=services.heartbeat_digest(request.body),
         )
         return Response({"changed": changed, "heartbeat_interval": settings.HEARTBEAT_INTERVAL})
 
