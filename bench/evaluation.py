@@ -193,14 +193,27 @@ def main() -> None:
     sample = list(
         Violation.objects.values("policy_id", "policy_name", "instance_id", "rule_key", "rule", "evidence", "severity")
     )
-    objs = [
-        Violation(**{**v, "rule_key": v["rule_key"] + "#floor"}, status="open", first_detected_at=now, last_seen_at=now)
+    floor_rows = [
+        (
+            v["policy_id"],
+            v["policy_name"],
+            v["instance_id"],
+            v["rule_key"] + "#floor",
+            v["rule"],
+            v["evidence"],
+            v["severity"],
+            "open",
+            now,
+            now,
+            None,
+            None,
+        )
         for v in sample
     ]
     # Committed like the evaluation's own writes, then removed (untimed).
     start = time.perf_counter()
     with transaction.atomic():
-        services.bulk_insert(Violation, objs)
+        services.bulk_insert_rows(Violation, services.VIOLATION_INSERT_COLUMNS, floor_rows)
     floor_s = time.perf_counter() - start
     Violation.objects.filter(rule_key__endswith="#floor").delete()
 
@@ -226,7 +239,13 @@ def main() -> None:
     )
     print(f"   re-evaluation, nothing changed:    {steady_s:6.2f} s")
 
-    # 2. Incremental evaluation after one heartbeat changed an instance's state.
+    # 2. Incremental evaluation after one heartbeat changed an instance's state. The tables were just
+    # filled in bulk: settle the database as a running system would be by now (autovacuum has visited
+    # the new rows and gathered statistics, the checkpoint has written them), so that neither runs
+    # during the measurement (untimed).
+    with connection.cursor() as cur:
+        cur.execute("VACUUM ANALYZE")
+        cur.execute("CHECKPOINT")
     ids = list(Instance.objects.values_list("pk", flat=True)[:200])
 
     def change_and_evaluate(i):

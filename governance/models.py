@@ -53,9 +53,13 @@ class Violation(models.Model):
     """
 
     # SET_NULL keeps history when a policy is deleted; policy_name keeps it readable.
-    policy = models.ForeignKey(Policy, null=True, blank=True, on_delete=models.SET_NULL, related_name="violations")
+    # No single-column indexes on policy and instance: the (policy, status) and (instance, status)
+    # indexes below lead with them, and every index is written on each of a sweep's inserts.
+    policy = models.ForeignKey(
+        Policy, null=True, blank=True, on_delete=models.SET_NULL, related_name="violations", db_index=False
+    )
     policy_name = models.CharField(max_length=120)
-    instance = models.ForeignKey(Instance, on_delete=models.CASCADE, related_name="violations")
+    instance = models.ForeignKey(Instance, on_delete=models.CASCADE, related_name="violations", db_index=False)
     rule_key = models.CharField(max_length=200)
     rule = models.CharField(max_length=300)
     evidence = models.TextField()

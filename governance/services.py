@@ -5,11 +5,13 @@ read in bulk (values() of their state and memberships), checked in memory agains
 policy, and only the rows that changed are written (bulk_create / bulk_update / one UPDATE per kind).
 """
 
+import json
 import logging
+import threading
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date as date_cls
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.exceptions import EmptyResultSet
@@ -65,7 +67,7 @@ assert _VIOLATION_FIELDS == [
     "last_seen_at",
     "resolved_at",
     "exception_id",
-], "Violation fields changed: update the positional construction in evaluate_instances"
+], "Violation fields changed: update the row tuples built in _evaluate (VIOLATION_INSERT_COLUMNS order)"
 
 # Beyond this many newly opened critical violations in one evaluation, admins get one summary.
 NOTIFY_INDIVIDUALLY_UP_TO = 5
@@ -144,7 +146,7 @@ def enabled_policy_specs(key: tuple | None = None) -> list[PolicySpec]:
             id=p.pk,
             name=p.name,
             policy_type=p.policy_type,
-            severity=SEVERITY_BY_TYPE[p.policy_type],
+            severity=SEVERITY_BY_TYPE[p.policy_type].value,  # plain str: it goes to COPY as it is
             scope=p.scope,
             checker=evaluators.Checker(p.policy_type, p.rules),
         )
@@ -198,8 +200,9 @@ def _memberships_from_rows(rows) -> dict[int, tuple[set[int], set[str]]]:
 def _read_many(statements: list, *, relaxed_commit: bool = False) -> list[list]:
     """Run several reads and return each one's rows; on PostgreSQL in a single round trip.
 
-    A statement is a queryset (rows come back converted exactly as the ORM would give them) or a
-    `(sql, params)` pair (rows as the driver returns them). A heartbeat's evaluation needs five reads;
+    A statement is a queryset (rows come back converted exactly as the ORM would give them), a
+    `(sql, params)` pair (rows as the driver returns them), or a `(sql, params, compiler)` triple (see
+    `_precompiled`: rows converted by that compiler). A heartbeat's evaluation needs five reads;
     at about a millisecond per round trip, sending them together is most of its cost saved.
 
     `relaxed_commit` (inside an evaluation's transaction, PostgreSQL only) also tells the server not to
@@ -209,7 +212,8 @@ def _read_many(statements: list, *, relaxed_commit: bool = False) -> list[list]:
     compiled, empty = [], set()
     for i, statement in enumerate(statements):
         if isinstance(statement, tuple):
-            compiled.append((statement[0], list(statement[1]), None))
+            sql, params, *compiler = statement
+            compiled.append((sql, list(params), compiler[0] if compiler else None))
             continue
         compiler = statement.query.get_compiler(using=statement.db)
         try:
@@ -246,6 +250,66 @@ def _read_many(statements: list, *, relaxed_commit: bool = False) -> list[list]:
     return results
 
 
+# --- The evaluation's reads: instances (with their standing), open release records, current violations.
+STANDING_READ_COLS = ("met", "applicable", "exempt", "score", "stale", "states")
+RELEASE_READ_COLS = ("id", "instance_id", "kind", "name", "version", "released_at")
+
+
+def _instances_read(ids):
+    qs = Instance.objects.all() if ids is None else Instance.objects.filter(pk__in=ids)
+    # The instance's current standing comes along (LEFT JOIN): one read fewer per heartbeat.
+    return qs.values_list(
+        "id",
+        "name",
+        "status",
+        "last_seen_at",
+        "os_version",
+        "apps",
+        "settings",
+        "updates",
+        *(f"compliance__{c}" for c in STANDING_READ_COLS),
+    )
+
+
+def _releases_read(ids):
+    qs = ReleaseRecord.objects.filter(closed_at__isnull=True)
+    return (qs if ids is None else qs.filter(instance_id__in=ids)).values_list(*RELEASE_READ_COLS)
+
+
+def _violations_read(ids):
+    qs = Violation.objects.filter(status__in=CURRENT_STATUSES)
+    return (qs if ids is None else qs.filter(instance_id__in=ids)).values_list(
+        "id", "policy_id", "instance_id", "rule_key", "status", "evidence", "exception_id", "severity"
+    )
+
+
+_compiled_reads = threading.local()
+
+
+def _precompiled(build, ids: list[int]):
+    """`build(ids)` as a `(sql, params, compiler)` statement for _read_many, compiled once per thread and
+    number of ids: building and compiling the three querysets cost more than a heartbeat's evaluation.
+
+    The cached SQL is reused only when compiling put the ids, in order, at the end of the parameters;
+    otherwise the queryset is returned as it is.
+    """
+    cache = getattr(_compiled_reads, "entries", None)
+    if cache is None:
+        cache = _compiled_reads.entries = {}
+    key = (build, len(ids), connection.alias)
+    entry = cache.get(key)
+    if entry is None:
+        queryset = build(ids)
+        compiler = queryset.query.get_compiler(using=queryset.db)
+        sql, params = compiler.as_sql()
+        params, n = list(params), len(ids)
+        if params[len(params) - n :] != ids:
+            return queryset
+        entry = cache[key] = (sql, params[: len(params) - n], compiler)
+    sql, fixed, compiler = entry
+    return sql, [*fixed, *ids], compiler
+
+
 def _is_stale(status: str, last_seen_at, now) -> bool:
     """Offline (or never seen) for longer than the threshold: the reported state can no longer be trusted."""
     if status == InstanceStatus.ONLINE:
@@ -256,28 +320,49 @@ def _is_stale(status: str, last_seen_at, now) -> bool:
 # --- Evaluation -------------------------------------------------------------------------------
 
 
-def bulk_insert(model, objs: list, *, batch_size: int = 2000) -> None:
-    """Insert new rows, skipping any that a concurrent evaluation inserted first.
+def _insert_fields(model) -> list:
+    return [f for f in model._meta.concrete_fields if not isinstance(f, models.AutoField)]
 
-    On PostgreSQL, large batches go through COPY into a temporary table and one
-    `INSERT … SELECT … ON CONFLICT DO NOTHING`: a cold sweep opens tens of thousands of violations,
-    and COPY avoids adapting every value in Python the way bulk_create's parameters do.
-    """
+
+def _prepared_row(obj, fields) -> tuple:
+    return tuple(f.get_db_prep_save(getattr(obj, f.attname), connection) for f in fields)
+
+
+def bulk_insert(model, objs: list, *, batch_size: int = 2000) -> None:
+    """Insert model instances, skipping any row that conflicts (a concurrent evaluation inserted it first)."""
     if not objs:
         return
     if connection.vendor != "postgresql" or len(objs) < COPY_THRESHOLD:
         model.objects.bulk_create(objs, batch_size=batch_size, ignore_conflicts=True)
         return
-    fields = [f for f in model._meta.concrete_fields if not isinstance(f, models.AutoField)]
+    fields = _insert_fields(model)
+    bulk_insert_rows(model, [f.attname for f in fields], [_prepared_row(o, fields) for o in objs])
+
+
+def bulk_insert_rows(model, columns: list[str], rows: list[tuple], *, batch_size: int = 2000) -> None:
+    """Insert rows of plain values (str, int, float, bool, None, aware datetime: what the driver adapts
+    as it is) given in `columns` (attnames), skipping any row that conflicts.
+
+    On PostgreSQL, large batches go through COPY into a temporary table and one
+    `INSERT … SELECT … ON CONFLICT DO NOTHING`: a cold sweep opens tens of thousands of violations, and
+    COPY of plain tuples avoids building a model instance and adapting every value in Python.
+    """
+    if not rows:
+        return
+    if connection.vendor != "postgresql" or len(rows) < COPY_THRESHOLD:
+        objs = [model(**dict(zip(columns, row, strict=True))) for row in rows]
+        model.objects.bulk_create(objs, batch_size=batch_size, ignore_conflicts=True)
+        return
     table = model._meta.db_table
     temp = f"copy_{table}"
-    cols = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    cols = ", ".join(connection.ops.quote_name(model._meta.get_field(c).column) for c in columns)
     # Identifiers come from model metadata; no value is interpolated into SQL.
     with connection.cursor() as cursor:
         cursor.execute(f"CREATE TEMP TABLE {temp} AS SELECT {cols} FROM {table} WITH NO DATA")  # noqa: S608
         with cursor.cursor.copy(f"COPY {temp} ({cols}) FROM STDIN") as copy:
-            for obj in objs:
-                copy.write_row([f.get_db_prep_save(getattr(obj, f.attname), connection) for f in fields])
+            write_row = copy.write_row
+            for row in rows:
+                write_row(row)
         cursor.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {temp} ON CONFLICT DO NOTHING")  # noqa: S608
         cursor.execute(f"DROP TABLE {temp}")
 
@@ -288,9 +373,27 @@ def _chunks(items, size=2000):
         yield items[i : i + size]
 
 
-@transaction.atomic
 def evaluate_instances(*, instance_ids: list[int] | None = None, now=None) -> dict:
     """Evaluate instances (None: the whole fleet) against every enabled policy and store the outcome.
+
+    A few instances on PostgreSQL (a heartbeat's evaluation) take two round trips and no transaction
+    block: every read in one multi-statement query, every write in another, which PostgreSQL runs as one
+    implicit transaction (all or nothing). Anything larger runs in a transaction with bulk writes.
+    """
+    now = now or timezone.now()
+    if (
+        instance_ids is not None
+        and 0 < len(instance_ids) <= SMALL_EVALUATION
+        and connection.vendor == "postgresql"
+        and not connection.in_atomic_block
+    ):
+        return _evaluate(instance_ids, now, batched=True)
+    with transaction.atomic():
+        return _evaluate(instance_ids, now, batched=False)
+
+
+def _evaluate(instance_ids: list[int] | None, now, *, batched: bool) -> dict:
+    """The evaluation proper (see evaluate_instances); `batched`: writes go as one multi-statement query.
 
     1. Read the instances' state, memberships, open release records, current violations and
        standings in bulk.
@@ -301,30 +404,11 @@ def evaluate_instances(*, instance_ids: list[int] | None = None, now=None) -> di
     4. Store each instance's standing and adjust the per-policy counts; notify admins of newly
        opened critical violations.
     """
-    now = now or timezone.now()
     full = instance_ids is None
-    qs = Instance.objects.all() if full else Instance.objects.filter(pk__in=list(instance_ids))
-    # The instance's current standing comes along (LEFT JOIN): one round trip fewer per heartbeat.
-    standing_cols = ("met", "applicable", "exempt", "score", "stale", "states")
-    joined = qs.values_list(
-        "id",
-        "name",
-        "status",
-        "last_seen_at",
-        "os_version",
-        "apps",
-        "settings",
-        "updates",
-        *(f"compliance__{c}" for c in standing_cols),
-    )
-    release_cols = ("id", "instance_id", "kind", "name", "version", "released_at")
-    releases = ReleaseRecord.objects.filter(closed_at__isnull=True).values_list(*release_cols)
-    violations = Violation.objects.filter(status__in=CURRENT_STATUSES).values_list(
-        "id", "policy_id", "instance_id", "rule_key", "status", "evidence", "exception_id", "severity"
-    )
     if full:
         version_rows, joined_rows, release_rows, violation_rows = _read_many(
-            [_versions_sql(now), joined, releases, violations], relaxed_commit=True
+            [_versions_sql(now), _instances_read(None), _releases_read(None), _violations_read(None)],
+            relaxed_commit=True,
         )
         memberships = instance_memberships()
     else:
@@ -332,14 +416,14 @@ def evaluate_instances(*, instance_ids: list[int] | None = None, now=None) -> di
         small = 0 < len(ids) <= SMALL_EVALUATION
         statements = [
             _versions_sql(now),
-            joined,
-            releases.filter(instance_id__in=ids),
-            violations.filter(instance_id__in=ids),
+            _precompiled(_instances_read, ids),
+            _precompiled(_releases_read, ids),
+            _precompiled(_violations_read, ids),
         ]
         if small:
             statements.append(_small_memberships_sql(ids))
         version_rows, joined_rows, release_rows, violation_rows, *membership_rows = _read_many(
-            statements, relaxed_commit=True
+            statements, relaxed_commit=not batched
         )
         memberships = _memberships_from_rows(membership_rows[0]) if small else instance_memberships(ids)
     versions, active_exceptions = _versions_from_row(version_rows[0])
@@ -351,11 +435,11 @@ def evaluate_instances(*, instance_ids: list[int] | None = None, now=None) -> di
     for row in joined_rows:
         rows.append(row[:8])
         if row[8] is not None:
-            standings[row[0]] = dict(zip(standing_cols, row[8:], strict=True))
+            standings[row[0]] = dict(zip(STANDING_READ_COLS, row[8:], strict=True))
 
     open_releases = defaultdict(list)
     for rec in release_rows:
-        rec = dict(zip(release_cols, rec, strict=True))
+        rec = dict(zip(RELEASE_READ_COLS, rec, strict=True))
         open_releases[rec["instance_id"]].append(rec)
 
     current = defaultdict(dict)
@@ -472,11 +556,11 @@ def evaluate_instances(*, instance_ids: list[int] | None = None, now=None) -> di
             else:
                 still_failing.append(vid)
         for (pid, rule_key), (p, f, exc_id) in desired.items():
-            status_ = ViolationStatus.EXEMPTED if exc_id else ViolationStatus.OPEN
+            status_ = EXEMPTED if exc_id else OPEN
+            # Plain values in VIOLATION_INSERT_COLUMNS order, no model instance: a sweep may open tens of
+            # thousands, and they go to COPY as they are.
             to_create.append(
-                # Positional in _VIOLATION_FIELDS order: the fast path of Model.__init__ (a sweep may open tens of thousands).
-                Violation(
-                    None,
+                (
                     pid,
                     p.name,
                     instance_id,
@@ -491,7 +575,7 @@ def evaluate_instances(*, instance_ids: list[int] | None = None, now=None) -> di
                     exc_id,
                 )
             )
-            if status_ == ViolationStatus.OPEN and p.severity == Severity.CRITICAL:
+            if status_ == OPEN and p.severity == Severity.CRITICAL:
                 opened_critical.append((p.name, name, f.evidence))
 
         # Standing of the instance.
@@ -513,7 +597,7 @@ def evaluate_instances(*, instance_ids: list[int] | None = None, now=None) -> di
         }
         old = standings.get(instance_id)
         if old is None:
-            standing_new.append(InstanceCompliance(instance_id=instance_id, evaluated_at=now, **values))
+            standing_new.append((instance_id, *(values[c] for c in STANDING_READ_COLS), now))
         elif any(old[k] != v for k, v in values.items()) or len(rows) <= REFRESH_LAST_SEEN_UP_TO:
             standing_changed.append(InstanceCompliance(instance_id=instance_id, evaluated_at=now, **values))
         old_states = InstanceCompliance.decode_states(old["states"]) if old else {}
@@ -527,34 +611,40 @@ def evaluate_instances(*, instance_ids: list[int] | None = None, now=None) -> di
                 policy_delta[int(pid)][s] += 1
 
     # Writes: only what changed.
-    if new_releases:
-        ReleaseRecord.objects.bulk_create(new_releases, batch_size=2000)
-    for outcome, rec_ids in closed_releases.items():
-        for chunk in _chunks(rec_ids):
-            ReleaseRecord.objects.filter(pk__in=chunk).update(closed_at=now, outcome=outcome)
-    if to_create:
-        # ignore_conflicts: a concurrent evaluation of the same instance may have opened the same row.
-        bulk_insert(Violation, to_create)
-    if to_update:
-        Violation.objects.bulk_update(
-            to_update, ["evidence", "rule", "status", "exception", "last_seen_at"], batch_size=1000
+    if batched:
+        _write_batched(
+            now=now,
+            new_releases=new_releases,
+            closed_releases=closed_releases,
+            to_create=to_create,
+            to_update=to_update,
+            to_resolve=to_resolve,
+            still_failing=still_failing,
+            standing_new=standing_new,
+            standing_changed=standing_changed,
+            policies=policies,
+            policy_delta=policy_delta,
         )
-    for chunk in _chunks(to_resolve):
-        Violation.objects.filter(pk__in=chunk, status__in=CURRENT_STATUSES).update(
-            status=ViolationStatus.RESOLVED, resolved_at=now
-        )
-    if still_failing and len(rows) <= REFRESH_LAST_SEEN_UP_TO:
-        Violation.objects.filter(pk__in=still_failing).update(last_seen_at=now)
-    if standing_new:
-        bulk_insert(InstanceCompliance, standing_new)
-    standing_fields = ["met", "applicable", "exempt", "score", "stale", "states", "evaluated_at"]
-    if len(standing_changed) == 1:  # the incremental case: a plain UPDATE is cheaper than bulk_update's CASE
-        row = standing_changed[0]
-        InstanceCompliance.objects.filter(pk=row.instance_id).update(**{f: getattr(row, f) for f in standing_fields})
-    elif standing_changed:
-        InstanceCompliance.objects.bulk_update(standing_changed, standing_fields, batch_size=1000)
-
-    _store_policy_counts(policies, policy_absolute if full else None, policy_delta)
+    else:
+        if new_releases:
+            ReleaseRecord.objects.bulk_create(new_releases, batch_size=2000)
+        for outcome, rec_ids in closed_releases.items():
+            for chunk in _chunks(rec_ids):
+                ReleaseRecord.objects.filter(pk__in=chunk).update(closed_at=now, outcome=outcome)
+        # Conflicts are skipped: a concurrent evaluation of the same instance may have opened the same row.
+        bulk_insert_rows(Violation, VIOLATION_INSERT_COLUMNS, to_create)
+        if to_update:
+            Violation.objects.bulk_update(to_update, VIOLATION_UPDATE_FIELDS, batch_size=1000)
+        for chunk in _chunks(to_resolve):
+            Violation.objects.filter(pk__in=chunk, status__in=CURRENT_STATUSES).update(
+                status=ViolationStatus.RESOLVED, resolved_at=now
+            )
+        if still_failing and len(rows) <= REFRESH_LAST_SEEN_UP_TO:
+            Violation.objects.filter(pk__in=still_failing).update(last_seen_at=now)
+        bulk_insert_rows(InstanceCompliance, STANDING_INSERT_COLUMNS, standing_new)
+        if standing_changed:
+            InstanceCompliance.objects.bulk_update(standing_changed, STANDING_FIELDS, batch_size=1000)
+        _store_policy_counts(policies, policy_absolute if full else None, policy_delta, now)
     if opened_critical:
         _notify_critical(opened_critical)
     return {
@@ -566,13 +656,21 @@ def evaluate_instances(*, instance_ids: list[int] | None = None, now=None) -> di
     }
 
 
-def _store_policy_counts(policies, absolute, delta) -> None:
-    fields = {
-        PolicyState.COMPLIANT: "compliant",
-        PolicyState.NONCOMPLIANT: "noncompliant",
-        PolicyState.EXEMPT: "exempt",
-        PolicyState.UNKNOWN: "unknown",
-    }
+POLICY_COUNT_FIELDS = {
+    PolicyState.COMPLIANT: "compliant",
+    PolicyState.NONCOMPLIANT: "noncompliant",
+    PolicyState.EXEMPT: "exempt",
+    PolicyState.UNKNOWN: "unknown",
+}
+VIOLATION_UPDATE_FIELDS = ["evidence", "rule", "status", "exception", "last_seen_at"]
+VIOLATION_INSERT_COLUMNS = _VIOLATION_FIELDS[1:]  # all but id
+STANDING_INSERT_COLUMNS = ["instance_id", *STANDING_READ_COLS, "evaluated_at"]
+OPEN, EXEMPTED = ViolationStatus.OPEN.value, ViolationStatus.EXEMPTED.value
+STANDING_FIELDS = ["met", "applicable", "exempt", "score", "stale", "states", "evaluated_at"]
+
+
+def _store_policy_counts(policies, absolute, delta, now) -> None:
+    fields = POLICY_COUNT_FIELDS
     enabled = {p.id for p in policies}
     if absolute is not None:
         existing = {pc.pk: pc for pc in PolicyCompliance.objects.all()}
@@ -590,35 +688,174 @@ def _store_policy_counts(policies, absolute, delta) -> None:
         PolicyCompliance.objects.bulk_update(changed, list(fields.values()))
         PolicyCompliance.objects.exclude(pk__in=enabled).delete()
         return
-    touched = [pid for pid in delta if pid in enabled and any(delta[pid].values())]
-    if not touched:
+    statement = _policy_delta_sql(policies, delta, now)
+    if statement is None:
         return
-    # One UPDATE for every touched policy: field = field + CASE policy_id WHEN … THEN delta ELSE 0 END.
-    # Raw SQL: building the same CASE through the ORM costs more than the heartbeat's whole evaluation.
-    sets, params = [], []
-    for state, field in fields.items():
-        cases = [(pid, delta[pid][state]) for pid in touched if delta[pid].get(state)]
-        if cases:
-            sets.append(
-                f"{field} = {field} + CASE policy_id " + " ".join("WHEN %s THEN %s" for _ in cases) + " ELSE 0 END"
-            )
-            params += [v for case in cases for v in case]
-    table = PolicyCompliance._meta.db_table
-    marks = ", ".join(["%s"] * len(touched))
-    sql = f"UPDATE {table} SET {', '.join(sets)} WHERE policy_id IN ({marks})"  # noqa: S608 - fixed names, values are parameters
+    sql, params, touched = statement
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*params, *touched])
+        cursor.execute(sql, params)
         updated = cursor.rowcount
     if updated < len(touched):
-        # Rows are created with the policy; a missing one starts from zero (the next sweep sets it exactly).
-        missing = set(touched) - set(PolicyCompliance.objects.filter(pk__in=touched).values_list("pk", flat=True))
-        PolicyCompliance.objects.bulk_create(
-            [
-                PolicyCompliance(policy_id=pid, **{fields[st]: max(0, n) for st, n in delta[pid].items()})
-                for pid in missing
-            ],
-            ignore_conflicts=True,
+        _create_missing_policy_counts(touched, delta)
+
+
+def _policy_delta_sql(policies, delta, now) -> tuple[str, list, list[int]] | None:
+    """One UPDATE moving every touched policy's counts by its delta (None: nothing moved), and the ids.
+
+    On PostgreSQL the deltas travel as one JSON parameter, so the statement's text is the same every
+    time (the driver's query cache holds it) however many policies moved.
+    """
+    enabled = {p.id for p in policies}
+    touched = [pid for pid in delta if pid in enabled and any(delta[pid].values())]
+    if not touched:
+        return None
+    table = PolicyCompliance._meta.db_table
+    if connection.vendor != "postgresql":
+        # field = field + CASE policy_id WHEN … THEN delta ELSE 0 END
+        sets, params = ["updated = %s"], [now]
+        for state, field in POLICY_COUNT_FIELDS.items():
+            cases = [(pid, delta[pid][state]) for pid in touched if delta[pid].get(state)]
+            if cases:
+                whens = " ".join("WHEN %s THEN %s" for _ in cases)
+                sets.append(f"{field} = {field} + CASE policy_id {whens} ELSE 0 END")
+                params += [v for case in cases for v in case]
+        marks = ", ".join(["%s"] * len(touched))
+        sql = f"UPDATE {table} SET {', '.join(sets)} WHERE policy_id IN ({marks})"  # noqa: S608 - fixed names
+        return sql, [*params, *touched], touched
+    rows = [
+        {"policy_id": pid, **{field: delta[pid].get(state, 0) for state, field in POLICY_COUNT_FIELDS.items()}}
+        for pid in touched
+    ]
+    fields = POLICY_COUNT_FIELDS.values()
+    sql = (
+        f"UPDATE {table} AS pc SET updated = %s, "  # noqa: S608 - fixed names, values are parameters
+        + ", ".join(f"{f} = pc.{f} + d.{f}" for f in fields)
+        + " FROM jsonb_to_recordset(%s::jsonb) AS d(policy_id bigint, "
+        + ", ".join(f"{f} integer" for f in fields)
+        + ") WHERE pc.policy_id = d.policy_id"
+    )
+    return sql, [now, json.dumps(rows)], touched
+
+
+def _create_missing_policy_counts(touched: list[int], delta) -> None:
+    """Rows are created with the policy; a missing one starts from zero (the next sweep sets it exactly)."""
+    missing = set(touched) - set(PolicyCompliance.objects.filter(pk__in=touched).values_list("pk", flat=True))
+    PolicyCompliance.objects.bulk_create(
+        [
+            PolicyCompliance(policy_id=pid, **{POLICY_COUNT_FIELDS[st]: max(0, n) for st, n in delta[pid].items()})
+            for pid in missing
+        ],
+        ignore_conflicts=True,
+    )
+
+
+def _json_value(value):
+    if isinstance(value, (datetime, date_cls)):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} cannot go into a write batch")
+
+
+class _WriteBatch:
+    """Statements sent to PostgreSQL as one multi-statement query: one round trip, and (outside a
+    transaction block) one implicit transaction, so either all of them apply or none.
+
+    Values are adapted by each field, as the ORM would; identifiers come from model metadata. Rows to
+    insert travel as one JSON parameter and id lists as one array parameter, so each statement's text
+    depends only on its kind: the driver converts a batch it has seen before from its cache.
+    """
+
+    def __init__(self):
+        self.statements: list[tuple[str, list]] = []
+
+    def add(self, sql: str, params: list) -> int:
+        self.statements.append((sql, params))
+        return len(self.statements) - 1
+
+    def insert(self, model, columns: list[str], rows: list[tuple], *, ignore_conflicts: bool = False) -> None:
+        """INSERT rows of plain values (see bulk_insert_rows) given in `columns` (attnames)."""
+        if not rows:
+            return
+        names = [model._meta.get_field(c).column for c in columns]
+        cols = ", ".join(connection.ops.quote_name(n) for n in names)
+        table = model._meta.db_table
+        sql = f"INSERT INTO {table} ({cols}) SELECT {cols} FROM jsonb_populate_recordset(NULL::{table}, %s::jsonb)"  # noqa: S608
+        if ignore_conflicts:
+            sql += " ON CONFLICT DO NOTHING"
+        self.add(sql, [json.dumps([dict(zip(names, row, strict=True)) for row in rows], default=_json_value)])
+
+    def update(self, model, pks: list, values: dict, *, where: str = "", where_params=()) -> None:
+        """UPDATE model SET values WHERE pk = ANY(pks) [AND where]."""
+        if not pks:
+            return
+        fields = [model._meta.get_field(n) for n in values]
+        sets = ", ".join(f"{connection.ops.quote_name(f.column)} = %s" for f in fields)
+        pk_col = connection.ops.quote_name(model._meta.pk.column)
+        sql = f"UPDATE {model._meta.db_table} SET {sets} WHERE {pk_col} = ANY(%s){where}"  # noqa: S608
+        params = [f.get_db_prep_save(values[f.name], connection) for f in fields]
+        self.add(sql, [*params, list(pks), *where_params])
+
+    def run(self, *, relaxed_commit: bool) -> list[int]:
+        """Send everything; returns each statement's row count."""
+        if not self.statements:
+            return []
+        prefix = "SET LOCAL synchronous_commit TO OFF; " if relaxed_commit else ""
+        with connection.cursor() as cursor:
+            cursor.execute(
+                prefix + "; ".join(sql for sql, _ in self.statements), [p for _, ps in self.statements for p in ps]
+            )
+            counts = []
+            if prefix:
+                cursor.nextset()
+            for i in range(len(self.statements)):
+                if i:
+                    cursor.nextset()
+                counts.append(cursor.rowcount)
+        return counts
+
+
+def _write_batched(
+    *,
+    now,
+    new_releases,
+    closed_releases,
+    to_create,
+    to_update,
+    to_resolve,
+    still_failing,
+    standing_new,
+    standing_changed,
+    policies,
+    policy_delta,
+) -> None:
+    """An evaluation's writes in one round trip (a few instances: every list is short)."""
+    batch = _WriteBatch()
+    if new_releases:
+        columns = [f.attname for f in _insert_fields(ReleaseRecord)]
+        batch.insert(ReleaseRecord, columns, [_prepared_row(r, _insert_fields(ReleaseRecord)) for r in new_releases])
+    for outcome, rec_ids in closed_releases.items():
+        batch.update(ReleaseRecord, rec_ids, {"closed_at": now, "outcome": outcome})
+    # ON CONFLICT DO NOTHING: a concurrent evaluation of the same instance may have opened the same row.
+    batch.insert(Violation, VIOLATION_INSERT_COLUMNS, to_create, ignore_conflicts=True)
+    for v in to_update:
+        batch.update(
+            Violation, [v.pk], {f: getattr(v, Violation._meta.get_field(f).attname) for f in VIOLATION_UPDATE_FIELDS}
         )
+    batch.update(
+        Violation,
+        to_resolve,
+        {"status": ViolationStatus.RESOLVED, "resolved_at": now},
+        where=" AND status = ANY(%s)",
+        where_params=[list(CURRENT_STATUSES)],
+    )
+    batch.update(Violation, still_failing, {"last_seen_at": now})
+    batch.insert(InstanceCompliance, STANDING_INSERT_COLUMNS, standing_new, ignore_conflicts=True)
+    for row in standing_changed:
+        batch.update(InstanceCompliance, [row.instance_id], {f: getattr(row, f) for f in STANDING_FIELDS})
+    policy_counts = _policy_delta_sql(policies, policy_delta, now)
+    counts_at = batch.add(*policy_counts[:2]) if policy_counts else None
+    counts = batch.run(relaxed_commit=not connection.in_atomic_block)
+    if counts_at is not None and counts[counts_at] < len(policy_counts[2]):
+        _create_missing_policy_counts(policy_counts[2], policy_delta)
 
 
 def _notify_critical(opened: list[tuple[str, str, str]]) -> None:
