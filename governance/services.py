@@ -9,14 +9,17 @@ import json
 import logging
 import threading
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date as date_cls
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.contrib.postgres.expressions import ArraySubquery
 from django.core.exceptions import EmptyResultSet
 from django.db import connection, models, transaction
-from django.db.models import Avg, Count
+from django.db.models import Avg, Count, OuterRef, Value
+from django.db.models.functions import Concat
 from django.urls import reverse
 from django.utils import timezone
 
@@ -197,12 +200,25 @@ def _memberships_from_rows(rows) -> dict[int, tuple[set[int], set[str]]]:
     return result
 
 
+def _compile(queryset) -> tuple[str, list, Callable[[list], list]]:
+    """A values_list queryset as SQL, parameters, and the function that converts its raw rows the way the
+    ORM does (JSON decoded, and so on). Raises EmptyResultSet when the query can match nothing."""
+    compiler = queryset.query.get_compiler(using=queryset.db)
+    sql, params = compiler.as_sql()
+    converters = compiler.get_converters([s[0] for s in compiler.select[: compiler.col_count]])
+
+    def convert(rows):
+        return [tuple(r) for r in compiler.apply_converters(rows, converters)] if converters else list(rows)
+
+    return sql, list(params), convert
+
+
 def _read_many(statements: list, *, relaxed_commit: bool = False) -> list[list]:
     """Run several reads and return each one's rows; on PostgreSQL in a single round trip.
 
     A statement is a queryset (rows come back converted exactly as the ORM would give them), a
-    `(sql, params)` pair (rows as the driver returns them), or a `(sql, params, compiler)` triple (see
-    `_precompiled`: rows converted by that compiler). A heartbeat's evaluation needs five reads;
+    `(sql, params)` pair (rows as the driver returns them), or a `(sql, params, convert)` triple (see
+    `_precompiled`: `convert(rows)` gives the rows as the ORM would). A heartbeat's evaluation needs five reads;
     at about a millisecond per round trip, sending them together is most of its cost saved.
 
     `relaxed_commit` (inside an evaluation's transaction, PostgreSQL only) also tells the server not to
@@ -212,16 +228,15 @@ def _read_many(statements: list, *, relaxed_commit: bool = False) -> list[list]:
     compiled, empty = [], set()
     for i, statement in enumerate(statements):
         if isinstance(statement, tuple):
-            sql, params, *compiler = statement
-            compiled.append((sql, list(params), compiler[0] if compiler else None))
+            sql, params, *convert = statement
+            compiled.append((sql, list(params), convert[0] if convert else None))
             continue
-        compiler = statement.query.get_compiler(using=statement.db)
         try:
-            sql, params = compiler.as_sql()
+            sql, params, convert = _compile(statement)
         except EmptyResultSet:  # e.g. `id IN ()`: nothing to ask the database
             empty.add(i)
             continue
-        compiled.append((sql, list(params), compiler))
+        compiled.append((sql, params, convert))
     results = []
     if not compiled:
         return [[] for _ in statements]
@@ -243,8 +258,8 @@ def _read_many(statements: list, *, relaxed_commit: bool = False) -> list[list]:
             for sql, params, _ in compiled:
                 cursor.execute(sql, params)
                 fetched.append(cursor.fetchall())
-    for rows, (_, _, compiler) in zip(fetched, compiled, strict=True):
-        results.append(list(compiler.results_iter(results=[rows], tuple_expected=True)) if compiler else rows)
+    for rows, (_, _, convert) in zip(fetched, compiled, strict=True):
+        results.append(convert(rows) if convert else rows)
     for i in sorted(empty):
         results.insert(i, [])
     return results
@@ -271,6 +286,22 @@ def _instances_read(ids):
     )
 
 
+def _instances_with_memberships_read(ids):
+    """_instances_read plus each instance's group ids and `key=value` tags (PostgreSQL arrays): the
+    memberships a small evaluation needs, without a read of their own."""
+    groups = Instance.groups.through.objects.filter(instance_id=OuterRef("pk")).values("group_id")
+    tags = (
+        Instance.tags.through.objects.filter(instance_id=OuterRef("pk"))
+        .annotate(pair=Concat("tag__key", Value("="), "tag__value"))
+        .values("pair")
+    )
+    qs = Instance.objects.filter(pk__in=ids).annotate(
+        member_groups=ArraySubquery(groups), member_tags=ArraySubquery(tags)
+    )
+    fields = _instances_read(ids).query.values_select
+    return qs.values_list(*fields, "member_groups", "member_tags")
+
+
 def _releases_read(ids):
     qs = ReleaseRecord.objects.filter(closed_at__isnull=True)
     return (qs if ids is None else qs.filter(instance_id__in=ids)).values_list(*RELEASE_READ_COLS)
@@ -287,7 +318,7 @@ _compiled_reads = threading.local()
 
 
 def _precompiled(build, ids: list[int]):
-    """`build(ids)` as a `(sql, params, compiler)` statement for _read_many, compiled once per thread and
+    """`build(ids)` as a `(sql, params, convert)` statement for _read_many, compiled once per thread and
     number of ids: building and compiling the three querysets cost more than a heartbeat's evaluation.
 
     The cached SQL is reused only when compiling put the ids, in order, at the end of the parameters;
@@ -300,14 +331,13 @@ def _precompiled(build, ids: list[int]):
     entry = cache.get(key)
     if entry is None:
         queryset = build(ids)
-        compiler = queryset.query.get_compiler(using=queryset.db)
-        sql, params = compiler.as_sql()
-        params, n = list(params), len(ids)
+        sql, params, convert = _compile(queryset)
+        n = len(ids)
         if params[len(params) - n :] != ids:
             return queryset
-        entry = cache[key] = (sql, params[: len(params) - n], compiler)
-    sql, fixed, compiler = entry
-    return sql, [*fixed, *ids], compiler
+        entry = cache[key] = (sql, params[: len(params) - n], convert)
+    sql, fixed, convert = entry
+    return sql, [*fixed, *ids], convert
 
 
 def _is_stale(status: str, last_seen_at, now) -> bool:
@@ -414,18 +444,24 @@ def _evaluate(instance_ids: list[int] | None, now, *, batched: bool) -> dict:
     else:
         ids = list(instance_ids)
         small = 0 < len(ids) <= SMALL_EVALUATION
+        folded = small and connection.vendor == "postgresql"  # memberships come with the instances
         statements = [
             _versions_sql(now),
-            _precompiled(_instances_read, ids),
+            _precompiled(_instances_with_memberships_read if folded else _instances_read, ids),
             _precompiled(_releases_read, ids),
             _precompiled(_violations_read, ids),
         ]
-        if small:
+        if small and not folded:
             statements.append(_small_memberships_sql(ids))
         version_rows, joined_rows, release_rows, violation_rows, *membership_rows = _read_many(
             statements, relaxed_commit=not batched
         )
-        memberships = _memberships_from_rows(membership_rows[0]) if small else instance_memberships(ids)
+        if folded:
+            memberships = {row[0]: (set(row[-2]), set(row[-1])) for row in joined_rows}
+        elif small:
+            memberships = _memberships_from_rows(membership_rows[0])
+        else:
+            memberships = instance_memberships(ids)
     versions, active_exceptions = _versions_from_row(version_rows[0])
     policies = enabled_policy_specs(versions)
     policy_by_id = {p.id: p for p in policies}
@@ -435,7 +471,7 @@ def _evaluate(instance_ids: list[int] | None, now, *, batched: bool) -> dict:
     for row in joined_rows:
         rows.append(row[:8])
         if row[8] is not None:
-            standings[row[0]] = dict(zip(STANDING_READ_COLS, row[8:], strict=True))
+            standings[row[0]] = dict(zip(STANDING_READ_COLS, row[8:14], strict=True))
 
     open_releases = defaultdict(list)
     for rec in release_rows:

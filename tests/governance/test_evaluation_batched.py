@@ -108,6 +108,11 @@ def test_precompiled_reads_return_what_the_querysets_return(make_instance):
     instances = [make_instance(apps=[("monitoring-agent", "1.0")]) for _ in range(3)]
     make_policy()
     for ids in ([instances[0].pk], [i.pk for i in instances]):
-        for build in (services._instances_read, services._releases_read, services._violations_read):
+        for build in (
+            services._instances_read,
+            services._instances_with_memberships_read,
+            services._releases_read,
+            services._violations_read,
+        ):
             [cached] = services._read_many([services._precompiled(build, ids)])
             assert cached == list(build(ids)), build.__name__
