@@ -254,6 +254,9 @@ CELERY_BEAT_SCHEDULE = {
 # --- Fleet ----------------------------------------------------------------------------------
 HEARTBEAT_INTERVAL = env.int("HEARTBEAT_INTERVAL", default=15)
 OFFLINE_AFTER_MISSED = env.int("OFFLINE_AFTER_MISSED", default=3)
+# An agent that repeats its registration within this many seconds (its reply was lost), before its
+# first heartbeat, gets a new credential for the same instance instead of "name taken".
+REGISTRATION_RETRY_SECONDS = env.int("REGISTRATION_RETRY_SECONDS", default=600)
 COMMAND_PICKUP_TIMEOUT = env.int("COMMAND_PICKUP_TIMEOUT", default=300)
 COMMAND_DEFAULT_TIMEOUT = env.int("COMMAND_DEFAULT_TIMEOUT", default=900)
 GOVERNANCE_STALE_AFTER_SECONDS = env.int("GOVERNANCE_STALE_AFTER_SECONDS", default=3600)

@@ -151,13 +151,14 @@ class RegistrationToken(models.Model):
     def get_absolute_url(self):
         return reverse("fleet:token_detail", args=[self.pk])
 
-    def invalid_reason(self, now) -> str | None:
-        """Why this token can no longer be used, or None if it can."""
+    def invalid_reason(self, now, *, count_uses: bool = True) -> str | None:
+        """Why this token can no longer be used, or None if it can. `count_uses=False`: for repeating a
+        registration it already paid for (see fleet.services.agent_register)."""
         if self.revoked_at:
             return "This registration token was revoked."
         if self.expires_at and now >= self.expires_at:
             return "This registration token has expired."
-        if self.max_uses is not None and self.use_count >= self.max_uses:
+        if count_uses and self.max_uses is not None and self.use_count >= self.max_uses:
             return "This registration token has reached its usage limit."
         return None
 

@@ -177,12 +177,20 @@ def agent_register(
     """Validate a registration token and create the instance; returns it and its agent credential.
 
     A rejected attempt on a known token is still written to the token's usage history.
+
+    A retry is answered, not refused: if the agent's first attempt registered the instance but the reply
+    was lost, the same token and name within REGISTRATION_RETRY_SECONDS, before the instance's first
+    heartbeat, get a fresh credential for that instance (the lost one stops working) and use the
+    token no further.
     """
     now = timezone.now()
     with transaction.atomic():
         record, _secret = _find_registration_token(token)
         if record is None:
             raise ApplicationError("The registration token is not valid.", extra={"code": "invalid_token"})
+        retried = _registration_retried(record, name, now)
+        if retried is not None:
+            return _registration_repeat(record, retried, remote_addr)
         reason = record.invalid_reason(now)
         if reason is None and Instance.objects.filter(name=name).exists():
             reason = f"An instance named '{name}' is already registered."
@@ -210,6 +218,36 @@ def agent_register(
     # Outside the failed branch's transaction, so the history row survives the error response.
     TokenUse.objects.create(token=record, remote_addr=remote_addr, accepted=False, reason=reason[:200])
     raise ApplicationError(reason, extra={"code": "token_rejected"})
+
+
+def _registration_retried(record: RegistrationToken, name: str, now) -> Instance | None:
+    """The instance this token registered under `name` moments ago and that has not been heard from
+    since, i.e. an agent repeating a registration whose reply it never got; None otherwise."""
+    if record.invalid_reason(now, count_uses=False) is not None:
+        return None
+    window = timedelta(seconds=settings.REGISTRATION_RETRY_SECONDS)
+    instance = Instance.objects.filter(
+        name=name, status=InstanceStatus.PENDING, last_seen_at__isnull=True, registered_at__gte=now - window
+    ).first()
+    if instance is None or not TokenUse.objects.filter(token=record, instance=instance, accepted=True).exists():
+        return None
+    return instance
+
+
+def _registration_repeat(record: RegistrationToken, instance: Instance, remote_addr) -> tuple[Instance, str]:
+    key_id, secret = secrets.token_hex(8), secrets.token_urlsafe(32)
+    Instance.objects.filter(pk=instance.pk).update(agent_key_id=key_id, agent_secret_hash=_hash(secret))
+    TokenUse.objects.create(
+        token=record, instance=instance, remote_addr=remote_addr, reason="repeated registration: new credential"
+    )
+    audit_log(
+        actor=f"agent:{instance.name}", action="instance.register_repeat", obj=instance, details={"token": record.name}
+    )
+    logger.info(
+        "instance %s repeated its registration with token %r from %s", instance.name, record.name, remote_addr or "?"
+    )
+    instance.agent_key_id = key_id
+    return instance, f"{key_id}.{secret}"
 
 
 def _license_instance_limit() -> int | None:

@@ -96,8 +96,9 @@ def test_a_wrong_secret_or_garbage_token_is_refused_without_touching_the_real_to
 
 
 def test_a_duplicate_instance_name_is_refused_and_recorded(db):
+    _first, first_token = services.registration_token_create(actor=None, name="first")
     record, token = services.registration_token_create(actor=None, name="r")
-    assert_status(register(token, "dup"), 201)
+    assert_status(register(first_token, "dup"), 201)
     response = register(token, "dup")
     assert_status(response, 400)
     assert "already registered" in response.json()["message"]
@@ -118,3 +119,58 @@ def test_registration_is_throttled_per_address(db, monkeypatch):
     monkeypatch.setattr(ScopedRateThrottle, "THROTTLE_RATES", {"register": "2/min", "agent": "6000/min"})
     codes = [register("garbage", f"n{i}").status_code for i in range(3)]
     assert codes == [400, 400, 429]
+
+
+# --- A repeated registration (the agent never got the reply) ----------------------------------
+
+
+def heartbeat(credential):
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Agent {credential}")
+    return client.post("/api/agent/heartbeat", {"os_version": "24.04", "apps": []}, format="json")
+
+
+def test_a_repeated_registration_gets_a_new_credential_for_the_same_instance(db):
+    record, token = services.registration_token_create(actor=None, name="once", max_uses=1)
+    lost = register(token, "web-01").json()
+    again = register(token, "web-01")
+    assert_status(again, 201)
+    assert again.json()["instance_id"] == lost["instance_id"]
+    assert Instance.objects.filter(name="web-01").count() == 1
+    assert_status(heartbeat(lost["credential"]), 401)  # the lost credential no longer works
+    assert_status(heartbeat(again.json()["credential"]), 200)
+    record.refresh_from_db()
+    assert record.use_count == 1  # the repeat used the token no further
+    uses = list(TokenUse.objects.filter(token=record).order_by("id").values_list("accepted", "reason"))
+    assert uses == [(True, ""), (True, "repeated registration: new credential")]
+
+
+def test_once_the_instance_has_heartbeated_the_name_is_taken(db):
+    _record, token = services.registration_token_create(actor=None, name="t")
+    first = register(token, "web-01").json()
+    assert_status(heartbeat(first["credential"]), 200)
+    response = register(token, "web-01")
+    assert_status(response, 400)
+    assert "already registered" in response.json()["message"]
+    assert_status(heartbeat(first["credential"]), 200)  # the running agent keeps its credential
+
+
+def test_another_token_cannot_take_over_a_pending_instance(db):
+    _r1, token_a = services.registration_token_create(actor=None, name="a")
+    _r2, token_b = services.registration_token_create(actor=None, name="b")
+    first = register(token_a, "web-01").json()
+    assert_status(register(token_b, "web-01"), 400)
+    assert_status(heartbeat(first["credential"]), 200)
+
+
+def test_a_repeat_after_the_window_or_with_a_revoked_token_is_refused(db, settings):
+    record, token = services.registration_token_create(actor=None, name="t")
+    register(token, "web-01")
+    Instance.objects.filter(name="web-01").update(registered_at=timezone.now() - timedelta(seconds=601))
+    assert_status(register(token, "web-01"), 400)
+
+    register(token, "web-02")
+    services.registration_token_revoke(actor=None, token=record)
+    response = register(token, "web-02")
+    assert_status(response, 400)
+    assert "revoked" in response.json()["message"]
