@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin
 
-from .models import AuditEntry, Notification, User
+from .models import ApiToken, AuditEntry, Notification, User
 
 
 @admin.register(User)
@@ -31,3 +31,23 @@ class AuditEntryAdmin(admin.ModelAdmin):
 class NotificationAdmin(admin.ModelAdmin):
     list_display = ("created", "user", "level", "title", "read_at")
     list_filter = ("level",)
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    """Who has a token and when it was last used; never the hash. Tokens are made on the API token page or
+    with `manage.py create_api_token`, and revoked from Settings › Users (audited there)."""
+
+    list_display = ("user", "key_id", "created", "last_used_at")
+    fields = list_display
+    search_fields = ("user__username", "key_id")
+    list_select_related = ("user",)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

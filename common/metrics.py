@@ -9,7 +9,8 @@ import hmac
 from django.conf import settings
 from django.http import HttpResponse
 from django.utils.module_loading import import_string
-from rest_framework.authtoken.models import Token
+
+from .services import api_token_authenticate
 
 
 def _authorized(request) -> bool:
@@ -19,7 +20,7 @@ def _authorized(request) -> bool:
         configured = getattr(settings, "METRICS_TOKEN", "")
         if configured and hmac.compare_digest(configured, credential):
             return True
-        token = Token.objects.select_related("user").filter(key=credential).first()
+        token = api_token_authenticate(credential)
         return bool(token and token.user.is_active)
     return bool(request.user.is_authenticated and request.user.is_active)
 

@@ -78,3 +78,22 @@ class Notification(models.Model):
 
     def __str__(self):
         return self.title
+
+
+class ApiToken(models.Model):
+    """A user's REST API token, `gov_<key_id>_<secret>`. Only SHA-256(secret) is stored: the key is shown
+    once when it is made and can never be shown again (regenerate a lost one)."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_token")
+    key_id = models.CharField(max_length=16, unique=True)
+    secret_hash = models.CharField(max_length=64)
+    created = models.DateTimeField(auto_now_add=True)
+    # Refreshed at most once a minute, so authenticating a busy script rarely writes.
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["user__username"]
+        verbose_name = "API token"
+
+    def __str__(self):
+        return f"{self.user} ({self.key_id})"

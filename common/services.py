@@ -1,4 +1,8 @@
+import hashlib
+import hmac
 import logging
+import secrets
+from datetime import timedelta
 
 from django.conf import settings
 from django.core.mail import send_mail
@@ -6,7 +10,8 @@ from django.db import models, transaction
 from django.utils import timezone
 
 from .choices import NotificationLevel, Role
-from .models import AuditEntry, Notification, User
+from .exceptions import ConflictError, NotFoundError
+from .models import ApiToken, AuditEntry, Notification, User
 
 logger = logging.getLogger(__name__)
 
@@ -96,3 +101,82 @@ def user_update(*, actor, user: User, role: str, is_active: bool) -> User:
         actor=actor, action="user.update", obj=user, details={"before": before, "role": role, "is_active": is_active}
     )
     return user
+
+
+# --- API tokens ---------------------------------------------------------------------------------
+# One per user, `gov_<key_id>_<secret>`; only SHA-256(secret) is stored, as for agent credentials. The
+# secret has 256 bits of entropy, so a fast hash is safe and keeps every API request cheap. Audit
+# entries name the user, never the key.
+
+API_TOKEN_TOUCH_SECONDS = 60  # last_used_at is refreshed at most this often per token
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _api_token_new(user: User) -> str:
+    """Store a new token for `user` (who has none) and return its key; not audited (test factories)."""
+    key_id, secret = secrets.token_hex(8), secrets.token_urlsafe(32)
+    ApiToken.objects.create(user=user, key_id=key_id, secret_hash=_hash(secret))
+    return f"gov_{key_id}_{secret}"
+
+
+def _api_token_of(user: User) -> ApiToken | None:
+    # Locking the user serialises two create/regenerate requests of one user (double submit, two tabs).
+    User.objects.select_for_update().filter(pk=user.pk).first()
+    return ApiToken.objects.filter(user=user).first()
+
+
+def api_token_authenticate(key: str) -> ApiToken | None:
+    """The token behind `key` (with its user loaded), or None. Constant-time comparison of the secret hash.
+    The caller refuses inactive users (whose use is not recorded in last_used_at)."""
+    try:
+        prefix, key_id, secret = key.split("_", 2)
+    except (AttributeError, ValueError):
+        return None
+    if prefix != "gov" or not key_id or not secret:
+        return None
+    token = ApiToken.objects.select_related("user").filter(key_id=key_id).first()
+    if token is None or not hmac.compare_digest(token.secret_hash, _hash(secret)):
+        return None
+    now = timezone.now()
+    due = token.last_used_at is None or now - token.last_used_at >= timedelta(seconds=API_TOKEN_TOUCH_SECONDS)
+    if due and token.user.is_active:
+        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+        token.last_used_at = now
+    return token
+
+
+@transaction.atomic
+def api_token_create(*, actor, user: User) -> str:
+    """Give `user` an API token; returns its key, which the panel shows once and cannot show again."""
+    if _api_token_of(user) is not None:
+        raise ConflictError("There is already an API token; regenerate it to get a new key.")
+    key = _api_token_new(user)
+    audit_log(actor=actor, action="api_token.create", obj=user)
+    return key
+
+
+@transaction.atomic
+def api_token_regenerate(*, actor, user: User) -> str:
+    """Replace `user`'s API token with a new one; the old key stops working at once. Returns the new key."""
+    old = _api_token_of(user)
+    if old is None:
+        raise NotFoundError("There is no API token to regenerate; create one instead.")
+    old.delete()
+    key = _api_token_new(user)
+    audit_log(
+        actor=actor, action="api_token.regenerate", obj=user, details={"replaced_created": old.created.isoformat()}
+    )
+    return key
+
+
+@transaction.atomic
+def api_token_revoke(*, actor, user: User) -> None:
+    """Delete `user`'s API token: requests with it are refused from now on."""
+    old = _api_token_of(user)
+    if old is None:
+        raise NotFoundError(f"There is no API token of {user.username} to revoke.")
+    old.delete()
+    audit_log(actor=actor, action="api_token.revoke", obj=user, details={"revoked_created": old.created.isoformat()})

@@ -1,6 +1,7 @@
 from django.contrib import messages
 from django.contrib.auth.mixins import LoginRequiredMixin
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import F
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse, reverse_lazy
 from django.utils.cache import patch_vary_headers
@@ -13,7 +14,7 @@ from . import services
 from .choices import Role
 from .exceptions import ApplicationError
 from .forms import UserCreateForm, UserUpdateForm, style_form
-from .models import Notification, User
+from .models import ApiToken, Notification, User
 
 
 class RoleRequiredMixin(LoginRequiredMixin):
@@ -162,7 +163,8 @@ class UserListView(RoleRequiredMixin, ListView):
     paginate_by = 50
 
     def get_queryset(self):
-        return User.objects.order_by("username")
+        # The date only: the key of an existing token is never shown again.
+        return User.objects.annotate(api_token_created=F("api_token__created")).order_by("username")
 
 
 class UserCreateView(RoleRequiredMixin, ServiceFormMixin, FormView):
@@ -208,6 +210,108 @@ class UserUpdateView(RoleRequiredMixin, ServiceFormMixin, FormView):
         services.user_update(actor=self.request.user, user=self.target, role=data["role"], is_active=data["is_active"])
         messages.success(self.request, f"User {self.target.username} updated.")
         return redirect(self.success_url)
+
+
+class UserTokenRevokeView(ServiceActionView):
+    """An admin cuts off another user's API token (a leaked key, a departed script) without touching the account."""
+
+    model = User
+    confirm_title = "Revoke API token"
+    confirm_text = (
+        "Revoke the API token of {obj.username}? Requests with it are refused at once. "
+        "{obj.username} can still sign in and create a new one; deactivate the account to stop that too."
+    )
+    confirm_button = "Revoke token"
+
+    def get_success_url(self, obj):
+        return reverse("common:user_list")
+
+    get_cancel_url = get_success_url
+
+    def act(self, obj):
+        services.api_token_revoke(actor=self.request.user, user=obj)
+        return f"API token of {obj.username} revoked."
+
+
+# --- Settings > API token ----------------------------------------------------------------------
+# Every user manages their own token and nobody else's: no URL here names a user, each view acts on
+# request.user. A key is shown once, in the response to the POST that made it; it never goes into the
+# session, a flash message or a URL.
+
+
+def _api_token_page(request, *, new_key: str = ""):
+    created = ApiToken.objects.filter(user=request.user).values_list("created", flat=True).first()
+    context = {
+        "token_created": created,
+        "new_key": new_key,
+        "example_url": request.build_absolute_uri(reverse("fleet-api:instance-list")),
+    }
+    response = render(request, "common/api_token.html", context)
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+class ApiTokenView(RoleRequiredMixin, View):
+    """GET: whether the user has a token and since when. POST: create one (Regenerate replaces it)."""
+
+    write_role = Role.VIEWER
+
+    def get(self, request):
+        return _api_token_page(request)
+
+    def post(self, request):
+        try:
+            key = services.api_token_create(actor=request.user, user=request.user)
+        except ApplicationError as exc:
+            messages.error(request, exc.message)
+            return redirect("common:api_token")
+        messages.success(request, "API token created.")
+        return _api_token_page(request, new_key=key)
+
+
+class ApiTokenActionView(ServiceActionView):
+    """The user's own token: GET asks for confirmation, POST acts."""
+
+    required_role = Role.VIEWER
+    write_role = Role.VIEWER
+
+    def get_object(self):
+        return self.request.user
+
+    def get_success_url(self, obj):
+        return reverse("common:api_token")
+
+    get_cancel_url = get_success_url
+
+    def get(self, request, *args, **kwargs):
+        if not ApiToken.objects.filter(user=request.user).exists():  # a stale link: nothing to confirm
+            messages.info(request, "You have no API token.")
+            return redirect("common:api_token")
+        return super().get(request, *args, **kwargs)
+
+
+class ApiTokenRegenerateView(ApiTokenActionView):
+    confirm_title = "Regenerate API token"
+    confirm_text = (
+        "Replace your API token with a new one? The current key stops working at once: "
+        "update every script that uses it."
+    )
+    confirm_button = "Regenerate token"
+
+    def act(self, obj):
+        key = services.api_token_regenerate(actor=self.request.user, user=obj)
+        messages.success(self.request, "API token regenerated. The previous key no longer works.")
+        return _api_token_page(self.request, new_key=key)
+
+
+class ApiTokenRevokeView(ApiTokenActionView):
+    confirm_title = "Revoke API token"
+    confirm_text = "Delete your API token? Requests with it are refused at once. You can create a new one later."
+    confirm_button = "Revoke token"
+
+    def act(self, obj):
+        services.api_token_revoke(actor=self.request.user, user=obj)
+        return "API token revoked. Requests with it are now refused."
 
 
 # --- Notifications -----------------------------------------------------------------------------

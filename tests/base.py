@@ -24,6 +24,13 @@ def assert_status(response, expected: int):
         raise AssertionError(f"expected HTTP {expected}, got {response.status_code}: {body}")
 
 
+def api_key_for(user) -> str:
+    """A new API token for `user` (who has none), as the factory fixtures need it: no audit entry."""
+    from common.services import _api_token_new
+
+    return _api_token_new(user)
+
+
 def service_unavailable(what: str):
     """A test needing a missing service fails in CI and skips elsewhere."""
     if IN_CI:

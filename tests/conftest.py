@@ -5,13 +5,12 @@ import time
 from pathlib import Path
 
 import pytest
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from common.choices import Role
 from common.models import User
 from fleet.models import License
-from tests.base import LicenseIssuer, port_open, service_unavailable
+from tests.base import LicenseIssuer, api_key_for, port_open, service_unavailable
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -52,8 +51,7 @@ def outsider_user(db):
 
 def _api_client(user):
     client = APIClient()
-    token, _ = Token.objects.get_or_create(user=user)
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token.key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {api_key_for(user)}")
     return client
 
 

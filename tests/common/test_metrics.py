@@ -1,6 +1,5 @@
-from rest_framework.authtoken.models import Token
-
 from fleet.models import Instance
+from tests.base import api_key_for
 
 
 def test_metrics_need_authentication(client, db):
@@ -26,8 +25,7 @@ def test_metrics_refuse_a_wrong_token(client, db, settings):
 
 
 def test_metrics_accept_a_user_api_token(client, viewer_user):
-    token = Token.objects.create(user=viewer_user)
-    response = client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {token.key}")
+    response = client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {api_key_for(viewer_user)}")
     assert response.status_code == 200
     assert "fleet_command_queue_depth" in response.content.decode()
 

@@ -10,7 +10,7 @@ from fleet import services
 from fleet.api.mixins import LicensedFeatureMixin
 from fleet.choices import CommandType, RunStatus
 from fleet.models import Command, Group, Instance, License, RegistrationToken
-from tests.base import assert_status
+from tests.base import api_key_for, assert_status
 
 from .helpers import make_instance
 
@@ -33,10 +33,8 @@ def test_the_api_needs_authentication(db):
 
 
 def test_a_deactivated_users_token_is_refused(outsider_user):
-    from rest_framework.authtoken.models import Token
-
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {Token.objects.create(user=outsider_user).key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {api_key_for(outsider_user)}")
     assert client.get("/api/fleet/instances").status_code in (401, 403)
 
 

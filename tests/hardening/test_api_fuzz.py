@@ -7,11 +7,11 @@ import pytest
 import schemathesis
 from drf_spectacular.generators import SchemaGenerator
 from hypothesis import HealthCheck, settings
-from rest_framework.authtoken.models import Token
 from schemathesis import checks
 
 from common.choices import Role
 from common.models import User
+from tests.base import api_key_for
 
 pytestmark = pytest.mark.integration
 
@@ -37,7 +37,7 @@ MAX_EXAMPLES = int(os.environ.get("FUZZ_MAX_EXAMPLES", "8"))
 def admin_token(transactional_db, license_issuer, install_license):
     install_license("enterprise")
     user = User.objects.create_user(username="fuzz-admin", password="x", role=Role.ADMIN)
-    return Token.objects.create(user=user).key
+    return api_key_for(user)
 
 
 @schema.parametrize()

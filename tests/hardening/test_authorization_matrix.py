@@ -9,13 +9,13 @@ import re
 
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
-from rest_framework.authtoken.models import Token
 
 from common.choices import ROLE_RANK, Role
 from common.views import RoleRequiredMixin
 from fleet import services as fleet_services
 from fleet.choices import ScopeKind
 from fleet.scopes import Scope
+from tests.base import api_key_for
 
 WRITE_METHODS = ("post", "put", "patch", "delete")
 SAFE = ("get",)
@@ -36,7 +36,7 @@ PUBLIC = {
     "healthz": "load-balancer probe, says nothing about the fleet",
     "metrics": "own bearer-token check (tested in tests/common/test_metrics.py)",
 }
-ADMIN_ONLY_PAGES = {"settings/users/"}
+ADMIN_ONLY_PAGES = {"settings/users/", "settings/users/ID/api-token/revoke/"}
 # Reads that only admins may make: the user directory.
 ADMIN_ONLY_READS = {"api/users", "api/users/ID"}
 
@@ -90,7 +90,7 @@ def _call(client, method, route, **extra):
 
 @pytest.fixture
 def personas(db, admin_user, operator_user, viewer_user, enterprise_license):
-    tokens = {u.role: Token.objects.create(user=u).key for u in (admin_user, operator_user, viewer_user)}
+    tokens = {u.role: api_key_for(u) for u in (admin_user, operator_user, viewer_user)}
     return tokens
 
 

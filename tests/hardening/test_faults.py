@@ -68,14 +68,14 @@ def test_a_postgres_restart_gives_clean_503s_and_the_app_recovers(private_postgr
         timeout=60,
     )
     token = subprocess.run(
-        [*manage, "drf_create_token", "admin"],
+        [*manage, "create_api_token", "admin"],
         cwd=ROOT,
         env=env,
         check=True,
         capture_output=True,
         text=True,
         timeout=60,
-    ).stdout.split()[2]
+    ).stdout.strip()
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "config.wsgi", "-b", f"127.0.0.1:{port}", "-w", "2", "--timeout", "30"],

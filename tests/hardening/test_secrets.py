@@ -1,16 +1,19 @@
-"""Secrets never leave the panel: private keys and agent credentials appear in no API response, no
-page, no admin page and no log line; the database holds ciphertext."""
+"""Secrets never leave the panel: private keys, agent credentials and API tokens appear in no API
+response, no page, no admin page and no log line; the database holds ciphertext or hashes."""
 
 import logging
 import re
 from collections import deque
+from io import StringIO
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from django.core.management import call_command
 from django.urls import get_resolver
 from drf_spectacular.generators import SchemaGenerator
 
+from common import services as common_services
 from fleet import services as fleet_services
 from gitops import services as gitops_services
 from gitops.choices import AuthMethod
@@ -22,8 +25,9 @@ SKIP = ("/accounts/logout", "/static/", "/api/docs", "/admin/logout", "/admin/js
 
 
 @pytest.fixture
-def secrets_in_play(db, admin_user, enterprise_license, caplog):
+def secrets_in_play(db, admin_user, operator_user, enterprise_license, caplog):
     caplog.set_level(logging.DEBUG)
+    api_key = common_services.api_token_create(actor=admin_user, user=operator_user)
     token, token_text = fleet_services.registration_token_create(actor=admin_user, name="secret-test")
     instance, credential = fleet_services.agent_register(token=token_text, name="web-01", address="127.0.0.1:9")
     fleet_services.heartbeat_record(instance=instance, state={"os_version": "24.04", "apps": [], "settings": {}})
@@ -52,6 +56,7 @@ def secrets_in_play(db, admin_user, enterprise_license, caplog):
     secrets = {
         "agent credential": credential.split(".", 1)[1],
         "registration token": token_text.split("_", 2)[2],
+        "API token": api_key.split("_", 2)[2],
     }
     # The first base64 line of an OpenSSH key is a header every key shares; the rest carry key material.
     for label, pem in (
@@ -127,6 +132,12 @@ def test_the_database_holds_only_ciphertext_of_private_keys(secrets_in_play):
         stored = repository.private_key_encrypted
         assert "PRIVATE KEY" not in stored
         assert not _leaks(stored, secrets_in_play)
+
+
+def test_the_database_holds_no_token_or_credential_in_plain_text(secrets_in_play):
+    dump = StringIO()
+    call_command("dumpdata", stdout=dump)
+    assert _leaks(dump.getvalue(), secrets_in_play) == []
 
 
 def test_the_url_configuration_was_crawled_not_just_the_start_page(admin_client, secrets_in_play):
