@@ -15,8 +15,8 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from config.wsgi import application
-from fleet.agent.fastlane import HeartbeatFastLane
 from fleet import services
+from fleet.agent.fastlane import HeartbeatFastLane
 from fleet.choices import InstanceStatus
 from fleet.models import Instance
 
@@ -156,9 +156,7 @@ def test_malformed_json_falls_through_to_the_full_paths_error(agents):
     assert "JSON" in json.loads(content)["message"] or json.loads(content)["error"] == "parse_error"
 
 
-def test_an_equal_state_in_another_byte_order_is_no_change_and_then_takes_the_lane(
-    agents, django_assert_num_queries
-):
+def test_an_equal_state_in_another_byte_order_is_no_change_and_then_takes_the_lane(agents, django_assert_num_queries):
     a, _b = agents
     a.beat(BODY)
     reordered = json.dumps(dict(reversed(list(heartbeat_body().items()))), indent=1).encode()
