@@ -79,7 +79,8 @@ def test_a_failing_write_batch_applies_nothing(make_instance, monkeypatch):
     real_run = services._WriteBatch.run
 
     def run_then_fail(self, *, relaxed_commit):
-        self.add("SELECT 1 / 0", [])  # the last statement fails after every write was sent
+        # The last write fails after every other one was sent.
+        self.add("UPDATE governance_policycompliance SET compliant = compliant / 0", [])
         return real_run(self, relaxed_commit=relaxed_commit)
 
     monkeypatch.setattr(services._WriteBatch, "run", run_then_fail)
