@@ -1,9 +1,23 @@
 import os
 
 from celery import Celery
+from celery.signals import worker_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 app = Celery("governance_panel")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+def warm_up() -> None:
+    """Load the URLconf now rather than inside the first task that builds a link (an evaluation's
+    notification, say): its first `reverse()` imports every view module, about 0.3 s."""
+    from django.urls import get_resolver
+
+    get_resolver().reverse_dict  # noqa: B018 - populating the resolver is the point
+
+
+@worker_init.connect
+def _warm_up_worker(**_kwargs):
+    warm_up()  # in the parent, before the pool forks: every child starts warm

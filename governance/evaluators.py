@@ -158,13 +158,30 @@ def severity_for(policy_type: str) -> str:
 class Facts:
     """One instance's state, indexed once so that 50 policies can be checked against it cheaply."""
 
-    __slots__ = ("os_version", "apps", "settings", "updates")
+    __slots__ = ("os_version", "apps", "settings", "updates", "_pending", "_globbed")
 
     def __init__(self, state: dict):
         self.os_version = state.get("os_version") or ""
         self.apps = {a["name"]: a for a in state.get("apps") or () if a.get("name")}
         self.settings = state.get("settings") or {}
         self.updates = state.get("updates") or ()
+        self._pending = None
+        self._globbed: dict = {}
+
+    def apps_matching(self, pattern: str, names_cache: dict) -> list[dict]:
+        """Installed apps whose name matches the glob, worked out once per instance and pattern however
+        many policies block it. `names_cache` (the checker's) remembers fnmatch per app name."""
+        found = self._globbed.get(pattern)
+        if found is None:
+            found = []
+            for n, a in self.apps.items():
+                hit = names_cache.get(n)
+                if hit is None:
+                    hit = names_cache[n] = fnmatchcase(n, pattern)
+                if hit:
+                    found.append(a)
+            self._globbed[pattern] = found
+        return found
 
     def installed(self, kind: str, name: str) -> str | None:
         if kind == "os":
@@ -173,7 +190,13 @@ class Facts:
         return str(app.get("version", "")) if app else None
 
     def pending_updates(self) -> dict[tuple[str, str], list[tuple[str, str]]]:
-        """{(kind, name): [(version, released_at ISO)]} of offered releases newer than what runs."""
+        """{(kind, name): [(version, released_at ISO)]} of offered releases newer than what runs.
+        Worked out once per instance, however many update_rules policies ask."""
+        if self._pending is None:
+            self._pending = self._find_pending_updates()
+        return self._pending
+
+    def _find_pending_updates(self) -> dict[tuple[str, str], list[tuple[str, str]]]:
         result: dict[tuple[str, str], list[tuple[str, str]]] = {}
         for u in self.updates:
             kind = u.get("kind", "app")
@@ -295,13 +318,7 @@ class Checker:
         failures = []
         for pattern, is_glob, low, below, rule, range_text, matched in self._items:
             if is_glob:
-                candidates = []
-                for n, a in facts.apps.items():
-                    hit = matched.get(n)
-                    if hit is None:
-                        hit = matched[n] = fnmatchcase(n, pattern)
-                    if hit:
-                        candidates.append(a)
+                candidates = facts.apps_matching(pattern, matched)
             else:
                 app = facts.apps.get(pattern)
                 if app is None:

@@ -7,6 +7,7 @@ policy, and only the rows that changed are written (bulk_create / bulk_update / 
 
 import json
 import logging
+import queue
 import threading
 from collections import defaultdict
 from collections.abc import Callable
@@ -397,6 +398,90 @@ def bulk_insert_rows(model, columns: list[str], rows: list[tuple], *, batch_size
         cursor.execute(f"DROP TABLE {temp}")
 
 
+class _BackgroundCopy:
+    """New rows of a large evaluation, inserted by a helper thread while the evaluation goes on.
+
+    The evaluation's loop is Python on one core; PostgreSQL's side of the inserts (COPY, index entries,
+    foreign-key checks) runs in another process that would otherwise wait for the loop to end. The
+    thread takes chunks of rows from a queue and, on the same database connection (so in the same
+    transaction), COPYs each into a temporary table and moves it with `INSERT … ON CONFLICT DO
+    NOTHING`, as bulk_insert_rows does. The loop does not touch the connection until `finish()` has
+    joined the thread; an error in the thread is raised there and the transaction rolls back whole.
+
+    `put(model, rows)` takes the whole, growing list of one kind each time and sends what is new once
+    at least CHUNK rows have piled up.
+    """
+
+    CHUNK = 4000
+
+    def __init__(self):
+        self.sent: dict = {}
+        self.queue: queue.Queue = queue.Queue(maxsize=8)
+        self.error: BaseException | None = None
+        self.raw = connection.connection  # psycopg's connection: the evaluation's open transaction
+        self.sql = {}
+        with connection.cursor() as cursor:
+            # Foreign keys are checked as each chunk is inserted (by the thread, while the loop runs)
+            # rather than all at COMMIT, where tens of thousands of deferred checks would wait in line.
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+            for model, columns in (
+                (Violation, VIOLATION_INSERT_COLUMNS),
+                (InstanceCompliance, STANDING_INSERT_COLUMNS),
+            ):
+                table, temp = model._meta.db_table, f"stream_{model._meta.db_table}"
+                cols = ", ".join(connection.ops.quote_name(model._meta.get_field(c).column) for c in columns)
+                # Identifiers come from model metadata; no value is interpolated into SQL.
+                cursor.execute(
+                    f"CREATE TEMP TABLE IF NOT EXISTS {temp} ON COMMIT DROP AS SELECT {cols} FROM {table} WITH NO DATA"  # noqa: S608
+                )
+                self.sql[model] = (
+                    f"COPY {temp} ({cols}) FROM STDIN",
+                    f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {temp} ON CONFLICT DO NOTHING; TRUNCATE {temp}",  # noqa: S608
+                )
+        self.thread = threading.Thread(target=self._run, name="evaluation-copy", daemon=True)
+        self.thread.start()
+
+    def put(self, model, rows: list, *, force: bool = False) -> None:
+        start = self.sent.get(model, 0)
+        if len(rows) - start >= (1 if force else self.CHUNK):
+            self.queue.put((model, rows[start:]))
+            self.sent[model] = len(rows)
+
+    def _run(self) -> None:
+        try:
+            while (item := self.queue.get()) is not None:
+                model, rows = item
+                copy_sql, move_sql = self.sql[model]
+                with self.raw.cursor() as cursor:
+                    with cursor.copy(copy_sql) as copy:
+                        for row in rows:
+                            copy.write_row(row)
+                    cursor.execute(move_sql)
+        except BaseException as exc:  # raised by finish(); keep draining so that put() never blocks
+            self.error = exc
+            while self.queue.get() is not None:
+                pass
+
+    def finish(self) -> None:
+        self.queue.put(None)
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+        self._restore_deferral()
+
+    def abort(self) -> None:
+        if self.thread.is_alive():
+            self.queue.put(None)
+            self.thread.join()
+
+    @staticmethod
+    def _restore_deferral() -> None:
+        """Back to how Django declares its foreign keys (INITIALLY DEFERRED) for the rest of a caller's
+        transaction."""
+        with connection.cursor() as cursor:
+            cursor.execute("SET CONSTRAINTS ALL DEFERRED")
+
+
 def _chunks(items, size=2000):
     items = list(items)
     for i in range(0, len(items), size):
@@ -493,158 +578,173 @@ def _evaluate(instance_ids: list[int] | None, now, *, batched: bool) -> dict:
     per_instance = [p for p in policies if p.by_instance]
     scope_cache: dict = {}
 
-    for instance_id, name, status, last_seen_at, os_version, apps, settings_, updates in rows:
-        group_ids, tags = memberships.get(instance_id) or (set(), set())
-        stale = _is_stale(status, last_seen_at, now)
-        combo = (frozenset(group_ids), frozenset(tags))
-        in_scope = scope_cache.get(combo)
-        if in_scope is None:
-            in_scope = scope_cache[combo] = [p for p in shared if p.matches(instance_id, combo[0], combo[1])]
-        if per_instance:
-            in_scope = in_scope + [p for p in per_instance if instance_id in p._ids]
-        existing = current.get(instance_id, {})
-        desired = {}  # (policy_id, rule_key) -> (PolicySpec, Failure, exception_id)
-        states = {}
-        keep = set()  # current rows of a stale instance: left as they are
-        if stale:
-            for p in in_scope:
-                states[p.key] = PolicyState.UNKNOWN
-            keep = {k for k in existing if k[0] in policy_by_id and str(k[0]) in states}
-        else:
-            state = {"os_version": os_version, "apps": apps, "settings": settings_, "updates": updates}
-            facts = evaluators.Facts(state)
-            records = open_releases.get(instance_id, [])
-            pending_since = {}
-            if records or updates:
-                created, closed = evaluators.release_transitions(state, records)
-                for rec_id, outcome in closed.items():
-                    closed_releases[outcome].append(rec_id)
-                for item in created:
-                    released = evaluators.parse_time(item["released_at"]) or now
-                    new_releases.append(
-                        ReleaseRecord(
-                            instance_id=instance_id,
-                            kind=item["kind"],
-                            name=item["name"],
-                            version=item["version"],
-                            released_at=released,
-                            first_seen_at=now,
+    # A large evaluation on PostgreSQL hands its new rows to a helper thread as it goes, so that the
+    # database inserts them while the remaining instances are checked (see _BackgroundCopy).
+    streaming = _BackgroundCopy() if len(rows) > COPY_THRESHOLD and connection.vendor == "postgresql" else None
+    try:
+        for instance_id, name, status, last_seen_at, os_version, apps, settings_, updates in rows:
+            group_ids, tags = memberships.get(instance_id) or (set(), set())
+            stale = _is_stale(status, last_seen_at, now)
+            combo = (frozenset(group_ids), frozenset(tags))
+            in_scope = scope_cache.get(combo)
+            if in_scope is None:
+                in_scope = scope_cache[combo] = [p for p in shared if p.matches(instance_id, combo[0], combo[1])]
+            if per_instance:
+                in_scope = in_scope + [p for p in per_instance if instance_id in p._ids]
+            existing = current.get(instance_id, {})
+            desired = {}  # (policy_id, rule_key) -> (PolicySpec, Failure, exception_id)
+            states = {}
+            keep = set()  # current rows of a stale instance: left as they are
+            if stale:
+                for p in in_scope:
+                    states[p.key] = PolicyState.UNKNOWN
+                keep = {k for k in existing if k[0] in policy_by_id and str(k[0]) in states}
+            else:
+                state = {"os_version": os_version, "apps": apps, "settings": settings_, "updates": updates}
+                facts = evaluators.Facts(state)
+                records = open_releases.get(instance_id, [])
+                pending_since = {}
+                if records or updates:
+                    created, closed = evaluators.release_transitions(state, records)
+                    for rec_id, outcome in closed.items():
+                        closed_releases[outcome].append(rec_id)
+                    for item in created:
+                        released = evaluators.parse_time(item["released_at"]) or now
+                        new_releases.append(
+                            ReleaseRecord(
+                                instance_id=instance_id,
+                                kind=item["kind"],
+                                name=item["name"],
+                                version=item["version"],
+                                released_at=released,
+                                first_seen_at=now,
+                            )
+                        )
+                        records = [
+                            *records,
+                            {"id": None, "kind": item["kind"], "name": item["name"], "released_at": released},
+                        ]
+                    for rec in records:
+                        if rec["id"] in closed:
+                            continue
+                        target = evaluators.target_key(rec["kind"], rec["name"])
+                        if target not in pending_since or rec["released_at"] < pending_since[target]:
+                            pending_since[target] = rec["released_at"]
+                for p in in_scope:
+                    failures = p.checker.check(facts, now, pending_since)
+                    policy_exceptions = exceptions.get(p.id)
+                    if not policy_exceptions:
+                        for f in failures:
+                            desired[(p.id, f.rule_key)] = (p, f, None)
+                        states[p.key] = PolicyState.NONCOMPLIANT if failures else PolicyState.COMPLIANT
+                        continue
+                    covering = [e for e in policy_exceptions if e.matcher.matches(instance_id, group_ids, tags)]
+                    whole = next((e.id for e in covering if not e.rule_key), None)
+                    by_rule = {e.rule_key: e.id for e in covering if e.rule_key}
+                    unexempted = 0
+                    for f in failures:
+                        exc_id = whole or by_rule.get(f.rule_key)
+                        unexempted += exc_id is None
+                        desired[(p.id, f.rule_key)] = (p, f, exc_id)
+                    if whole is not None:
+                        states[p.key] = PolicyState.EXEMPT
+                    else:
+                        states[p.key] = PolicyState.NONCOMPLIANT if unexempted else PolicyState.COMPLIANT
+
+            # Violations: diff desired against current.
+            for key, row in existing.items():
+                if key in keep:
+                    continue
+                vid, _pid, _iid, _rk, vstatus, evidence, exc_id, severity = row
+                if key not in desired:
+                    to_resolve.append(vid)
+                    continue
+                p, f, want_exc = desired.pop(key)
+                want_status = ViolationStatus.EXEMPTED if want_exc else ViolationStatus.OPEN
+                if evidence != f.evidence or vstatus != want_status or exc_id != want_exc:
+                    to_update.append(
+                        Violation(
+                            pk=vid,
+                            evidence=f.evidence,
+                            rule=f.rule[:300],
+                            status=want_status,
+                            exception_id=want_exc,
+                            last_seen_at=now,
                         )
                     )
-                    records = [
-                        *records,
-                        {"id": None, "kind": item["kind"], "name": item["name"], "released_at": released},
-                    ]
-                for rec in records:
-                    if rec["id"] in closed:
-                        continue
-                    target = evaluators.target_key(rec["kind"], rec["name"])
-                    if target not in pending_since or rec["released_at"] < pending_since[target]:
-                        pending_since[target] = rec["released_at"]
-            for p in in_scope:
-                failures = p.checker.check(facts, now, pending_since)
-                policy_exceptions = exceptions.get(p.id)
-                if not policy_exceptions:
-                    for f in failures:
-                        desired[(p.id, f.rule_key)] = (p, f, None)
-                    states[p.key] = PolicyState.NONCOMPLIANT if failures else PolicyState.COMPLIANT
-                    continue
-                covering = [e for e in policy_exceptions if e.matcher.matches(instance_id, group_ids, tags)]
-                whole = next((e.id for e in covering if not e.rule_key), None)
-                by_rule = {e.rule_key: e.id for e in covering if e.rule_key}
-                unexempted = 0
-                for f in failures:
-                    exc_id = whole or by_rule.get(f.rule_key)
-                    unexempted += exc_id is None
-                    desired[(p.id, f.rule_key)] = (p, f, exc_id)
-                if whole is not None:
-                    states[p.key] = PolicyState.EXEMPT
+                    if (
+                        want_status == ViolationStatus.OPEN
+                        and vstatus != ViolationStatus.OPEN
+                        and severity == Severity.CRITICAL
+                    ):
+                        opened_critical.append((p.name, name, f.evidence))
                 else:
-                    states[p.key] = PolicyState.NONCOMPLIANT if unexempted else PolicyState.COMPLIANT
-
-        # Violations: diff desired against current.
-        for key, row in existing.items():
-            if key in keep:
-                continue
-            vid, _pid, _iid, _rk, vstatus, evidence, exc_id, severity = row
-            if key not in desired:
-                to_resolve.append(vid)
-                continue
-            p, f, want_exc = desired.pop(key)
-            want_status = ViolationStatus.EXEMPTED if want_exc else ViolationStatus.OPEN
-            if evidence != f.evidence or vstatus != want_status or exc_id != want_exc:
-                to_update.append(
-                    Violation(
-                        pk=vid,
-                        evidence=f.evidence,
-                        rule=f.rule[:300],
-                        status=want_status,
-                        exception_id=want_exc,
-                        last_seen_at=now,
+                    still_failing.append(vid)
+            for (pid, rule_key), (p, f, exc_id) in desired.items():
+                status_ = EXEMPTED if exc_id else OPEN
+                # Plain values in VIOLATION_INSERT_COLUMNS order, no model instance: a sweep may open tens of
+                # thousands, and they go to COPY as they are.
+                to_create.append(
+                    (
+                        pid,
+                        p.name,
+                        instance_id,
+                        rule_key,
+                        f.rule[:300],
+                        f.evidence,
+                        p.severity,
+                        status_,
+                        now,
+                        now,
+                        None,
+                        exc_id,
                     )
                 )
-                if (
-                    want_status == ViolationStatus.OPEN
-                    and vstatus != ViolationStatus.OPEN
-                    and severity == Severity.CRITICAL
-                ):
+                if status_ == OPEN and p.severity == Severity.CRITICAL:
                     opened_critical.append((p.name, name, f.evidence))
-            else:
-                still_failing.append(vid)
-        for (pid, rule_key), (p, f, exc_id) in desired.items():
-            status_ = EXEMPTED if exc_id else OPEN
-            # Plain values in VIOLATION_INSERT_COLUMNS order, no model instance: a sweep may open tens of
-            # thousands, and they go to COPY as they are.
-            to_create.append(
-                (
-                    pid,
-                    p.name,
-                    instance_id,
-                    rule_key,
-                    f.rule[:300],
-                    f.evidence,
-                    p.severity,
-                    status_,
-                    now,
-                    now,
-                    None,
-                    exc_id,
-                )
-            )
-            if status_ == OPEN and p.severity == Severity.CRITICAL:
-                opened_critical.append((p.name, name, f.evidence))
 
-        # Standing of the instance.
-        counts = defaultdict(int)
-        for s in states.values():
-            counts[s] += 1
-        met, applicable = (
-            counts[PolicyState.COMPLIANT],
-            counts[PolicyState.COMPLIANT] + counts[PolicyState.NONCOMPLIANT],
-        )
-        score = round(100 * met / applicable, 1) if applicable else None
-        values = {
-            "met": met,
-            "applicable": applicable,
-            "exempt": counts[PolicyState.EXEMPT],
-            "score": score,
-            "stale": stale,
-            "states": InstanceCompliance.encode_states(states),
-        }
-        old = standings.get(instance_id)
-        if old is None:
-            standing_new.append((instance_id, *(values[c] for c in STANDING_READ_COLS), now))
-        elif any(old[k] != v for k, v in values.items()) or len(rows) <= REFRESH_LAST_SEEN_UP_TO:
-            standing_changed.append(InstanceCompliance(instance_id=instance_id, evaluated_at=now, **values))
-        old_states = InstanceCompliance.decode_states(old["states"]) if old else {}
-        if full:
-            for pid, s in states.items():
-                policy_absolute[int(pid)][s] += 1
-        elif old_states != states:
-            for pid, s in old_states.items():
-                policy_delta[int(pid)][s] -= 1
-            for pid, s in states.items():
-                policy_delta[int(pid)][s] += 1
+            # Standing of the instance.
+            counts = defaultdict(int)
+            for s in states.values():
+                counts[s] += 1
+            met, applicable = (
+                counts[PolicyState.COMPLIANT],
+                counts[PolicyState.COMPLIANT] + counts[PolicyState.NONCOMPLIANT],
+            )
+            score = round(100 * met / applicable, 1) if applicable else None
+            values = {
+                "met": met,
+                "applicable": applicable,
+                "exempt": counts[PolicyState.EXEMPT],
+                "score": score,
+                "stale": stale,
+                "states": InstanceCompliance.encode_states(states),
+            }
+            old = standings.get(instance_id)
+            if old is None:
+                standing_new.append((instance_id, *(values[c] for c in STANDING_READ_COLS), now))
+            elif any(old[k] != v for k, v in values.items()) or len(rows) <= REFRESH_LAST_SEEN_UP_TO:
+                standing_changed.append(InstanceCompliance(instance_id=instance_id, evaluated_at=now, **values))
+            old_states = InstanceCompliance.decode_states(old["states"]) if old else {}
+            if full:
+                for pid, s in states.items():
+                    policy_absolute[int(pid)][s] += 1
+            elif old_states != states:
+                for pid, s in old_states.items():
+                    policy_delta[int(pid)][s] -= 1
+                for pid, s in states.items():
+                    policy_delta[int(pid)][s] += 1
+            if streaming is not None:
+                streaming.put(Violation, to_create)
+                streaming.put(InstanceCompliance, standing_new)
+        if streaming is not None:
+            streaming.put(Violation, to_create, force=True)
+            streaming.put(InstanceCompliance, standing_new, force=True)
+            streaming.finish()
+    except BaseException:
+        if streaming is not None:
+            streaming.abort()
+        raise
 
     # Writes: only what changed.
     if batched:
@@ -668,7 +768,8 @@ def _evaluate(instance_ids: list[int] | None, now, *, batched: bool) -> dict:
             for chunk in _chunks(rec_ids):
                 ReleaseRecord.objects.filter(pk__in=chunk).update(closed_at=now, outcome=outcome)
         # Conflicts are skipped: a concurrent evaluation of the same instance may have opened the same row.
-        bulk_insert_rows(Violation, VIOLATION_INSERT_COLUMNS, to_create)
+        if streaming is None:
+            bulk_insert_rows(Violation, VIOLATION_INSERT_COLUMNS, to_create)
         if to_update:
             Violation.objects.bulk_update(to_update, VIOLATION_UPDATE_FIELDS, batch_size=1000)
         for chunk in _chunks(to_resolve):
@@ -677,7 +778,8 @@ def _evaluate(instance_ids: list[int] | None, now, *, batched: bool) -> dict:
             )
         if still_failing and len(rows) <= REFRESH_LAST_SEEN_UP_TO:
             Violation.objects.filter(pk__in=still_failing).update(last_seen_at=now)
-        bulk_insert_rows(InstanceCompliance, STANDING_INSERT_COLUMNS, standing_new)
+        if streaming is None:
+            bulk_insert_rows(InstanceCompliance, STANDING_INSERT_COLUMNS, standing_new)
         if standing_changed:
             InstanceCompliance.objects.bulk_update(standing_changed, STANDING_FIELDS, batch_size=1000)
         _store_policy_counts(policies, policy_absolute if full else None, policy_delta, now)

@@ -117,3 +117,74 @@ def test_precompiled_reads_return_what_the_querysets_return(make_instance):
         ):
             [cached] = services._read_many([services._precompiled(build, ids)])
             assert cached == list(build(ids)), build.__name__
+
+
+# --- A large sweep streams its new rows to the database from a helper thread -------------------
+
+
+def _outcome():
+    return (
+        sorted(Violation.objects.values_list("policy_id", "instance_id", "rule_key", "evidence", "status")),
+        sorted(InstanceCompliance.objects.values_list("instance_id", "met", "applicable", "score", "states")),
+        sorted(PolicyCompliance.objects.values_list("policy_id", "compliant", "noncompliant", "exempt", "unknown")),
+    )
+
+
+def _large_fleet(make_instance, n):
+    from fleet.models import Instance
+
+    make_policy()
+    make_policy(name="No telnet", policy_type="blocked_apps", rules={"apps": [{"pattern": "telnet*"}]})
+    template = make_instance(apps=[])
+    Instance.objects.bulk_create(
+        [
+            Instance(
+                name=f"bulk-{i:04d}",
+                status=template.status,
+                last_seen_at=template.last_seen_at,
+                os_version="24.04",
+                apps=(
+                    ([{"name": "monitoring-agent", "version": "1.0", "running": True}] if i % 3 else [])
+                    + ([{"name": "telnetd", "version": "0.1", "running": True}] if i % 7 == 0 else [])
+                ),
+            )
+            for i in range(n)
+        ]
+    )
+
+
+def test_a_large_sweep_streams_its_rows_and_stores_what_a_plain_sweep_stores(make_instance, monkeypatch):
+    _large_fleet(make_instance, services.COPY_THRESHOLD + 100)
+    monkeypatch.setattr(services, "COPY_THRESHOLD", 10**9)  # no streaming: the reference outcome
+    services.evaluate_fleet()
+    reference = _outcome()
+    Violation.objects.all().delete()
+    InstanceCompliance.objects.all().delete()
+    PolicyCompliance.objects.all().delete()
+    monkeypatch.undo()
+
+    streamed = []
+    real_init = services._BackgroundCopy.__init__
+    monkeypatch.setattr(services._BackgroundCopy, "__init__", lambda self: streamed.append(self) or real_init(self))
+    result = services.evaluate_fleet()
+    assert streamed, "the sweep did not stream"
+    assert result["opened"] == len(reference[0]) > 100
+    assert _outcome() == reference
+
+
+def test_a_failure_in_the_streaming_thread_fails_the_sweep_and_writes_nothing(make_instance, monkeypatch):
+    _large_fleet(make_instance, services.COPY_THRESHOLD + 100)
+    Violation.objects.all().delete()
+    InstanceCompliance.objects.all().delete()
+    real_init = services._BackgroundCopy.__init__
+
+    def broken(self):
+        real_init(self)
+        copy_sql, _move = self.sql[Violation]
+        self.sql[Violation] = (copy_sql, "SELECT 1 / 0")
+
+    monkeypatch.setattr(services._BackgroundCopy, "__init__", broken)
+    with pytest.raises(Exception, match="division by zero"):
+        services.evaluate_fleet()
+    assert not Violation.objects.exists()
+    assert not InstanceCompliance.objects.exists()
