@@ -11,11 +11,8 @@ class PanelUserAdmin(UserAdmin):
     list_filter = ("role", "is_active", "is_superuser")
 
 
-@admin.register(AuditEntry)
-class AuditEntryAdmin(admin.ModelAdmin):
-    list_display = ("created", "actor_label", "action", "object_type", "object_repr")
-    list_filter = ("action", "object_type")
-    search_fields = ("actor_label", "object_repr", "action")
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Shown, never added, changed or deleted here: the rows are written by services, which audit."""
 
     def has_add_permission(self, request):
         return False
@@ -25,6 +22,13 @@ class AuditEntryAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(ReadOnlyAdmin):
+    list_display = ("created", "actor_label", "action", "object_type", "object_repr")
+    list_filter = ("action", "object_type")
+    search_fields = ("actor_label", "object_repr", "action")
 
 
 @admin.register(Notification)
@@ -34,7 +38,7 @@ class NotificationAdmin(admin.ModelAdmin):
 
 
 @admin.register(ApiToken)
-class ApiTokenAdmin(admin.ModelAdmin):
+class ApiTokenAdmin(ReadOnlyAdmin):
     """Who has a token and when it was last used; never the hash. Tokens are made on the API token page or
     with `manage.py create_api_token`, and revoked from Settings › Users (audited there)."""
 
@@ -42,12 +46,3 @@ class ApiTokenAdmin(admin.ModelAdmin):
     fields = list_display
     search_fields = ("user__username", "key_id")
     list_select_related = ("user",)
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

@@ -111,14 +111,16 @@ def user_update(*, actor, user: User, role: str, is_active: bool) -> User:
 API_TOKEN_TOUCH_SECONDS = 60  # last_used_at is refreshed at most this often per token
 
 
-def _hash(secret: str) -> str:
+def secret_hash(secret: str) -> str:
+    """What the panel stores of a credential's secret (API tokens, agent credentials, registration
+    tokens): SHA-256, enough for secrets of 192+ random bits; compare with hmac.compare_digest."""
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
 def _api_token_new(user: User) -> str:
     """Store a new token for `user` (who has none) and return its key; not audited (test factories)."""
     key_id, secret = secrets.token_hex(8), secrets.token_urlsafe(32)
-    ApiToken.objects.create(user=user, key_id=key_id, secret_hash=_hash(secret))
+    ApiToken.objects.create(user=user, key_id=key_id, secret_hash=secret_hash(secret))
     return f"gov_{key_id}_{secret}"
 
 
@@ -138,7 +140,7 @@ def api_token_authenticate(key: str) -> ApiToken | None:
     if prefix != "gov" or not key_id or not secret:
         return None
     token = ApiToken.objects.select_related("user").filter(key_id=key_id).first()
-    if token is None or not hmac.compare_digest(token.secret_hash, _hash(secret)):
+    if token is None or not hmac.compare_digest(token.secret_hash, secret_hash(secret)):
         return None
     now = timezone.now()
     due = token.last_used_at is None or now - token.last_used_at >= timedelta(seconds=API_TOKEN_TOUCH_SECONDS)

@@ -13,7 +13,7 @@ from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from common.exceptions import ApplicationError, ConflictError, NotFoundError
-from common.services import audit_log, audit_log_many
+from common.services import audit_log, audit_log_many, secret_hash
 
 from . import commands as command_logic
 from .choices import CommandSource, InstanceStatus, RunStatus, ScopeKind
@@ -26,8 +26,10 @@ from .signals import command_run_finished, instance_state_changed, instances_wen
 logger = logging.getLogger(__name__)
 
 
-def _hash(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
+def _new_agent_credential() -> tuple[str, str, str]:
+    """A fresh agent credential: (key id, hash of the secret to store, the credential to hand out once)."""
+    key_id, secret = secrets.token_hex(8), secrets.token_urlsafe(32)
+    return key_id, secret_hash(secret), f"{key_id}.{secret}"
 
 
 # --- Groups and tags --------------------------------------------------------------------------
@@ -131,7 +133,7 @@ def registration_token_create(
     token = RegistrationToken.objects.create(
         name=name,
         key_id=key_id,
-        secret_hash=_hash(secret),
+        secret_hash=secret_hash(secret),
         max_uses=max_uses,
         expires_at=expires_at,
         created_by=actor if getattr(actor, "pk", None) else None,
@@ -160,7 +162,7 @@ def _find_registration_token(plaintext: str) -> tuple[RegistrationToken | None, 
     if prefix != "reg":
         return None, ""
     token = RegistrationToken.objects.select_for_update().filter(key_id=key_id).first()
-    if token is None or not hmac.compare_digest(token.secret_hash, _hash(secret)):
+    if token is None or not hmac.compare_digest(token.secret_hash, secret_hash(secret)):
         return None, ""
     return token, secret
 
@@ -199,14 +201,14 @@ def agent_register(
             if limit is not None and Instance.objects.count() >= limit:
                 reason = f"The license allows {limit} instances and all are in use."
         if reason is None:
-            key_id, secret = secrets.token_hex(8), secrets.token_urlsafe(32)
+            key_id, stored_hash, credential = _new_agent_credential()
             instance = Instance.objects.create(
                 name=name,
                 hostname=hostname,
                 address=address,
                 os_version=os_version,
                 agent_key_id=key_id,
-                agent_secret_hash=_hash(secret),
+                agent_secret_hash=stored_hash,
             )
             instance.groups.set(record.groups.all())
             instance.tags.set(tags_get_or_create(record.tags))
@@ -214,7 +216,7 @@ def agent_register(
             TokenUse.objects.create(token=record, instance=instance, remote_addr=remote_addr)
             audit_log(actor=f"agent:{name}", action="instance.register", obj=instance, details={"token": record.name})
             logger.info("instance %s registered with token %r from %s", name, record.name, remote_addr or "?")
-            return instance, f"{key_id}.{secret}"
+            return instance, credential
     # Outside the failed branch's transaction, so the history row survives the error response.
     TokenUse.objects.create(token=record, remote_addr=remote_addr, accepted=False, reason=reason[:200])
     raise ApplicationError(reason, extra={"code": "token_rejected"})
@@ -235,8 +237,7 @@ def _registration_retried(record: RegistrationToken, name: str, now) -> Instance
 
 
 def _registration_repeat(record: RegistrationToken, instance: Instance, remote_addr) -> tuple[Instance, str]:
-    key_id, secret = secrets.token_hex(8), secrets.token_urlsafe(32)
-    Instance.objects.filter(pk=instance.pk).update(agent_key_id=key_id, agent_secret_hash=_hash(secret))
+    credential = _replace_agent_credential(instance)
     TokenUse.objects.create(
         token=record, instance=instance, remote_addr=remote_addr, reason="repeated registration: new credential"
     )
@@ -246,8 +247,7 @@ def _registration_repeat(record: RegistrationToken, instance: Instance, remote_a
     logger.info(
         "instance %s repeated its registration with token %r from %s", instance.name, record.name, remote_addr or "?"
     )
-    instance.agent_key_id = key_id
-    return instance, f"{key_id}.{secret}"
+    return instance, credential
 
 
 def _license_instance_limit() -> int | None:
@@ -280,16 +280,23 @@ def agent_authenticate(credential: str) -> Instance | None:
     if row is None:
         return None
     instance = Instance.from_db(connection.alias, AGENT_AUTH_FIELDS, row)
-    if not hmac.compare_digest(instance.agent_secret_hash, _hash(secret)):
+    if not hmac.compare_digest(instance.agent_secret_hash, secret_hash(secret)):
         return None
     return instance
 
 
 def agent_credential_rotate(*, actor, instance: Instance) -> str:
-    key_id, secret = secrets.token_hex(8), secrets.token_urlsafe(32)
-    Instance.objects.filter(pk=instance.pk).update(agent_key_id=key_id, agent_secret_hash=_hash(secret))
+    credential = _replace_agent_credential(instance)
     audit_log(actor=actor, action="instance.rotate_credential", obj=instance)
-    return f"{key_id}.{secret}"
+    return credential
+
+
+def _replace_agent_credential(instance: Instance) -> str:
+    """Give the instance a new credential (the old one stops working) and return it, to hand out once."""
+    key_id, stored_hash, credential = _new_agent_credential()
+    Instance.objects.filter(pk=instance.pk).update(agent_key_id=key_id, agent_secret_hash=stored_hash)
+    instance.agent_key_id = key_id
+    return credential
 
 
 # --- Heartbeats -------------------------------------------------------------------------------
@@ -349,7 +356,7 @@ def heartbeat_touch(*, credential: str, body: bytes) -> bool:
         ' AND "heartbeat_digest" = %s AND "status" = %s'
     )
     now = connection.ops.adapt_datetimefield_value(timezone.now())
-    params = [now, key_id, _hash(secret), heartbeat_digest(body), InstanceStatus.ONLINE.value]
+    params = [now, key_id, secret_hash(secret), heartbeat_digest(body), InstanceStatus.ONLINE.value]
     if connection.vendor == "postgresql" and connection.get_autocommit():
         # Don't wait for the WAL flush: a heartbeat lost in a crash is re-sent within one interval,
         # and on a busy disk the flush, not the work, limits the rate. SET LOCAL ends with this

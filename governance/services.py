@@ -968,8 +968,8 @@ def _write_batched(
     """An evaluation's writes in one round trip (a few instances: every list is short)."""
     batch = _WriteBatch()
     if new_releases:
-        columns = [f.attname for f in _insert_fields(ReleaseRecord)]
-        batch.insert(ReleaseRecord, columns, [_prepared_row(r, _insert_fields(ReleaseRecord)) for r in new_releases])
+        fields = _insert_fields(ReleaseRecord)
+        batch.insert(ReleaseRecord, [f.attname for f in fields], [_prepared_row(r, fields) for r in new_releases])
     for outcome, rec_ids in closed_releases.items():
         batch.update(ReleaseRecord, rec_ids, {"closed_at": now, "outcome": outcome})
     # ON CONFLICT DO NOTHING: a concurrent evaluation of the same instance may have opened the same row.
