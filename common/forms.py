@@ -52,7 +52,8 @@ def style_form(form, *, small: bool = False):
     if form is None or getattr(form, "_styled", False):
         return form
     size = "-sm" if small else ""
-    for field in form.fields.values():
+    invalid = set(form.errors) if form.is_bound else set()  # errors are known by the time a page renders
+    for name, field in form.fields.items():
         widget = field.widget
         input_type = getattr(widget, "input_type", None)
         if input_type == "radio":
@@ -63,6 +64,8 @@ def style_form(form, *, small: bool = False):
             css = f"form-select form-select{size}" if small else "form-select"
         else:
             css = f"form-control form-control{size}" if small else "form-control"
+        if name in invalid:
+            css += " is-invalid"
         existing = widget.attrs.get("class", "")
         widget.attrs["class"] = f"{existing} {css}".strip()
     form._styled = True

@@ -62,7 +62,7 @@ def database_unavailable_response(request):
     close_old_connections()
     message = "The database is unavailable. Try again in a moment."
     if request.path.startswith("/api/") or request.path == "/metrics":
-        response = JsonResponse({"error": "database_unavailable", "message": message}, status=503)
+        response = JsonResponse({"error": "database_unavailable", "message": message, "errors": {}}, status=503)
     else:
         response = HttpResponse(
             f"<!doctype html><title>Unavailable</title><h1>Temporarily unavailable</h1><p>{message}</p>", status=503

@@ -12,7 +12,7 @@ from django.views.generic import FormView, ListView, TemplateView
 
 from . import services
 from .choices import Role
-from .exceptions import ApplicationError
+from .exceptions import NON_FIELD, ApplicationError
 from .forms import UserCreateForm, UserUpdateForm, style_form
 from .models import ApiToken, Notification, User
 
@@ -55,8 +55,7 @@ class ServiceFormMixin:
         try:
             return self.perform(form)
         except ApplicationError as exc:
-            form.add_error(None, exc.message)
-            messages.error(self.request, exc.message)
+            add_service_errors(form, exc)
             return self.form_invalid(form)
         except ValidationError as exc:
             # Model validation inside a service (full_clean: unique names, lengths) lands on the form.
@@ -67,6 +66,22 @@ class ServiceFormMixin:
 
     def perform(self, form):  # pragma: no cover - each view implements it
         raise NotImplementedError
+
+
+def add_service_errors(form, exc: ApplicationError) -> None:
+    """A service's errors on the form's own fields, the API's messages word for word: `rules.apps[1].name`
+    lands on the `rules` field as "apps[1].name: …"; a path no field owns, or none, on the form itself."""
+    if not exc.errors:
+        form.add_error(None, exc.message)
+        return
+    for path, field_messages in exc.errors.items():
+        top = path.split(".", 1)[0].split("[", 1)[0]
+        rest = path[len(top) :].lstrip(".")
+        for message in field_messages:
+            if top in form.fields:
+                form.add_error(top, f"{rest}: {message}" if rest else message)
+            else:
+                form.add_error(None, message if path == NON_FIELD else f"{path}: {message}")
 
 
 class HtmxPartialMixin:

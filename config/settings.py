@@ -138,7 +138,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["common.api.permissions.RolePermission"],
     # JSON in, JSON out: no multipart/form parsing surprises for nested fields, and the schema says so.
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["common.api.parsers.StrictJSONParser"],
     "DEFAULT_RENDERER_CLASSES": [
         "rest_framework.renderers.JSONRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",
@@ -265,6 +265,21 @@ CANARY_VERIFY_ROUNDS = env.int("CANARY_VERIFY_ROUNDS", default=3)
 LICENSE_GRACE_DAYS = env.int("LICENSE_GRACE_DAYS", default=14)
 _dev_pub = VAR_DIR / "license-signing.pub"
 LICENSE_PUBLIC_KEY = env.str("LICENSE_PUBLIC_KEY", default=_dev_pub.read_text().strip() if _dev_pub.exists() else "")
+
+# --- Outbound connections (canary health probes, Git hosts): common.net.resolve_outbound ------------
+# Refused networks (CIDR) and host names. Link-local is where cloud metadata lives; loopback is refused
+# in production only (the simulated fleet and the tests' servers live there).
+_OUTBOUND_DENY = ["169.254.0.0/16", "fe80::/10", "0.0.0.0/8", "fd00:ec2::254/128", "100.100.100.200/32"]
+_OUTBOUND_DENY += [
+    "metadata.google.internal",
+    "metadata.goog",
+    "metadata",
+    "instance-data",
+    "instance-data.ec2.internal",
+]
+OUTBOUND_DENY_NETWORKS = env.list(
+    "OUTBOUND_DENY_NETWORKS", default=_OUTBOUND_DENY + ([] if DEBUG else ["127.0.0.0/8", "::1/128"])
+)
 
 # --- Email ----------------------------------------------------------------------------------
 EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")

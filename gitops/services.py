@@ -60,17 +60,15 @@ def _check_settings(*, url: str, branch: str, sync_interval: int, conflict_strat
     try:
         parse_url(url)
     except ValueError as exc:
-        raise ApplicationError(str(exc), extra={"field": "url"}) from exc
+        raise ApplicationError(str(exc), field="url") from exc
     if not branch or branch.startswith("-") or " " in branch or ".." in branch:
-        raise ApplicationError(f"'{branch}' is not a branch name.", extra={"field": "branch"})
+        raise ApplicationError(f"'{branch}' is not a branch name.", field="branch")
     if sync_interval < MIN_INTERVAL:
-        raise ApplicationError(
-            f"The sync interval must be at least {MIN_INTERVAL} seconds.", extra={"field": "sync_interval"}
-        )
+        raise ApplicationError(f"The sync interval must be at least {MIN_INTERVAL} seconds.", field="sync_interval")
     if conflict_strategy not in ConflictStrategy.values:
         raise ApplicationError(
             f"Unknown conflict strategy '{conflict_strategy}': use {', '.join(ConflictStrategy.values)}.",
-            extra={"field": "conflict_strategy"},
+            field="conflict_strategy",
         )
 
 
@@ -93,17 +91,17 @@ def repository_connect(
     confirms it at once). Nothing is synced before a host key is pinned."""
     _check_settings(url=url, branch=branch, sync_interval=sync_interval, conflict_strategy=conflict_strategy)
     if Repository.objects.filter(name=name).exists():
-        raise ApplicationError(f"A repository named '{name}' is already connected.", extra={"field": "name"})
+        raise ApplicationError(f"A repository named '{name}' is already connected.", field="name")
     if auth_method == AuthMethod.GENERATED:
         private, public = sshkeys.generate_keypair(comment=f"fleet-gitops-{name}")
     elif auth_method == AuthMethod.UPLOADED:
         try:
             pkey = sshkeys.load_private_key(private_key)
         except sshkeys.KeyError_ as exc:
-            raise ApplicationError(str(exc), extra={"field": "private_key"}) from exc
+            raise ApplicationError(str(exc), field="private_key") from exc
         private, public = private_key.strip() + "\n", sshkeys.public_key_line(pkey, comment=f"fleet-gitops-{name}")
     else:
-        raise ApplicationError(f"Unknown authentication method '{auth_method}'.", extra={"field": "auth_method"})
+        raise ApplicationError(f"Unknown authentication method '{auth_method}'.", field="auth_method")
     repo = Repository(
         name=name,
         url=url.strip(),
@@ -119,7 +117,7 @@ def repository_connect(
         try:
             key = sshkeys.host_key_from_text(known_hosts)
         except sshkeys.KeyError_ as exc:
-            raise ApplicationError(str(exc), extra={"field": "known_hosts"}) from exc
+            raise ApplicationError(str(exc), field="known_hosts") from exc
         _pin(repo, key)
     else:
         remote = parse_url(url)
@@ -127,7 +125,7 @@ def repository_connect(
             key = sshkeys.fetch_host_key(remote.host, remote.port)
         except ConnectionError as exc:
             raise ApplicationError(
-                f"{exc}. Check the URL, or paste the server's known_hosts line instead.", extra={"field": "url"}
+                f"{exc}. Check the URL, or paste the server's known_hosts line instead.", field="url"
             ) from exc
         repo.pending_host_key, repo.pending_host_key_fingerprint = sshkeys.host_key_text(key), sshkeys.fingerprint(key)
         if host_key_fingerprint:
@@ -135,7 +133,7 @@ def repository_connect(
                 raise ApplicationError(
                     f"The server presented host key {repo.pending_host_key_fingerprint}, not {host_key_fingerprint.strip()}: "
                     "refusing to trust it.",
-                    extra={"field": "host_key_fingerprint"},
+                    field="host_key_fingerprint",
                 )
             _pin(repo, key)
     repo.full_clean(exclude=["private_key_encrypted", "public_key"])
@@ -195,7 +193,7 @@ def repository_host_key_confirm(*, actor, repository: Repository, fingerprint: s
     if fingerprint.strip() != repository.pending_host_key_fingerprint:
         raise ApplicationError(
             f"The fingerprint does not match the fetched host key ({repository.pending_host_key_fingerprint}).",
-            extra={"field": "fingerprint"},
+            field="fingerprint",
         )
     before = repository.host_key_fingerprint
     _pin(repository, sshkeys.host_key_from_text(repository.pending_host_key))
@@ -624,21 +622,21 @@ def instance_reconcile(*, instance_id: int) -> list[dict]:
 
 def _check_target(level: str, target: str) -> str:
     if level not in Level.values:
-        raise ApplicationError(f"Unknown level '{level}': use {', '.join(Level.values)}.", extra={"field": "level"})
+        raise ApplicationError(f"Unknown level '{level}': use {', '.join(Level.values)}.", field="level")
     target = (target or "").strip()
     if level == Level.FLEET:
         return ""
     if not target:
-        raise ApplicationError(f"Name the {level} this entry applies to.", extra={"field": "target"})
+        raise ApplicationError(f"Name the {level} this entry applies to.", field="target")
     if level == Level.GROUP and not Group.objects.filter(name=target).exists():
-        raise ApplicationError(f"There is no group named '{target}'.", extra={"field": "target"})
+        raise ApplicationError(f"There is no group named '{target}'.", field="target")
     if level == Level.INSTANCE and not Instance.objects.filter(name=target).exists():
-        raise ApplicationError(f"There is no instance named '{target}'.", extra={"field": "target"})
+        raise ApplicationError(f"There is no instance named '{target}'.", field="target")
     if level == Level.TAG:
         try:
             key, value = parse_tag(target)
         except ScopeError as exc:
-            raise ApplicationError(str(exc), extra={"field": "target"}) from exc
+            raise ApplicationError(str(exc), field="target") from exc
         target = f"{key}={value}"
     return target
 
@@ -650,7 +648,7 @@ def desired_entry_set(*, actor, level: str, target: str, key: str, value) -> Des
     try:
         key, value = validate_value(key, value)
     except ValueError as exc:
-        raise ApplicationError(str(exc), extra={"field": "value"}) from exc
+        raise ApplicationError(str(exc), field="value") from exc
     entry = DesiredEntry.objects.select_for_update().filter(level=level, target=target, key=key).first()
     before = (entry.present, entry.value) if entry else (False, None)
     if entry is None:
@@ -728,11 +726,11 @@ def conflict_resolve(*, actor, conflict: Conflict, resolution: str, value=None) 
         try:
             _key, chosen = validate_value(conflict.key, value)
         except ValueError as exc:
-            raise ApplicationError(str(exc), extra={"field": "value"}) from exc
+            raise ApplicationError(str(exc), field="value") from exc
         present = True
     else:
         raise ApplicationError(
-            f"Unknown resolution '{resolution}': use {', '.join(Resolution.values)}.", extra={"field": "resolution"}
+            f"Unknown resolution '{resolution}': use {', '.join(Resolution.values)}.", field="resolution"
         )
     now = timezone.now()
     entry = (

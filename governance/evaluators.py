@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from fnmatch import fnmatchcase
 
+from common.versions import older
+from common.versions import parse as V
 from fleet.commands import NAME_RE, SETTING_KEY_RE, VERSION_RE
 
 from .choices import OsMatch, PolicyType, ReleaseOutcome
-from .versions import older
-from .versions import parse as V
 
 GLOB_RE = re.compile(r"^[a-z0-9.*?\[\]_+\-!]{1,100}$")
 MAX_DEADLINE_HOURS = 24 * 365

@@ -1070,7 +1070,7 @@ def _clean_rules(policy_type: str, rules) -> dict:
     try:
         return evaluators.validate_rules(policy_type, rules)
     except evaluators.RuleError as exc:
-        raise ApplicationError(str(exc), extra={"field": "rules"}) from exc
+        raise ApplicationError(str(exc), field="rules") from exc
 
 
 def _scopes_overlap(a: Scope, b: Scope) -> bool:
@@ -1110,16 +1110,16 @@ def _check_conflicts(*, name: str, policy_type: str, rules: dict, scope: Scope, 
     messages = policy_conflicts(policy_type=policy_type, rules=rules, scope=scope, exclude_id=exclude_id)
     if messages:
         raise ApplicationError(
-            f"Policy '{name}' conflicts with another policy: " + " ".join(messages), extra={"code": "policy_conflict"}
+            f"Policy '{name}' conflicts with another policy: " + " ".join(messages), code="policy_conflict"
         )
 
 
 def _check_name(name: str, exclude_id=None) -> str:
     name = (name or "").strip()
     if not name:
-        raise ApplicationError("Give the policy a name.", extra={"field": "name"})
+        raise ApplicationError("Give the policy a name.", field="name")
     if Policy.objects.filter(name__iexact=name).exclude(pk=exclude_id).exists():
-        raise ApplicationError(f"A policy named '{name}' already exists.", extra={"field": "name"})
+        raise ApplicationError(f"A policy named '{name}' already exists.", field="name")
     return name
 
 
@@ -1276,19 +1276,17 @@ def exception_create(
     now = now or timezone.now()
     justification = (justification or "").strip()
     if len(justification) < 10:
-        raise ApplicationError(
-            "Explain why the exception is needed (at least 10 characters).", extra={"field": "justification"}
-        )
+        raise ApplicationError("Explain why the exception is needed (at least 10 characters).", field="justification")
     if expires_at is None:
-        raise ApplicationError("An exception needs an expiry date.", extra={"field": "expires_at"})
+        raise ApplicationError("An exception needs an expiry date.", field="expires_at")
     if expires_at <= now:
-        raise ApplicationError("The expiry must be in the future.", extra={"field": "expires_at"})
+        raise ApplicationError("The expiry must be in the future.", field="expires_at")
     if rule_key:
         known = dict(evaluators.rule_keys(policy.policy_type, policy.rules))
         if rule_key not in known:
             raise ApplicationError(
                 f"Policy '{policy.name}' has no rule '{rule_key}'; its rules are: {', '.join(known)}.",
-                extra={"field": "rule_key"},
+                field="rule_key",
             )
     exception = PolicyException.objects.create(
         policy=policy,

@@ -5,9 +5,14 @@ ERROR_SCHEMA = {
     "properties": {
         "error": {"type": "string", "description": "machine-readable code, e.g. invalid, not_found, upgrade_required"},
         "message": {"type": "string", "description": "what went wrong, in words"},
-        "errors": {"type": "object", "additionalProperties": True, "description": "field errors (validation only)"},
+        "errors": {
+            "type": "object",
+            "additionalProperties": {"type": "array", "items": {"type": "string"}},
+            "description": "every problem, by the request's field path (rules.apps[1].min_version); {} when the error "
+            "is not about input",
+        },
     },
-    "required": ["error", "message"],
+    "required": ["error", "message", "errors"],
     "additionalProperties": True,
 }
 ERRORS = {

@@ -7,6 +7,7 @@ from rest_framework.response import Response
 
 from common import services
 from common.choices import Role
+from common.exceptions import ApplicationError
 from common.models import AuditEntry, Notification, User
 
 from . import serializers as s
@@ -57,10 +58,7 @@ class UserViewSet(
         data = serializer.validated_data
         role, is_active = data.get("role", user.role), data.get("is_active", user.is_active)
         if user == request.user and (role != Role.ADMIN or not is_active) and not user.is_superuser:
-            return Response(
-                {"error": "invalid", "message": "You cannot demote or deactivate yourself; ask another admin."},
-                status=status.HTTP_400_BAD_REQUEST,
-            )
+            raise ApplicationError("You cannot demote or deactivate yourself; ask another admin.", field="role")
         user = services.user_update(actor=request.user, user=user, role=role, is_active=is_active)
         return Response(s.UserSerializer(user).data)
 

@@ -9,12 +9,12 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import JsonResponse
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
-from rest_framework.parsers import JSONParser
 from rest_framework.permissions import AllowAny
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from common.api.parsers import StrictJSONParser
 from common.throttling import ScopedFixedWindowThrottle
 from fleet import services
 
@@ -37,7 +37,7 @@ ERROR = OpenApiResponse(description='`{"error": code, "message": words}`')
 class AgentAPIView(APIView):
     authentication_classes = [AgentCredentialAuthentication]
     permission_classes = [IsAgent]
-    parser_classes = [JSONParser]
+    parser_classes = [StrictJSONParser]
     renderer_classes = [JSONRenderer]
     throttle_classes = [ScopedFixedWindowThrottle]
     throttle_scope = "agent"

@@ -11,6 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from common.choices import Role
+from common.exceptions import ConflictError
 from fleet import selectors, services
 from fleet.choices import InstanceStatus, RunStatus
 from fleet.filters import CommandFilterSet, CommandRunFilterSet, InstanceFilterSet
@@ -190,10 +191,7 @@ class CommandRunViewSet(viewsets.ReadOnlyModelViewSet):
         run = self.get_object()
         command = services.command_run_revert(actor=request.user, run=run, require_completed=True)
         if command is None:
-            return Response(
-                {"error": "conflict", "message": "This run changed nothing that can be reverted."},
-                status=status.HTTP_409_CONFLICT,
-            )
+            raise ConflictError("This run changed nothing that can be reverted.")
         body = s.CommandDetailSerializer(
             selectors.command_list()
             .prefetch_related("scope_groups", "scope_instances", "runs__instance")

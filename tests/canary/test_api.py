@@ -119,6 +119,7 @@ def test_promoting_a_rolled_back_deployment_is_409_with_the_reason(fleet, operat
     assert response.json() == {
         "error": "conflict",
         "message": "Cannot promote this deployment: it was rolled back.",
+        "errors": {},
         "phase": "rolled_back",
     }
     response = operator_api.post(f"/api/fleet/canary/{deployment.pk}/rollback")

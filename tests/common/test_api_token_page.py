@@ -213,7 +213,7 @@ def test_a_tampered_secret_with_a_valid_key_id_is_refused(viewer_client):
         client.credentials(HTTP_AUTHORIZATION=f"Bearer {forged}")
         response = client.get(API_URL)
         assert response.status_code == 401, forged
-        assert response.json() == {"error": "authentication_failed", "message": "Invalid token."}
+        assert response.json() == {"error": "authentication_failed", "message": "Invalid token.", "errors": {}}
         assert response["WWW-Authenticate"] == "Bearer"
     assert api_status(key) == 200
 
@@ -226,7 +226,7 @@ def test_a_deactivated_users_token_is_refused_until_the_account_is_active_again(
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
     response = client.get(API_URL)
     assert response.status_code == 401
-    assert response.json() == {"error": "authentication_failed", "message": "User inactive or deleted."}
+    assert response.json() == {"error": "authentication_failed", "message": "User inactive or deleted.", "errors": {}}
     assert client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {key}").status_code == 401
     viewer_user.is_active = True
     viewer_user.save()

@@ -339,6 +339,7 @@ def test_a_feature_the_plan_lacks_answers_402_with_the_documented_body(install_l
         "current_plan": "business",
         "required_plan": "enterprise",
         "message": "The 'gitops' feature requires the Enterprise plan or higher; the current license is Business.",
+        "errors": {},
     }
 
 

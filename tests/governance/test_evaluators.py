@@ -4,9 +4,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from common.versions import Version, compare
 from governance import evaluators
 from governance.evaluators import RuleError, evaluate, validate_rules
-from governance.versions import Version, compare
 
 NOW = datetime(2026, 11, 22, 23, 0, tzinfo=UTC)
 

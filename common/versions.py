@@ -67,3 +67,14 @@ def compare(a: str, b: str) -> int:
 def older(a: str, b: str) -> bool:
     """Is version a older than version b? Cached: fleets repeat the same pairs over and over."""
     return parse(a)._cmp(parse(b)) < 0
+
+
+# What a version looks like: a digit first (after an optional "v"), then digits, letters and the
+# separators package managers use (Debian's epoch "1:", revision "-1ubuntu2", "~rc1", "+deb12u1").
+_VALID = re.compile(r"^[vV]?\d[0-9A-Za-z.+~:_-]*$")
+MAX_VERSION_LENGTH = 64
+
+
+def is_valid(text) -> bool:
+    """Is `text` a version this module can order? `banana`, `""` and `1.0 beta` are not."""
+    return isinstance(text, str) and len(text) <= MAX_VERSION_LENGTH and bool(_VALID.match(text))
