@@ -3,8 +3,6 @@
 import django_filters
 from django.db.models import Q
 
-from common.models import AuditEntry
-
 from .choices import CommandSource, CommandType, InstanceStatus, RunStatus
 from .models import Command, CommandRun, Group, Instance
 from .scopes import ScopeError, parse_tag_filter
@@ -57,15 +55,3 @@ class CommandRunFilterSet(django_filters.FilterSet):
     class Meta:
         model = CommandRun
         fields = ["status", "instance", "command"]
-
-
-class AuditFilterSet(django_filters.FilterSet):
-    actor = django_filters.CharFilter(field_name="actor_label", lookup_expr="icontains", label="Who")
-    action = django_filters.CharFilter(lookup_expr="startswith", label="Action (e.g. command.)")
-    object_type = django_filters.CharFilter(label="Object type (e.g. fleet.instance)")
-    since = django_filters.IsoDateTimeFilter(field_name="created", lookup_expr="gte", label="From (ISO time)")
-    until = django_filters.IsoDateTimeFilter(field_name="created", lookup_expr="lte", label="Until (ISO time)")
-
-    class Meta:
-        model = AuditEntry
-        fields = ["actor", "action", "object_type", "since", "until"]

@@ -11,13 +11,12 @@ from django.views.generic import DetailView, FormView, ListView, TemplateView
 
 from common.choices import Role
 from common.exceptions import ApplicationError
-from common.models import AuditEntry
 from common.views import HtmxPartialMixin, RoleRequiredMixin, ServiceActionView, ServiceFormMixin
 
 from . import selectors, services
 from .choices import FINISHED_RUN_STATUSES, RunStatus
 from .commands import describe
-from .filters import AuditFilterSet, CommandFilterSet, InstanceFilterSet
+from .filters import CommandFilterSet, InstanceFilterSet
 from .forms import CommandForm, GroupForm, InstanceEditForm, LicenseUploadForm, RegistrationTokenForm, ScopeForm
 from .licensing import FEATURES
 from .licensing_store import current_license_status
@@ -449,7 +448,7 @@ class RunRevertView(ServiceActionView):
         return redirect(revert)
 
 
-# --- Settings: license and audit log -----------------------------------------------------------
+# --- Settings: license -----------------------------------------------------------
 
 
 class LicenseView(RoleRequiredMixin, ServiceFormMixin, FormView):
@@ -477,19 +476,3 @@ class LicenseView(RoleRequiredMixin, ServiceFormMixin, FormView):
             f"valid until {record.expires_at:%Y-%m-%d}.",
         )
         return redirect(self.success_url)
-
-
-class AuditListView(RoleRequiredMixin, ListView):
-    """Settings > Audit log. Lives here because its FilterSet does; the URL name is common:audit_list."""
-
-    template_name = "common/audit_list.html"
-    context_object_name = "entries"
-    paginate_by = 50
-
-    def get_queryset(self):
-        self.filterset = AuditFilterSet(self.request.GET or None, queryset=AuditEntry.objects.all())
-        return self.filterset.qs
-
-    def get_context_data(self, **kwargs):
-        filtered = any(v for k, v in self.request.GET.items() if k != "page")
-        return super().get_context_data(filter=self.filterset, filtered=filtered, **kwargs)
