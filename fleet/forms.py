@@ -4,6 +4,7 @@ from django import forms
 from django.conf import settings
 
 from common.exceptions import ApplicationError
+from common.net import validate_address
 
 from .choices import CommandType, ScopeKind
 from .models import Group, Instance
@@ -24,6 +25,7 @@ class ScopeFormMixin(forms.Form):
     scope_tags = forms.CharField(
         label="Tag filter",
         required=False,
+        max_length=1000,
         help_text="key=value pairs, comma separated; all must match",
         widget=forms.TextInput(attrs={"placeholder": "env=production, role=web"}),
     )
@@ -37,7 +39,7 @@ class ScopeFormMixin(forms.Form):
     def clean(self):
         cleaned = super().clean()
         kind = cleaned.get("scope_kind")
-        if kind:
+        if kind and not any(name in self.errors for name in ("scope_groups", "scope_tags", "scope_instances")):
             try:
                 cleaned["scope"] = scope_from_input(
                     kind=kind,
@@ -77,7 +79,11 @@ def _parse_setting_value(text: str):
 
 class InstanceEditForm(forms.Form):
     address = forms.CharField(
-        label="Health address", required=False, max_length=255, help_text="host:port the panel polls for health checks"
+        label="Health address",
+        required=False,
+        max_length=255,
+        validators=[validate_address],
+        help_text="host[:port] the panel polls for health checks (no scheme, user or path)",
     )
     groups = forms.ModelMultipleChoiceField(
         queryset=Group.objects.all(), required=False, widget=forms.SelectMultiple(attrs={"size": 6})

@@ -4,7 +4,7 @@ from fleet.choices import CommandType
 from fleet.models import Command, CommandRun, Group, Instance, RegistrationToken, Tag, TokenUse
 from fleet.scopes import ScopeError, parse_tag_filter
 
-from .fields import ScopeSerializer
+from .fields import ScopeSerializer, address_field
 
 
 class TagListField(serializers.ListField):
@@ -68,7 +68,7 @@ class InstanceDetailSerializer(InstanceSerializer):
 class InstanceUpdateSerializer(serializers.Serializer):
     """What the panel decides about an instance. Omitted fields stay as they are."""
 
-    address = serializers.RegexField(r"^[A-Za-z0-9.\-\[\]:]{0,255}$", required=False, allow_blank=True)
+    address = address_field(required=False)
     groups = serializers.SlugRelatedField(slug_field="name", queryset=Group.objects.all(), many=True, required=False)
     tags = TagListField(required=False)
 
