@@ -91,7 +91,9 @@ class TagSerializer(serializers.ModelSerializer):
 
 
 class TokenUseSerializer(serializers.ModelSerializer):
-    instance = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    instance = serializers.SlugRelatedField(
+        slug_field="name", read_only=True, allow_null=True, help_text="null for a refused attempt or a deleted instance"
+    )
 
     class Meta:
         model = TokenUse
@@ -103,7 +105,9 @@ class RegistrationTokenSerializer(serializers.ModelSerializer):
     tags = TagListField(required=False)
     status = serializers.CharField(read_only=True)
     one_time = serializers.BooleanField(source="is_one_time", read_only=True)
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    created_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True, help_text="null when made by the system or a deleted user"
+    )
 
     class Meta:
         model = RegistrationToken
@@ -154,7 +158,9 @@ class CommandSerializer(serializers.ModelSerializer):
 
     scope = ScopeSerializer()
     summary = serializers.CharField(source="__str__", read_only=True)
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    created_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True, help_text="null when made by the system or a deleted user"
+    )
     runs = RunCountsSerializer(read_only=True)
 
     class Meta:
