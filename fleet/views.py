@@ -3,6 +3,7 @@ and the FilterSets the API uses too."""
 
 from django.conf import settings
 from django.contrib import messages
+from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import NoReverseMatch, reverse, reverse_lazy
 from django.utils.dateparse import parse_datetime
@@ -23,6 +24,8 @@ from .licensing_store import current_license_status
 from .models import Command, CommandRun, Group, Instance, License, RegistrationToken
 
 PREVIEW_NAMES = 10
+APPS_PER_PAGE = 50
+UPDATES_SHOWN = 100
 
 
 def panel_urls(names, *args) -> list[str]:
@@ -100,7 +103,7 @@ class ServerListView(HtmxPartialMixin, RoleRequiredMixin, ListView):
 
     def get_queryset(self):
         self.filterset = InstanceFilterSet(self.request.GET or None, queryset=Instance.objects.all())
-        return selectors.instance_list(queryset=self.filterset.qs)
+        return selectors.instance_list(queryset=self.filterset.qs, with_state=False)
 
     def get_context_data(self, **kwargs):
         filtered = any(v for k, v in self.request.GET.items() if k != "page")
@@ -113,7 +116,8 @@ class ServerDetailView(HtmxPartialMixin, RoleRequiredMixin, DetailView):
     context_object_name = "instance"
 
     def get_queryset(self):
-        return selectors.instance_list()
+        # The live status refresh (every 5 s) needs no reported state: up to 10,000 apps stay unread.
+        return selectors.instance_list(with_state=not self.is_htmx)
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
@@ -121,14 +125,39 @@ class ServerDetailView(HtmxPartialMixin, RoleRequiredMixin, DetailView):
             return context
         instance = self.object
         updates = [dict(u, released=parse_datetime(u.get("released_at") or "")) for u in instance.updates]
+        updates.sort(key=lambda u: (u["kind"] != "os", u.get("name", "")))
         context.update(
-            apps=sorted(instance.apps, key=lambda a: a.get("name", "")),
             settings_items=sorted(instance.settings.items()),
-            updates=updates,
+            updates=updates[:UPDATES_SHOWN],
+            updates_total=len(updates),
             runs=selectors.command_runs_for_instance(instance),
             panels=panel_urls(getattr(settings, "SERVER_DETAIL_PANELS", []), instance.pk),
+            **apps_table(self.request, instance),
         )
         return context
+
+
+def apps_table(request, instance: Instance) -> dict:
+    """Context of the server page's apps table: filtered by name (`q`) and state, one page of it."""
+    q, state = request.GET.get("q", "")[:100], request.GET.get("state", "")
+    apps = selectors.instance_apps(instance, q=q, state=state)
+    page = Paginator(apps, APPS_PER_PAGE).get_page(request.GET.get("page"))
+    return {
+        "apps_page": page,
+        "apps_total": len(instance.apps),
+        "apps_query": {"q": q, "state": state},
+        "apps_filtered": bool(q.strip() or state in ("running", "stopped")),
+    }
+
+
+class ServerAppsView(RoleRequiredMixin, TemplateView):
+    """htmx: the server page's apps table for a search, a state filter or another page."""
+
+    template_name = "fleet/_server_apps.html"
+
+    def get_context_data(self, **kwargs):
+        instance = get_object_or_404(Instance.objects.only("id", "name", "apps"), pk=self.kwargs["pk"])
+        return super().get_context_data(instance=instance, **apps_table(self.request, instance), **kwargs)
 
 
 class ServerEditView(RoleRequiredMixin, ServiceFormMixin, FormView):
@@ -202,7 +231,7 @@ class GroupDetailView(RoleRequiredMixin, ListView):
 
     def get_queryset(self):
         self.group = get_object_or_404(Group, pk=self.kwargs["pk"])
-        return selectors.instance_list(queryset=self.group.instances.all())
+        return selectors.instance_list(queryset=self.group.instances.all(), with_state=False)
 
     def get_context_data(self, **kwargs):
         return super().get_context_data(group=self.group, **kwargs)

@@ -106,7 +106,10 @@ class RegistrationTokenSerializer(serializers.ModelSerializer):
     status = serializers.CharField(read_only=True)
     one_time = serializers.BooleanField(source="is_one_time", read_only=True)
     created_by = serializers.SlugRelatedField(
-        slug_field="username", read_only=True, allow_null=True, help_text="null when made by the system or a deleted user"
+        slug_field="username",
+        read_only=True,
+        allow_null=True,
+        help_text="null when made by the system or a deleted user",
     )
 
     class Meta:
@@ -159,7 +162,10 @@ class CommandSerializer(serializers.ModelSerializer):
     scope = ScopeSerializer()
     summary = serializers.CharField(source="__str__", read_only=True)
     created_by = serializers.SlugRelatedField(
-        slug_field="username", read_only=True, allow_null=True, help_text="null when made by the system or a deleted user"
+        slug_field="username",
+        read_only=True,
+        allow_null=True,
+        help_text="null when made by the system or a deleted user",
     )
     runs = RunCountsSerializer(read_only=True)
 
