@@ -10,8 +10,8 @@ import re
 
 from common import versions
 
-from .agent.state import setting_value_problem
 from .choices import CommandType as T
+from .state import setting_value_problem
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._+\-]{0,99}$")
 VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+\-~]{0,63}$")

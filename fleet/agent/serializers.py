@@ -8,8 +8,7 @@ from rest_framework import serializers
 from common.api.fields import BoundedDateTimeField, TextField, VersionField
 from fleet.api.fields import address_field
 from fleet.choices import RunStatus
-
-from .state import (
+from fleet.state import (
     MAX_AGENT_VERSION,
     MAX_APPS,
     MAX_NAME,
@@ -69,7 +68,7 @@ class SettingValueField(serializers.JSONField):
 class HeartbeatSerializer(serializers.Serializer):
     """The instance's full reported state. Idempotent: sending the same state twice changes nothing.
 
-    Checked by fleet.agent.state.validate_heartbeat (every problem at once, by path); the fields below
+    Checked by fleet.state.validate_heartbeat (every problem at once, by path); the fields below
     describe the same rules in the OpenAPI schema. Keys the panel does not know are ignored. The body
     is at most DATA_UPLOAD_MAX_MEMORY_SIZE bytes (413 beyond)."""
 

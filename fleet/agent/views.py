@@ -97,14 +97,10 @@ class HeartbeatView(AgentAPIView):
         summary="Report the instance's full state; writes only what changed",
     )
     def post(self, request):
-        serializer = HeartbeatSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        state = serializer.validated_data
+        # Validated by the service (fleet.state.validate_heartbeat), the one check every caller gets;
+        # HeartbeatSerializer describes the same rules in the schema.
         changed = services.heartbeat_record(
-            instance=self.instance,
-            state=state,
-            agent_version=state.pop("agent_version", ""),
-            body_digest=services.heartbeat_digest(request.body),
+            instance=self.instance, state=request.data, body_digest=services.heartbeat_digest(request.body)
         )
         return Response({"changed": changed, "heartbeat_interval": settings.HEARTBEAT_INTERVAL})
 

@@ -1,4 +1,4 @@
-"""Heartbeats are checked more strictly (fleet.agent.state): forget every stored body digest, so no body
+"""Heartbeats are checked more strictly (fleet.state): forget every stored body digest, so no body
 accepted under the old rules is answered by the fast lane again. Each instance's next heartbeat takes
 the full path once and is validated (and its state normalised) under the new rules."""
 

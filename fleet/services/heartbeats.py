@@ -8,45 +8,22 @@ import logging
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
+from common.exceptions import ApplicationError
 from common.services import secret_hash
 from fleet.choices import InstanceStatus
 from fleet.models import Instance
 from fleet.selectors import offline_cutoff
 from fleet.signals import instance_state_changed, instances_went_offline
+from fleet.state import validate_heartbeat
 
 logger = logging.getLogger(__name__)
 
 
-def _normalise_state(state: dict) -> dict:
-    apps = sorted(
-        (
-            {"name": a["name"], "version": str(a.get("version", "")), "running": bool(a.get("running", True))}
-            for a in state.get("apps") or []
-        ),
-        key=lambda a: a["name"],
-    )
-    updates = sorted(
-        (
-            {
-                "kind": u.get("kind", "app"),
-                "name": u["name"],
-                "version": str(u["version"]),
-                "released_at": u["released_at"],
-            }
-            for u in state.get("updates") or []
-        ),
-        key=lambda u: (u["kind"], u["name"], u["version"]),
-    )
-    return {
-        "os_version": str(state.get("os_version") or ""),
-        "apps": apps,
-        "settings": dict(state.get("settings") or {}),
-        "updates": updates,
-    }
-
-
-def _state_digest(clean: dict) -> str:
-    return hashlib.sha256(json.dumps(clean, sort_keys=True).encode()).hexdigest()
+def state_digest(clean: dict) -> str:
+    """SHA-256 of a normalised state (fleet.state.validate_heartbeat): equal digests, equal states.
+    Apps and updates are already in a fixed order with fixed keys; settings are put in key order."""
+    parts = [clean["os_version"], clean["apps"], sorted(clean["settings"].items()), clean["updates"]]
+    return hashlib.sha256(json.dumps(parts, separators=(",", ":")).encode()).hexdigest()
 
 
 def heartbeat_digest(body: bytes) -> str:
@@ -115,17 +92,27 @@ def _execute_rowcount(sql: str, params: list) -> int:
         return cursor.rowcount
 
 
-def heartbeat_record(*, instance: Instance, state: dict, agent_version: str = "", body_digest: str = "") -> bool:
-    """Record a validated heartbeat. Writes only what changed; returns True when the reported state changed.
+def heartbeat_record(
+    *, instance: Instance, state: dict, agent_version: str | None = None, body_digest: str = ""
+) -> bool:
+    """Record a heartbeat. Writes only what changed; returns True when the reported state changed.
 
+    `state` is what the agent sent: checked and normalised here (fleet.state.validate_heartbeat), so no
+    caller can store a state governance cannot evaluate; a bad one raises ApplicationError naming every
+    problem by path and changes nothing. `agent_version`, when given, replaces the state's own.
     An unchanged heartbeat is one UPDATE of last_seen/status. A changed one also stores the state and,
     after commit, sends `instance_state_changed` so governance re-evaluates just this instance.
     `body_digest` (`heartbeat_digest` of the request body) lets the next identical body take
     `heartbeat_touch`.
     """
+    if agent_version is not None:
+        state = {**state, "agent_version": agent_version} if isinstance(state, dict) else state
+    clean, errors = validate_heartbeat(state)
+    if errors:
+        raise ApplicationError.from_errors(errors)
     now = timezone.now()
-    clean = _normalise_state(state)
-    digest = _state_digest(clean)
+    agent_version = clean.pop("agent_version")
+    digest = state_digest(clean)
     fields = {"last_seen_at": now, "status": InstanceStatus.ONLINE}
     changed = digest != instance.state_hash
     if changed:

@@ -7,8 +7,8 @@ import pytest
 from django.core.cache import cache
 
 from fleet import services
-from fleet.agent.state import MAX_APPS, MAX_PROBLEMS, validate_heartbeat
 from fleet.models import Instance
+from fleet.state import MAX_APPS, MAX_PROBLEMS, validate_heartbeat
 from tests.base import assert_status
 
 from .helpers import DEFAULT_STATE, heartbeat_body, register_agent
@@ -329,3 +329,15 @@ def test_the_upgrade_forgets_bodies_accepted_under_the_old_rules(agent):
     Instance.objects.filter(pk=instance.pk).update(heartbeat_digest=services.heartbeat_digest(old_body.encode()))
     import_module("fleet.migrations.0003_revalidate_heartbeats").forget_heartbeat_digests(apps, None)
     assert_status(raw_beat(client, old_body), 400)  # not fast-laned: validated, and refused
+
+
+def test_the_service_itself_refuses_a_state_governance_could_not_evaluate(agent):
+    # Every caller (the view, the simulator's tests, a management command) gets the same check.
+    from common.exceptions import ApplicationError
+
+    instance, _client = agent
+    poisoned = {**DEFAULT_STATE, "updates": [{**UPDATE, "released_at": "0001-01-01T00:00:00+14:00"}]}
+    with pytest.raises(ApplicationError) as refused:
+        services.heartbeat_record(instance=instance, state=poisoned)
+    assert list(refused.value.errors) == ["updates[0].released_at"]
+    assert Instance.objects.get(pk=instance.pk).updates == instance.updates

@@ -130,32 +130,47 @@ def _list(data: dict, key: str, limit: int, problems: Problems) -> list:
 
 
 def _apps(data: dict, problems: Problems) -> list[dict]:
-    clean, seen = [], {}
+    clean, seen = [], {}  # name → index of its first report
+    name_ok, version_ok = _TEXT[MAX_NAME].fullmatch, versions.is_valid
     for index, app in enumerate(_list(data, "apps", MAX_APPS, problems)):
-        path = f"apps[{index}]"
-        if not isinstance(app, dict):
-            problems.add(path, "Each app must be an object with a name and a version.")
-            continue
-        name, version, running = app.get("name"), app.get("version"), app.get("running", True)
-        ok = True
-        if problem := _name_problem(name):
-            problems.add(f"{path}.name", problem)
-            ok = False
-        elif name in seen:
-            problems.add(f"{path}.name", f"'{name}' is reported twice (also apps[{seen[name]}]).")
-            ok = False
-        else:
-            seen[name] = index
-        if problem := _version_problem(version):
-            problems.add(f"{path}.version", problem)
-            ok = False
-        if not isinstance(running, bool):
-            problems.add(f"{path}.running", "Must be true or false.")
-            ok = False
-        if ok:
-            clean.append({"name": name, "version": version, "running": running})
-    clean.sort(key=lambda a: a["name"])
+        # The common case in one expression; only an app that fails it is examined field by field.
+        if type(app) is dict:
+            name, version, running = app.get("name"), app.get("version"), app.get("running", True)
+            if (
+                type(name) is str
+                and name_ok(name)
+                and name not in seen
+                and version_ok(version)
+                and (running is True or running is False)
+            ):
+                seen[name] = index
+                clean.append({"name": name, "version": version, "running": running})
+                continue
+        _app_problems(index, app, seen, problems)
+    clean.sort(key=_by_name)
     return clean
+
+
+def _by_name(app: dict) -> str:
+    return app["name"]
+
+
+def _app_problems(index: int, app, seen: dict[str, int], problems: Problems) -> None:
+    path = f"apps[{index}]"
+    if not isinstance(app, dict):
+        problems.add(path, "Each app must be an object with a name and a version.")
+        return
+    name, version, running = app.get("name"), app.get("version"), app.get("running", True)
+    if problem := _name_problem(name):
+        problems.add(f"{path}.name", problem)
+    elif name in seen:
+        problems.add(f"{path}.name", f"'{name}' is reported twice (also apps[{seen[name]}]).")
+    else:
+        seen[name] = index
+    if problem := _version_problem(version):
+        problems.add(f"{path}.version", problem)
+    if not isinstance(running, bool):
+        problems.add(f"{path}.running", "Must be true or false.")
 
 
 def _settings(data: dict, problems: Problems) -> dict:
