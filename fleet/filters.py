@@ -50,7 +50,8 @@ class CommandFilterSet(django_filters.FilterSet):
 class CommandRunFilterSet(django_filters.FilterSet):
     status = django_filters.ChoiceFilter(choices=RunStatus.choices)
     instance = django_filters.ModelChoiceFilter(queryset=Instance.objects.all())
-    command = django_filters.NumberFilter(field_name="command_id")
+    # Bounded: an id beyond 64 bits would overflow the database's integer on the way in.
+    command = django_filters.NumberFilter(field_name="command_id", min_value=1, max_value=2**63 - 1)
 
     class Meta:
         model = CommandRun

@@ -1,5 +1,6 @@
 from rest_framework import serializers
 
+from common.api.fields import BoundedDateTimeField, TextField
 from fleet.choices import CommandType
 from fleet.models import Command, CommandRun, Group, Instance, RegistrationToken, Tag, TokenUse
 from fleet.scopes import ScopeError, parse_tag_filter
@@ -10,7 +11,7 @@ from .fields import ScopeSerializer, address_field
 class TagListField(serializers.ListField):
     """Tags as `key=value` strings, validated and normalised on input."""
 
-    child = serializers.CharField(max_length=200)
+    child = TextField(max_length=200)
 
     def to_internal_value(self, data):
         try:
@@ -101,6 +102,15 @@ class TokenUseSerializer(serializers.ModelSerializer):
 
 
 class RegistrationTokenSerializer(serializers.ModelSerializer):
+    name = TextField(max_length=100)
+    max_uses = serializers.IntegerField(
+        min_value=1,
+        max_value=2**31 - 1,
+        allow_null=True,
+        required=False,
+        help_text="Empty for unlimited; 1 for one-time",
+    )
+    expires_at = BoundedDateTimeField(allow_null=True, required=False, help_text="Empty for no expiry")
     groups = serializers.SlugRelatedField(slug_field="name", queryset=Group.objects.all(), many=True, required=False)
     tags = TagListField(required=False)
     status = serializers.CharField(read_only=True)
