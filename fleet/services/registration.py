@@ -159,7 +159,16 @@ def _registration_repeat(record: RegistrationToken, instance: Instance, remote_a
 
 # What agent requests need up front (a heartbeat compares state_hash/status/agent_version); other
 # fields load lazily if a caller reads them. Fewer columns keep the hottest query cheap.
-AGENT_AUTH_FIELDS = ("id", "name", "status", "state_hash", "heartbeat_digest", "agent_version", "agent_secret_hash")
+AGENT_AUTH_FIELDS = (
+    "id",
+    "name",
+    "status",
+    "state_hash",
+    "apps_hash",
+    "heartbeat_digest",
+    "agent_version",
+    "agent_secret_hash",
+)
 
 
 def agent_authenticate(credential: str) -> Instance | None:

@@ -341,3 +341,20 @@ def test_the_service_itself_refuses_a_state_governance_could_not_evaluate(agent)
         services.heartbeat_record(instance=instance, state=poisoned)
     assert list(refused.value.errors) == ["updates[0].released_at"]
     assert Instance.objects.get(pk=instance.pk).updates == instance.updates
+
+
+def test_a_change_elsewhere_leaves_the_apps_column_unwritten_and_a_change_to_them_writes_it(agent):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    instance, client = agent
+    with CaptureQueriesContext(connection) as queries:
+        assert_status(beat(client, settings={"ssh.password_auth": True}), 200)
+    update = next(
+        q["sql"] for q in queries.captured_queries if q["sql"].startswith("UPDATE") and "state_hash" in q["sql"]
+    )
+    assert '"settings"' in update and '"apps"' not in update
+    apps = [{"name": "nginx", "version": "1.27.0", "running": True}]
+    assert_status(beat(client, settings={"ssh.password_auth": True}, apps=apps), 200)
+    stored = Instance.objects.get(pk=instance.pk)
+    assert (stored.apps, stored.settings) == (apps, {"ssh.password_auth": True})
