@@ -28,16 +28,16 @@ Key = tuple[str, str, str]
 # --- Driving the fleet ----------------------------------------------------------------------------
 
 
-def _pending_gitops_commands(instance_ids=None) -> set[tuple[int, str, str]]:
+def _pending_gitops_commands(instance_ids=None) -> dict[tuple, str]:
+    """(instance, kind, app) → the parameters of the newest GitOps command of that kind still pending
+    or running there. Agents run commands in order, so only the newest one says where it will end up."""
     qs = CommandRun.objects.filter(
         status__in=(RunStatus.PENDING, RunStatus.RUNNING), command__source=CommandSource.GITOPS
     )
     if instance_ids is not None:
         qs = qs.filter(instance_id__in=instance_ids)
-    return {
-        (iid, kind, json.dumps(params, sort_keys=True))
-        for iid, kind, params in qs.values_list("instance_id", "command__kind", "command__params")
-    }
+    rows = qs.order_by("command_id").values_list("instance_id", "command__kind", "command__params")
+    return {(iid, kind, params.get("app")): json.dumps(params, sort_keys=True) for iid, kind, params in rows}
 
 
 @dataclass
@@ -75,7 +75,7 @@ def fleet_plan(*, rows=None, instance_ids=None, prune: tuple[Key, ...] = ()) -> 
     `rows` ((level, target, key, value) of present entries), which is how a preview sees the store as
     the sync would leave it. `prune`: entries removed from Git whose setting keys are to be unset on
     the instances they applied to, unless another entry still sets the key there. A change already
-    pending or running for an instance is not planned twice."""
+    pending or running for an instance (the newest of its kind there) is not planned twice."""
     if rows is None:
         rows = DesiredEntry.objects.filter(present=True).values_list("level", "target", "key", "value")
     index = EntryIndex(rows)
@@ -102,7 +102,7 @@ def fleet_plan(*, rows=None, instance_ids=None, prune: tuple[Key, ...] = ()) -> 
             continue
         for kind, params in plan_commands(desired, inst.state):
             signature = json.dumps(params, sort_keys=True)
-            if (inst.pk, kind, signature) not in pending:
+            if pending.get((inst.pk, kind, params.get("app"))) != signature:
                 plan.batches[(kind, signature)].append(inst)
     return plan
 
