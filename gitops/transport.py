@@ -234,6 +234,7 @@ class GitRemote:
     def fetch(self, mirror: Path, refs: list[str]) -> None:
         """Fetch `refs` into the bare repository at `mirror` (created if needed; incremental)."""
         names = [r.encode() for r in refs]
+        mirror.parent.mkdir(parents=True, exist_ok=True)
         repo = Repo(str(mirror)) if (mirror / "objects").exists() else Repo.init_bare(str(mirror), mkdir=True)
         try:
 

@@ -227,7 +227,6 @@ def _read(ctx: SyncContext, remote: GitRemote, refs: list[str]) -> dict | None:
     """Fetch if needed, read the commit's files and parse every section; None when it is not usable."""
     repo, mirror = ctx.repository, mirror_path(ctx.repository)
     try:
-        mirror.parent.mkdir(parents=True, exist_ok=True)
         if peel(mirror, ctx.commit) is None:
             remote.fetch(mirror, refs)
             ctx.log("fetched")
