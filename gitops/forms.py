@@ -5,7 +5,7 @@ from fleet.models import Group, Instance
 
 from .choices import AuthMethod, ConflictStrategy, DisconnectMode, Level, Resolution
 from .repoformat import parse_value_text
-from .services.repositories import MAX_INTERVAL, MIN_INTERVAL
+from .services.repositories import MAX_INTERVAL, MIN_INTERVAL, validate_path, validate_revision, validate_url
 
 
 def _branch():
@@ -22,6 +22,7 @@ def _path():
         label="Directory (optional)",
         max_length=255,
         required=False,
+        validators=[validate_path],
         help_text="A sub-directory holding fleet.yaml, groups/, tags/ and instances/, e.g. clusters/prod",
         widget=forms.TextInput(attrs={"class": "form-control mono", "placeholder": "(the top level)"}),
     )
@@ -32,6 +33,7 @@ def _revision():
         label="Pinned revision (optional)",
         max_length=255,
         required=False,
+        validators=[validate_revision],
         help_text="A tag or commit SHA to stay on; empty follows the branch head",
         widget=forms.TextInput(attrs={"class": "form-control mono"}),
     )
@@ -60,6 +62,7 @@ class ConnectForm(forms.Form):
     url = forms.CharField(
         label="Repository URL",
         max_length=500,
+        validators=[validate_url],
         help_text="ssh://git@host:22/org/fleet-config.git or git@host:org/fleet-config.git",
         widget=forms.TextInput(
             attrs={"class": "form-control", "placeholder": "git@github.com:example/fleet-config.git"}
@@ -117,6 +120,7 @@ class RepositorySettingsForm(forms.Form):
 class SyncToRevisionForm(forms.Form):
     revision = forms.CharField(
         max_length=255,
+        validators=[validate_revision],
         help_text="A tag, or a commit SHA of the branch (7 to 40 hex digits). The repository stays pinned there.",
         widget=forms.TextInput(attrs={"class": "form-control mono", "placeholder": "v1.4 or 3f2a9c1"}),
     )

@@ -72,7 +72,7 @@ def unreachable(host: str, port: int) -> str:
     return f"The panel could not reach {host}:{port} over SSH."
 
 
-def open_socket(host: str, port: int, timeout: float = CONNECT_TIMEOUT) -> socket.socket:
+def open_socket(host: str, port: int, timeout: float | None = None) -> socket.socket:
     """A TCP connection to host:port through common.net.resolve_outbound: the destination is checked
     against OUTBOUND_DENY_NETWORKS before any connection, and only the addresses it returns are used."""
     try:
@@ -81,7 +81,7 @@ def open_socket(host: str, port: int, timeout: float = CONNECT_TIMEOUT) -> socke
         raise RemoteError(unreachable(host, port)) from None
     for address in addresses:
         try:
-            return socket.create_connection((address, port), timeout=timeout)
+            return socket.create_connection((address, port), timeout=timeout or CONNECT_TIMEOUT)
         except OSError:
             continue
     raise RemoteError(unreachable(host, port))
@@ -127,8 +127,8 @@ class _ChannelWrapper:
 class PinnedHostKeySSHVendor(SSHVendor):
     """A paramiko SSH vendor for dulwich that accepts only the pinned host key."""
 
-    def __init__(self, *, host_key: paramiko.PKey, pkey: paramiko.PKey, timeout: float = 15.0):
-        self.host_key, self.pkey, self.timeout = host_key, pkey, timeout
+    def __init__(self, *, host_key: paramiko.PKey, pkey: paramiko.PKey, timeout: float | None = None):
+        self.host_key, self.pkey, self.timeout = host_key, pkey, timeout or CONNECT_TIMEOUT
 
     def run_command(
         self,
@@ -200,7 +200,7 @@ class PinnedHostKeySSHVendor(SSHVendor):
 class GitRemote:
     """Fetch one branch of one repository into a local bare mirror."""
 
-    def __init__(self, *, url: str, host_key: paramiko.PKey, pkey: paramiko.PKey, timeout: float = 15.0):
+    def __init__(self, *, url: str, host_key: paramiko.PKey, pkey: paramiko.PKey, timeout: float | None = None):
         self.remote = parse_url(url)
         vendor = PinnedHostKeySSHVendor(host_key=host_key, pkey=pkey, timeout=timeout)
         self.client = SSHGitClient(
@@ -309,9 +309,10 @@ def read_tree(mirror: Path, commit_sha: str, want, subdir: str = "") -> dict[str
         repo.close()
 
 
-def fetch_host_key(host: str, port: int, timeout: float = CONNECT_TIMEOUT) -> paramiko.PKey:
+def fetch_host_key(host: str, port: int, timeout: float | None = None) -> paramiko.PKey:
     """Connect (through the outbound check) and read the server's host key, without authenticating
     or trusting it. Every failure is the same RemoteError (see `unreachable`)."""
+    timeout = timeout or CONNECT_TIMEOUT
     sock = open_socket(host, port, timeout)
     transport = paramiko.Transport(sock)
     transport.set_log_channel(PARAMIKO_LOG_CHANNEL)

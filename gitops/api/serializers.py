@@ -15,7 +15,14 @@ from ..choices import (
     SyncStatus,
 )
 from ..models import Conflict, DesiredEntry, Repository, SyncRun
-from ..services.repositories import MAX_INTERVAL, MIN_INTERVAL
+from ..services.repositories import (
+    MAX_INTERVAL,
+    MIN_INTERVAL,
+    validate_path,
+    validate_private_key,
+    validate_revision,
+    validate_url,
+)
 
 
 def inline_choice(choices_cls, **kwargs) -> serializers.ChoiceField:
@@ -86,11 +93,23 @@ def _interval(**kwargs):
 
 class RepositoryCreateSerializer(serializers.Serializer):
     name = TextField(max_length=100)
-    url = TextField(max_length=500, help_text="ssh://user@host:port/path or git@host:path")
+    url = TextField(max_length=500, validators=[validate_url], help_text="ssh://user@host:port/path or git@host:path")
     branch = GitRefField(default="main")
-    path = TextField(max_length=255, required=False, allow_blank=True, default="", help_text="sub-directory to read")
+    path = TextField(
+        max_length=255,
+        required=False,
+        allow_blank=True,
+        default="",
+        validators=[validate_path],
+        help_text="sub-directory to read",
+    )
     revision = TextField(
-        max_length=255, required=False, allow_blank=True, default="", help_text="tag or commit to stay on"
+        max_length=255,
+        required=False,
+        allow_blank=True,
+        default="",
+        validators=[validate_revision],
+        help_text="tag or commit to stay on",
     )
     prune = serializers.BooleanField(default=False, help_text="unset on instances the setting keys removed from Git")
     sync_interval = _interval(default=300)
@@ -102,6 +121,7 @@ class RepositoryCreateSerializer(serializers.Serializer):
         write_only=True,
         trim_whitespace=False,
         max_length=20000,
+        validators=[validate_private_key],
         help_text="For auth_method=uploaded: an unencrypted OpenSSH/PEM private key. Stored encrypted; never returned.",
     )
     known_hosts = TextField(
@@ -121,8 +141,14 @@ class RepositoryCreateSerializer(serializers.Serializer):
 
 class RepositoryUpdateSerializer(serializers.Serializer):
     branch = GitRefField(required=False)
-    path = TextField(max_length=255, required=False, allow_blank=True)
-    revision = TextField(max_length=255, required=False, allow_blank=True, help_text="empty: follow the branch")
+    path = TextField(max_length=255, required=False, allow_blank=True, validators=[validate_path])
+    revision = TextField(
+        max_length=255,
+        required=False,
+        allow_blank=True,
+        validators=[validate_revision],
+        help_text="empty: follow the branch",
+    )
     prune = serializers.BooleanField(required=False)
     sync_interval = _interval(required=False)
     conflict_strategy = serializers.ChoiceField(choices=ConflictStrategy.choices, required=False)
@@ -133,7 +159,11 @@ class HostKeyConfirmSerializer(serializers.Serializer):
 
 
 class SyncToRevisionSerializer(serializers.Serializer):
-    revision = TextField(max_length=255, help_text="A tag or a commit SHA (7 to 40 hex digits) of the branch")
+    revision = TextField(
+        max_length=255,
+        validators=[validate_revision],
+        help_text="A tag or a commit SHA (7 to 40 hex digits) of the branch",
+    )
 
 
 class WebhookSecretSerializer(serializers.Serializer):

@@ -3,9 +3,11 @@
 import re
 import secrets
 import shutil
+import time
 from datetime import timedelta
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -14,7 +16,7 @@ from common.exceptions import ApplicationError, ConflictError, ErrorCollector
 from common.services import audit_log
 from common.validators import git_ref_problem, unstorable_reason
 
-from .. import crypto, sshkeys
+from .. import crypto, sshkeys, transport
 from ..choices import AuthMethod, ConflictStatus, ConflictStrategy, DisconnectMode, HostKeyScan, RepositoryStatus
 from ..models import Repository, SyncRun
 from ..transport import RemoteError, fetch_host_key, known_hosts_name, parse_url
@@ -48,13 +50,41 @@ def revision_problem(revision: str) -> str | None:
     return f"'{revision}' is neither a tag nor a commit SHA. {problem}" if problem else None
 
 
+def _validator(problem):
+    """A Django validator (serializer and form fields) from a `…_problem` function."""
+
+    def validate(value):
+        if value and (message := problem(value)):
+            raise ValidationError(message)
+
+    return validate
+
+
+def url_problem(url: str) -> str | None:
+    try:
+        parse_url(url)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def private_key_problem(text: str) -> str | None:
+    try:
+        sshkeys.load_private_key(text)
+    except sshkeys.KeyError_ as exc:
+        return str(exc)
+    return None
+
+
+validate_url, validate_path, validate_revision, validate_private_key = map(
+    _validator, (url_problem, path_problem, revision_problem, private_key_problem)
+)
+
+
 def _check(problems: ErrorCollector, **fields) -> None:
     """Every problem of a repository's settings at once, under the request's own field names."""
-    if "url" in fields:
-        try:
-            parse_url(fields["url"])
-        except ValueError as exc:
-            problems.add("url", str(exc))
+    if "url" in fields and (problem := url_problem(fields["url"])):
+        problems.add("url", problem)
     if "branch" in fields and (problem := git_ref_problem(fields["branch"])):
         problems.add("branch", f"'{fields['branch']}' is not a valid branch name. {problem}")
     interval = fields.get("sync_interval")
@@ -176,9 +206,13 @@ def repository_host_key_scan(*, repository_id: int) -> Repository | None:
     if repo is None:
         return None
     remote = parse_url(repo.url)
+    started = time.monotonic()
     try:
         key = fetch_host_key(remote.host, remote.port)
     except RemoteError as exc:
+        # A refused port answers at once, a silent one after the timeout: waiting the timeout out
+        # either way keeps the moment of the answer from telling them apart (no port scanning).
+        time.sleep(max(0.0, transport.CONNECT_TIMEOUT - (time.monotonic() - started)))
         Repository.objects.filter(pk=repo.pk).update(host_key_scan=HostKeyScan.FAILED, host_key_scan_error=str(exc))
         return Repository.objects.get(pk=repo.pk)
     with transaction.atomic():
