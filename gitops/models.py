@@ -139,7 +139,8 @@ class DesiredEntry(models.Model):
     @property
     def drifted(self) -> bool:
         """Git manages this key and the panel's value differs from what Git last said."""
-        return self.in_git and (not self.present or self.value != self.git_base)
+        same = type(self.value) is type(self.git_base) and self.value == self.git_base  # True is not 1
+        return self.in_git and (not self.present or not same)
 
 
 class SyncRun(models.Model):

@@ -67,3 +67,27 @@ def test_a_panel_deletion_of_a_git_key_is_undone_by_git_wins_on_the_next_sync(co
 
     assert [(c["action"], c["effect"]) for c in run.changes] == [("drift_reverted", "added")]
     assert DesiredEntry.objects.get(level=Level.FLEET, key="max.sessions").value == 5
+
+
+@pytest.mark.django_db
+def test_an_unchanged_sync_reads_exactly_the_entries_the_panel_changed():
+    from gitops.models import Repository
+    from gitops.services.sections import _entries
+
+    repo = Repository.objects.create(name="r", url="git@h:x", private_key_encrypted="-", public_key="-")
+    pairs = [(None, None), ("x", None), (None, "x"), (1, 1), (1, True), ("1", 1), ({"a": 1}, {"a": 1}), (5, 6)]
+    for n, (panel, base) in enumerate(pairs):
+        DesiredEntry.objects.create(
+            level="fleet", key=f"k{n}", value=panel, git_base=base, in_git=True, repository=repo
+        )
+    DesiredEntry.objects.create(
+        level="fleet", key="gone", value=None, git_base=1, present=False, in_git=True, repository=repo
+    )
+    DesiredEntry.objects.create(
+        level="fleet", key="kept", value=2, git_base=2, override_accepted=True, in_git=True, repository=repo
+    )
+
+    found = {e.key for e in _entries(repo, True, drifted=True)}
+
+    assert found == {e.key for e in DesiredEntry.objects.all() if e.drifted or e.override_accepted}
+    assert found == {"k1", "k2", "k4", "k5", "k7", "gone", "kept"}
