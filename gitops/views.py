@@ -4,6 +4,7 @@ from django.contrib import messages
 from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
+from django.utils.functional import cached_property
 from django.views.generic import DetailView, FormView, TemplateView, View
 
 from common.choices import Role
@@ -182,9 +183,9 @@ class RepositoryFormView(GitOpsViewMixin, ServiceFormMixin, FormView):
 
     template_name = "gitops/repository_form.html"
 
-    def dispatch(self, request, *args, **kwargs):
-        self.repository = get_object_or_404(Repository, pk=kwargs["pk"])
-        return super().dispatch(request, *args, **kwargs)
+    @cached_property
+    def repository(self):  # looked up after the role check: a viewer gets 403, not a 404 probe
+        return get_object_or_404(Repository, pk=self.kwargs["pk"])
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)

@@ -27,7 +27,7 @@ class RepositoryViewSet(GitOpsAPIMixin, viewsets.ReadOnlyModelViewSet):
 
     serializer_class = s.RepositorySerializer
     lookup_value_regex = r"\d+"
-    action_roles = {"sync": Role.OPERATOR, "preview": Role.OPERATOR}
+    action_roles = {"sync": Role.OPERATOR, "sync_to_revision": Role.OPERATOR, "preview": Role.OPERATOR}
 
     def get_queryset(self):
         return selectors.repository_list()
