@@ -338,6 +338,14 @@ class DesiredConfigView(GitOpsViewMixin, ServiceFormMixin, FormView):
             value=data["parsed_value"],
         )
         messages.success(self.request, f"Saved {entry}; commands for affected instances are queued.")
+        repo = entry.repository
+        if repo is not None:
+            fate = {
+                "git_wins": "its next sync puts Git's value back",
+                "server_wins": "the panel's value stays and overrides Git's",
+                "manual": "its next sync pauses on a conflict for an admin to decide",
+            }[repo.conflict_strategy]
+            messages.warning(self.request, f"Repository {repo.name} manages this key: {fate}.")
         return redirect("gitops:config")
 
 

@@ -91,3 +91,20 @@ def test_an_unchanged_sync_reads_exactly_the_entries_the_panel_changed():
 
     assert found == {e.key for e in DesiredEntry.objects.all() if e.drifted or e.override_accepted}
     assert found == {"k1", "k2", "k4", "k5", "k7", "gone", "kept"}
+
+
+def test_the_editor_says_what_the_strategy_will_do_with_a_panel_edit_of_a_git_key(
+    connect, git_repo, fleet, admin_client
+):
+    _git_says_five(connect, git_repo, ConflictStrategy.GIT_WINS)
+
+    response = admin_client.post(
+        "/governance/gitops/config/",
+        {"level": "fleet", "target": "", "key": "max.sessions", "value": "99"},
+        follow=True,
+    )
+
+    assert (
+        "Repository fleet-config manages this key: its next sync puts Git&#x27;s value back."
+        in response.content.decode()
+    )
