@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 FLEET ?= 20
 
-.PHONY: run test venv lint check bench clean
+.PHONY: run test venv lint check bench fuzz clean
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -34,6 +34,10 @@ check: venv
 
 bench: venv
 	$(BIN)/python bench/run_all.py
+
+# schemathesis, every operation x admin/viewer/agent/anonymous, 100 examples each (tests/hardening/fuzz.py).
+fuzz: venv
+	$(BIN)/python tests/hardening/fuzz.py --examples $(or $(EXAMPLES),100)
 
 clean:
 	rm -rf var/celery var/db.sqlite3 staticfiles
