@@ -53,10 +53,10 @@ class Panel:
         session = requests.Session()
         session.headers["User-Agent"] = f"governance-agent/{__version__}"
         if config.fingerprint:
-            session.verify = False  # the pinned fingerprint replaces CA verification, not removes it
+            self.verify = False  # the pinned fingerprint replaces CA verification, not removes it
             session.mount("https://", PinnedAdapter(config.fingerprint))
         else:
-            session.verify = config.ca_bundle or (SYSTEM_CA if os.path.isfile(SYSTEM_CA) else True)
+            self.verify = config.ca_bundle or (SYSTEM_CA if os.path.isfile(SYSTEM_CA) else True)
             session.mount("https://", HTTPAdapter(max_retries=0))
         self.session = session
 
@@ -71,8 +71,9 @@ class Panel:
             headers["Authorization"] = f"Agent {self.credential}"
         url = f"{self.base}/api/agent/{path}"
         try:
+            # `verify` on every request: on the session, REQUESTS_CA_BUNDLE from the environment would win.
             response = self.session.request(
-                method, url, data=body, headers=headers, timeout=TIMEOUT, allow_redirects=False
+                method, url, data=body, headers=headers, timeout=TIMEOUT, allow_redirects=False, verify=self.verify
             )
         except requests.exceptions.SSLError as exc:
             raise Unreachable(f"TLS verification of {self.base} failed: {_short(exc)}")
