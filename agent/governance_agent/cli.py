@@ -21,16 +21,30 @@ from .store import CredentialError, State, load_credential
 from .system import Host
 
 
-def _parser() -> argparse.ArgumentParser:
+def _common(suppress: bool) -> argparse.ArgumentParser:
+    """Options accepted before or after the command. After it, they default to SUPPRESS: otherwise the
+    subcommand's default (False) would overwrite `governance-agent --dry-run run`'s True."""
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("-c", "--config", help="the configuration file (default /etc/governance-agent/agent.toml)")
-    common.add_argument("--dry-run", action="store_true", help="report the state and plan commands; change nothing")
-    common.add_argument("--insecure-dev", action="store_true", help="allow plain http:// to the panel (development)")
-    common.add_argument("--state-dir", help="override agent.state_dir")
-    common.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    default = {"default": argparse.SUPPRESS} if suppress else {}
+    common.add_argument(
+        "-c", "--config", help="the configuration file (default /etc/governance-agent/agent.toml)", **default
+    )
+    common.add_argument(
+        "--dry-run", action="store_true", help="report the state and plan commands; change nothing", **default
+    )
+    common.add_argument(
+        "--insecure-dev", action="store_true", help="allow plain http:// to the panel (development)", **default
+    )
+    common.add_argument("--state-dir", help="override agent.state_dir", **default)
+    common.add_argument("-v", "--verbose", action="store_true", help="debug logging", **default)
+    return common
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = _common(suppress=True)
     parser = argparse.ArgumentParser(
         prog="governance-agent",
-        parents=[common],
+        parents=[_common(suppress=False)],
         description="The fleet governance panel's agent for Debian and Ubuntu.",
     )
     parser.add_argument("--version", action="version", version=f"governance-agent {__version__}")

@@ -8,6 +8,8 @@ booleans, whole numbers are numbers, the rest text; a keyword given several time
 
 from __future__ import annotations
 
+import os
+
 from ._common import SourceError
 
 # friendly key → the sshd_config keyword
@@ -93,7 +95,7 @@ def effective(host) -> dict[str, str]:
 
 
 def collect(host) -> dict:
-    if not host.has("sshd"):
+    if not host.has("sshd") or not os.path.exists(host.config.sshd_config):
         return {}  # openssh-server is not installed: nothing to report
     extra = host.config.sshd_keywords + managed_keywords(host.read_abs(host.config.ssh_dropin))
     return settings(effective(host), extra)
