@@ -94,6 +94,11 @@ class Agent:
             return self.config.address
         listen_host = self.config.health_listen.rpartition(":")[0].strip("[]")
         port = self.health.port if self.health else int(self.config.health_listen.rpartition(":")[2])
+        if not port:
+            raise AgentError(
+                "health.listen has port 0, so the health port is only known once `run` starts: give health.listen "
+                "a port, or panel.address, before registering on its own (`run` registers by itself too)"
+            )
         if listen_host not in ("0.0.0.0", "::", ""):  # noqa: S104 - a wildcard is what we test for
             return f"[{listen_host}]:{port}" if ":" in listen_host else f"{listen_host}:{port}"
         panel = urlsplit(self.config.panel_url)

@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 import textwrap
 from pathlib import Path
 
@@ -189,3 +190,37 @@ class ScratchSystem:
 @pytest.fixture
 def scratch(tmp_path):
     return ScratchSystem(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def installed(tmp_path_factory):
+    """agent/ pip-installed into a scratch prefix (from a copy: an in-tree build would leave files in agent/)."""
+    base = tmp_path_factory.mktemp("installed")
+    source = base / "src"
+    shutil.copytree(ROOT / "agent", source, ignore=shutil.ignore_patterns("__pycache__", "build", "*.egg-info"))
+    prefix = base / "prefix"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "--prefix",
+            str(prefix),
+            str(source),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    site = Path(sysconfig.get_path("purelib", vars={"base": str(prefix), "platbase": str(prefix)}))
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    return prefix / "bin/governance-agent", site, env
+
+
+def agent_cli(installed, *args, **kw):
+    script, _site, env = installed
+    return subprocess.run([str(script), *args], capture_output=True, text=True, env=env, timeout=120, **kw)

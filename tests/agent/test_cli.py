@@ -2,55 +2,16 @@
 needs only requests; its commands, the example configuration and the systemd unit."""
 
 import json
-import os
-import shutil
 import subprocess
 import sys
-import sysconfig
 from email.parser import Parser
-from pathlib import Path
 
-import pytest
 from governance_agent.cli import _parser
 from governance_agent.config import load
 
-from .conftest import ROOT
+from .conftest import ROOT, agent_cli
 
 PACKAGING = ROOT / "agent/packaging"
-
-
-@pytest.fixture(scope="session")
-def installed(tmp_path_factory):
-    """agent/ pip-installed into a scratch prefix (from a copy: an in-tree build would leave files in agent/)."""
-    base = tmp_path_factory.mktemp("installed")
-    source = base / "src"
-    shutil.copytree(ROOT / "agent", source, ignore=shutil.ignore_patterns("__pycache__", "build", "*.egg-info"))
-    prefix = base / "prefix"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "-q",
-            "--no-deps",
-            "--no-build-isolation",
-            "--prefix",
-            str(prefix),
-            str(source),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
-    site = Path(sysconfig.get_path("purelib", vars={"base": str(prefix), "platbase": str(prefix)}))
-    env = {**os.environ, "PYTHONPATH": str(site)}
-    return prefix / "bin/governance-agent", site, env
-
-
-def agent_cli(installed, *args, **kw):
-    script, _site, env = installed
-    return subprocess.run([str(script), *args], capture_output=True, text=True, env=env, timeout=120, **kw)
 
 
 def test_the_package_has_a_console_script_and_needs_only_requests(installed):

@@ -185,3 +185,19 @@ def test_backoff_doubles_to_a_minute_with_jitter():
     assert all(48 <= w <= 72 for w in waits[6:])
     backoff.reset()
     assert backoff.next() <= 1.2
+
+
+def test_package_lists_are_refreshed_on_their_interval_by_the_worker(scratch, panel):
+    scratch.package("gov-web", "1.0-1")
+    scratch.publish()
+    config = scratch.config(panel={"url": panel[0], "name": "web-01"}, report={"apt_update_interval": 3600})
+    agent = Agent(config, insecure_dev=True).start()
+    try:
+        agent._maybe_refresh_lists()
+        wait_for(lambda: agent.state.data.get("lists_refreshed_at"), timeout=30, message="apt-get update")
+        lists = [p.name for p in (scratch.root / "var/lib/apt/lists").iterdir()]
+        assert any(name.endswith("_Packages") for name in lists)
+        agent._maybe_refresh_lists()  # within the interval: nothing queued
+        assert agent._work.empty() and not agent._busy.is_set()
+    finally:
+        agent.stop()
