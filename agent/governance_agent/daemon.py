@@ -26,6 +26,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from . import actions
+from .actions.apt import APT_ENV
 from .health import HealthServer
 from .panel import Panel, PanelError, Unreachable
 from .sources import Collector
@@ -255,7 +256,7 @@ class Agent:
             self.panel.report(run_id, {"status": "running", "progress": 10, "progress_message": f"starting {kind}"})
 
     def _refresh_lists(self) -> None:
-        result = self.host.run(["apt-get", "-q", "update"], timeout=600, env=actions.apt.APT_ENV)
+        result = self.host.run(["apt-get", "-q", "update"], timeout=600, env=APT_ENV)
         if not result.ok:
             logger.warning("apt-get update: %s", result.why())
         with self.state.lock:
