@@ -86,6 +86,8 @@ class Agent:
         self._busy = threading.Event()
         self._wake = threading.Event()
         self._worker: threading.Thread | None = None
+        self._problems: set[str] = set()
+        self._last_body: bytes | None = None
 
     # --- registration ------------------------------------------------------------------------
 
@@ -168,13 +170,24 @@ class Agent:
     # --- one step each -----------------------------------------------------------------------
 
     def heartbeat(self) -> None:
+        """Send the state. While a command runs, the state from before it is sent again: packages
+        half-way through dpkg are no state to judge (the new one goes as soon as the command ends)."""
+        if self._busy.is_set() and self._last_body is not None:
+            answer = self.panel.heartbeat(self._last_body)
+            self.heartbeat_interval = float(answer.get("heartbeat_interval") or self.heartbeat_interval)
+            return
         report = self.collector.collect()
-        for problem in report.problems:
+        problems = set(report.problems)
+        for problem in sorted(problems - self._problems):  # each once, not every heartbeat
             logger.warning("state: %s (its last good value is reported)", problem)
+        for problem in sorted(self._problems - problems):
+            logger.info("state: resolved: %s", problem)
+        self._problems = problems
         with self.state.lock:
             self.state.data["last_report"] = {"at": now_iso(), "problems": report.problems, "notes": report.notes}
         self.state.save()
-        answer = self.panel.heartbeat(heartbeat_body(report.payload))
+        self._last_body = heartbeat_body(report.payload)
+        answer = self.panel.heartbeat(self._last_body)
         self.heartbeat_interval = float(answer.get("heartbeat_interval") or self.heartbeat_interval)
 
     def poll_commands(self) -> int:

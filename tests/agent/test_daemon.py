@@ -201,3 +201,17 @@ def test_package_lists_are_refreshed_on_their_interval_by_the_worker(scratch, pa
         assert agent._work.empty() and not agent._busy.is_set()
     finally:
         agent.stop()
+
+
+def test_while_a_command_runs_the_state_from_before_it_is_sent(make_agent, web):
+    agent = make_agent()
+    agent.register()
+    agent.heartbeat()
+    web.install("gov-web=1.1-1")  # as if dpkg were half-way through a command's change
+    agent._busy.set()
+    agent.heartbeat()
+    apps = lambda: {a["name"]: a["version"] for a in Instance.objects.get(name="web-01").apps}  # noqa: E731
+    assert apps()["gov-web"] == "1.0-1"
+    agent._busy.clear()
+    agent.heartbeat()
+    assert apps()["gov-web"] == "1.1-1"
