@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
+import stat
 import sys
 
 from . import __version__
@@ -73,11 +75,25 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if not args.verbose:
         logging.getLogger().setLevel(config.log_level.upper())
+    _warn_if_token_readable(config)
     try:
         return COMMANDS[args.command](config, args)
     except (AgentError, CredentialError, PanelError) as exc:
         print(f"governance-agent: {exc}", file=sys.stderr)
         return 1
+
+
+def _warn_if_token_readable(config) -> None:
+    try:
+        mode = os.stat(config.source).st_mode
+    except OSError:
+        return
+    if config.registration_token and mode & (stat.S_IRWXG | stat.S_IRWXO):
+        print(
+            f"governance-agent: warning: {config.source} holds the registration token and others can read it: "
+            f"chmod 600 {config.source}",
+            file=sys.stderr,
+        )
 
 
 def cmd_register(config, args) -> int:

@@ -92,6 +92,20 @@ def test_status_says_what_is_missing(installed, scratch):
     assert "health:       ok" in result.stdout
 
 
+def test_a_readable_configuration_holding_a_token_is_warned_about(installed, scratch):
+    config = scratch.base / "agent.toml"
+    config.write_text(
+        f'[panel]\nurl = "https://p.example.com"\nname = "w"\nregistration_token = "reg_a_b"\n'
+        f'[agent]\nstate_dir = "{scratch.base}/s"\ncredential_file = "{scratch.base}/s/c.json"\n'
+    )
+    config.chmod(0o644)
+    assert f"holds the registration token and others can read it: chmod 600 {config}" in (
+        agent_cli(installed, "status", "-c", str(config)).stderr
+    )
+    config.chmod(0o600)
+    assert "warning" not in agent_cli(installed, "status", "-c", str(config)).stderr
+
+
 def test_options_work_before_and_after_the_command():
     assert _parser().parse_args(["--dry-run", "run"]).dry_run is True
     assert _parser().parse_args(["run", "--dry-run"]).dry_run is True
