@@ -66,6 +66,10 @@ def acquire_lock(state_dir: str) -> object:
     return handle
 
 
+def _number(value) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) and value > 0 else None
+
+
 def heartbeat_body(payload: dict) -> bytes:
     """Canonical JSON: the same state is the same bytes, which the panel answers with one UPDATE."""
     return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
@@ -251,7 +255,14 @@ class Agent:
             self.state.run_started(run_id, kind, params)
             self._progress(run_id, kind)
             logger.info("run %s: %s %s%s", run_id, kind, json.dumps(params), " (dry run)" if self.dry_run else "")
-            outcome = actions.execute(self.host, self.state, kind, params, dry_run=self.dry_run)
+            outcome = actions.execute(
+                self.host,
+                self.state,
+                kind,
+                params,
+                dry_run=self.dry_run,
+                timeout_seconds=_number(command.get("timeout_seconds")),
+            )
             result = outcome.as_report()
             logger.info("run %s: %s %s", run_id, outcome.status, outcome.error)
         self.state.run_finished(run_id, result)

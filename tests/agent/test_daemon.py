@@ -162,7 +162,7 @@ def test_the_agent_rides_out_an_outage_and_sends_the_state_it_has_when_the_panel
         return apps.get("gov-web") == "1.1-1"
 
     wait_for(reported, timeout=30, message="the new state to reach the panel after the outage")
-    assert agent.state.data["panel"]["error"] == ""
+    wait_for(lambda: agent.state.data["panel"]["error"] == "", timeout=10, message="the outage to be over")
     agent.stopping.set()
     agent._wake.set()
     loop.join(timeout=10)

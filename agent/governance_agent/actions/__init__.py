@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from dataclasses import dataclass, field
 
 from ..system import Result, atomic_write
@@ -45,6 +46,7 @@ class Context:
     state: object
     dry_run: bool = False
     lines: list[str] = field(default_factory=list)
+    deadline: float | None = None  # time.monotonic() by which the panel expects the result
 
     @property
     def config(self):
@@ -60,6 +62,8 @@ class Context:
             result = Result(tuple(argv), 0)
             self.lines.append("would run: " + (prefix + " " if prefix else "") + result.command_line)
             return result
+        if self.deadline is not None:  # never run on past the panel's timeout for the command
+            timeout = max(5.0, min(timeout, self.deadline - time.monotonic()))
         result = self.host.run(argv, timeout=timeout, env=env)
         self.lines.append(result.transcript())
         if check and not result.ok:
@@ -106,12 +110,16 @@ def handlers() -> dict:
     }
 
 
-def execute(host, state, kind: str, params: dict, *, dry_run: bool = False) -> Outcome:
-    """Carry out one command; never raises for a failure of the command itself."""
+def execute(
+    host, state, kind: str, params: dict, *, dry_run: bool = False, timeout_seconds: float | None = None
+) -> Outcome:
+    """Carry out one command within `timeout_seconds` (the panel's); never raises for a failure of the
+    command itself."""
     handler = handlers().get(kind)
     if handler is None:
         return Outcome("failed", "", f"This agent does not handle the command kind '{kind}'.")
-    ctx = Context(host, state, dry_run=dry_run)
+    deadline = time.monotonic() + timeout_seconds if timeout_seconds else None
+    ctx = Context(host, state, dry_run=dry_run, deadline=deadline)
     try:
         summary = handler(ctx, params if isinstance(params, dict) else {})
     except CommandFailed as exc:

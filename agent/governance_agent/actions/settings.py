@@ -18,9 +18,9 @@ import json
 import re
 from collections.abc import Callable
 
+from ..sources import dpkg, unattended
 from ..sources import sshd as sshd_source
 from ..sources import sysctl as sysctl_source
-from ..sources import unattended
 from . import CommandFailed, Context
 
 SYSCTL_KEY = re.compile(r"^[a-z0-9_\-]+(\.[A-Za-z0-9_\-]+)+$")
@@ -161,8 +161,6 @@ def apply_unattended(ctx: Context, set_: dict, drop: list) -> Undo:
 
 
 def _packages(ctx: Context) -> dict:
-    from ..sources import dpkg
-
     return dpkg.installed(ctx.host)
 
 
@@ -185,7 +183,8 @@ def apply_sysctl(ctx: Context, set_: dict, drop: list) -> Undo:
     missing = [k for k in keys if k not in before and f"sysctl.{k}" in set_]
     if missing:
         raise CommandFailed(f"No such kernel parameter: {', '.join(missing)} ({'; '.join(unreadable)}).")
-    originals = ctx.state.data["sysctl_original"]
+    # A dry run must not forget (or learn) the values to restore: it works on a copy.
+    originals = dict(ctx.state.data["sysctl_original"]) if ctx.dry_run else ctx.state.data["sysctl_original"]
     new = dict(ours)
     for key, value in set_.items():
         name = key[7:]
