@@ -118,3 +118,15 @@ def test_the_example_configuration_is_valid_and_the_unit_runs_the_console_script
     unit = (PACKAGING / "governance-agent.service").read_text()
     assert "ExecStart=/usr/local/bin/governance-agent run" in unit
     assert "KillMode=process" in unit and "Restart=always" in unit
+
+
+def test_the_development_launcher_writes_a_dry_run_configuration(tmp_path, monkeypatch):
+    sys.path.insert(0, str(ROOT / "agent"))
+    import dev_agent
+
+    monkeypatch.setattr(dev_agent.socket, "gethostname", lambda: "my laptop.local")
+    path = dev_agent.write_config(tmp_path / "agent", "http://127.0.0.1:8000", "reg_a_b")
+    config = load(path, insecure_dev=True)
+    assert config.name == "local-my-laptop" and config.panel_url == "http://127.0.0.1:8000"
+    assert config.credential_file == str(tmp_path / "agent/credential.json")
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
