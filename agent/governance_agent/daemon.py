@@ -342,7 +342,10 @@ class Agent:
             return REFUSED_WAIT
         wait = exc.retry_after or backoff.next()
         log = logger.info if outage else logger.warning
-        log("panel: %s; trying again in %.0f s (the state is cached meanwhile)", exc, wait)
+        if exc.status == 400:
+            log("the panel refused this agent's request (%s); trying again in %.0f s", exc, wait)
+        else:
+            log("panel: %s; trying again in %.0f s (the state is cached meanwhile)", exc, wait)
         return wait
 
     def _maybe_refresh_lists(self) -> None:
