@@ -305,7 +305,8 @@ class Agent:
         while not self.stopping.is_set():
             now = time.monotonic()
             try:
-                self.flush_reports()
+                if not self._busy.is_set():  # the worker reports its own results as it goes
+                    self.flush_reports()
                 if now >= next_beat:
                     self.heartbeat()
                     next_beat = now + self.heartbeat_interval
