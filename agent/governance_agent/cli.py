@@ -69,7 +69,11 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
     )
     try:
-        config = load(args.config, insecure_dev=args.insecure_dev, overrides={"state_dir": args.state_dir})
+        config = load(
+            args.config,
+            insecure_dev=args.insecure_dev,
+            overrides={"state_dir": args.state_dir and os.path.abspath(args.state_dir)},
+        )
     except ConfigError as exc:
         print(f"governance-agent: {exc}", file=sys.stderr)
         return 2

@@ -285,9 +285,14 @@ def _check(config: Config, problems: list[str], *, insecure_dev: bool) -> None:
     if config.apt_update_interval < 0:
         problems.append("report.apt_update_interval: must be 0 (never) or a number of seconds")
     _check_health(config, problems)
-    for attr in ("state_dir", "credential_file", "managed_settings_file", "root"):
+    for where, attr in (
+        ("agent.state_dir", "state_dir"),
+        ("agent.credential_file", "credential_file"),
+        ("agent.managed_settings_file", "managed_settings_file"),
+        ("system.root", "root"),
+    ):
         if not os.path.isabs(getattr(config, attr)):
-            problems.append(f"{attr}: must be an absolute path")
+            problems.append(f"{where}: must be an absolute path")
 
 
 def _check_health(config: Config, problems: list[str]) -> None:

@@ -162,3 +162,18 @@ def test_bad_names_never_reach_apt_and_unknown_kinds_fail_with_the_reason(repo):
     assert outcome.output == ""
     unknown = run(repo, "reboot", {})
     assert unknown.status == "failed" and unknown.error == "This agent does not handle the command kind 'reboot'."
+
+
+def test_an_install_waits_for_dpkgs_lock_instead_of_failing(repo):
+    """apt-daily or unattended-upgrades may hold dpkg's lock: the agent waits for it (DPkg::Lock::Timeout)."""
+    import fcntl
+    import threading
+
+    repo.apt("update")
+    lock = open(repo.root / "var/lib/dpkg/lock-frontend", "w")  # noqa: SIM115 - released by the timer
+    fcntl.lockf(lock, fcntl.LOCK_EX)
+    threading.Timer(2.0, lock.close).start()
+    outcome = run(repo, "install_app", {"app": "gov-web", "version": "1.0-1"})
+    assert outcome.status == "completed", outcome.error
+    assert "-o DPkg::Lock::Timeout=300" in outcome.output and "Waiting for cache lock" in outcome.output
+    assert repo.installed() == {"gov-web": "1.0-1"}

@@ -13,8 +13,18 @@ from ..sources import apt_updates, dpkg, os_release
 from . import CommandFailed, Context
 
 APT_ENV = {"DEBIAN_FRONTEND": "noninteractive", "APT_LISTCHANGES_FRONTEND": "none"}
-# Keep a locally changed configuration file and never ask about it.
-APT_OPTIONS = ["-y", "-q", "-o", "Dpkg::Options::=--force-confdef", "-o", "Dpkg::Options::=--force-confold"]
+# Keep a locally changed configuration file and never ask about it; wait (up to 5 minutes) for dpkg's
+# lock when apt-daily or unattended-upgrades holds it, instead of failing at once.
+APT_OPTIONS = [
+    "-y",
+    "-q",
+    "-o",
+    "Dpkg::Options::=--force-confdef",
+    "-o",
+    "Dpkg::Options::=--force-confold",
+    "-o",
+    "DPkg::Lock::Timeout=300",
+]
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9.+\-]{0,99}$")
 VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+~:\-]{0,63}$")
 _REMV = re.compile(r"^Remv (\S+)")
