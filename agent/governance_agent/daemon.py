@@ -312,7 +312,8 @@ class Agent:
                     next_beat = now + self.heartbeat_interval
                 if now >= next_poll and not self._busy.is_set():
                     self.poll_commands()
-                    next_poll = time.monotonic() + self.config.command_poll_interval
+                    # Jitter: servers started together (a reboot wave) do not keep asking in step.
+                    next_poll = time.monotonic() + self.config.command_poll_interval * random.uniform(0.9, 1.1)
                 self._maybe_refresh_lists()
             except PanelError as exc:
                 wait = self._on_panel_error(exc, backoff, outage)
