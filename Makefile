@@ -4,6 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 FLEET ?= 20
+# AGENT=local: instead of the simulated fleet, one real agent (agent/, dry run) reporting this machine.
+AGENT ?=
 
 .PHONY: run test venv lint check bench fuzz clean
 
