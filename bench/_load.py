@@ -1,6 +1,7 @@
 """Load generation for bench/heartbeat.py: client processes with keep-alive connections sending prebuilt
 requests, and the rates and latencies they measured."""
 
+import hashlib
 import multiprocessing
 import random
 import signal
@@ -70,6 +71,20 @@ def client_connection(port, kind, agents, seconds, change_rate, seed, start_at, 
         ]
         for agent in agents
     ]
+    # A conditional heartbeat (what the real agent sends while its state is unchanged): no body, the
+    # digest of the last full one in If-Match.
+    conditional = [
+        [
+            raw_request(
+                "POST",
+                "/api/agent/heartbeat",
+                b"",
+                {"Authorization": agent["auth"], "If-Match": f'"{hashlib.sha256(body).hexdigest()}"'},
+            )
+            for body in agent["bodies"]
+        ]
+        for agent in agents
+    ]
     current = [0] * len(agents)
     ok = errors = changed = i = 0
     latencies = []
@@ -85,10 +100,12 @@ def client_connection(port, kind, agents, seconds, change_rate, seed, start_at, 
                 status = conn.send(trivial)
             else:
                 n = i % len(agents)
+                full = kind != "conditional"
                 if rng.random() < change_rate:
                     current[n] ^= 1
                     changed += 1
-                status = conn.send(beats[n][current[n]])
+                    full = True
+                status = conn.send((beats if full else conditional)[n][current[n]])
         except (OSError, ValueError):
             errors += 1
             conn.close()

@@ -62,6 +62,13 @@ class NotFoundError(ApplicationError):
     code = "not_found"
 
 
+class PreconditionFailed(ApplicationError):
+    """A conditional request whose condition does not hold (HTTP 412), e.g. a heartbeat's If-Match."""
+
+    status_code = 412
+    code = "precondition_failed"
+
+
 class UpgradeRequired(ApplicationError):
     """The license plan lacks a feature. Body as the product documents it."""
 

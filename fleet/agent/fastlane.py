@@ -36,21 +36,30 @@ logger = logging.getLogger(__name__)
 PATH = "/api/agent/heartbeat"
 # Set on the WSGI environ once the lane has tried a request, so the view does not try it a second time.
 TRIED = "fleet.heartbeat_fast_lane"
+DIGEST = "fleet.heartbeat_digest"  # the digest of the state the heartbeat stands for: its ETag
 
 
 class _AgentScope:
     throttle_scope = "agent"
 
 
+def if_match_digest(meta: dict) -> str:
+    """The digest a conditional heartbeat names (`If-Match: "<sha256 hex>"`), or ""."""
+    value = meta.get("HTTP_IF_MATCH", "").strip().removeprefix("W/").strip('"')
+    return value if len(value) == 64 and all(c in "0123456789abcdef" for c in value) else ""
+
+
 def unchanged_heartbeat(body: bytes, authorization: str, meta: dict) -> bool:
-    """Record the heartbeat if its body is byte for byte the last one stored. True: it was recorded and
-    may be answered `{"changed": false}`; False: the full path must handle it (and will give any error)."""
+    """Record the heartbeat if its body is byte for byte the last one stored, or (no body) if `If-Match`
+    names that body's digest. True: it was recorded and may be answered `{"changed": false}`; False: the
+    full path must handle it (and will give any error)."""
     keyword, _, credential = authorization.partition(" ")
     if keyword != AgentCredentialAuthentication.keyword or not credential or " " in credential:
         return False
     # No parsing and no serializer: heartbeat_touch matches only a body identical to one that was
     # validated and stored before.
-    if not services.heartbeat_touch(credential=credential, body=body):
+    digest = "" if body else if_match_digest(meta)
+    if not (body or digest) or not services.heartbeat_touch(credential=credential, body=body, digest=digest):
         return False
     # Authenticated now: count it against the same throttle bucket as the full path.
     principal = SimpleNamespace(pk=AgentPrincipal.throttle_key(credential), is_authenticated=True)
@@ -96,7 +105,7 @@ class HeartbeatFastLane:
             answer = self._try(environ)
             if answer is not None:
                 body, headers = answer
-                start_response("200 OK", list(headers))
+                start_response("200 OK", [*headers, ("ETag", f'"{environ[DIGEST]}"')])
                 return [body]
         return self.app(environ, start_response)
 
@@ -105,10 +114,11 @@ class HeartbeatFastLane:
             length = int(environ.get("CONTENT_LENGTH") or 0)
         except ValueError:
             return None
-        if not 0 < length <= settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
+        if not 0 <= length <= settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
             return None
-        body = environ["wsgi.input"].read(length)
+        body = environ["wsgi.input"].read(length) if length else b""
         environ["wsgi.input"] = io.BytesIO(body)  # the full path reads the same bytes
+        environ[DIGEST] = services.heartbeat_digest(body) if body else if_match_digest(environ)
         environ[TRIED] = True
         request = WSGIRequest(environ)
         try:

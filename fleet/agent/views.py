@@ -7,7 +7,7 @@ address ("register"). An instance only ever sees its own runs: every lookup is f
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import JsonResponse
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.permissions import AllowAny
 from rest_framework.renderers import JSONRenderer
@@ -15,6 +15,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from common.api.parsers import StrictJSONParser
+from common.exceptions import ApplicationError, PreconditionFailed
 from common.throttling import ScopedFixedWindowThrottle
 from fleet import services
 
@@ -86,23 +87,47 @@ class HeartbeatView(AgentAPIView):
                 return _too_large()
             tried = request.META.get(fastlane.TRIED)
             auth = request.META.get("HTTP_AUTHORIZATION", "")
-            if body and not tried and fastlane.unchanged_heartbeat(body, auth, request.META):
-                return JsonResponse({"changed": False, "heartbeat_interval": settings.HEARTBEAT_INTERVAL})
+            if not tried and fastlane.unchanged_heartbeat(body, auth, request.META):
+                digest = services.heartbeat_digest(body) if body else fastlane.if_match_digest(request.META)
+                return _unchanged(digest)
         return super().dispatch(request, *args, **kwargs)
 
     @extend_schema(
         tags=["agent"],
         request=HeartbeatSerializer,
-        responses={200: HeartbeatResponseSerializer, 400: ERROR, 401: ERROR, 413: ERROR},
+        parameters=[
+            OpenApiParameter(
+                "If-Match",
+                str,
+                OpenApiParameter.HEADER,
+                description='Conditional heartbeat: no body, `"<ETag of the last answer>"`: "my state is the one '
+                'I sent then". 412 when the panel does not hold it: send the full state.',
+            )
+        ],
+        responses={200: HeartbeatResponseSerializer, 400: ERROR, 401: ERROR, 412: ERROR, 413: ERROR},
         summary="Report the instance's full state; writes only what changed",
     )
     def post(self, request):
+        if not request.body:
+            if request.META.get("HTTP_IF_MATCH"):
+                raise PreconditionFailed(
+                    "The panel does not hold the state this heartbeat names (If-Match): send the full state.",
+                    code="state_required",
+                )
+            raise ApplicationError("Send the state as a JSON object.")
         # Validated by the service (fleet.state.validate_heartbeat), the one check every caller gets;
         # HeartbeatSerializer describes the same rules in the schema.
-        changed = services.heartbeat_record(
-            instance=self.instance, state=request.data, body_digest=services.heartbeat_digest(request.body)
-        )
-        return Response({"changed": changed, "heartbeat_interval": settings.HEARTBEAT_INTERVAL})
+        digest = services.heartbeat_digest(request.body)
+        changed = services.heartbeat_record(instance=self.instance, state=request.data, body_digest=digest)
+        response = Response({"changed": changed, "heartbeat_interval": settings.HEARTBEAT_INTERVAL})
+        response["ETag"] = f'"{digest}"'
+        return response
+
+
+def _unchanged(digest: str) -> JsonResponse:
+    response = JsonResponse({"changed": False, "heartbeat_interval": settings.HEARTBEAT_INTERVAL})
+    response["ETag"] = f'"{digest}"'
+    return response
 
 
 class CommandsView(AgentAPIView):

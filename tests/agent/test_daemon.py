@@ -215,3 +215,32 @@ def test_while_a_command_runs_the_state_from_before_it_is_sent(make_agent, web):
     agent._busy.clear()
     agent.heartbeat()
     assert apps()["gov-web"] == "1.1-1"
+
+
+def test_an_unchanged_state_goes_as_its_etag_and_in_full_when_the_panel_lost_it(make_agent, web):
+    agent = make_agent()
+    agent.register()
+    sent = []
+    request = agent.panel.session.request
+
+    def recording(method, url, **kwargs):
+        sent.append((kwargs.get("data"), kwargs.get("headers", {}).get("If-Match")))
+        return request(method, url, **kwargs)
+
+    agent.panel.session.request = recording
+    agent.heartbeat()
+    instance = Instance.objects.get(name="web-01")
+    first_seen = instance.last_seen_at
+    agent.heartbeat()
+    instance.refresh_from_db()
+    (full_body, _), (no_body, etag) = sent
+    assert full_body and no_body is None and etag == f'"{instance.heartbeat_digest}"'
+    assert instance.last_seen_at > first_seen
+    # The panel forgets the body (a revalidation, a restore): the agent's If-Match gets a 412, and the
+    # full state follows in the same heartbeat.
+    Instance.objects.filter(pk=instance.pk).update(heartbeat_digest="")
+    sent.clear()
+    agent.heartbeat()
+    assert [bool(body) for body, _ in sent] == [False, True]
+    instance.refresh_from_db()
+    assert instance.heartbeat_digest == etag.strip('"')

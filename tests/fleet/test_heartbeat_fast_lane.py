@@ -265,3 +265,60 @@ def test_requests_in_parallel_from_many_threads_all_get_answers(postgres_require
     for t in threads:
         t.join()
     assert codes == [200] * 40
+
+
+# --- Conditional heartbeats: no body, If-Match naming the last stored one -------------------------
+
+
+def test_every_stored_heartbeat_answers_with_the_etag_of_its_state(agents):
+    a, _b = agents
+    _status, headers, _content = a.beat(BODY)
+    assert headers["ETag"] == f'"{services.heartbeat_digest(BODY)}"'
+    _status, lane_headers, _content = a.beat(BODY)  # the lane too
+    assert lane_headers["ETag"] == headers["ETag"]
+
+
+def test_a_conditional_heartbeat_is_one_statement_without_a_body(agents, django_assert_num_queries):
+    a, _b = agents
+    _status, headers, _content = a.beat(BODY)
+    before = a.last_seen()
+    with django_assert_num_queries(1):
+        status, _headers, content = a.beat(b"", HTTP_IF_MATCH=headers["ETag"])
+    assert status == 200 and json.loads(content)["changed"] is False
+    assert a.last_seen() > before
+
+
+def test_a_conditional_heartbeat_the_panel_cannot_match_asks_for_the_full_state(agents):
+    a, b = agents
+    a.beat(BODY)
+    for etag in (f'"{"0" * 64}"', '"not-a-digest"'):
+        status, _headers, content = a.beat(b"", HTTP_IF_MATCH=etag)
+        assert status == 412
+        assert json.loads(content)["error"] == "state_required"
+    # Another instance's digest is no good either: the credential and the digest must match one row.
+    b.beat(json.dumps(heartbeat_body(os_version="24.04.2")).encode())
+    status, _headers, _content = b.beat(b"", HTTP_IF_MATCH=f'"{services.heartbeat_digest(BODY)}"')
+    assert status == 412
+
+
+def test_a_conditional_heartbeat_with_a_forged_secret_is_refused(agents):
+    a, _b = agents
+    _status, headers, _content = a.beat(BODY)
+    key_id = a.credential.split(".")[0]
+    status, _headers, _content = a.beat(b"", credential=f"{key_id}.forged", HTTP_IF_MATCH=headers["ETag"])
+    assert status == 401
+
+
+def test_a_state_recorded_elsewhere_makes_the_old_etag_stale(agents):
+    a, _b = agents
+    _status, headers, _content = a.beat(BODY)
+    a.beat(json.dumps(heartbeat_body(os_version="24.04.2")).encode())
+    status, _headers, _content = a.beat(b"", HTTP_IF_MATCH=headers["ETag"])
+    assert status == 412
+
+
+def test_an_empty_heartbeat_without_if_match_is_refused_in_words(agents):
+    a, _b = agents
+    status, _headers, content = a.beat(b"")
+    assert status == 400
+    assert json.loads(content)["message"] == "Send the state as a JSON object."
