@@ -106,6 +106,8 @@ def client_connection(port, kind, agents, seconds, change_rate, seed, start_at, 
                     changed += 1
                     full = True
                 status = conn.send((beats if full else conditional)[n][current[n]])
+                if status == 412:  # the panel holds another state (an earlier slice left it): as the agent does
+                    status = conn.send(beats[n][current[n]])
         except (OSError, ValueError):
             errors += 1
             conn.close()
