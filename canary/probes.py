@@ -1,23 +1,40 @@
-"""HTTP health probes: poll many URLs at once, each with a short timeout. No ORM.
+"""HTTP health probes: one round polls many instances at once, each with a short timeout. No ORM.
 
-One round is bounded by the timeout, not by the number of URLs: every URL gets its own thread
-(up to `max_workers`), and the round ends ROUND_FACTOR timeouts after it started; whatever has not
-answered by then is recorded as timed out. A hang, connection error, non-2xx answer or redirect is
-unhealthy, with the reason.
+A round is bounded by the timeout, not by the number of instances: every probe runs on one asyncio
+event loop (a connection costs a file descriptor and a few hundred microseconds of CPU, not a thread),
+and the round ends ROUND_FACTOR timeouts after it started; whatever has not answered by then is timed
+out. A hang, a connection error, a non-2xx answer or a redirect is unhealthy, with the reason.
+
+Outbound rules come first: each target's host is passed to `resolve(host, port)` (the panel uses
+`common.net.resolve_outbound`), which returns the addresses the panel may connect to or raises; a refusal
+is that probe's result and no connection is made. The probe then connects to a returned address, never
+resolving the name again, and sends `GET <path>` with the original `Host`. Plain HTTP/1.1; the body is
+never read (the status line is the verdict, and a slow body cannot stretch a round).
 """
 
+import asyncio
+import ipaddress
 import time
 from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass
 
-import requests
-from requests.adapters import HTTPAdapter
-
 DEFAULT_TIMEOUT = 2.0
-DEFAULT_MAX_WORKERS = 1000
-# A round lasts at most this many per-request timeouts.
-ROUND_FACTOR = 1.5
+ROUND_FACTOR = 1.5  # a round lasts at most this many per-request timeouts
+MAX_IN_FLIGHT = 2000  # connections open at once (file descriptors); the rest wait their turn
+MAX_HEAD_BYTES = 16384
+RESOLVER_THREADS = 16  # DNS look-ups of host names run here, off the event loop
+
+
+@dataclass(frozen=True)
+class Target:
+    host: str
+    port: int
+    path: str
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}{self.path}"
 
 
 @dataclass(frozen=True)
@@ -26,81 +43,161 @@ class ProbeResult:
     healthy: bool
     status_code: int | None
     latency_ms: int | None
-    reason: str
+    reason: str  # why it is unhealthy ("" when healthy)
 
 
-# One session for every poller thread: no retries, no redirects followed, no proxies or .netrc from the
-# environment (trust_env=False): a probe goes straight to the instance, once.
-_session = requests.Session()
-_session.trust_env = False
-_session.mount("http://", HTTPAdapter(pool_connections=16, pool_maxsize=1, max_retries=0))
-_session.mount("https://", HTTPAdapter(pool_connections=16, pool_maxsize=1, max_retries=0))
-_HEADERS = {"Connection": "close", "User-Agent": "fleet-canary-probe/1"}
+class _Head(asyncio.Protocol):
+    """Sends the request, collects the response head (status line and headers), then hangs up."""
+
+    def __init__(self, request: bytes, done: asyncio.Future):
+        self.request, self.done, self.buffer = request, done, b""
+
+    def connection_made(self, transport):
+        self.transport = transport
+        transport.write(self.request)
+
+    def data_received(self, data):
+        self.buffer += data
+        if b"\r\n\r\n" in self.buffer or len(self.buffer) > MAX_HEAD_BYTES:
+            self._finish(None)
+
+    def connection_lost(self, exc):
+        self._finish(exc)
+
+    def _finish(self, exc):
+        if self.done.done():
+            return
+        if self.buffer:
+            self.done.set_result(self.buffer)
+        else:
+            self.done.set_exception(exc or ConnectionResetError("the connection closed without an answer"))
+        self.transport.abort()
 
 
-def probe(url: str, timeout: float = DEFAULT_TIMEOUT, deadline: float | None = None) -> ProbeResult:
-    """GET one health URL. Redirects are not followed: a health endpoint that redirects is misconfigured.
+def _request(target: Target) -> bytes:
+    host = f"[{target.host}]" if ":" in target.host else target.host
+    return (
+        f"GET {target.path} HTTP/1.1\r\nHost: {host}:{target.port}\r\nUser-Agent: fleet-canary-probe/2\r\n"
+        "Accept: */*\r\nConnection: close\r\n\r\n"
+    ).encode("ascii")
 
-    The body is not read (stream=True): the status code is the verdict, and a slow body cannot stretch
-    the probe. `deadline` (the end of the round) shortens the timeout of a probe that started late.
-    """
-    started = time.monotonic()
-    if deadline is not None:  # started late in a big round: only what is left of the round
-        timeout = max(0.05, min(timeout, deadline - started))
-    try:
-        response = _session.get(url, timeout=timeout, allow_redirects=False, stream=True, headers=_HEADERS)
-    # ConnectTimeout is both a ConnectionError and a Timeout: it must be caught first.
-    except (requests.exceptions.ConnectTimeout, requests.exceptions.ReadTimeout):
-        return ProbeResult(url, False, None, _ms(started), f"timed out after {timeout:.2g} s")
-    except requests.exceptions.ConnectionError as exc:
-        return ProbeResult(url, False, None, _ms(started), f"connection error: {_short(exc)}")
-    except (requests.exceptions.RequestException, OSError, ValueError) as exc:
-        return ProbeResult(url, False, None, _ms(started), f"request error: {_short(exc)}")
-    latency = _ms(started)
-    code = response.status_code
-    location = response.headers.get("Location", "")
-    response.close()
+
+def _parse_head(url: str, head: bytes, latency: int) -> ProbeResult:
+    lines = head.split(b"\r\n")
+    parts = lines[0].split(b" ", 2)
+    if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
+        return ProbeResult(url, False, None, latency, "not an HTTP answer")
+    code = int(parts[1])
     if 200 <= code < 300:
         return ProbeResult(url, True, code, latency, "")
     if 300 <= code < 400:
-        return ProbeResult(url, False, code, latency, f"redirect (HTTP {code}) to {location}"[:300])
+        location = next(
+            (line.split(b":", 1)[1].strip() for line in lines[1:] if line.lower().startswith(b"location:")), b""
+        )
+        text = location.decode("latin-1")[:200]
+        return ProbeResult(url, False, code, latency, f"redirect (HTTP {code}) to {text}")
     return ProbeResult(url, False, code, latency, f"HTTP {code}")
 
 
-def poll_many(
-    urls: list[str], *, timeout: float = DEFAULT_TIMEOUT, max_workers: int = DEFAULT_MAX_WORKERS
-) -> list[ProbeResult]:
-    """Probe every URL concurrently; results in the order of `urls`.
-
-    The round ends by `ROUND_FACTOR * timeout` after it started, whatever the number of URLs: a probe
-    that only gets a thread late has what is left of the round, and one that never started is
-    reported as not polled. So a round costs about one timeout, not one timeout per hanging instance.
-    """
-    if not urls:
-        return []
-    started = time.monotonic()
-    deadline = started + ROUND_FACTOR * timeout
-    pool = ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(urls))), thread_name_prefix="canary-probe")
-    try:
-        futures = [pool.submit(probe, url, timeout, deadline) for url in urls]
-        wait_futures(futures, timeout=max(0.0, deadline - time.monotonic()) + 0.2)
-    finally:
-        pool.shutdown(wait=False, cancel_futures=True)
-    results = []
-    for url, future in zip(urls, futures, strict=True):
-        if future.done() and not future.cancelled():
-            exc = future.exception()
-            if exc is not None:  # a bug or an exotic failure in one probe must not lose the round
-                results.append(ProbeResult(url, False, None, None, f"probe error: {_short(exc)}"))
-            else:
-                results.append(future.result())
-        elif future.cancelled():
-            results.append(
-                ProbeResult(url, False, None, None, "not polled: the round's deadline passed before it started")
+async def _connect_and_read(loop, target: Target, addresses: list[str]) -> bytes:
+    last_error: Exception = OSError("no address")
+    for ip in addresses:  # in the order the resolver gave them, like socket.create_connection
+        done = loop.create_future()
+        try:
+            transport, _ = await loop.create_connection(
+                lambda done=done: _Head(_request(target), done), ip, target.port
             )
-        else:
-            results.append(ProbeResult(url, False, None, _ms(started), f"timed out after {timeout:g} s"))
+        except OSError as exc:
+            last_error = exc
+            continue
+        try:
+            return await done
+        finally:
+            transport.abort()  # also when the timeout cancels the wait: never leave a socket open
+    raise last_error
+
+
+async def _probe(loop, target, addresses, timeout, deadline, gate) -> ProbeResult:
+    async with gate:
+        started = time.monotonic()
+        budget = min(timeout, deadline - started)
+        if budget <= 0:
+            return ProbeResult(
+                target.url, False, None, None, "not polled: the round's deadline passed before it started"
+            )
+        try:
+            async with asyncio.timeout(budget):
+                head = await _connect_and_read(loop, target, addresses)
+        except TimeoutError:
+            return ProbeResult(target.url, False, None, _ms(started), f"timed out after {timeout:.2g} s")
+        except ConnectionRefusedError:
+            return ProbeResult(target.url, False, None, _ms(started), "connection error: connection refused")
+        except OSError as exc:
+            return ProbeResult(target.url, False, None, _ms(started), f"connection error: {_short(exc)}")
+        return _parse_head(target.url, head, _ms(started))
+
+
+def _literal_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+async def _resolve_all(loop, targets, resolve) -> list:
+    """{index: addresses or the refusal text} for every target; host names are looked up in threads."""
+
+    def one(target):
+        try:
+            return list(resolve(target.host, target.port))
+        except Exception as exc:  # noqa: BLE001 - a refusal or a failed look-up is that probe's result
+            return getattr(exc, "message", None) or f"the panel could not reach {target.host}:{target.port}"
+
+    cache: dict[tuple[str, int], object] = {}
+    names = {(t.host, t.port): t for t in targets if not _literal_ip(t.host)}
+    if names:
+        with ThreadPoolExecutor(max_workers=min(RESOLVER_THREADS, len(names))) as pool:
+            futures = {key: loop.run_in_executor(pool, one, t) for key, t in names.items()}
+            for key, future in futures.items():
+                cache[key] = await future
+    results = []
+    for target in targets:
+        key = (target.host, target.port)
+        if key not in cache:
+            cache[key] = one(target)  # an IP literal: checked against the deny list, no DNS
+        results.append(cache[key])
     return results
+
+
+async def _round(targets, timeout, resolve) -> list[ProbeResult]:
+    loop = asyncio.get_running_loop()
+    deadline = time.monotonic() + ROUND_FACTOR * timeout
+    resolved = await _resolve_all(loop, targets, resolve)
+    gate = asyncio.Semaphore(MAX_IN_FLIGHT)
+    jobs = []
+    for target, addresses in zip(targets, resolved, strict=True):
+        if isinstance(addresses, str):
+            jobs.append(None)
+        else:
+            jobs.append(asyncio.ensure_future(_probe(loop, target, addresses, timeout, deadline, gate)))
+    results = []
+    for target, addresses, job in zip(targets, resolved, jobs, strict=True):
+        if job is None:
+            results.append(ProbeResult(target.url, False, None, None, addresses))
+            continue
+        try:
+            results.append(await job)
+        except Exception as exc:  # noqa: BLE001 - a bug or an exotic failure in one probe must not lose the round
+            results.append(ProbeResult(target.url, False, None, None, f"probe error: {_short(exc)}"))
+    return results
+
+
+def poll_many(targets: list[Target], *, timeout: float = DEFAULT_TIMEOUT, resolve) -> list[ProbeResult]:
+    """Probe every target concurrently; results in the order of `targets`. Ends by ROUND_FACTOR × timeout."""
+    if not targets:
+        return []
+    return asyncio.run(_round(list(targets), float(timeout), resolve))
 
 
 def _ms(started: float) -> int:
@@ -108,9 +205,5 @@ def _ms(started: float) -> int:
 
 
 def _short(exc: Exception) -> str:
-    text = str(exc)
-    # requests nests the useful part ("Connection refused") deep inside its message.
-    for marker in ("Connection refused", "Name or service not known", "No route to host", "Connection reset"):
-        if marker in text:
-            return marker.lower()
-    return text[:200]
+    text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    return text.lower()[:200]

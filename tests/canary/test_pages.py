@@ -19,11 +19,12 @@ FORM = {
     "canary_percentage": "33",
     "criteria": ["online", "health_check"],
     "success_threshold": "100",
-    "health_path": "/health",
+    "health_check_url": "/health",
     "check_interval": "5",
     "max_duration": "60",
-    "consecutive_healthy": "1",
-    "preflight_policy": "exclude",
+    "consecutive_healthy_polls": "1",
+    "preflight": "exclude",
+    "missing_app": "exclude",
 }
 
 
@@ -50,14 +51,37 @@ def test_an_empty_list_explains_what_a_canary_is(fleet, operator_client):
     assert "New canary deployment" in response.content.decode()
 
 
-def test_the_preview_shows_the_canary_excluded_and_rollout_sets(fleet, operator_client):
+def test_the_preview_probes_nothing_as_the_form_changes_only_on_check_health_now(fleet, operator_client):
     fleet[0].server.mode = "fail"
     response = operator_client.get("/governance/canary/new/preview/", FORM, HTTP_HX_REQUEST="true")
     assert_status(response, 200)
     html = response.content.decode()
+    assert "web-1" in html.split('id="preview-canary"')[1].split("</ul>")[0]
+    assert "Health not checked yet" in html
+    assert sum(i.server.hits for i in fleet) == 0  # no request reached any instance
+    checked = operator_client.get("/governance/canary/new/preview/", {**FORM, "probe": "1"}, HTTP_HX_REQUEST="true")
+    html = checked.content.decode()
     assert "web-2" in html.split('id="preview-canary"')[1].split("</ul>")[0]
     assert "web-1</strong>: unhealthy before the change: HTTP 500" in html
     assert "web-1, web-3" in html.split('id="preview-rollout"')[1]
+    assert "Health checked just now." in html
+
+
+def test_the_create_page_has_a_check_health_now_button_and_previews_only_on_change(fleet, operator_client):
+    html = operator_client.get("/governance/canary/new/").content.decode()
+    assert 'hx-trigger="change delay:400ms, load"' in html  # never on keystrokes
+    assert 'id="check-health"' in html and '"probe": "1"' in html
+
+
+def test_the_preview_warns_about_instances_that_lack_the_app(fleet, operator_client):
+    fleet[2].apps = []
+    fleet[2].save()
+    html = operator_client.get("/governance/canary/new/preview/", FORM, HTTP_HX_REQUEST="true").content.decode()
+    assert "web-3</strong>: web-app is not installed" in html.split('id="preview-missing"')[1]
+    refuse = operator_client.get(
+        "/governance/canary/new/preview/", {**FORM, "missing_app": "refuse"}, HTTP_HX_REQUEST="true"
+    )
+    assert "The start would be refused: 1 instance(s) in scope lack web-app" in refuse.content.decode()
 
 
 def test_creating_from_the_form_starts_the_deployment(fleet, operator_client):
@@ -77,10 +101,22 @@ def test_a_refused_start_is_shown_on_the_form_and_nothing_is_saved(fleet, operat
     assert not CanaryDeployment.objects.exists()
 
 
-def test_the_form_says_when_no_new_violations_is_unavailable(fleet, operator_client):
-    response = operator_client.post("/governance/canary/new/", {**FORM, "criteria": ["no_new_violations"]})
-    assert "No new violations is unavailable" in response.content.decode()
+def test_every_problem_of_the_form_is_shown_on_its_own_field_at_once(fleet, operator_client):
+    bad = {**FORM, "health_check_url": "//evil/x", "check_interval": "10", "max_duration": "5", "version": "banana"}
+    response = operator_client.post("/governance/canary/new/", bad)
+    assert_status(response, 200)
+    form = response.context["form"]
+    assert "no host, user, // or backslash" in form.errors["health_check_url"][0]
+    assert "must be at least the check interval" in form.errors["max_duration"][0]
+    assert "'banana' is not a version" in form.errors["version"][0]
     assert not CanaryDeployment.objects.exists()
+
+
+def test_further_steps_and_approval_from_the_form(fleet, operator_client):
+    response = operator_client.post("/governance/canary/new/", {**FORM, "further_steps": "66", "approve_steps": "on"})
+    deployment = CanaryDeployment.objects.get()
+    assert response.status_code == 302
+    assert deployment.steps == [{"percentage": 33, "approval": True}, {"percentage": 66, "approval": True}]
 
 
 def test_viewers_cannot_open_the_create_form(fleet, viewer_client):
