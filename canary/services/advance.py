@@ -21,7 +21,7 @@ from ..choices import ACTIVE_PHASES, Phase
 from ..models import CanaryDeployment
 from . import apply, rounds
 from .base import recheck_seconds
-from .scheduling import EARLY_TOLERANCE, schedule
+from .scheduling import EARLY_TOLERANCE, enqueue, schedule
 
 logger = logging.getLogger(__name__)
 
@@ -35,11 +35,13 @@ def canary_advance(*, deployment_id: int, now=None, due: float | None = None) ->
     deployment = CanaryDeployment.objects.filter(pk=deployment_id).first()
     if deployment is None or deployment.phase not in ACTIVE_PHASES:
         return deployment.phase if deployment else None
-    stored = deployment.next_poll_at
-    mine = due is not None and stored is not None and abs(stored.timestamp() - due) < 0.001
     if now is None and due is not None:
         early = due - time.time()
-        if 0 < early <= EARLY_TOLERANCE:
+        if early > EARLY_TOLERANCE:  # woken ahead of a far slot (scheduling.ETA_HORIZON): re-arm for it
+            if deployment.next_poll_at and abs(deployment.next_poll_at.timestamp() - due) < 0.001:
+                enqueue(deployment_id, deployment.next_poll_at)
+            return deployment.phase
+        if early > 0:
             time.sleep(early)
     now = now or timezone.now()
     wake = None
@@ -53,7 +55,7 @@ def canary_advance(*, deployment_id: int, now=None, due: float | None = None) ->
         after = timezone.now()
         times = [t for t in (wake, next_round if phase != Phase.ROLLBACK else None) if t is not None]
         when = min(times) if times else after + timedelta(seconds=recheck_seconds(deployment))
-        schedule(deployment_id, max(when, after + timedelta(seconds=0.05)), mine=mine)
+        schedule(deployment_id, max(when, after + timedelta(seconds=0.05)), now=after)
     return phase
 
 

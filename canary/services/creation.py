@@ -176,20 +176,21 @@ def validate(
     if why := health_path_problem(health_path):
         problems.add("health_check_url", why)
     interval_ok = isinstance(check_interval, int)
+    if not interval_ok:
+        problems.add("check_interval", "The check interval must be a whole number of seconds.")
     if interval_ok and (
         why := timing.interval_problem(check_interval, configured_probe_timeout(), max(1, len(scope_ids)))
     ):
         problems.add("check_interval", why)
         interval_ok = False
-    duration_ok = isinstance(max_duration, int) and max_duration <= MAX_DURATION
+    duration_ok = isinstance(max_duration, int) and 1 <= max_duration <= MAX_DURATION
     if not duration_ok:
-        problems.add("max_duration", "The max duration must be at most 7 days.")
+        problems.add("max_duration", "The max duration must be between 1 second and 7 days.")
     elif interval_ok and max_duration < check_interval:
         problems.add(
             "max_duration",
             f"The max duration ({max_duration} s) must be at least the check interval ({check_interval} s).",
         )
-        duration_ok = False
     if not isinstance(consecutive_healthy, int) or not 1 <= consecutive_healthy <= 100:
         problems.add("consecutive_healthy_polls", "Consecutive healthy polls must be between 1 and 100.")
     elif interval_ok and duration_ok and not timing.rounds_fit(consecutive_healthy, check_interval, max_duration):

@@ -1,12 +1,13 @@
 """When each deployment is next looked at: a due-time column and one task enqueued for exactly that time.
 
-`next_poll_at` is the earliest thing due for a deployment (its next round on the grid, or the next look
-at its command runs). Whoever moves it enqueues `advance_deployment` with `eta` = that time, so a round
-starts when it is due, not at a scheduler tick. The conditional UPDATE that moves it is the
-de-duplication: a caller that finds the value already set leaves the enqueuing to whoever set it, and
-the task that was enqueued for the stored time re-arms the next one (`mine`). Tasks are lost with a
-killed worker; the beat task `advance_due_deployments` (every 5 s) is the safety net that re-enqueues
-deployments overdue by more than OVERDUE_AFTER.
+`next_poll_at` is the slot: the time the deployment's pending task is enqueued for (`eta`), so a round
+starts when it is due, not at a scheduler tick. Only whoever moves the slot enqueues, with a conditional
+UPDATE (`schedule`): moving it earlier (something is due sooner: a finished run, a person's action), or
+refilling it when its time has come (the task that ran for it, or one lost with a worker). A slot already
+set for a time soon enough is left alone, so tasks never multiply; a task whose slot was moved earlier
+runs once more, harmlessly, and ends without enqueuing. The beat task `advance_due_deployments` (every
+5 s) is the safety net: a slot overdue by more than OVERDUE_AFTER lost its task (a killed worker), and
+the deployment is handed to a new one.
 """
 
 import logging
@@ -45,14 +46,12 @@ def enqueue(pk: int, when) -> None:
     transaction.on_commit(send)
 
 
-def schedule(pk: int, wake, *, mine: bool = False) -> bool:
-    """Make `wake` the deployment's next look; enqueue a task for it unless one is already enqueued."""
-    updated = (
-        CanaryDeployment.objects.filter(pk=pk, phase__in=ACTIVE_PHASES)
-        .exclude(next_poll_at=wake)
-        .update(next_poll_at=wake)
-    )
-    if updated or mine:
+def schedule(pk: int, wake, *, now=None) -> bool:
+    """Make `wake` the deployment's next look, enqueuing its task, unless a task already comes soon enough."""
+    now = now or timezone.now()
+    free = Q(next_poll_at__isnull=True) | Q(next_poll_at__gt=wake) | Q(next_poll_at__lte=now)
+    updated = CanaryDeployment.objects.filter(free, pk=pk, phase__in=ACTIVE_PHASES).update(next_poll_at=wake)
+    if updated:
         enqueue(pk, wake)
     return bool(updated)
 

@@ -264,7 +264,8 @@ def canary_resume(*, actor, deployment: CanaryDeployment) -> CanaryDeployment:
 def canary_approve(*, actor, deployment: CanaryDeployment) -> CanaryDeployment:
     """The step passed and waits for a person: start the next step (or the rollout to the rest)."""
     require_feature(FEATURE)
-    deployment = CanaryDeployment.objects.select_for_update().get(pk=deployment.pk)
+    CanaryDeployment.objects.select_for_update().filter(pk=deployment.pk).first()  # one approval at a time
+    deployment.refresh_from_db()
     _refuse_unless_allowed(deployment, "approve")
     summary = f"Step {deployment.current_step} approved by {actor_label(actor)}."
     audit_log(actor=actor, action="canary.approve", obj=deployment, details={"step": deployment.current_step})

@@ -10,7 +10,9 @@ def start(
 ):
     """Start a canary of `update_app web-app → 2.0` with short intervals."""
     options = {"check_interval": 1, "max_duration": 30, **kw}
-    if instances is not None:
+    if "steps" in kw:
+        pass
+    elif instances is not None:
         options.update(selection=SelectionKind.INSTANCES, instances=instances)
     else:
         options.update(selection=SelectionKind.PERCENTAGE, percentage=percentage or 33)

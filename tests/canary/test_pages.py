@@ -188,3 +188,103 @@ def test_the_live_refresh_removes_the_action_buttons_once_decided_and_stops_poll
     final = operator_client.get(url, HTTP_HX_REQUEST="true")
     assert final.status_code == 286  # htmx swaps this last update and stops polling
     assert "Rolled back" in final.content.decode()
+
+
+def test_a_failed_rollout_lists_each_reason_once_and_the_commands_are_in_the_live_part(
+    fleet, operator_user, operator_client
+):
+    from canary.services import canary_advance
+    from fleet.choices import RunStatus
+
+    deployment = start(operator_user, percentage=33, success_threshold=66)
+    agent_finishes(canary_runs(deployment))
+    canary_advance(deployment_id=deployment.pk)
+    canary_advance(deployment_id=deployment.pk)  # promoted: the rollout is sent
+    deployment.refresh_from_db()
+    live = operator_client.get(deployment.get_absolute_url() + "?partial=live", HTTP_HX_REQUEST="true").content.decode()
+    assert f'href="/operations/{deployment.rollout_command_id}/"' in live  # no reload needed for the link
+    runs = list(deployment.rollout_command.runs.order_by("instance__name"))
+    agent_finishes(runs[:1])
+    agent_finishes(runs[1:], status=RunStatus.FAILED, error="dependency conflict")
+    canary_advance(deployment_id=deployment.pk)
+    canary_advance(deployment_id=deployment.pk)
+    deployment.refresh_from_db()
+    assert deployment.phase == Phase.FAILED
+    html = operator_client.get(deployment.get_absolute_url()).content.decode()
+    assert html.count("The rollout failed on 1 of 2 instances") == 1
+    assert html.count("rollout: dependency conflict") == 1  # listed once, under the reason
+    assert 'id="rollout-failures"' not in html
+
+
+def test_the_health_chart_is_drawn_with_a_single_round(fleet, operator_user, operator_client):
+    import json
+
+    from canary.services import canary_advance
+
+    deployment = start(operator_user, percentage=33, consecutive_healthy=2)
+    agent_finishes(canary_runs(deployment))
+    canary_advance(deployment_id=deployment.pk)
+    canary_advance(deployment_id=deployment.pk)
+    html = operator_client.get(deployment.get_absolute_url()).content.decode()
+    config = json.loads(html.split('id="share-chart" type="application/json">')[1].split("</script>")[0])
+    healthy, _counted, threshold = config["data"]["datasets"]
+    assert healthy["data"] == [{"x": 1, "y": 100.0}] and healthy["pointRadius"] > 0
+    assert [p["x"] for p in threshold["data"]] == [0.5, 1.5]  # a line across the one round, not a lone point
+    assert config["options"]["scales"]["x"]["type"] == "linear"
+    assert "Healthy (latest round)" in html and "100.0 %" in html
+
+
+def test_the_detail_page_shows_the_poll_history_with_filters(fleet, operator_user, viewer_client):
+    from canary.services import canary_advance
+
+    deployment = start(operator_user, percentage=66)
+    agent_finishes(canary_runs(deployment))
+    canary_advance(deployment_id=deployment.pk)
+    canary_advance(deployment_id=deployment.pk)
+    page = viewer_client.get(deployment.get_absolute_url()).content.decode()
+    assert f'hx-get="/governance/canary/{deployment.pk}/polls/"' in page
+    polls = viewer_client.get(f"/governance/canary/{deployment.pk}/polls/", HTTP_HX_REQUEST="true").content.decode()
+    rows = polls.split('id="poll-history"')[1]
+    assert rows.count("<tr>") == 3 and "web-1" in rows and "web-2" in rows and ">200<" in rows
+    only = viewer_client.get(f"/governance/canary/{deployment.pk}/polls/", {"instance": fleet[1].pk}).content.decode()
+    assert "web-1</td>" not in only.split('id="poll-history"')[1]
+
+
+def test_after_a_license_downgrade_the_pages_still_show_and_stop_a_running_deployment(
+    fleet, operator_user, operator_client, install_license
+):
+    deployment = start(operator_user, percentage=33)
+    install_license("pro")
+    listing = operator_client.get("/governance/canary/")
+    assert_status(listing, 200)
+    assert "a running one can still be paused or rolled back" in listing.content.decode()
+    assert "New canary deployment" not in listing.content.decode()
+    html = operator_client.get(deployment.get_absolute_url()).content.decode()
+    assert "Roll back" in html and ">Pause<" in html and "Promote to all instances" not in html
+    assert_status(operator_client.get("/governance/canary/new/"), 402)
+    response = operator_client.post(f"/governance/canary/{deployment.pk}/promote/", follow=True)
+    assert "requires the Business plan" in response.content.decode()
+    operator_client.post(f"/governance/canary/{deployment.pk}/rollback/", {"reason": "license"})
+    deployment.refresh_from_db()
+    assert deployment.phase == Phase.ROLLBACK
+
+
+def test_pause_resume_and_approve_buttons_follow_the_state(fleet, operator_user, operator_client):
+    deployment = start(operator_user, steps=[{"percentage": 33, "approval": True}, {"percentage": 100}])
+    html = operator_client.get(deployment.get_absolute_url()).content.decode()
+    assert ">Pause<" in html and ">Resume<" not in html and "Approve next step" not in html
+    operator_client.post(f"/governance/canary/{deployment.pk}/pause/", {"reason": "lunch"})
+    html = operator_client.get(deployment.get_absolute_url()).content.decode()
+    assert ">Resume<" in html and ">Pause<" not in html and 'id="canary-paused"' in html and "lunch" in html
+    operator_client.post(f"/governance/canary/{deployment.pk}/resume/")
+    from canary.services import canary_advance
+
+    agent_finishes(canary_runs(deployment))
+    canary_advance(deployment_id=deployment.pk)
+    canary_advance(deployment_id=deployment.pk)
+    html = operator_client.get(deployment.get_absolute_url()).content.decode()
+    assert "Approve next step" in html and 'id="canary-awaiting"' in html
+    response = operator_client.post(f"/governance/canary/{deployment.pk}/approve/", follow=True)
+    assert "the next step was approved" in response.content.decode()
+    deployment.refresh_from_db()
+    assert deployment.phase == Phase.ROLLOUT
