@@ -89,6 +89,7 @@ def next_step(deployment: CanaryDeployment, *, actor, now, summary: str, forced:
         "current_step": number,
         "step_started_at": now,
         "step_applied_at": None,
+        "deadline_at": None,  # the step's clock starts when its last wave has been sent (apply.send_wave)
         "awaiting_approval": False,
         "next_poll_at": now,
     }

@@ -26,6 +26,9 @@ OPERATOR_WRITES = {
     ("post", "api/fleet/canary"),
     ("post", "api/fleet/canary/ID/promote"),
     ("post", "api/fleet/canary/ID/rollback"),
+    ("post", "api/fleet/canary/ID/approve"),
+    ("post", "api/fleet/canary/ID/pause"),
+    ("post", "api/fleet/canary/ID/resume"),
     ("post", "api/governance/gitops/ID/sync"),
 }
 EVERYONE_WRITES = {("post", "api/notifications/mark-read"), ("post", "api/notifications/ID/read")}
