@@ -1,6 +1,6 @@
 """Canary poll rounds of 1,000 and 10,000 instances, 10 % of which hang: bounded by the timeout, not by N.
 
-The health endpoints are real HTTP servers on loopback in a child process (one asyncio loop listening
+The health endpoints are real HTTP servers on loopback in two child processes (asyncio loops listening
 on one port per instance: 90 % answer 200 at once, 10 % accept the connection and never answer). The
 poller is canary.probes.poll_many with common.net.resolve_outbound, exactly what a poll round uses.
 Figures, each with a 1 s per-request timeout:
@@ -39,45 +39,77 @@ def raise_fd_limit():
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
+class _Answer(asyncio.Protocol):
+    """Answers 200 as soon as the request head has arrived, then hangs up."""
+
+    def connection_made(self, transport):
+        self.transport, self.buffer = transport, b""
+
+    def data_received(self, data):
+        self.buffer += data
+        if b"\r\n\r\n" in self.buffer:
+            self.transport.write(OK_RESPONSE)
+            self.transport.close()
+
+
+class _Hang(asyncio.Protocol):
+    """Accepts the connection and says nothing."""
+
+    stuck: list = []
+
+    def connection_made(self, transport):
+        self.stuck.append(transport)
+
+
 async def serve(count: int, hanging: int):
     """Listen on `count` ports; the first `hanging` accept and never answer. Prints the ports, then waits."""
-    ports, stuck = [], []
-
-    async def answer(reader, writer):
-        try:
-            await reader.readuntil(b"\r\n\r\n")
-            writer.write(OK_RESPONSE)
-            await writer.drain()
-        except (asyncio.IncompleteReadError, asyncio.CancelledError, ConnectionError):
-            pass
-        finally:
-            writer.close()
-
-    async def hang(reader, writer):
-        stuck.append(writer)  # keep the connection open, say nothing
-
-    servers = []
+    loop = asyncio.get_running_loop()
+    ports = []
     for n in range(count):
-        server = await asyncio.start_server(hang if n < hanging else answer, "127.0.0.1", 0, backlog=64)
-        servers.append(server)
+        server = await loop.create_server(_Hang if n < hanging else _Answer, "127.0.0.1", 0, backlog=256)
         ports.append(server.sockets[0].getsockname()[1])
     print(json.dumps({"ports": ports, "hanging": hanging}), flush=True)
     # Serve until the parent closes our stdin, then drop everything without ceremony.
-    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+    await loop.run_in_executor(None, sys.stdin.read)
     os._exit(0)
 
 
-def endpoints(count: int, hang_share: float):
-    """Start a child serving `count` endpoints; returns (child, ports, hanging count)."""
+class _Children:
+    def __init__(self, procs):
+        self.procs = procs
+        self.stdin = self
+
+    def close(self):
+        for proc in self.procs:
+            proc.stdin.close()
+
+    def wait(self, timeout=None):
+        for proc in self.procs:
+            proc.wait(timeout=timeout)
+
+
+def endpoints(count: int, hang_share: float, processes: int = 2):
+    """Serve `count` endpoints from `processes` children (the answering side needs CPU too); returns
+    (children, ports, hanging count) with the hanging ports first."""
     hanging = int(count * hang_share)
-    child = subprocess.Popen(
-        [sys.executable, __file__, "--serve", str(count), "--hang-share", str(hang_share)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    info = json.loads(child.stdout.readline())
-    return child, info["ports"], hanging
+    share = -(-count // processes)
+    procs, hang_ports, ok_ports = [], [], []
+    for n in range(processes):
+        size = min(share, count - n * share)
+        hangs = min(max(0, hanging - n * share), size)
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, __file__, "--serve", str(size), "--hangs", str(hangs)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+        )
+    for proc in procs:
+        info = json.loads(proc.stdout.readline())
+        hang_ports += info["ports"][: info["hanging"]]
+        ok_ports += info["ports"][info["hanging"] :]
+    return _Children(procs), hang_ports + ok_ports, hanging
 
 
 def one_size(count: int, args) -> bool:
@@ -108,9 +140,17 @@ def one_size(count: int, args) -> bool:
     ratio = round_time / args.timeout
     ok = round_time <= target and not wrong and sum(not r.healthy for r in baseline) == 0
     print(f"-- {count} instances ({hanging} hang, {count - hanging} answer 200)")
-    print(f"   healthy / timed out:       {sum(r.healthy for r in results)} / {timed_out}   misjudged healthy: {len(wrong)}")
+    if wrong:
+        from collections import Counter
+
+        print("   misjudged because:", dict(Counter(r.reason[:60] for r in wrong).most_common(5)))
+    print(
+        f"   healthy / timed out:       {sum(r.healthy for r in results)} / {timed_out}   misjudged healthy: {len(wrong)}"
+    )
     print(f"   round, {len(baseline)} all healthy: {all_ok_round:.3f} s (reference)")
-    print(f"   round with hangs:          {round_time:.3f} s   (CPU {cpu:.2f} s, {1e6 * cpu / count:.0f} us per instance)")
+    print(
+        f"   round with hangs:          {round_time:.3f} s   (CPU {cpu:.2f} s, {1e6 * cpu / count:.0f} us per instance)"
+    )
     print(f"   floor (timeout):           {args.timeout:.3f} s   ratio {ratio:.2f}x")
     print(f"   target:                    <= {target:g} s ({'met' if ok else 'NOT met'})")
     from _report import report
@@ -133,10 +173,11 @@ def main() -> int:
     parser.add_argument("--hang-share", type=float, default=0.10)
     parser.add_argument("--timeout", type=float, default=1.0)
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--hangs", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     raise_fd_limit()
     if args.serve:
-        asyncio.run(serve(args.serve, int(args.serve * args.hang_share)))
+        asyncio.run(serve(args.serve, args.hangs))
         return 0
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     os.environ.setdefault("DEBUG", "true")  # loopback allowed, as in development and the tests

@@ -49,10 +49,10 @@ import django  # noqa: E402
 
 django.setup()
 
+from _report import report  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
-from _report import report  # noqa: E402
 from canary import services  # noqa: E402
 from canary.models import CanaryDeployment, EvaluationRound  # noqa: E402
 from canary.probes import Target, poll_many  # noqa: E402
@@ -80,7 +80,9 @@ def fresh_database():
         "license_id": "bench",
         "limits": {},
     }
-    License.objects.create(text=sign_license(_KEY, payload), plan="enterprise", customer="bench", expires_at=now + timedelta(days=30))
+    License.objects.create(
+        text=sign_license(_KEY, payload), plan="enterprise", customer="bench", expires_at=now + timedelta(days=30)
+    )
 
 
 def make_instances(prefix, ports, app):
@@ -156,7 +158,10 @@ def jitter() -> bool:
         start = timezone.now()
         time.sleep(ALONE_SECONDS)
         alone_late = lateness(start + timedelta(seconds=1), timezone.now(), [alone.pk])
-        busy = [alone] + [deploy(make_instances(f"busy{n:02d}", groups[n], f"app-{n:02d}"), f"app-{n:02d}") for n in range(1, DEPLOYMENTS)]
+        busy = [alone] + [
+            deploy(make_instances(f"busy{n:02d}", groups[n], f"app-{n:02d}"), f"app-{n:02d}")
+            for n in range(1, DEPLOYMENTS)
+        ]
         start = timezone.now()
         time.sleep(BUSY_SECONDS)
         busy_late = lateness(start + timedelta(seconds=2), timezone.now(), [d.pk for d in busy])
@@ -171,7 +176,9 @@ def jitter() -> bool:
     a, b = p99(alone_late), p99(busy_late)
     expected = DEPLOYMENTS * (BUSY_SECONDS - 2)
     print(f"-- scheduling jitter (round start − due time), interval 1 s, {PER_DEPLOYMENT} instances each")
-    print(f"   1 deployment alone:  {len(alone_late)} rounds, p50 {statistics.median(alone_late) * 1000:.0f} ms, p99 {a * 1000:.0f} ms")
+    print(
+        f"   1 deployment alone:  {len(alone_late)} rounds, p50 {statistics.median(alone_late) * 1000:.0f} ms, p99 {a * 1000:.0f} ms"
+    )
     print(
         f"   {DEPLOYMENTS} deployments:       {len(busy_late)} rounds (of ~{expected} due), "
         f"p50 {statistics.median(busy_late) * 1000:.0f} ms, p99 {b * 1000:.0f} ms, max {max(busy_late) * 1000:.0f} ms"
@@ -204,7 +211,10 @@ def big_round() -> bool:
         services.canary_advance(deployment_id=deployment.pk)  # the round
         full = time.monotonic() - started
         round_row = EvaluationRound.objects.get(deployment=deployment, number=1)
-        targets = [Target("127.0.0.1", int(i.address.rsplit(":", 1)[1]), "/health") for i in Instance.objects.filter(name__startswith="big-")]
+        targets = [
+            Target("127.0.0.1", int(i.address.rsplit(":", 1)[1]), "/health")
+            for i in Instance.objects.filter(name__startswith="big-")
+        ]
         started = time.monotonic()
         results = poll_many(targets, timeout=1.0, resolve=resolve_outbound)
         probes_only = time.monotonic() - started
@@ -213,7 +223,9 @@ def big_round() -> bool:
         child.wait(timeout=60)
     misjudged = round_row.total - hanging - round_row.healthy
     print(f"-- one service round over {BIG} instances ({hanging} hang), 1 s timeout")
-    print(f"   probe + judge + record: {full:.3f} s   (round row: {round_row.healthy} healthy of {round_row.total}, misjudged {misjudged})")
+    print(
+        f"   probe + judge + record: {full:.3f} s   (round row: {round_row.healthy} healthy of {round_row.total}, misjudged {misjudged})"
+    )
     print(f"   probes alone:           {probes_only:.3f} s   ({sum(r.healthy for r in results)} healthy)")
     ok = full <= 5.0 and misjudged == 0
     report(

@@ -10,15 +10,14 @@ and the whole round (probes, then recording) has to fit in the interval for the 
 import math
 from datetime import datetime, timedelta
 
-from .probes import ROUND_FACTOR
+from .probes import round_deadline
 
 MIN_INTERVAL = 1  # seconds: what the grid and the task queue can honour to within 0.5 s
 MAX_INTERVAL = 3600
 MIN_PROBE_TIMEOUT = 0.2
-# Work a round does per polled instance besides waiting for the answers: connection set-up, judging and
-# recording the poll (bench/canary_poll.py: about 0.25 ms for probing and 0.15 ms for recording at
-# 10,000 instances; rounded up so a busy machine still fits).
-COST_PER_INSTANCE = 0.0005
+# Work a round does per polled instance after its probes: judging it and recording its poll
+# (bench/canary_schedule.py measures the whole round at 10,000 instances; rounded up for a busy machine).
+RECORD_PER_INSTANCE = 0.0002
 ROUND_OVERHEAD = 0.1  # reading the deployment and committing the round
 
 
@@ -28,8 +27,9 @@ def probe_timeout(interval: int, configured: float) -> float:
 
 
 def round_seconds(interval: int, configured: float, instances: int) -> float:
-    """The longest a round over `instances` can take: the probes' deadline plus the per-instance work."""
-    return ROUND_FACTOR * probe_timeout(interval, configured) + COST_PER_INSTANCE * instances + ROUND_OVERHEAD
+    """The longest a round over `instances` can take: the probes' deadline plus recording each poll."""
+    timeout = probe_timeout(interval, configured)
+    return round_deadline(timeout, instances) + RECORD_PER_INSTANCE * instances + ROUND_OVERHEAD
 
 
 def interval_problem(interval: int, configured: float, instances: int) -> str:

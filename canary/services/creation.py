@@ -141,31 +141,7 @@ def validate(
     else:
         clean_params = _params(problems, kind, params)
     scope_ids = set(instances_in_scope(scope).values_list("pk", flat=True))
-    asked = set(_ids(instances)) | {i for s in steps or () for i in _ids(s.get("instances"))}
-    names = dict(Instance.objects.filter(pk__in=asked).values_list("pk", "name"))
-    if steps:
-        if percentage or instances:
-            problems.add("canary", "Give either a canary group or steps, not both (the first step is the canary).")
-        plan_steps = _steps(problems, list(steps), scope_ids, names)
-    else:
-        plan_steps = []
-        if selection not in SelectionKind.values:
-            problems.add("canary", f"Unknown canary selection '{selection}': use percentage or instances.")
-        elif selection == SelectionKind.PERCENTAGE:
-            if not (isinstance(percentage, int) and 1 <= percentage <= 100):
-                problems.add("canary.percentage", "The canary percentage must be between 1 and 100.")
-            else:
-                plan_steps = [evaluation.Step(percentage=percentage)]
-        elif not instances:
-            problems.add("canary.instances", "Choose at least one canary instance.")
-        else:
-            outside = [names.get(i, f"#{i}") for i in _ids(instances) if i not in scope_ids]
-            if outside:
-                problems.add(
-                    "canary.instances",
-                    f"Canary instances must be in the deployment's scope; not in it: {', '.join(outside)}.",
-                )
-            plan_steps = [evaluation.Step(instances=tuple(sorted(_ids(instances), key=lambda i: names.get(i, ""))))]
+    plan_steps = _selection(problems, selection, percentage, instances, steps, scope_ids)
     criteria = list(dict.fromkeys(criteria or []))
     if not criteria:
         problems.add("criteria", "Choose at least one success criterion.")
@@ -175,12 +151,55 @@ def validate(
         problems.add("success_threshold", "The success threshold must be between 1 and 100 %.")
     if why := health_path_problem(health_path):
         problems.add("health_check_url", why)
+    _timing(problems, check_interval, max_duration, consecutive_healthy, polled=max(1, len(scope_ids)))
+    if preflight_policy not in PreflightPolicy.values:
+        problems.add("preflight", "The pre-flight policy must be exclude or block.")
+    if missing_app_policy not in MissingAppPolicy.values:
+        problems.add("missing_app", "Choose exclude or refuse for instances that lack the app.")
+    if max_unavailable is not None and (not isinstance(max_unavailable, int) or max_unavailable < 1):
+        problems.add(
+            "max_unavailable", "At least one instance must be allowed to change at a time (or leave it empty)."
+        )
+    if len(name or "") > 120:
+        problems.add("name", "At most 120 characters.")
+    problems.raise_if_any()
+    return {"params": clean_params, "criteria": criteria, "steps": plan_steps, "explicit_steps": bool(steps)}
+
+
+def _selection(problems, selection, percentage, instances, steps, scope_ids) -> list[evaluation.Step]:
+    """The steps the request asks for: its `steps`, or its canary group as the first step."""
+    asked = set(_ids(instances)) | {i for s in steps or () for i in _ids(s.get("instances"))}
+    names = dict(Instance.objects.filter(pk__in=asked).values_list("pk", "name"))
+    if steps:
+        if percentage or instances:
+            problems.add("canary", "Give either a canary group or steps, not both (the first step is the canary).")
+        return _steps(problems, list(steps), scope_ids, names)
+    if selection not in SelectionKind.values:
+        problems.add("canary", f"Unknown canary selection '{selection}': use percentage or instances.")
+    elif selection == SelectionKind.PERCENTAGE:
+        if isinstance(percentage, int) and 1 <= percentage <= 100:
+            return [evaluation.Step(percentage=percentage)]
+        problems.add("canary.percentage", "The canary percentage must be between 1 and 100.")
+    elif not instances:
+        problems.add("canary.instances", "Choose at least one canary instance.")
+    else:
+        outside = [names.get(i, f"#{i}") for i in _ids(instances) if i not in scope_ids]
+        if outside:
+            problems.add(
+                "canary.instances",
+                f"Canary instances must be in the deployment's scope; not in it: {', '.join(outside)}.",
+            )
+        return [evaluation.Step(instances=tuple(sorted(_ids(instances), key=lambda i: names.get(i, ""))))]
+    return []
+
+
+def _timing(problems, check_interval, max_duration, consecutive_healthy, *, polled: int) -> None:
+    """The interval the scheduler can honour for `polled` instances, the max duration, and whether the
+    required rounds in a row can happen within it at all."""
     interval_ok = isinstance(check_interval, int)
     if not interval_ok:
         problems.add("check_interval", "The check interval must be a whole number of seconds.")
-    if interval_ok and (
-        why := timing.interval_problem(check_interval, configured_probe_timeout(), max(1, len(scope_ids)))
-    ):
+    elif why := timing.interval_problem(check_interval, configured_probe_timeout(), polled):
         problems.add("check_interval", why)
         interval_ok = False
     duration_ok = isinstance(max_duration, int) and 1 <= max_duration <= MAX_DURATION
@@ -200,18 +219,6 @@ def validate(
             f"{(consecutive_healthy - 1) * check_interval} s: more than the max duration of {max_duration} s, "
             "so the deployment could never pass.",
         )
-    if preflight_policy not in PreflightPolicy.values:
-        problems.add("preflight", "The pre-flight policy must be exclude or block.")
-    if missing_app_policy not in MissingAppPolicy.values:
-        problems.add("missing_app", "Choose exclude or refuse for instances that lack the app.")
-    if max_unavailable is not None and (not isinstance(max_unavailable, int) or max_unavailable < 1):
-        problems.add(
-            "max_unavailable", "At least one instance must be allowed to change at a time (or leave it empty)."
-        )
-    if len(name or "") > 120:
-        problems.add("name", "At most 120 characters.")
-    problems.raise_if_any()
-    return {"params": clean_params, "criteria": criteria, "steps": plan_steps, "explicit_steps": bool(steps)}
 
 
 def overlapping(*, kind: str, params: dict, instance_ids: set) -> tuple[CanaryDeployment, str, list] | None:

@@ -23,7 +23,7 @@ from fleet.models import CommandRun, Instance
 
 from .. import evaluation, probes, timing
 from ..choices import Criterion, Phase, PollPurpose, RoundMode
-from ..models import CanaryDeployment, EvaluationRound, HealthPoll
+from ..models import CanaryDeployment, CanaryTarget, EvaluationRound, HealthPoll
 from . import apply, transitions
 from .base import FINISHED, configured_probe_timeout, verify_rounds
 from .preflight import probe_instances, violation_keys
@@ -31,30 +31,43 @@ from .preflight import probe_instances, violation_keys
 STALE_AFTER = 10  # seconds past a round's longest duration after which its claim is considered lost
 
 
+@dataclass(frozen=True)
+class Watched:
+    """One instance a round polls, read as plain values (a round over 10,000 instances builds no models)."""
+
+    instance_id: int
+    name: str
+    step: int
+    judged: bool
+    run_id: int | None
+    run_status: str
+    run_error: str
+
+
 @dataclass
 class Seen:
-    target: object
+    target: Watched
     observation: evaluation.Observation
     probe: probes.ProbeResult | None
 
 
-def watched(deployment) -> list:
-    """The instances a round polls: every one the change reached whose run has finished."""
-    targets = transitions.reached_targets(deployment)
-    runs = CommandRun.objects.only("status", "error").in_bulk([t.run_id for t in targets if t.run_id])
-    out = []
-    for target in targets:
-        run = runs.get(target.run_id)
-        if run is not None and run.status in FINISHED:
-            target.run = run
-            out.append(target)
-    return out
+def watched(deployment, *, finished_only: bool = True) -> list[Watched]:
+    """The instances a round polls: every one the change reached whose run has finished (or, to verify a
+    rollback, every one it was sent to)."""
+    rows = CanaryTarget.objects.filter(deployment=deployment, step__isnull=False, excluded=False, run__isnull=False)
+    if finished_only:
+        rows = rows.filter(run__status__in=FINISHED)
+    fields = ("instance_id", "instance__name", "step", "judged", "run_id", "run__status", "run__error")
+    return [Watched(*row) for row in rows.order_by("instance__name").values_list(*fields)]
 
 
 def observe(deployment, targets, *, include_runs: bool = True) -> list[Seen]:
     """Look at every instance once: online status, health endpoint, new violations, the change's run."""
     criteria = deployment.criteria
-    instances = {i.pk: i for i in Instance.objects.filter(pk__in=[t.instance_id for t in targets])}
+    instances = {
+        i.pk: i
+        for i in Instance.objects.filter(pk__in=[t.instance_id for t in targets]).only("id", "address", "status")
+    }
     results = {}
     if Criterion.HEALTH_CHECK in criteria:
         results = probe_instances(list(instances.values()), deployment.health_path, deployment.probe_timeout)
@@ -64,36 +77,34 @@ def observe(deployment, targets, *, include_runs: bool = True) -> list[Seen]:
             current = violation_keys(list(instances))
         except Exception as exc:  # noqa: BLE001 - unavailable now: counts as not verified, never as passed
             violations_error = getattr(exc, "message", str(exc))[:200]
+    baseline = deployment.violations_baseline
     seen = []
     for target in targets:
         inst = instances.get(target.instance_id)
         if inst is None:  # deleted from the fleet meanwhile (its target goes with it)
             continue
-        run = target.run
         result = results.get(inst.pk)
-        failed = include_runs and run is not None and run.status == RunStatus.FAILED
+        failed = include_runs and target.run_status == RunStatus.FAILED
         obs = evaluation.Observation(
-            run_failed=(run.error or "failed")[:150] if failed else "",
+            run_failed=(target.run_error or "failed")[:150] if failed else "",
             online=inst.status == InstanceStatus.ONLINE,
             probe_healthy=result.healthy if result else None,
             probe_reason=result.reason if result else "",
-            new_violations=evaluation.new_violation_keys(
-                deployment.violations_baseline.get(str(inst.pk), ()), current.get(inst.pk, ())
-            ),
+            new_violations=evaluation.new_violation_keys(baseline.get(str(inst.pk), ()), current.get(inst.pk, ())),
             violations_error=violations_error,
         )
         seen.append(Seen(target, obs, result))
     return seen
 
 
-def _claim(deployment, *, now) -> int | None:
+def _claim(deployment, *, now, polled: int) -> int | None:
     """Claim the next round; None when it is not due, another worker has it, or one is still running."""
     due = deployment.next_round_at
     if due is None or due > now:
         return None
     anchor = deployment.evaluation_started_at or due
     following = timing.next_due(anchor, deployment.check_interval_seconds, max(now, due))
-    longest = timing.round_seconds(deployment.check_interval_seconds, configured_probe_timeout(), 0)
+    longest = timing.round_seconds(deployment.check_interval_seconds, configured_probe_timeout(), polled)
     stale = now - timedelta(seconds=longest + STALE_AFTER)
     recorded = deployment.rounds_recorded
     won = (
@@ -113,7 +124,7 @@ def run_round(deployment_id: int, *, now) -> bool:
     if not targets:
         return False
     due = deployment.next_round_at
-    number = _claim(deployment, now=now)
+    number = _claim(deployment, now=now, polled=len(targets))
     if number is None:
         return False
     started_at = now
@@ -166,7 +177,7 @@ def _record(deployment, seen, *, number, due, started_at, duration_ms) -> None:
         )
         missing = evaluation.shortfall(verdict, required)
         if target.judged and missing and (mode != RoundMode.WATCH or established or item.observation.run_failed):
-            details[target.instance.name] = missing
+            details[target.name] = missing
         polls.append(_poll(deployment, target, item, verdict, number=number, step=target.step, at=started_at))
     HealthPoll.objects.bulk_create(polls, batch_size=1000)
     rounds_left = None
@@ -311,7 +322,7 @@ def verify_rollback(deployment, *, now):
     ).update(verification_round=number, next_round_at=following)
     if not claimed:
         return following
-    judged = [t for t in targets if t.judged and t.run_id]  # a wave never sent changed nothing
+    judged = [t for t in watched(deployment, finished_only=False) if t.judged]  # a wave never sent changed nothing
     began = time.monotonic()
     seen = observe(deployment, judged, include_runs=False)
     duration_ms = int((time.monotonic() - began) * 1000)
@@ -329,7 +340,7 @@ def _record_verification(deployment, seen, *, number, now, duration_ms) -> None:
         verdict = evaluation.judge(deployment.criteria, item.observation, previous_consecutive=0)
         members.append(evaluation.Member(passed=verdict.passed_round, consecutive=verdict.consecutive))
         if verdict.failures:
-            failures[item.target.instance.name] = list(verdict.failures)
+            failures[item.target.name] = list(verdict.failures)
         polls.append(
             _poll(
                 deployment,

@@ -148,7 +148,7 @@ def test_a_name_resolving_to_a_denied_address_is_refused_too(db, settings, denie
 @pytest.mark.parametrize("address", ["169.254.169.254:80", "metadata.google.internal", "metadata.google.internal:80"])
 def test_cloud_metadata_addresses_are_never_contacted(db, monkeypatch, address):
     connects, lookups = [], []
-    monkeypatch.setattr(probes, "_connect_and_read", lambda *a, **k: connects.append(a))
+    monkeypatch.setattr(probes, "_open", lambda *a, **k: connects.append(a))
     real = socket.getaddrinfo
     monkeypatch.setattr(socket, "getaddrinfo", lambda host, *a, **k: lookups.append(host) or real(host, *a, **k))
     inst = instance("metadata", address)
