@@ -215,52 +215,49 @@ def share_chart(deployment: CanaryDeployment, rounds) -> dict:
     """
     first = rounds[0].number if rounds else 1
     last = rounds[-1].number if rounds else 1
-    counted = [{"x": r.number, "y": evaluation.healthy_share(r.passing, r.total)} for r in rounds]
+    threshold = deployment.success_threshold
+    datasets = [
+        {
+            "label": "Healthy this round (%)",
+            "data": [{"x": r.number, "y": r.healthy_share} for r in rounds],
+            "borderColor": "#2563eb",
+            "backgroundColor": "rgba(37,99,235,.15)",
+            "fill": True,
+            "tension": 0.2,
+            "pointRadius": 5,
+        }
+    ]
+    if deployment.consecutive_healthy > 1:
+        datasets.append(
+            {
+                "label": f"Counting towards the threshold ({deployment.consecutive_healthy} in a row) (%)",
+                "data": [{"x": r.number, "y": evaluation.healthy_share(r.passing, r.total)} for r in rounds],
+                "borderColor": "#16a34a",
+                "fill": False,
+                "pointRadius": 3,
+            }
+        )
+    datasets.append(
+        {
+            "label": f"Threshold ({threshold} %)",
+            "data": [{"x": first - 0.5, "y": threshold}, {"x": last + 0.5, "y": threshold}],
+            "borderColor": "#dc2626",
+            "borderDash": [6, 4],
+            "pointRadius": 0,
+            "fill": False,
+        }
+    )
+    x_axis = {
+        "type": "linear",
+        "min": first - 0.5,
+        "max": last + 0.5,
+        "ticks": {"stepSize": 1, "precision": 0, "includeBounds": False},
+        "title": {"display": True, "text": "round"},
+    }
     return {
         "type": "line",
-        "data": {
-            "datasets": [
-                {
-                    "label": "Healthy this round (%)",
-                    "data": [{"x": r.number, "y": r.healthy_share} for r in rounds],
-                    "borderColor": "#2563eb",
-                    "backgroundColor": "rgba(37,99,235,.15)",
-                    "fill": True,
-                    "tension": 0.2,
-                    "pointRadius": 3,
-                },
-                {
-                    "label": f"Counting towards the threshold ({deployment.consecutive_healthy} in a row) (%)",
-                    "data": counted,
-                    "borderColor": "#16a34a",
-                    "fill": False,
-                    "pointRadius": 3,
-                    "hidden": deployment.consecutive_healthy == 1,
-                },
-                {
-                    "label": f"Threshold ({deployment.success_threshold} %)",
-                    "data": [
-                        {"x": first - 0.5, "y": deployment.success_threshold},
-                        {"x": last + 0.5, "y": deployment.success_threshold},
-                    ],
-                    "borderColor": "#dc2626",
-                    "borderDash": [6, 4],
-                    "pointRadius": 0,
-                    "fill": False,
-                },
-            ],
-        },
+        "data": {"datasets": datasets},
         "options": {
-            "parsing": True,
-            "scales": {
-                "x": {
-                    "type": "linear",
-                    "min": first - 0.5,
-                    "max": last + 0.5,
-                    "ticks": {"stepSize": 1},
-                    "title": {"display": True, "text": "round"},
-                },
-                "y": {"min": 0, "max": 100, "title": {"display": True, "text": "% of instances"}},
-            },
+            "scales": {"x": x_axis, "y": {"min": 0, "max": 100, "title": {"display": True, "text": "% of instances"}}}
         },
     }

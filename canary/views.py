@@ -176,6 +176,7 @@ class CanaryPollsView(CanaryViewMixin, TemplateView):
     """htmx: the poll history of a deployment, filtered by instance, round and verdict, paginated."""
 
     template_name = "canary/_polls.html"
+    PICKER_LIMIT = 200
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
@@ -184,7 +185,13 @@ class CanaryPollsView(CanaryViewMixin, TemplateView):
         polls = found.qs if found.is_valid() else selectors.canary_polls(deployment).none()
         page = Paginator(polls, 50).get_page(self.request.GET.get("page"))
         reached = deployment.targets.filter(step__isnull=False).select_related("instance").order_by("instance__name")
-        context.update(deployment=deployment, filter=found, page_obj=page, polls=page.object_list, reached=reached)
+        context.update(
+            deployment=deployment,
+            filter=found,
+            page_obj=page,
+            polls=page.object_list,
+            reached=reached[: self.PICKER_LIMIT],  # past this, the instance id box filters (a picker would be huge)
+        )
         return context
 
 

@@ -69,6 +69,8 @@ def missing_app_reason(instance: Instance, kind: str, params: dict) -> str:
     if not evaluation.needs_installed_app(kind):
         return ""
     app = params.get("app", "")
+    if not app:  # no app named yet (the live preview of a form being filled in)
+        return ""
     return "" if command_logic.find_app(instance.state, app) else f"{app} is not installed"
 
 

@@ -227,7 +227,7 @@ def test_the_health_chart_is_drawn_with_a_single_round(fleet, operator_user, ope
     canary_advance(deployment_id=deployment.pk)
     html = operator_client.get(deployment.get_absolute_url()).content.decode()
     config = json.loads(html.split('id="share-chart" type="application/json">')[1].split("</script>")[0])
-    healthy, _counted, threshold = config["data"]["datasets"]
+    healthy, _counted, threshold = config["data"]["datasets"]  # 2 in a row needed: the counted share too
     assert healthy["data"] == [{"x": 1, "y": 100.0}] and healthy["pointRadius"] > 0
     assert [p["x"] for p in threshold["data"]] == [0.5, 1.5]  # a line across the one round, not a lone point
     assert config["options"]["scales"]["x"]["type"] == "linear"
