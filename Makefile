@@ -4,8 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 FLEET ?= 20
+# AGENT=local: instead of the simulated fleet, one real agent (agent/, dry run) reporting this machine.
+AGENT ?=
 
-.PHONY: run test venv lint check bench clean
+.PHONY: run test venv lint check bench fuzz clean
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -34,6 +36,10 @@ check: venv
 
 bench: venv
 	$(BIN)/python bench/run_all.py
+
+# schemathesis, every operation x admin/viewer/agent/anonymous, 100 examples each (tests/hardening/fuzz.py).
+fuzz: venv
+	$(BIN)/python tests/hardening/fuzz.py --examples $(or $(EXAMPLES),100)
 
 clean:
 	rm -rf var/celery var/db.sqlite3 staticfiles

@@ -38,11 +38,16 @@ class RepositoryAdmin(admin.ModelAdmin):
         "name",
         "url",
         "branch",
+        "path",
+        "revision",
+        "prune",
         "sync_interval",
         "conflict_strategy",
         "auth_method",
         "public_key",
         "host_key_fingerprint",
+        "host_key_scan",
+        "webhook_enabled",
         "status",
         "last_commit_sha",
         "head_sha",
@@ -63,8 +68,8 @@ class RepositoryAdmin(admin.ModelAdmin):
 
 @admin.register(SyncRun)
 class SyncRunAdmin(admin.ModelAdmin):
-    list_display = ("id", "repository", "status", "commit_sha", "started_at", "finished_at", "commands_issued")
-    list_filter = ("status", "repository")
+    list_display = ("id", "repository", "status", "dry_run", "trigger", "commit_sha", "started_at", "commands_issued")
+    list_filter = ("status", "dry_run", "repository")
 
     def has_add_permission(self, request):
         return False
@@ -75,8 +80,18 @@ class SyncRunAdmin(admin.ModelAdmin):
 
 @admin.register(DesiredEntry)
 class DesiredEntryAdmin(admin.ModelAdmin):
-    list_display = ("level", "target", "key", "value", "present", "in_git", "git_base", "panel_changed_at")
-    list_filter = ("level", "in_git", "present")
+    list_display = (
+        "level",
+        "target",
+        "key",
+        "value",
+        "present",
+        "repository",
+        "git_base",
+        "git_path",
+        "panel_changed_at",
+    )
+    list_filter = ("level", "repository", "in_git", "present")
     search_fields = ("target", "key")
 
     def has_add_permission(self, request):

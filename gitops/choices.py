@@ -24,6 +24,7 @@ class RepositoryStatus(models.TextChoices):
 class SyncStatus(models.TextChoices):
     RUNNING = "running", "Running"
     APPLIED = "applied", "Applied"
+    PREVIEW = "preview", "Previewed (nothing applied)"
     NOOP = "noop", "Unchanged"
     INVALID = "invalid", "Invalid commit"
     PAUSED = "paused", "Paused on conflicts"
@@ -52,3 +53,23 @@ class Resolution(models.TextChoices):
     PANEL = "panel", "Keep the panel value"
     GIT = "git", "Take the Git value"
     CUSTOM = "custom", "Use another value"
+
+
+class HostKeyScan(models.TextChoices):
+    """The worker's fetch of a server's host key (the web process never connects to Git hosts)."""
+
+    IDLE = "idle", "Not running"
+    PENDING = "pending", "Fetching the host key"
+    READY = "ready", "Fetched: waiting for confirmation"
+    FAILED = "failed", "Could not reach the server"
+
+
+class DisconnectMode(models.TextChoices):
+    KEEP = "keep", "Keep its entries as panel-owned"
+    REMOVE = "remove", "Remove its entries"
+
+
+class Forge(models.TextChoices):
+    GITHUB = "github", "GitHub"
+    GITLAB = "gitlab", "GitLab"
+    GITEA = "gitea", "Gitea"

@@ -1,9 +1,60 @@
 from django import forms
 
+from common.validators import validate_git_ref
 from fleet.models import Group, Instance
 
-from .choices import AuthMethod, ConflictStrategy, Level, Resolution
+from .choices import AuthMethod, ConflictStrategy, DisconnectMode, Level, Resolution
 from .repoformat import parse_value_text
+from .services.repositories import MAX_INTERVAL, MIN_INTERVAL, validate_path, validate_revision, validate_url
+
+
+def _branch():
+    return forms.CharField(
+        max_length=255,
+        initial="main",
+        validators=[validate_git_ref],
+        widget=forms.TextInput(attrs={"class": "form-control"}),
+    )
+
+
+def _path():
+    return forms.CharField(
+        label="Directory (optional)",
+        max_length=255,
+        required=False,
+        validators=[validate_path],
+        help_text="A sub-directory holding fleet.yaml, groups/, tags/ and instances/, e.g. clusters/prod",
+        widget=forms.TextInput(attrs={"class": "form-control mono", "placeholder": "(the top level)"}),
+    )
+
+
+def _revision():
+    return forms.CharField(
+        label="Pinned revision (optional)",
+        max_length=255,
+        required=False,
+        validators=[validate_revision],
+        help_text="A tag or commit SHA to stay on; empty follows the branch head",
+        widget=forms.TextInput(attrs={"class": "form-control mono"}),
+    )
+
+
+def _prune():
+    return forms.BooleanField(
+        label="Prune: unset on instances the setting keys removed from Git",
+        required=False,
+        widget=forms.CheckboxInput(attrs={"class": "form-check-input"}),
+    )
+
+
+def _interval(**kwargs):
+    return forms.IntegerField(
+        label="Sync interval (seconds)",
+        min_value=MIN_INTERVAL,
+        max_value=MAX_INTERVAL,
+        widget=forms.NumberInput(attrs={"class": "form-control"}),
+        **kwargs,
+    )
 
 
 class ConnectForm(forms.Form):
@@ -11,6 +62,7 @@ class ConnectForm(forms.Form):
     url = forms.CharField(
         label="Repository URL",
         max_length=500,
+        validators=[validate_url],
         help_text="ssh://git@host:22/org/fleet-config.git or git@host:org/fleet-config.git",
         widget=forms.TextInput(
             attrs={"class": "form-control", "placeholder": "git@github.com:example/fleet-config.git"}
@@ -29,18 +81,18 @@ class ConnectForm(forms.Form):
     known_hosts = forms.CharField(
         label="Host key (optional)",
         required=False,
-        help_text="Paste the server's known_hosts line to pin it now; leave empty and the panel fetches the host key for you to confirm.",
-        widget=forms.TextInput(
-            attrs={"class": "form-control mono", "placeholder": "github.com ssh-ed25519 AAAAC3Nza…"}
+        max_length=20000,
+        help_text="Paste the server's known_hosts line (it must name the repository's host; ssh-keyscan prints it) "
+        "to pin it now; leave empty and a worker fetches the host key for you to confirm.",
+        widget=forms.Textarea(
+            attrs={"class": "form-control mono", "rows": 2, "placeholder": "github.com ssh-ed25519 AAAAC3Nza…"}
         ),
     )
-    branch = forms.CharField(max_length=200, initial="main", widget=forms.TextInput(attrs={"class": "form-control"}))
-    sync_interval = forms.IntegerField(
-        label="Sync interval (seconds)",
-        min_value=30,
-        initial=300,
-        widget=forms.NumberInput(attrs={"class": "form-control"}),
-    )
+    branch = _branch()
+    path = _path()
+    revision = _revision()
+    prune = _prune()
+    sync_interval = _interval(initial=300)
     conflict_strategy = forms.ChoiceField(
         choices=ConflictStrategy.choices,
         initial=ConflictStrategy.MANUAL,
@@ -55,12 +107,31 @@ class ConnectForm(forms.Form):
 
 
 class RepositorySettingsForm(forms.Form):
-    branch = forms.CharField(max_length=200, widget=forms.TextInput(attrs={"class": "form-control"}))
-    sync_interval = forms.IntegerField(
-        label="Sync interval (seconds)", min_value=30, widget=forms.NumberInput(attrs={"class": "form-control"})
-    )
+    branch = _branch()
+    path = _path()
+    revision = _revision()
+    prune = _prune()
+    sync_interval = _interval()
     conflict_strategy = forms.ChoiceField(
         choices=ConflictStrategy.choices, widget=forms.Select(attrs={"class": "form-select"})
+    )
+
+
+class SyncToRevisionForm(forms.Form):
+    revision = forms.CharField(
+        max_length=255,
+        validators=[validate_revision],
+        help_text="A tag, or a commit SHA of the branch (7 to 40 hex digits). The repository stays pinned there.",
+        widget=forms.TextInput(attrs={"class": "form-control mono", "placeholder": "v1.4 or 3f2a9c1"}),
+    )
+
+
+class DisconnectForm(forms.Form):
+    entries = forms.ChoiceField(
+        label="Its desired-configuration entries",
+        choices=DisconnectMode.choices,
+        initial=DisconnectMode.KEEP,
+        widget=forms.RadioSelect,
     )
 
 

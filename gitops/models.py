@@ -8,6 +8,7 @@ from .choices import (
     AuthMethod,
     ConflictStatus,
     ConflictStrategy,
+    HostKeyScan,
     Level,
     RepositoryStatus,
     Resolution,
@@ -25,7 +26,14 @@ class Repository(models.Model):
 
     name = models.CharField(max_length=100, unique=True)
     url = models.CharField(max_length=500, help_text="ssh://user@host:port/path or git@host:path")
-    branch = models.CharField(max_length=200, default="main")
+    branch = models.CharField(max_length=255, default="main")
+    # A sub-directory of the repository holding the layout ("" = the top level).
+    path = models.CharField(max_length=255, blank=True, help_text="Sub-directory to read, e.g. clusters/prod")
+    # Pinned revision: a tag or a commit SHA; "" follows the branch head.
+    revision = models.CharField(
+        max_length=255, blank=True, help_text="Tag or commit to stay on; empty follows the branch"
+    )
+    prune = models.BooleanField(default=False, help_text="Unset on instances the setting keys removed from Git")
     sync_interval = models.PositiveIntegerField(default=300, help_text="Seconds between syncs")
     conflict_strategy = models.CharField(
         max_length=16, choices=ConflictStrategy.choices, default=ConflictStrategy.MANUAL
@@ -39,6 +47,12 @@ class Repository(models.Model):
     # A host key fetched from the server, waiting for an admin to confirm its fingerprint.
     pending_host_key = models.TextField(blank=True, editable=False)
     pending_host_key_fingerprint = models.CharField(max_length=100, blank=True, editable=False)
+    # The worker's host key fetch: its state, and the fingerprint the admin said to expect.
+    host_key_scan = models.CharField(max_length=16, choices=HostKeyScan.choices, default=HostKeyScan.IDLE)
+    host_key_scan_error = models.CharField(max_length=500, blank=True)
+    expected_host_key_fingerprint = models.CharField(max_length=100, blank=True, editable=False)
+    # Push webhooks: the per-repository secret, MultiFernet ciphertext ("" = webhooks refused).
+    webhook_secret_encrypted = models.TextField(blank=True, editable=False)
 
     status = models.CharField(
         max_length=20, choices=RepositoryStatus.choices, default=RepositoryStatus.AWAITING_HOST_KEY
@@ -73,6 +87,10 @@ class Repository(models.Model):
     def host_key_confirmed(self) -> bool:
         return bool(self.host_key)
 
+    @property
+    def webhook_enabled(self) -> bool:
+        return bool(self.webhook_secret_encrypted)
+
 
 class DesiredEntry(models.Model):
     """One key of the desired configuration at one level: `ssh.password_auth` = false for group "web".
@@ -83,6 +101,11 @@ class DesiredEntry(models.Model):
 
     `git_base`/`in_git` record the value last synced from Git (the base of the three-way merge);
     `panel_changed_at` when the panel last changed the value.
+
+    Ownership: an entry Git manages belongs to exactly one `repository` (`in_git` ⇔ `repository` set);
+    a sync reads and writes only its own entries. `git_path`/`git_line` say where in that repository
+    the key is defined. `override_accepted`: an admin resolved a conflict by keeping a value other than
+    Git's; the manual strategy keeps it until Git changes the key again or the panel edits it.
     """
 
     level = models.CharField(max_length=16, choices=Level.choices)
@@ -95,6 +118,9 @@ class DesiredEntry(models.Model):
     git_base = models.JSONField(null=True, blank=True)
     repository = models.ForeignKey(Repository, null=True, blank=True, on_delete=models.SET_NULL, related_name="entries")
     git_synced_at = models.DateTimeField(null=True, blank=True)
+    git_path = models.CharField(max_length=500, blank=True)
+    git_line = models.PositiveIntegerField(null=True, blank=True)
+    override_accepted = models.BooleanField(default=False)
     panel_changed_at = models.DateTimeField(null=True, blank=True)
     panel_changed_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -113,7 +139,8 @@ class DesiredEntry(models.Model):
     @property
     def drifted(self) -> bool:
         """Git manages this key and the panel's value differs from what Git last said."""
-        return self.in_git and (not self.present or self.value != self.git_base)
+        same = type(self.value) is type(self.git_base) and self.value == self.git_base  # True is not 1
+        return self.in_git and (not self.present or not same)
 
 
 class SyncRun(models.Model):
@@ -123,9 +150,13 @@ class SyncRun(models.Model):
     status = models.CharField(max_length=16, choices=SyncStatus.choices, default=SyncStatus.RUNNING, db_index=True)
     trigger = models.CharField(max_length=32, default="schedule")
     commit_sha = models.CharField(max_length=64, blank=True)
+    # What was asked for when it was not the branch head: a pinned tag/commit or "sync to revision".
+    revision = models.CharField(max_length=255, blank=True)
+    # A preview: everything a sync does except applying (status "preview" when it got that far).
+    dry_run = models.BooleanField(default=False)
     started_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
-    # [{"level", "target", "key", "action", "before", "after"}]
+    # [{"level", "target", "key", "action", "effect", "before", "after"}]
     changes = models.JSONField(default=list, blank=True)
     # [{"command_id", "kind", "params", "instances"}]
     commands = models.JSONField(default=list, blank=True)

@@ -1,15 +1,12 @@
-"""Signal receivers: each only calls a service."""
+"""Signal receivers: each only enqueues a task (never the fleet's reconcile inside a web request)."""
 
-import logging
-
-from . import services
-
-logger = logging.getLogger(__name__)
+from .models import DesiredEntry
+from .services._base import enqueue
 
 
 def reconcile_instance(sender, instance_id, **kwargs):
-    """A new or changed instance is driven to its desired configuration."""
-    try:
-        services.instance_reconcile(instance_id=instance_id)
-    except Exception:  # a heartbeat must never fail because GitOps could not queue a command
-        logger.exception("GitOps could not reconcile instance %s", instance_id)
+    """A new or changed instance is driven to its desired configuration, by a worker (after commit)."""
+    from .tasks import reconcile_instance as task
+
+    if DesiredEntry.objects.filter(present=True).exists():
+        enqueue(task, instance_id)

@@ -2,13 +2,16 @@
 commands that drive an instance towards it. Pure logic: no ORM.
 
 Per key there are three values: the base (what Git said at the last sync), the panel's value, and
-Git's value in the new commit. "Absent" is a value too (a key Git removed, or the panel deleted).
+Git's value in the commit being synced ("absent" is a value too). A sync looks only at the keys its
+repository owns, plus panel-owned keys the commit now defines. The strategy decides every divergence,
+on every sync — also when the commit is the one already applied (Git's value is then the base):
 
-    Git changed, panel unchanged        → apply Git
-    panel changed, Git unchanged        → drift: server_wins/manual keep the panel, git_wins reverts it
-    both changed to the same value      → converge (nothing to do but move the base)
-    both changed to different values    → conflict: server_wins keeps the panel, git_wins takes Git,
-                                          manual records a conflict and the sync applies nothing
+    Git changed, panel unchanged        → apply Git (every strategy)
+    panel equals Git                    → converged (the base moves)
+    panel changed, Git unchanged        → git_wins reverts the panel edit; server_wins keeps it;
+                                          manual opens a conflict (unless an admin already kept it)
+    both changed, to different values   → git_wins takes Git; server_wins keeps the panel value and
+                                          records Git's as overridden; manual opens a conflict
 Keys Git never had (no base, not in the commit) belong to the panel and are left alone.
 """
 
@@ -34,17 +37,23 @@ class StoreState:
     value: object
     in_git: bool
     git_base: object
+    accepted: bool = False  # an admin kept this non-Git value in a conflict resolution
 
 
 @dataclass
 class MergeResult:
     # key → new StoreState (None: delete the row)
     writes: dict = field(default_factory=dict)
-    # [{"level", "target", "key", "action", "before", "after"}]
+    # What the strategy decided, per key: [{"level", "target", "key", "action", "effect", "before", "after"}]
     changes: list = field(default_factory=list)
     # [{"key": Key, "base_present", "base_value", "panel_present", "panel_value", "git_present", "git_value"}]
     conflicts: list = field(default_factory=list)
-    drift: list = field(default_factory=list)
+    # Keys Git no longer has whose row goes: candidates for pruning on the instances.
+    removed: set = field(default_factory=set)
+
+    @property
+    def drift(self) -> list:
+        return [c for c in self.changes if c["effect"] == "kept"]
 
 
 def _val(present, value):
@@ -61,6 +70,14 @@ def _show(v):
     return None if v is MISSING else v
 
 
+def _effect(before, after) -> str:
+    if _eq(before, after):
+        return "kept"
+    if before is MISSING:
+        return "added"
+    return "removed" if after is MISSING else "changed"
+
+
 def merge(store: dict[Key, StoreState], git: dict[Key, object], strategy: str) -> MergeResult:
     """Decide, key by key, what the store becomes after this commit (see the module docstring)."""
     result = MergeResult()
@@ -72,40 +89,22 @@ def merge(store: dict[Key, StoreState], git: dict[Key, object], strategy: str) -
         if base is MISSING and new is MISSING:
             continue  # the panel's own key: Git never managed it
         git_changed, panel_changed = not _eq(new, base), not _eq(panel, base)
-        level, target, name = key
-        record = {"level": level, "target": target, "key": name}
         if not git_changed and not panel_changed:
             continue
-        if git_changed and not panel_changed:
-            result.writes[key] = _state(new, new)
-            result.changes.append({**record, "action": "git_applied", "before": _show(panel), "after": _show(new)})
-        elif panel_changed and not git_changed:
-            if strategy == ConflictStrategy.GIT_WINS:
-                result.writes[key] = _state(base, base)
-                result.changes.append(
-                    {**record, "action": "drift_reverted", "before": _show(panel), "after": _show(base)}
-                )
-            else:
-                result.drift.append({**record, "panel": _show(panel), "git": _show(base)})
-        elif _eq(panel, new):
-            result.writes[key] = _state(new, new)
-            result.changes.append({**record, "action": "converged", "before": _show(panel), "after": _show(new)})
-        elif strategy == ConflictStrategy.SERVER_WINS:
-            result.writes[key] = _state(panel, new)
-            result.changes.append(
-                {
-                    **record,
-                    "action": "conflict_panel_kept",
-                    "before": _show(panel),
-                    "after": _show(panel),
-                    "git": _show(new),
-                }
-            )
+        if not panel_changed or _eq(panel, new):
+            action = "git_applied" if not panel_changed else "converged"
+            _decide(result, key, action, panel, new, write=(new, new))
         elif strategy == ConflictStrategy.GIT_WINS:
-            result.writes[key] = _state(new, new)
-            result.changes.append(
-                {**record, "action": "conflict_git_taken", "before": _show(panel), "after": _show(new)}
+            _decide(
+                result, key, "conflict_git_taken" if git_changed else "drift_reverted", panel, new, write=(new, new)
             )
+        elif strategy == ConflictStrategy.SERVER_WINS:
+            if git_changed:
+                _decide(result, key, "git_overridden", panel, panel, write=(panel, new), git=new)
+            else:
+                _decide(result, key, "drift_kept", panel, panel, git=new)
+        elif not git_changed and entry.accepted:
+            _decide(result, key, "override_kept", panel, panel, git=new)
         else:
             result.conflicts.append(
                 {
@@ -118,7 +117,41 @@ def merge(store: dict[Key, StoreState], git: dict[Key, object], strategy: str) -
                     "git_value": _show(new),
                 }
             )
+            level, target, name = key
+            result.changes.append(
+                {
+                    "level": level,
+                    "target": target,
+                    "key": name,
+                    "action": "conflict",
+                    "effect": "conflict",
+                    "before": _show(panel),
+                    "after": _show(panel),
+                    "git": _show(new),
+                }
+            )
     return result
+
+
+def _decide(result: MergeResult, key: Key, action: str, before, after, *, write=None, git=MISSING) -> None:
+    level, target, name = key
+    record = {
+        "level": level,
+        "target": target,
+        "key": name,
+        "action": action,
+        "effect": _effect(before, after),
+        "before": _show(before),
+        "after": _show(after),
+    }
+    if git is not MISSING or action in ("git_overridden", "drift_kept", "override_kept"):
+        record["git"] = _show(git)
+    result.changes.append(record)
+    if write is not None:
+        state = _state(*write)
+        result.writes[key] = state
+        if write[1] is MISSING and (state is None or not state.present):
+            result.removed.add(key)
 
 
 def _state(value, base) -> StoreState | None:

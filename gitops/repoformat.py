@@ -10,11 +10,14 @@ and `apps:` (app name → quoted version, or `absent`). The whole commit is vali
 anything is applied; every problem names the file, the line and the reason.
 """
 
+import math
 import re
 from dataclasses import dataclass
 
 import yaml
 
+from common import versions
+from common.validators import unstorable_reason
 from fleet.commands import NAME_RE, SETTING_KEY_RE, VERSION_RE
 from fleet.scopes import ScopeError, parse_tag
 
@@ -120,21 +123,37 @@ def _pairs(path, node, what, issues):
     return pairs
 
 
-def parse_file(path: str, text: bytes | str, level: str, target: str) -> tuple[DesiredMap, list[Issue]]:
-    """Parse and check one file; returns its entries and the problems found."""
+def _setting_problem(name: str, node) -> str | None:
+    kind = SCALAR_TAGS.get(node.tag) if isinstance(node, yaml.ScalarNode) else None
+    if kind is None:
+        return f"setting '{name}' must be a string, number, boolean or null"
+    return value_problem(name, _construct(node))
+
+
+def _app_problem(name: str, node) -> str | None:
+    kind = SCALAR_TAGS.get(node.tag) if isinstance(node, yaml.ScalarNode) else None
+    if kind != "string":
+        hint = f' — quote it: "{node.value}"' if kind == "number" else ""
+        return f"app '{name}' must be a version string or 'absent'{hint}"
+    return value_problem(APP_PREFIX + name, node.value)
+
+
+def parse_file(path: str, text: bytes | str, level: str, target: str) -> tuple[DesiredMap, list[Issue], dict]:
+    """Parse and check one file; returns its entries, the problems found and each entry's line."""
     issues: list[Issue] = []
     result: DesiredMap = {}
+    lines: dict = {}
     try:
         root = yaml.compose(text, Loader=Loader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 1
         reason = " ".join(filter(None, [exc.context, exc.problem])) or "YAML syntax error"
-        return {}, [Issue(path, line, f"YAML syntax error: {reason}")]
+        return {}, [Issue(path, line, f"YAML syntax error: {reason}")], {}
     except yaml.YAMLError as exc:
-        return {}, [Issue(path, 1, f"YAML error: {exc}")]
+        return {}, [Issue(path, 1, f"YAML error: {exc}")], {}
     if root is None:
-        return {}, []
+        return {}, [], {}
     for key_node, value_node in _pairs(path, root, "the file", issues):
         section = key_node.value
         if section not in TOP_KEYS:
@@ -144,59 +163,54 @@ def parse_file(path: str, text: bytes | str, level: str, target: str) -> tuple[D
             continue
         for k_node, v_node in _pairs(path, value_node, section, issues):
             name, line = k_node.value, _line(k_node)
-            kind = SCALAR_TAGS.get(v_node.tag) if isinstance(v_node, yaml.ScalarNode) else None
-            if section == "settings":
-                if not SETTING_KEY_RE.match(name):
-                    issues.append(Issue(path, line, f"'{name}' is not a valid setting key (e.g. ssh.password_auth)"))
-                elif kind is None:
-                    issues.append(
-                        Issue(path, _line(v_node), f"setting '{name}' must be a string, number, boolean or null")
-                    )
-                else:
-                    result[(level, target, name)] = _construct(v_node)
+            key = name if section == "settings" else APP_PREFIX + name
+            problem = key_problem(key)
+            if problem is None:
+                problem = _setting_problem(name, v_node) if section == "settings" else _app_problem(name, v_node)
+                line = _line(v_node)
+            if problem:
+                issues.append(Issue(path, line, problem))
             else:
-                if not NAME_RE.match(name):
-                    issues.append(Issue(path, line, f"'{name}' is not a valid app name (lowercase, digits, . _ + -)"))
-                elif kind != "string":
-                    hint = f' — quote it: "{v_node.value}"' if kind == "number" else ""
-                    issues.append(
-                        Issue(path, _line(v_node), f"app '{name}' must be a version string or 'absent'{hint}")
-                    )
-                elif v_node.value != ABSENT and not VERSION_RE.match(v_node.value):
-                    issues.append(
-                        Issue(
-                            path,
-                            _line(v_node),
-                            f"app '{name}': '{v_node.value}' is not a version such as 1.4.2 (or 'absent')",
-                        )
-                    )
-                else:
-                    result[(level, target, APP_PREFIX + name)] = v_node.value
-    return result, issues
+                result[(level, target, key)] = _construct(v_node)
+                lines[(level, target, key)] = _line(k_node)
+    return result, issues, lines
 
 
-def parse_commit(files: dict[str, bytes], *, groups: set[str], instances: set[str]) -> DesiredMap:
-    """Validate every configuration file of a commit and return the desired map, or raise CommitInvalid."""
+@dataclass
+class ParsedCommit:
+    """The desired map of a commit and where each key is defined: key → (file, line)."""
+
+    desired: DesiredMap
+    locations: dict
+
+
+def parse_commit(files: dict[str, bytes], *, groups: set[str], instances: set[str], prefix: str = "") -> ParsedCommit:
+    """Validate every configuration file of a commit, or raise CommitInvalid listing every problem.
+
+    `files` are keyed by their path relative to the repository's configured sub-directory; `prefix`
+    (that directory, with a trailing slash) is put back in front in every message and location."""
     issues: list[Issue] = []
-    desired: DesiredMap = {}
+    parsed = ParsedCommit({}, {})
     seen_targets: dict[tuple[str, str], str] = {}
     for path in sorted(files):
         if not is_config_path(path):
             continue
+        shown = prefix + path
         where, error = _locate(path, groups, instances)
         if error:
-            issues.append(Issue(path, 1, error))
+            issues.append(Issue(shown, 1, error))
             continue
         if where in seen_targets:
-            issues.append(Issue(path, 1, f"{seen_targets[where]} already configures the same target"))
+            issues.append(Issue(shown, 1, f"{seen_targets[where]} already configures the same target"))
             continue
-        seen_targets[where] = path
-        entries, file_issues = parse_file(path, files[path], *where)
+        seen_targets[where] = shown
+        entries, file_issues, lines = parse_file(shown, files[path], *where)
         issues.extend(file_issues)
-        desired.update(entries)
+        parsed.desired.update(entries)
+        parsed.locations.update({key: (shown, line) for key, line in lines.items()})
     if issues:
         raise CommitInvalid(issues)
-    return desired
+    return parsed
 
 
 def render_file(settings: dict, apps: dict) -> str:
@@ -209,20 +223,55 @@ def render_file(settings: dict, apps: dict) -> str:
     return yaml.safe_dump(data, sort_keys=True, default_flow_style=False)
 
 
-def validate_value(key: str, value) -> tuple[str, object]:
-    """Check a store entry the panel sets (same rules as the files); returns it, or raises ValueError."""
-    key = (key or "").strip()
+MAX_TEXT_VALUE = 4096
+
+
+def key_problem(key: str) -> str | None:
+    """Why `key` cannot be a desired-configuration key (files, the API and the forms alike), or None."""
+    if not isinstance(key, str):
+        return "a key must be text"
+    if reason := unstorable_reason(key):
+        return f"the key cannot be stored: {reason}"
     if key.startswith(APP_PREFIX):
         name = key[len(APP_PREFIX) :]
         if not NAME_RE.match(name):
-            raise ValueError(f"'{name}' is not a valid app name (lowercase, digits, . _ + -).")
-        if not isinstance(value, str) or (value != ABSENT and not VERSION_RE.match(value)):
-            raise ValueError(f"App '{name}' needs a version such as 1.4.2, or 'absent'.")
-        return key, value
+            return f"'{name}' is not a valid app name (lowercase, digits, . _ + -)"
+        return None
     if not SETTING_KEY_RE.match(key):
-        raise ValueError(f"'{key}' is not a valid key: a setting such as ssh.password_auth, or app:<name> for an app.")
-    if value is not None and not isinstance(value, (str, int, float, bool)):
-        raise ValueError(f"Setting '{key}' must be a string, number, boolean or null (unset).")
+        return f"'{key}' is not a valid setting key (e.g. ssh.password_auth), or app:<name> for an app"
+    return None
+
+
+def value_problem(key: str, value) -> str | None:
+    """Why `value` cannot be the value of `key`, or None. Apps take a version or 'absent'; settings a
+    string (storable, at most 4096 characters), a finite number, a boolean, or null to unset."""
+    if key.startswith(APP_PREFIX):
+        name = key[len(APP_PREFIX) :]
+        if value == ABSENT:
+            return None
+        if not isinstance(value, str) or not versions.is_valid(value) or not VERSION_RE.match(value):
+            shown = value if isinstance(value, str) and not unstorable_reason(value) else repr(value)
+            return f"app '{name}': '{shown}' is not a version such as 1.4.2 (or 'absent')"
+        return None
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return None if math.isfinite(value) else f"setting '{key}' must be a finite number"
+    if isinstance(value, str):
+        if reason := unstorable_reason(value):
+            return f"setting '{key}' cannot be stored: {reason}"
+        if len(value) > MAX_TEXT_VALUE:
+            return f"setting '{key}' is longer than {MAX_TEXT_VALUE} characters"
+        return None
+    return f"setting '{key}' must be a string, number, boolean or null (unset)"
+
+
+def validate_value(key: str, value) -> tuple[str, object]:
+    """Check a store entry the panel sets (same rules as the files); returns it, or raises ValueError."""
+    key = key.strip() if isinstance(key, str) else key
+    problem = key_problem(key) or value_problem(key, value)
+    if problem:
+        raise ValueError(problem[0].upper() + problem[1:] + ".")
     return key, value
 
 

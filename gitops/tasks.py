@@ -1,17 +1,19 @@
-"""Thin Celery tasks: the beat scan and one sync per repository."""
+"""Thin Celery tasks: the beat scan, one sync or preview per repository, host key fetches, reconciles."""
 
 from celery import shared_task
 
-from fleet.licensing import plan_allows
-from fleet.licensing_store import current_license_status
-
 from . import services
+from .services._base import licensed
+
+# A sync someone asked for (webhook, "Sync now") that finds another sync running waits for it, so a
+# push that lands mid-sync is still applied; scheduled syncs do not wait (the beat asks again).
+BUSY_RETRY_SECONDS, BUSY_RETRIES = 2, 90
 
 
 @shared_task
 def sync_due_repositories():
     """Beat (every 15 s): queue a sync for each repository whose next_sync_at has passed."""
-    if not plan_allows(current_license_status().plan, "gitops"):
+    if not licensed():
         return 0
     due = services.repositories_due()
     for pk in due:
@@ -19,7 +21,29 @@ def sync_due_repositories():
     return len(due)
 
 
+@shared_task(bind=True, max_retries=BUSY_RETRIES)
+def sync_repository(self, repository_id: int, trigger: str = "schedule", revision: str = ""):
+    run = services.repository_sync(repository_id=repository_id, trigger=trigger, revision=revision)
+    if run is None and trigger != "schedule" and services.repository_is_busy(repository_id):
+        raise self.retry(countdown=BUSY_RETRY_SECONDS)
+    return run.status if run else "skipped"
+
+
+@shared_task(bind=True, max_retries=BUSY_RETRIES)
+def preview_repository(self, run_id: int):
+    run = services.repository_preview(run_id=run_id)
+    if run is None:
+        raise self.retry(countdown=BUSY_RETRY_SECONDS)
+    return run.status
+
+
 @shared_task
-def sync_repository(repository_id: int, trigger: str = "schedule"):
-    run = services.repository_sync(repository_id=repository_id, trigger=trigger)
-    return run.status if run else "busy"
+def scan_host_key(repository_id: int):
+    repo = services.repository_host_key_scan(repository_id=repository_id)
+    return repo.host_key_scan if repo else "gone"
+
+
+@shared_task
+def reconcile_instance(instance_id: int):
+    """A heartbeat changed an instance's reported state: drive it to its desired configuration."""
+    return len(services.instance_reconcile(instance_id=instance_id))

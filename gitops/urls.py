@@ -23,6 +23,15 @@ urlpatterns = [
         views.RepositoryActionView.as_view(action="confirm_host_key"),
         name="confirm_host_key",
     ),
-    path("<int:pk>/settings/", views.RepositoryActionView.as_view(action="settings"), name="settings"),
+    path("<int:pk>/settings/", views.RepositorySettingsView.as_view(), name="settings"),
+    path("<int:pk>/sync-to-revision/", views.SyncToRevisionView.as_view(), name="sync_to_revision"),
+    path(
+        "<int:pk>/preview/",
+        views.RepositoryActionView.as_view(action="preview", write_role=Role.OPERATOR),
+        name="preview",
+    ),
+    path(
+        "<int:pk>/webhook-secret/", views.RepositoryActionView.as_view(action="webhook_secret"), name="webhook_secret"
+    ),
     path("<int:pk>/delete/", views.RepositoryActionView.as_view(action="delete"), name="delete"),
 ]

@@ -3,6 +3,8 @@ import json
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, redirect
+from django.urls import reverse
+from django.utils.functional import cached_property
 from django.views.generic import DetailView, FormView, TemplateView, View
 
 from common.choices import Role
@@ -12,7 +14,15 @@ from fleet.mixins import FeatureRequiredMixin
 
 from . import selectors, services
 from .choices import Level, SyncStatus
-from .forms import ConflictResolveForm, ConnectForm, DesiredEntryForm, HostKeyConfirmForm, RepositorySettingsForm
+from .forms import (
+    ConflictResolveForm,
+    ConnectForm,
+    DesiredEntryForm,
+    DisconnectForm,
+    HostKeyConfirmForm,
+    RepositorySettingsForm,
+    SyncToRevisionForm,
+)
 from .models import Conflict, DesiredEntry, Repository, SyncRun
 
 
@@ -56,7 +66,8 @@ class RepositoryConnectView(GitOpsViewMixin, ServiceFormMixin, FormView):
             )
         else:
             messages.info(
-                self.request, "Check the server's host key fingerprint below and confirm it to start syncing."
+                self.request,
+                "A worker is fetching the server's host key: compare its fingerprint below and confirm it to start syncing.",
             )
         return redirect(repo.get_absolute_url())
 
@@ -113,14 +124,10 @@ class RepositoryDetailView(GitOpsViewMixin, DetailView):
             page_obj=page,
             runs=page.object_list,
             conflicts=selectors.conflicts_open(repo),
-            settings_form=RepositorySettingsForm(
-                initial={
-                    "branch": repo.branch,
-                    "sync_interval": repo.sync_interval,
-                    "conflict_strategy": repo.conflict_strategy,
-                }
-            ),
             confirm_form=HostKeyConfirmForm(initial={"fingerprint": repo.pending_host_key_fingerprint}),
+            disconnect_form=DisconnectForm(),
+            webhook_secret=self.request.session.pop(f"gitops-webhook-secret-{repo.pk}", None),
+            webhook_url=self.request.build_absolute_uri(reverse("gitops-api:gitops-webhook", args=[repo.pk])),
             can_sync=self.request.user.has_role(Role.OPERATOR),
             sync_chart=chart if recent else None,
         )
@@ -128,39 +135,103 @@ class RepositoryDetailView(GitOpsViewMixin, DetailView):
 
 
 class RepositoryActionView(GitOpsViewMixin, View):
-    """POST-only actions on a repository: sync, fetch/confirm host key, settings, delete."""
+    """POST-only actions on a repository: sync, preview, host keys, webhook secret, disconnect."""
 
-    action = ""  # the URL sets it, and write_role=Role.OPERATOR for "sync"
+    action = ""  # the URL sets it, and write_role=Role.OPERATOR for "sync" and "preview"
 
     def post(self, request, pk):
         repo = get_object_or_404(Repository, pk=pk)
         try:
-            if self.action == "sync":
-                services.repository_sync_request(actor=request.user, repository=repo)
-                messages.success(request, f"A sync of {repo.name} is queued.")
-            elif self.action == "fetch_host_key":
-                services.repository_host_key_fetch(actor=request.user, repository=repo)
-                messages.info(request, "Fetched the server's host key: compare its fingerprint and confirm it.")
-            elif self.action == "confirm_host_key":
-                form = HostKeyConfirmForm(request.POST)
-                fingerprint = form.data.get("fingerprint", "")
-                services.repository_host_key_confirm(actor=request.user, repository=repo, fingerprint=fingerprint)
-                messages.success(request, f"Host key {fingerprint} pinned. The sync is queued.")
-            elif self.action == "settings":
-                form = RepositorySettingsForm(request.POST)
-                if not form.is_valid():
-                    raise ApplicationError("; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items()))
-                services.repository_update(actor=request.user, repository=repo, **form.cleaned_data)
-                messages.success(request, "Repository settings saved.")
-            elif self.action == "delete":
-                services.repository_delete(actor=request.user, repository=repo)
-                messages.success(
-                    request, f"Disconnected {repo.name}. Its desired-configuration entries stay in the panel."
-                )
-                return redirect("gitops:list")
+            return self.act(request, repo) or redirect(repo.get_absolute_url())
         except ApplicationError as exc:
             messages.error(request, exc.message)
         return redirect(repo.get_absolute_url())
+
+    def act(self, request, repo):
+        if self.action == "sync":
+            services.repository_sync_request(actor=request.user, repository=repo)
+            messages.success(request, f"A sync of {repo.name} is queued.")
+        elif self.action == "preview":
+            run = services.repository_preview_request(actor=request.user, repository=repo)
+            messages.info(request, "A worker is previewing the sync: this page shows the result when it is ready.")
+            return redirect(run.get_absolute_url())
+        elif self.action == "fetch_host_key":
+            services.repository_host_key_fetch(actor=request.user, repository=repo)
+            messages.info(
+                request, "A worker is fetching the server's host key: compare its fingerprint and confirm it."
+            )
+        elif self.action == "confirm_host_key":
+            fingerprint = HostKeyConfirmForm(request.POST).data.get("fingerprint", "")
+            services.repository_host_key_confirm(actor=request.user, repository=repo, fingerprint=fingerprint)
+            messages.success(request, f"Host key {fingerprint} pinned. The sync is queued.")
+        elif self.action == "webhook_secret":
+            secret = services.repository_webhook_secret_rotate(actor=request.user, repository=repo)
+            request.session[f"gitops-webhook-secret-{repo.pk}"] = secret
+            messages.success(request, "A new webhook secret is shown below this once; the previous one stops working.")
+        elif self.action == "delete":
+            form = DisconnectForm(request.POST)
+            entries = form.cleaned_data["entries"] if form.is_valid() else ""
+            count = services.repository_delete(actor=request.user, repository=repo, entries=entries)
+            kept = "kept as panel-owned" if entries == "keep" else "removed"
+            messages.success(request, f"Disconnected {repo.name}; {count} desired-configuration entries {kept}.")
+            return redirect("gitops:list")
+        return None
+
+
+class RepositoryFormView(GitOpsViewMixin, ServiceFormMixin, FormView):
+    """A form about one repository whose errors stay on its fields: settings, sync to a revision."""
+
+    template_name = "gitops/repository_form.html"
+
+    @cached_property
+    def repository(self):  # looked up after the role check: a viewer gets 403, not a 404 probe
+        return get_object_or_404(Repository, pk=self.kwargs["pk"])
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        context.update(
+            repository=self.repository, title=f"{self.heading} · {self.repository.name}", heading=self.heading
+        )
+        context["intro"] = self.intro
+        return context
+
+
+class RepositorySettingsView(RepositoryFormView):
+    form_class = RepositorySettingsForm
+    heading = "Settings"
+    intro = "A new branch, directory or revision is read from scratch at the next sync, which starts at once."
+
+    def get_initial(self):
+        repo = self.repository
+        return {
+            "branch": repo.branch,
+            "path": repo.path,
+            "revision": repo.revision,
+            "prune": repo.prune,
+            "sync_interval": repo.sync_interval,
+            "conflict_strategy": repo.conflict_strategy,
+        }
+
+    def perform(self, form):
+        services.repository_update(actor=self.request.user, repository=self.repository, **form.cleaned_data)
+        messages.success(self.request, "Repository settings saved.")
+        return redirect(self.repository.get_absolute_url())
+
+
+class SyncToRevisionView(RepositoryFormView):
+    form_class = SyncToRevisionForm
+    write_role = Role.OPERATOR
+    heading = "Sync to a revision"
+    intro = (
+        "Roll the fleet to a tag or an earlier commit's configuration. The repository stays pinned to it "
+        "(scheduled syncs do not bring the branch head back) until its pinned revision is cleared in Settings."
+    )
+
+    def perform(self, form):
+        revision = form.cleaned_data["revision"]
+        services.repository_sync_to_revision(actor=self.request.user, repository=self.repository, revision=revision)
+        messages.success(self.request, f"A sync to {revision} is queued; the repository is pinned there.")
+        return redirect(self.repository.get_absolute_url())
 
 
 class SyncRunDetailView(GitOpsViewMixin, DetailView):
@@ -172,9 +243,20 @@ class SyncRunDetailView(GitOpsViewMixin, DetailView):
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
-        context["title"] = f"Sync #{self.object.pk}"
-        context["is_running"] = self.object.status == SyncStatus.RUNNING
+        run = self.object
+        context["title"] = f"{'Preview' if run.dry_run else 'Sync'} #{run.pk}"
+        context["is_running"] = run.status == SyncStatus.RUNNING
+        by_instance: dict[str, list] = {}
+        if run.dry_run:
+            for command in run.commands:
+                for name in command.get("instances", []):
+                    by_instance.setdefault(name, []).append(command)
+        context["by_instance"] = sorted(by_instance.items())[:500]
+        context["by_instance_count"] = len(by_instance)
         return context
+
+    def get_template_names(self):
+        return ["gitops/_run_body.html"] if _partial(self.request, "run") else [self.template_name]
 
 
 class ConflictListView(GitOpsViewMixin, TemplateView):
@@ -256,6 +338,14 @@ class DesiredConfigView(GitOpsViewMixin, ServiceFormMixin, FormView):
             value=data["parsed_value"],
         )
         messages.success(self.request, f"Saved {entry}; commands for affected instances are queued.")
+        repo = entry.repository
+        if repo is not None:
+            fate = {
+                "git_wins": "its next sync puts Git's value back",
+                "server_wins": "the panel's value stays and overrides Git's",
+                "manual": "its next sync pauses on a conflict for an admin to decide",
+            }[repo.conflict_strategy]
+            messages.warning(self.request, f"Repository {repo.name} manages this key: {fate}.")
         return redirect("gitops:config")
 
 

@@ -1,8 +1,28 @@
+from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from ..choices import AuthMethod, ConflictStatus, ConflictStrategy, Level, RepositoryStatus, Resolution, SyncStatus
+from common.api.fields import GitRefField, TextField
+
+from ..choices import (
+    AuthMethod,
+    ConflictStatus,
+    ConflictStrategy,
+    HostKeyScan,
+    Level,
+    RepositoryStatus,
+    Resolution,
+    SyncStatus,
+)
 from ..models import Conflict, DesiredEntry, Repository, SyncRun
+from ..services.repositories import (
+    MAX_INTERVAL,
+    MIN_INTERVAL,
+    validate_path,
+    validate_private_key,
+    validate_revision,
+    validate_url,
+)
 
 
 def inline_choice(choices_cls, **kwargs) -> serializers.ChoiceField:
@@ -23,6 +43,14 @@ class RepositorySerializer(serializers.ModelSerializer):
     open_conflicts = serializers.IntegerField(read_only=True, default=0)
     status = inline_choice(RepositoryStatus, read_only=True)
     host_key_confirmed = serializers.BooleanField(read_only=True)
+    host_key_scan = inline_choice(HostKeyScan, read_only=True)
+    webhook_enabled = serializers.BooleanField(read_only=True)
+    webhook_url = serializers.SerializerMethodField()
+
+    def get_webhook_url(self, obj) -> str:
+        path = reverse("gitops-api:gitops-webhook", args=[obj.pk])
+        request = self.context.get("request")
+        return request.build_absolute_uri(path) if request else path
 
     class Meta:
         model = Repository
@@ -31,6 +59,9 @@ class RepositorySerializer(serializers.ModelSerializer):
             "name",
             "url",
             "branch",
+            "path",
+            "revision",
+            "prune",
             "sync_interval",
             "conflict_strategy",
             "auth_method",
@@ -38,6 +69,10 @@ class RepositorySerializer(serializers.ModelSerializer):
             "host_key_fingerprint",
             "host_key_confirmed",
             "pending_host_key_fingerprint",
+            "host_key_scan",
+            "host_key_scan_error",
+            "webhook_enabled",
+            "webhook_url",
             "status",
             "last_sync_at",
             "last_success_at",
@@ -52,43 +87,103 @@ class RepositorySerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+def _interval(**kwargs):
+    return serializers.IntegerField(min_value=MIN_INTERVAL, max_value=MAX_INTERVAL, help_text="seconds", **kwargs)
+
+
 class RepositoryCreateSerializer(serializers.Serializer):
-    name = serializers.CharField(max_length=100)
-    url = serializers.CharField(max_length=500, help_text="ssh://user@host:port/path or git@host:path")
-    branch = serializers.CharField(max_length=200, default="main")
-    sync_interval = serializers.IntegerField(min_value=30, default=300, help_text="seconds")
+    name = TextField(max_length=100)
+    url = TextField(max_length=500, validators=[validate_url], help_text="ssh://user@host:port/path or git@host:path")
+    branch = GitRefField(default="main")
+    path = TextField(
+        max_length=255,
+        required=False,
+        allow_blank=True,
+        default="",
+        validators=[validate_path],
+        help_text="sub-directory to read",
+    )
+    revision = TextField(
+        max_length=255,
+        required=False,
+        allow_blank=True,
+        default="",
+        validators=[validate_revision],
+        help_text="tag or commit to stay on",
+    )
+    prune = serializers.BooleanField(default=False, help_text="unset on instances the setting keys removed from Git")
+    sync_interval = _interval(default=300)
     conflict_strategy = serializers.ChoiceField(choices=ConflictStrategy.choices, default=ConflictStrategy.MANUAL)
     auth_method = serializers.ChoiceField(choices=AuthMethod.choices, default=AuthMethod.GENERATED)
-    private_key = serializers.CharField(
+    private_key = TextField(
         required=False,
         allow_blank=True,
         write_only=True,
         trim_whitespace=False,
+        max_length=20000,
+        validators=[validate_private_key],
         help_text="For auth_method=uploaded: an unencrypted OpenSSH/PEM private key. Stored encrypted; never returned.",
     )
-    known_hosts = serializers.CharField(
-        required=False, allow_blank=True, help_text="A known_hosts line for the server; pins its host key at once."
-    )
-    host_key_fingerprint = serializers.CharField(
+    known_hosts = TextField(
         required=False,
         allow_blank=True,
-        help_text="Expected SHA256 fingerprint; the fetched host key is pinned only if it matches. "
+        max_length=20000,
+        help_text="The server's known_hosts line (naming the repository's host); pins its host key at once.",
+    )
+    host_key_fingerprint = TextField(
+        required=False,
+        allow_blank=True,
+        max_length=100,
+        help_text="Expected SHA256 fingerprint: a worker fetches the host key and pins it only if it matches. "
         "Without it (and without known_hosts) the repository waits for confirm-host-key.",
     )
 
 
 class RepositoryUpdateSerializer(serializers.Serializer):
-    branch = serializers.CharField(max_length=200)
-    sync_interval = serializers.IntegerField(min_value=30)
-    conflict_strategy = serializers.ChoiceField(choices=ConflictStrategy.choices)
+    branch = GitRefField(required=False)
+    path = TextField(max_length=255, required=False, allow_blank=True, validators=[validate_path])
+    revision = TextField(
+        max_length=255,
+        required=False,
+        allow_blank=True,
+        validators=[validate_revision],
+        help_text="empty: follow the branch",
+    )
+    prune = serializers.BooleanField(required=False)
+    sync_interval = _interval(required=False)
+    conflict_strategy = serializers.ChoiceField(choices=ConflictStrategy.choices, required=False)
 
 
 class HostKeyConfirmSerializer(serializers.Serializer):
-    fingerprint = serializers.CharField(help_text="The SHA256 fingerprint shown in pending_host_key_fingerprint")
+    fingerprint = TextField(max_length=100, help_text="The SHA256 fingerprint shown in pending_host_key_fingerprint")
+
+
+class SyncToRevisionSerializer(serializers.Serializer):
+    revision = TextField(
+        max_length=255,
+        validators=[validate_revision],
+        help_text="A tag or a commit SHA (7 to 40 hex digits) of the branch",
+    )
+
+
+class WebhookSecretSerializer(serializers.Serializer):
+    secret = serializers.CharField(help_text="Shown this once: paste it into the forge's webhook settings")
+    webhook_url = serializers.CharField()
+
+
+class WebhookAnswerSerializer(serializers.Serializer):
+    status = serializers.CharField(help_text="queued or ignored")
+    repository = serializers.CharField()
+    forge = serializers.CharField()
+    event = serializers.CharField()
+    ref = serializers.CharField()
+    reason = serializers.CharField(required=False)
+    after = serializers.CharField(required=False)
 
 
 class SyncRunSerializer(serializers.ModelSerializer):
     duration = serializers.FloatField(read_only=True, allow_null=True)
+    by_instance = serializers.SerializerMethodField()
     status = inline_choice(SyncStatus, read_only=True)
 
     class Meta:
@@ -99,6 +194,8 @@ class SyncRunSerializer(serializers.ModelSerializer):
             "status",
             "trigger",
             "commit_sha",
+            "revision",
+            "dry_run",
             "started_at",
             "finished_at",
             "duration",
@@ -108,7 +205,24 @@ class SyncRunSerializer(serializers.ModelSerializer):
             "conflicts_opened",
             "errors",
             "log",
+            "by_instance",
         ]
+
+    @extend_schema_field(
+        {
+            "type": "object",
+            "additionalProperties": {"type": "array", "items": {"type": "object"}},
+            "description": "Previews: instance name → the commands a sync would queue for it",
+        }
+    )
+    def get_by_instance(self, run) -> dict:
+        if not run.dry_run:
+            return {}
+        result: dict[str, list] = {}
+        for command in run.commands:
+            for name in command.get("instances", []):
+                result.setdefault(name, []).append({"kind": command["kind"], "params": command["params"]})
+        return result
 
 
 @extend_schema_field({"oneOf": [{"type": "string"}, {"type": "number"}, {"type": "boolean"}], "nullable": True})
@@ -159,7 +273,7 @@ class DesiredEntrySerializer(serializers.ModelSerializer):
     level = inline_choice(Level, read_only=True)
     git_base = AnyValueField(read_only=True)
     drifted = serializers.BooleanField(read_only=True)
-    repository = serializers.CharField(source="repository.name", read_only=True, default=None)
+    repository = serializers.CharField(source="repository.name", read_only=True, default=None, allow_null=True)
 
     class Meta:
         model = DesiredEntry
@@ -174,20 +288,36 @@ class DesiredEntrySerializer(serializers.ModelSerializer):
             "git_base",
             "drifted",
             "repository",
+            "git_path",
+            "git_line",
+            "override_accepted",
             "git_synced_at",
             "panel_changed_at",
             "updated",
         ]
-        read_only_fields = ["present", "in_git", "git_synced_at", "panel_changed_at", "updated"]
+        read_only_fields = [
+            "present",
+            "in_git",
+            "git_path",
+            "git_line",
+            "override_accepted",
+            "git_synced_at",
+            "panel_changed_at",
+            "updated",
+        ]
         validators = []  # uniqueness is an upsert in the service
 
 
 class DesiredEntryWriteSerializer(serializers.Serializer):
     level = inline_choice(Level)
-    target = serializers.CharField(
-        required=False, allow_blank=True, default="", help_text="group name, key=value tag, or instance name"
+    target = TextField(
+        required=False,
+        allow_blank=True,
+        default="",
+        max_length=200,
+        help_text="group name, key=value tag, or instance name",
     )
-    key = serializers.CharField(max_length=200, help_text="a setting key, or app:<name>")
+    key = TextField(max_length=200, help_text="a setting key, or app:<name>")
     value = AnyValueField(allow_null=True, help_text="setting value (null unsets), or app version / 'absent'")
 
 

@@ -11,5 +11,7 @@ app_name = "gitops-api"
 urlpatterns = [
     # Before the router, so that "conflicts" is never read as a repository id.
     path("gitops/conflicts/<int:pk>/resolve", views.ConflictResolveView.as_view(), name="conflict-resolve"),
+    path("gitops/runs/<int:pk>", views.SyncRunView.as_view(), name="gitops-run"),
+    path("gitops/<int:pk>/webhook", views.WebhookView.as_view(), name="gitops-webhook"),
     *router.urls,
 ]

@@ -1,7 +1,8 @@
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -11,7 +12,8 @@ from fleet.api.mixins import LicensedFeatureMixin
 from fleet.models import Instance
 
 from .. import selectors, services
-from ..models import Conflict, DesiredEntry
+from ..choices import DisconnectMode
+from ..models import Conflict, SyncRun
 from . import serializers as s
 
 
@@ -25,10 +27,13 @@ class RepositoryViewSet(GitOpsAPIMixin, viewsets.ReadOnlyModelViewSet):
 
     serializer_class = s.RepositorySerializer
     lookup_value_regex = r"\d+"
-    action_roles = {"sync": Role.OPERATOR}
+    action_roles = {"sync": Role.OPERATOR, "sync_to_revision": Role.OPERATOR, "preview": Role.OPERATOR}
 
     def get_queryset(self):
         return selectors.repository_list()
+
+    def _answer(self, repo, code=status.HTTP_200_OK):
+        return Response(self.get_serializer(self.get_queryset().get(pk=repo.pk)).data, status=code)
 
     @extend_schema(
         request=s.RepositoryCreateSerializer,
@@ -39,40 +44,75 @@ class RepositoryViewSet(GitOpsAPIMixin, viewsets.ReadOnlyModelViewSet):
         data = s.RepositoryCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         repo = services.repository_connect(actor=request.user, **data.validated_data)
-        return Response(
-            s.RepositorySerializer(self.get_queryset().get(pk=repo.pk)).data, status=status.HTTP_201_CREATED
-        )
+        return self._answer(repo, status.HTTP_201_CREATED)
 
     @extend_schema(request=s.RepositoryUpdateSerializer, responses=s.RepositorySerializer)
     def partial_update(self, request, pk=None):
         repo = self.get_object()
-        data = s.RepositoryUpdateSerializer(
-            data={
-                "branch": repo.branch,
-                "sync_interval": repo.sync_interval,
-                "conflict_strategy": repo.conflict_strategy,
-                **request.data,
-            }
-        )
+        data = s.RepositoryUpdateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         services.repository_update(actor=request.user, repository=repo, **data.validated_data)
-        return Response(s.RepositorySerializer(self.get_queryset().get(pk=repo.pk)).data)
+        return self._answer(repo)
 
-    @extend_schema(request=None, responses={204: None})
+    @extend_schema(
+        request=None,
+        responses={204: None},
+        parameters=[
+            OpenApiParameter(
+                "entries",
+                str,
+                enum=DisconnectMode.values,
+                description="keep (default): its entries stay as panel-owned; remove: they are deleted",
+            )
+        ],
+    )
     def destroy(self, request, pk=None):
-        services.repository_delete(actor=request.user, repository=self.get_object())
+        mode = request.query_params.get("entries", DisconnectMode.KEEP)
+        services.repository_delete(actor=request.user, repository=self.get_object(), entries=mode)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(request=None, responses={202: s.RepositorySerializer}, summary="Force sync from repository")
     @action(detail=True, methods=["post"])
     def sync(self, request, pk=None):
         repo = services.repository_sync_request(actor=request.user, repository=self.get_object())
-        return Response(
-            s.RepositorySerializer(self.get_queryset().get(pk=repo.pk)).data, status=status.HTTP_202_ACCEPTED
+        return self._answer(repo, status.HTTP_202_ACCEPTED)
+
+    @extend_schema(
+        request=s.SyncToRevisionSerializer,
+        responses={202: s.RepositorySerializer},
+        summary="Sync to a tag or an earlier commit (pins the repository there)",
+    )
+    @action(detail=True, methods=["post"], url_path="sync-to-revision")
+    def sync_to_revision(self, request, pk=None):
+        data = s.SyncToRevisionSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        repo = services.repository_sync_to_revision(
+            actor=request.user, repository=self.get_object(), revision=data.validated_data["revision"]
         )
+        return self._answer(repo, status.HTTP_202_ACCEPTED)
+
+    @extend_schema(
+        request=None,
+        responses={202: s.SyncRunSerializer},
+        summary="Preview a sync: what it would change and queue, applying nothing",
+        description="A worker fetches and validates the head; poll GET /api/governance/gitops/runs/{run id} "
+        "until its status is no longer 'running'.",
+    )
+    @action(detail=True, methods=["post"])
+    def preview(self, request, pk=None):
+        run = services.repository_preview_request(actor=request.user, repository=self.get_object())
+        return Response(s.SyncRunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=None, responses={201: s.WebhookSecretSerializer}, summary="Create a new webhook secret")
+    @action(detail=True, methods=["post"], url_path="webhook-secret")
+    def webhook_secret(self, request, pk=None):
+        repo = self.get_object()
+        secret = services.repository_webhook_secret_rotate(actor=request.user, repository=repo)
+        url = s.RepositorySerializer(repo, context={"request": request}).data["webhook_url"]
+        return Response({"secret": secret, "webhook_url": url}, status=status.HTTP_201_CREATED)
 
     @extend_schema(responses=s.ConflictSerializer(many=True), summary="List unresolved conflicts")
-    @action(detail=True, methods=["get"])
+    @action(detail=True, methods=["get"], pagination_class=None)
     def conflicts(self, request, pk=None):
         conflicts = selectors.conflicts_open(self.get_object())
         return Response(s.ConflictSerializer(conflicts, many=True).data)
@@ -84,12 +124,14 @@ class RepositoryViewSet(GitOpsAPIMixin, viewsets.ReadOnlyModelViewSet):
         return self.get_paginated_response(s.SyncRunSerializer(page, many=True).data)
 
     @extend_schema(
-        request=None, responses=s.RepositorySerializer, summary="Fetch the server's host key for confirmation"
+        request=None,
+        responses={202: s.RepositorySerializer},
+        summary="Fetch the server's host key for confirmation (a worker connects; poll host_key_scan)",
     )
     @action(detail=True, methods=["post"], url_path="fetch-host-key")
     def fetch_host_key(self, request, pk=None):
         repo = services.repository_host_key_fetch(actor=request.user, repository=self.get_object())
-        return Response(s.RepositorySerializer(self.get_queryset().get(pk=repo.pk)).data)
+        return self._answer(repo, status.HTTP_202_ACCEPTED)
 
     @extend_schema(
         request=s.HostKeyConfirmSerializer, responses=s.RepositorySerializer, summary="Pin the fetched host key"
@@ -101,7 +143,40 @@ class RepositoryViewSet(GitOpsAPIMixin, viewsets.ReadOnlyModelViewSet):
         repo = services.repository_host_key_confirm(
             actor=request.user, repository=self.get_object(), **data.validated_data
         )
-        return Response(s.RepositorySerializer(self.get_queryset().get(pk=repo.pk)).data)
+        return self._answer(repo)
+
+
+class SyncRunView(GitOpsAPIMixin, APIView):
+    """One sync run or preview: poll a preview here until its status is no longer 'running'."""
+
+    @extend_schema(responses=s.SyncRunSerializer, summary="A sync run or preview")
+    def get(self, request, pk):
+        return Response(s.SyncRunSerializer(get_object_or_404(SyncRun, pk=pk)).data)
+
+
+class WebhookView(GitOpsAPIMixin, APIView):
+    """Push webhooks of GitHub, GitLab and Gitea. Authenticated by the repository's webhook secret (the
+    signature headers), not by a user: a wrong or missing signature is 403."""
+
+    authentication_classes = []
+    permission_classes = [AllowAny]
+    parser_classes = []  # the body is read raw: the signature covers its exact bytes
+
+    @extend_schema(
+        request=None,
+        responses={202: s.WebhookAnswerSerializer, 200: s.WebhookAnswerSerializer, 403: OpenApiResponse()},
+        summary="Push webhook (GitHub, GitLab, Gitea)",
+        auth=[],
+    )
+    def post(self, request, pk):
+        answer = services.webhook_receive(
+            repository_id=pk,
+            headers=request.headers,
+            body=request.body,
+            content_type=request.content_type or "",
+        )
+        code = status.HTTP_202_ACCEPTED if answer["status"] == "queued" else status.HTTP_200_OK
+        return Response(answer, status=code)
 
 
 class ConflictResolveView(GitOpsAPIMixin, APIView):
@@ -173,4 +248,4 @@ class DesiredEntryViewSet(GitOpsAPIMixin, mixins.DestroyModelMixin, viewsets.Rea
         return Response(selectors.effective_config(get_object_or_404(Instance, pk=int(instance_id))))
 
 
-__all__ = ["RepositoryViewSet", "ConflictResolveView", "DesiredEntryViewSet", "DesiredEntry"]
+__all__ = ["RepositoryViewSet", "ConflictResolveView", "DesiredEntryViewSet", "SyncRunView", "WebhookView"]

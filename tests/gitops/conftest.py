@@ -15,9 +15,14 @@ def queued_syncs(request, monkeypatch):
     if "celery_worker_factory" in request.fixturenames:
         return None
     queued = []
-    monkeypatch.setattr(
-        "gitops.tasks.sync_repository.delay", lambda pk, trigger="schedule": queued.append((pk, trigger))
-    )
+
+    def record(pk, trigger="schedule", revision=""):
+        queued.append((pk, trigger, revision) if revision else (pk, trigger))
+
+    monkeypatch.setattr("gitops.tasks.sync_repository.delay", record)
+    monkeypatch.setattr("gitops.tasks.preview_repository.delay", lambda run_id: queued.append(("preview", run_id)))
+    monkeypatch.setattr("gitops.tasks.scan_host_key.delay", lambda pk: queued.append(("scan", pk)))
+    monkeypatch.setattr("gitops.tasks.reconcile_instance.delay", lambda pk: queued.append(("reconcile", pk)))
     return queued
 
 
@@ -34,6 +39,12 @@ def sshd(tmp_path):
 @pytest.fixture
 def git_repo(tmp_path):
     return GitRepo(tmp_path / "git")
+
+
+@pytest.fixture
+def other_git_repo(tmp_path):
+    """A second repository on the same server, for repositories side by side."""
+    return GitRepo(tmp_path / "git-other")
 
 
 @pytest.fixture
@@ -64,15 +75,15 @@ def settings_dir(settings, tmp_path):
 def connect(sshd, git_repo, admin_user, settings_dir, enterprise_license):
     """connect(strategy=...) → a Repository pinned to the test sshd, its generated deploy key authorized."""
 
-    def _connect(strategy=ConflictStrategy.MANUAL, name="fleet-config", **kwargs):
+    def _connect(strategy=ConflictStrategy.MANUAL, name="fleet-config", git=None, **kwargs):
         repo = services.repository_connect(
             actor=admin_user,
             name=name,
-            url=sshd.url(git_repo),
+            url=sshd.url(git or git_repo),
             branch="main",
             sync_interval=60,
             conflict_strategy=strategy,
-            known_hosts=f"127.0.0.1 {sshd.host_key_path.with_suffix('.pub').read_text()}",
+            known_hosts=sshd.known_hosts_line(),
             **kwargs,
         )
         sshd.authorize(repo.public_key)

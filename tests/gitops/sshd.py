@@ -46,6 +46,10 @@ class SSHServer:
     def url(self, repo: "GitRepo") -> str:
         return f"ssh://{self.user}@127.0.0.1:{self.port}{repo.path}"
 
+    def known_hosts_line(self) -> str:
+        """The server's known_hosts line, as `ssh-keyscan -p PORT 127.0.0.1` prints it."""
+        return f"[127.0.0.1]:{self.port} {self.host_key_path.with_suffix('.pub').read_text().strip()}"
+
     def authorize(self, public_key: str):
         self.authorized.append(public_key.strip())
         (self.root / "authorized_keys").write_text("\n".join(self.authorized) + "\n")

@@ -7,7 +7,7 @@ from django.core.management import call_command
 from common.models import AuditEntry
 from fleet.choices import CommandSource
 from fleet.models import Command
-from gitops import crypto, services
+from gitops import crypto, services, tasks
 from gitops.choices import ConflictStrategy, Level, RepositoryStatus
 from gitops.models import Conflict, DesiredEntry, Repository
 from gitops.sshkeys import generate_keypair
@@ -109,22 +109,28 @@ def test_viewers_cannot_post_to_the_pages(viewer_client, enterprise_license):
 # --- Connecting -----------------------------------------------------------------------------------
 
 
-def test_connect_fetches_the_host_key_and_waits_for_the_admin_to_confirm_its_fingerprint(
-    admin_api, enterprise_license, sshd, git_repo, settings_dir
+def test_connect_fetches_the_host_key_in_the_worker_and_waits_for_the_admin_to_confirm_its_fingerprint(
+    admin_api, enterprise_license, sshd, git_repo, settings_dir, queued_syncs, django_capture_on_commit_callbacks
 ):
     from gitops.sshkeys import fingerprint, host_key_from_text
 
     expected = fingerprint(host_key_from_text(sshd.host_key_path.with_suffix(".pub").read_text()))
 
-    created = admin_api.post(
-        API, {"name": "cfg", "url": sshd.url(git_repo), "conflict_strategy": "git_wins"}, format="json"
-    )
+    with django_capture_on_commit_callbacks(execute=True):
+        created = admin_api.post(
+            API, {"name": "cfg", "url": sshd.url(git_repo), "conflict_strategy": "git_wins"}, format="json"
+        )
 
     assert created.status_code == 201, created.data
     assert created.data["status"] == RepositoryStatus.AWAITING_HOST_KEY
-    assert created.data["pending_host_key_fingerprint"] == expected and created.data["host_key_confirmed"] is False
+    assert created.data["host_key_scan"] == "pending" and created.data["pending_host_key_fingerprint"] == ""
     assert created.data["public_key"].startswith("ssh-ed25519 ")
     repo_id = created.data["id"]
+    assert queued_syncs == [("scan", repo_id)]  # the web process never connects to the Git host
+    tasks.scan_host_key(repo_id)  # what the worker runs
+    polled = admin_api.get(f"{API}/{repo_id}").data
+    assert polled["host_key_scan"] == "ready" and polled["pending_host_key_fingerprint"] == expected
+    assert polled["host_key_confirmed"] is False
     assert services.repositories_due() == []  # nothing syncs before the host key is confirmed
     wrong = admin_api.post(f"{API}/{repo_id}/confirm-host-key", {"fingerprint": "SHA256:nope"}, format="json")
     assert wrong.status_code == 400 and expected in wrong.data["message"]
@@ -136,27 +142,30 @@ def test_connect_fetches_the_host_key_and_waits_for_the_admin_to_confirm_its_fin
     assert services.repositories_due() == [repo_id]
 
 
-def test_connect_refuses_a_host_key_that_does_not_match_the_expected_fingerprint(
+def test_an_expected_fingerprint_pins_the_fetched_key_only_when_it_matches(
     admin_api, enterprise_license, sshd, git_repo, settings_dir
 ):
-    response = admin_api.post(
-        API, {"name": "cfg", "url": sshd.url(git_repo), "host_key_fingerprint": "SHA256:AAAA"}, format="json"
+    from gitops.sshkeys import fingerprint, host_key_from_text
+
+    expected = fingerprint(host_key_from_text(sshd.host_key_path.with_suffix(".pub").read_text()))
+    wrong = admin_api.post(
+        API, {"name": "wrong", "url": sshd.url(git_repo), "host_key_fingerprint": "SHA256:AAAA"}, format="json"
     )
-    assert response.status_code == 400 and "refusing to trust it" in response.data["message"]
-    assert not Repository.objects.exists()
-
-
-def test_connect_explains_an_unreachable_server_and_a_bad_url(admin_api, enterprise_license):
-    from .sshd import free_port
-
-    response = admin_api.post(API, {"name": "cfg", "url": f"ssh://git@127.0.0.1:{free_port()}/x.git"}, format="json")
-    assert (
-        response.status_code == 400
-        and "Cannot reach" in response.data["message"]
-        and "known_hosts" in response.data["message"]
+    right = admin_api.post(
+        API, {"name": "right", "url": sshd.url(git_repo), "host_key_fingerprint": expected}, format="json"
     )
+    tasks.scan_host_key(wrong.data["id"])
+    tasks.scan_host_key(right.data["id"])
+
+    wrong, right = Repository.objects.get(name="wrong"), Repository.objects.get(name="right")
+    assert wrong.host_key_scan == "failed" and "refusing to trust it" in wrong.host_key_scan_error
+    assert not wrong.host_key_confirmed
+    assert right.host_key_fingerprint == expected and right.status == RepositoryStatus.NEVER_SYNCED
+
+
+def test_a_bad_url_is_refused(admin_api, enterprise_license):
     response = admin_api.post(API, {"name": "cfg", "url": "https://example.com/x.git"}, format="json")
-    assert response.status_code == 400 and "SSH URL" in response.data["message"]
+    assert response.status_code == 400 and "SSH URL" in response.data["errors"]["url"][0]
 
 
 def test_an_uploaded_key_is_stored_encrypted_and_never_returned(
@@ -340,7 +349,7 @@ def test_desired_config_entries_are_editable_through_the_api_and_queue_commands(
 def test_bad_desired_config_input_gets_a_clear_error(admin_api, enterprise_license, fleet):
     cases = [
         ({"level": "group", "target": "nope", "key": "a", "value": 1}, "no group named 'nope'"),
-        ({"level": "fleet", "key": "app:monitoring-agent", "value": 1.4}, "needs a version"),
+        ({"level": "fleet", "key": "app:monitoring-agent", "value": 1.4}, "is not a version"),
         ({"level": "instance", "target": "ghost", "key": "a", "value": 1}, "no instance named 'ghost'"),
         ({"level": "tag", "target": "notatag", "key": "a", "value": 1}, "is not a tag"),
     ]
@@ -356,8 +365,8 @@ def test_a_pending_command_is_not_queued_twice(admin_api, enterprise_license, fl
     assert Command.objects.filter(source=CommandSource.GITOPS).count() == 1
 
 
-def test_an_instance_whose_reported_state_drifts_is_driven_back(
-    enterprise_license, fleet, admin_user, django_capture_on_commit_callbacks
+def test_an_instance_whose_reported_state_drifts_is_driven_back_by_a_worker(
+    enterprise_license, fleet, admin_user, django_capture_on_commit_callbacks, queued_syncs
 ):
     from fleet.services import heartbeat_record
 
@@ -369,6 +378,9 @@ def test_an_instance_whose_reported_state_drifts_is_driven_back(
     with django_capture_on_commit_callbacks(execute=True):
         heartbeat_record(instance=fleet["db-01"], state={"settings": {}, "apps": []})  # someone removed the app
 
+    assert not Command.objects.exists()  # nothing is planned inside the heartbeat's request...
+    assert queued_syncs == [("reconcile", fleet["db-01"].pk)]  # ...a worker is asked to
+    tasks.reconcile_instance(fleet["db-01"].pk)
     command = Command.objects.get(source=CommandSource.GITOPS)
     assert command.kind == "install_app" and command.params == {"app": "monitoring-agent", "version": "1.4.0"}
 
@@ -379,6 +391,8 @@ def test_an_instance_whose_reported_state_drifts_is_driven_back(
 def test_connecting_in_the_ui_shows_the_public_key_and_asks_to_confirm_the_fingerprint(
     admin_client, enterprise_license, sshd, git_repo, settings_dir
 ):
+    from gitops import tasks
+
     response = admin_client.post(
         "/governance/gitops/connect/",
         {
@@ -394,8 +408,11 @@ def test_connecting_in_the_ui_shows_the_public_key_and_asks_to_confirm_the_finge
 
     repo = Repository.objects.get()
     content = response.content.decode()
-    assert repo.public_key in content
-    assert repo.pending_host_key_fingerprint in content and "Trust this host key" in content
+    assert repo.public_key in content and "Fetching the server" in content
+    tasks.scan_host_key(repo.pk)
+    repo.refresh_from_db()
+    live = admin_client.get(f"/governance/gitops/{repo.pk}/?partial=live", HTTP_HX_REQUEST="true").content.decode()
+    assert repo.pending_host_key_fingerprint in live and "Trust this host key" in live
     response = admin_client.post(
         f"/governance/gitops/{repo.pk}/confirm-host-key/",
         {"fingerprint": repo.pending_host_key_fingerprint},
@@ -516,6 +533,7 @@ def test_repository_settings_are_changed_and_the_repository_disconnected_through
     assert response.status_code == 200
     assert (response.data["sync_interval"], response.data["conflict_strategy"]) == (120, "git_wins")
     assert admin_api.patch(f"{API}/{repo.pk}", {"sync_interval": 5}, format="json").status_code == 400
+    assert admin_api.get(f"{API}/{repo.pk}").data["branch"] == "main"  # a PATCH changes only what it names
     assert admin_api.delete(f"{API}/{repo.pk}").status_code == 204
     assert not Repository.objects.exists()
     assert AuditEntry.objects.filter(action="gitops.repository.delete").exists()
@@ -523,7 +541,6 @@ def test_repository_settings_are_changed_and_the_repository_disconnected_through
 
 def test_operators_sync_from_the_page_but_cannot_change_settings(connect, client, operator_user, monkeypatch):
     repo = connect()
-    monkeypatch.setattr("gitops.tasks.sync_repository.delay", lambda pk, trigger: None)
     client.force_login(operator_user)
 
     response = client.post(f"/governance/gitops/{repo.pk}/sync/", follow=True)

@@ -6,9 +6,9 @@ import shutil
 import pytest
 from django.test import Client
 
-from gitops import services
+from gitops import services, tasks
 from gitops.choices import ConflictStrategy, Level, SyncStatus
-from gitops.models import Conflict
+from gitops.models import Conflict, Repository, SyncRun
 from tests.base import service_unavailable
 
 from .conftest import sync
@@ -75,6 +75,8 @@ def test_the_dashboard_detail_and_conflict_pages_work_in_a_browser(
     shot(page, "gitops-detail")
     page.goto(live_server.url + "/governance/gitops/config/")
     shot(page, "gitops-config")
+    page.goto(live_server.url + f"/governance/gitops/runs/{repo.runs.first().pk}/")
+    shot(page, "gitops-run")
 
     page.goto(live_server.url + "/governance/gitops/conflicts/")
     page.click("button:has-text('Take Git value')")
@@ -91,10 +93,33 @@ def test_the_connect_form_leads_to_the_host_key_confirmation(
     page.fill("#id_url", sshd.url(git_repo))
     shot(page, "gitops-connect")
     page.click("button:has-text('Continue')")
+    page.wait_for_selector("text=Fetching the server's host key")
+    tasks.scan_host_key(Repository.objects.get().pk)  # what the worker does; the page picks it up live
     page.wait_for_selector("#host-key-confirmation")
     assert "SHA256:" in page.inner_text("#host-key-confirmation")
     shot(page, "gitops-confirm")
     page.click("button:has-text('Trust this host key')")
     page.wait_for_selector(".alert-success")
     assert "pinned" in page.inner_text(".alert-success")
+    assert page.console_errors == []
+
+
+def test_the_preview_button_shows_what_a_sync_would_do_when_the_worker_is_done(
+    page, live_server, connect, git_repo, fleet
+):
+    git_repo.write_config("fleet.yaml", {"ntp.server": "a"})
+    git_repo.commit()
+    repo = connect(strategy=ConflictStrategy.GIT_WINS)
+    assert sync(repo).status == SyncStatus.APPLIED
+    git_repo.write_config("fleet.yaml", {"ntp.server": "b"}, {"monitoring-agent": "2.0"})
+    git_repo.commit()
+
+    page.goto(live_server.url + f"/governance/gitops/{repo.pk}/")
+    page.click("button:has-text('Preview')")
+    page.wait_for_selector("text=is previewing the sync")
+    tasks.preview_repository(SyncRun.objects.get(dry_run=True).pk)
+    page.wait_for_selector("text=Previewed (nothing applied)")
+
+    assert "update_app" in page.inner_text("main") and "changed" in page.inner_text("main")
+    shot(page, "gitops-preview")
     assert page.console_errors == []

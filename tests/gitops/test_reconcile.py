@@ -26,12 +26,28 @@ def test_git_removing_a_key_the_panel_did_not_touch_deletes_it():
     assert result.writes[K] is None
 
 
-def test_panel_drift_is_kept_by_server_wins_and_manual_and_reverted_by_git_wins():
-    for strategy in (S.SERVER_WINS, S.MANUAL):
-        result = merge(store(value="panel"), {K: "a"}, strategy)
-        assert not result.writes and len(result.drift) == 1 and not result.conflicts
+def test_panel_drift_is_kept_by_server_wins_reverted_by_git_wins_and_a_conflict_under_manual():
+    result = merge(store(value="panel"), {K: "a"}, S.SERVER_WINS)
+    assert not result.writes and [c["action"] for c in result.drift] == ["drift_kept"] and not result.conflicts
     result = merge(store(value="panel"), {K: "a"}, S.GIT_WINS)
     assert result.writes[K] == StoreState(True, "a", True, "a")
+    assert [c["action"] for c in result.changes] == ["drift_reverted"]
+    result = merge(store(value="panel"), {K: "a"}, S.MANUAL)
+    assert not result.writes and result.conflicts[0]["panel_value"] == "panel"
+
+
+def test_a_panel_value_an_admin_kept_stays_under_manual_until_git_changes_the_key():
+    kept = store(value="panel")
+    kept[K].accepted = True
+    result = merge(kept, {K: "a"}, S.MANUAL)
+    assert not result.conflicts and [c["action"] for c in result.changes] == ["override_kept"]
+    assert merge(kept, {K: "b"}, S.MANUAL).conflicts
+
+
+def test_server_wins_records_git_changes_to_a_panel_edited_key_as_overridden():
+    result = merge(store(value="panel"), {K: "b"}, S.SERVER_WINS)
+    assert result.writes[K] == StoreState(True, "panel", True, "b")
+    assert result.changes[0] | {} == {**result.changes[0], "action": "git_overridden", "git": "b", "effect": "kept"}
 
 
 def test_a_panel_deletion_of_a_git_key_is_drift_too():

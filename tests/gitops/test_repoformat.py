@@ -8,7 +8,7 @@ GROUPS, INSTANCES = {"web", "db"}, {"web-01"}
 
 
 def parse(files):
-    return parse_commit({k: v.encode() for k, v in files.items()}, groups=GROUPS, instances=INSTANCES)
+    return parse_commit({k: v.encode() for k, v in files.items()}, groups=GROUPS, instances=INSTANCES).desired
 
 
 def issues(files):
@@ -63,7 +63,10 @@ def test_schema_problems_are_all_reported_at_once():
         }
     )
     assert "fleet.yaml, line 3: setting 'nested' must be a string, number, boolean or null" in found
-    assert "fleet.yaml, line 4: 'Bad Key!' is not a valid setting key (e.g. ssh.password_auth)" in found
+    assert (
+        "fleet.yaml, line 4: 'Bad Key!' is not a valid setting key (e.g. ssh.password_auth), or app:<name> for an app"
+        in found
+    )
     assert "fleet.yaml, line 5: unknown section 'extras': use settings and apps" in found
     assert (
         "groups/web.yaml, line 2: app 'monitoring-agent' must be a version string or 'absent' — quote it: \"1.4\""

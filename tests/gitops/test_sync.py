@@ -90,12 +90,12 @@ def test_an_unchanged_commit_is_a_no_op_that_fetches_nothing(connect, git_repo, 
     sync(repo)
     commands_before = Command.objects.count()
 
-    with django_assert_max_num_queries(8):
+    with django_assert_max_num_queries(14):
         run = sync(repo)
 
     assert run.status == SyncStatus.NOOP
     assert Command.objects.count() == commands_before
-    assert "nothing to do" in run.log and "fetched" not in run.log
+    assert "nothing fetched" in run.log and "] fetched" not in run.log and run.changes == []
 
 
 def test_malformed_yaml_applies_nothing_and_names_file_and_line(connect, git_repo, fleet):
@@ -199,7 +199,7 @@ def test_an_unreachable_host_fails_clearly_and_backs_off_exponentially(
     delay2 = (repo.next_sync_at - repo.last_sync_at).total_seconds()
 
     assert first.status == second.status == SyncStatus.FAILED
-    assert f"Cannot reach 127.0.0.1:{port}" in first.errors[0]
+    assert first.errors == [f"The panel could not reach 127.0.0.1:{port} over SSH."]
     assert repo.failure_count == 2 and repo.status == RepositoryStatus.ERROR
     assert delay1 == pytest.approx(60, abs=1) and delay2 == pytest.approx(120, abs=1)
     assert Notification.objects.filter(title="GitOps: cannot sync gone").count() == 1  # once, not every retry
@@ -255,7 +255,7 @@ def test_server_wins_keeps_the_panel_value_in_a_true_conflict(connect, git_repo,
     e = entry(Level.FLEET, "", "ntp.server")
     assert run.status == SyncStatus.APPLIED
     assert e.value == "panel" and e.git_base == "git"
-    assert [c["action"] for c in run.changes] == ["conflict_panel_kept"]
+    assert [(c["action"], c["git"]) for c in run.changes] == [("git_overridden", "git")]
     assert not Conflict.objects.exists()
 
 
@@ -281,7 +281,7 @@ def test_drift_is_kept_by_server_wins_and_reverted_by_git_wins(connect, git_repo
     run = sync(repo)
     assert run.status == SyncStatus.APPLIED
     assert entry(Level.FLEET, "", "ntp.server").value == "panel"  # drift kept
-    assert "drift kept" in run.log and not Conflict.objects.exists()
+    assert "drift_kept" in run.log and not Conflict.objects.exists()
 
     services.repository_update(
         actor=admin_user, repository=repo, branch="main", sync_interval=60, conflict_strategy=ConflictStrategy.GIT_WINS
@@ -318,18 +318,32 @@ def test_manual_pauses_on_a_true_conflict_applies_nothing_and_shows_base_panel_a
     assert sync(repo).status == SyncStatus.PAUSED  # and stays paused while the conflict is open
 
 
-def test_manual_keeps_drift_without_a_conflict(connect, git_repo, fleet, admin_user):
+def test_manual_opens_a_conflict_for_a_panel_edit_of_a_git_key_at_the_next_sync(connect, git_repo, fleet, admin_user):
     repo = _baseline(connect, git_repo, ConflictStrategy.MANUAL)
     _panel_sets(admin_user, "ntp.server", "panel")
-    git_repo.write_config("fleet.yaml", {"ssh.password_auth": True, "ntp.server": "a"})
+
+    run = sync(repo)  # the same commit: Git still says "a"
+
+    assert run.status == SyncStatus.PAUSED
+    conflict = Conflict.objects.get()
+    assert (conflict.panel_value, conflict.git_value, conflict.base_value) == ("panel", "a", "a")
+    assert [c["action"] for c in run.changes] == ["conflict"]
+
+
+def test_a_panel_value_kept_by_an_admin_is_not_asked_about_again_until_git_changes_it(
+    connect, git_repo, fleet, admin_user
+):
+    repo = _baseline(connect, git_repo, ConflictStrategy.MANUAL)
+    _panel_sets(admin_user, "ntp.server", "panel")
+    assert sync(repo).status == SyncStatus.PAUSED
+    services.conflict_resolve(actor=admin_user, conflict=Conflict.objects.get(), resolution="panel")
+
+    assert sync(repo).status == SyncStatus.APPLIED
+    again = sync(repo)
+    assert again.status == SyncStatus.NOOP and [c["action"] for c in again.changes] == ["override_kept"]
+    git_repo.write_config("fleet.yaml", {"ssh.password_auth": False, "ntp.server": "b"})
     git_repo.commit()
-
-    run = sync(repo)
-
-    assert run.status == SyncStatus.APPLIED
-    assert not Conflict.objects.exists()
-    assert entry(Level.FLEET, "", "ntp.server").value == "panel"
-    assert entry(Level.FLEET, "", "ssh.password_auth").value is True
+    assert sync(repo).status == SyncStatus.PAUSED  # Git moved on: ask again
 
 
 def _paused(connect, git_repo, admin_user):
@@ -440,7 +454,8 @@ def test_a_forced_sync_revalidates_an_invalid_head_once_the_missing_group_exists
     sha = git_repo.commit()
     repo = connect()
     assert sync(repo).status == SyncStatus.INVALID
-    assert sync(repo).status == SyncStatus.INVALID  # the schedule does not re-read the same head
+    assert sync(repo) is None  # the schedule does not re-read, nor record again, the same invalid head
+    assert SyncRun.objects.filter(status=SyncStatus.INVALID).count() == 1
     Group.objects.create(name="cache")
 
     run = sync(repo, trigger="manual:alice")

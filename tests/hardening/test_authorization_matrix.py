@@ -30,6 +30,8 @@ OPERATOR_WRITES = {
     ("post", "api/fleet/canary/ID/pause"),
     ("post", "api/fleet/canary/ID/resume"),
     ("post", "api/governance/gitops/ID/sync"),
+    ("post", "api/governance/gitops/ID/sync-to-revision"),
+    ("post", "api/governance/gitops/ID/preview"),
 }
 EVERYONE_WRITES = {("post", "api/notifications/mark-read"), ("post", "api/notifications/ID/read")}
 # Reachable without a user session, each with its own reason.
@@ -39,6 +41,8 @@ PUBLIC = {
     "healthz": "load-balancer probe, says nothing about the fleet",
     "metrics": "own bearer-token check (tested in tests/common/test_metrics.py)",
 }
+# API endpoints authenticated by a signature instead of a user: anyone without it gets 403.
+SIGNATURE_AUTHENTICATED = {"api/governance/gitops/ID/webhook": "push webhooks (tests/gitops/test_webhooks.py)"}
 ADMIN_ONLY_PAGES = {"settings/users/", "settings/users/ID/api-token/revoke/"}
 # Reads that only admins may make: the user directory.
 ADMIN_ONLY_READS = {"api/users", "api/users/ID"}
@@ -78,7 +82,12 @@ ENDPOINTS = sorted(
     },
     key=lambda e: (e[0], e[1]),
 )
-API = [(r, m, c) for r, m, c in ENDPOINTS if r.startswith("api/") and not r.startswith("api/agent/")]
+API = [
+    (r, m, c)
+    for r, m, c in ENDPOINTS
+    if r.startswith("api/") and not r.startswith("api/agent/") and r not in SIGNATURE_AUTHENTICATED
+]
+SIGNED = [(r, m, c) for r, m, c in ENDPOINTS if r in SIGNATURE_AUTHENTICATED]
 AGENT = [(r, m, c) for r, m, c in ENDPOINTS if r.startswith("api/agent/")]
 HTML = [(r, m, c) for r, m, c in ENDPOINTS if not r.startswith("api/") and r not in PUBLIC and m in ("get", "post")]
 
@@ -134,6 +143,14 @@ def test_api_endpoints_follow_the_role_rules(client, personas, route, method, ca
             assert response.status_code < 500, f"{role} {method} {route}: {response.status_code}"
         else:
             assert response.status_code == 403, f"{role} {method} {route}: expected 403, got {response.status_code}"
+
+
+@pytest.mark.parametrize("route,method,callback", SIGNED, ids=[f"{m.upper()} {r}" for r, m, _ in SIGNED])
+def test_signature_authenticated_endpoints_refuse_users_and_anonymous_alike(client, personas, route, method, callback):
+    assert _call(client, method, route).status_code == 403
+    for role in (Role.VIEWER, Role.ADMIN):
+        response = _call(client, method, route, HTTP_AUTHORIZATION=f"Bearer {personas[role]}")
+        assert response.status_code == 403, f"a user token is not a signature on {route}"
 
 
 @pytest.mark.parametrize("route,method,callback", AGENT, ids=[f"{m.upper()} {r}" for r, m, _ in AGENT])

@@ -24,8 +24,14 @@ class Command(BaseCommand):
             "--fleet", type=int, default=int(os.environ.get("FLEET", 20)), help="Simulated instances (0: none)"
         )
         parser.add_argument("--gunicorn", action="store_true", help="Serve with gunicorn instead of runserver")
+        parser.add_argument(
+            "--agent",
+            choices=["", "local"],
+            default=os.environ.get("AGENT", ""),
+            help="local: instead of the simulated fleet, one real agent (agent/) in dry-run mode reporting this machine",
+        )
 
-    def handle(self, port, fleet, gunicorn, **options):
+    def handle(self, port, fleet, gunicorn, agent="", **options):
         var = Path(settings.VAR_DIR)
         logs = var / "logs"
         logs.mkdir(parents=True, exist_ok=True)
@@ -63,6 +69,11 @@ class Command(BaseCommand):
             ],
             "beat": [*celery, "beat", "-l", "info", "-s", str(var / "celerybeat-schedule")],
         }
+        if agent == "local":
+            fleet = 0
+            dev_agent = Path(settings.BASE_DIR) / "agent" / "dev_agent.py"
+            children["agent"] = [sys.executable, str(dev_agent), "--panel", url, "--dir", str(var / "agent")]
+            children["agent"] += ["--token-file", str(var / "sim-token.txt")]
         if fleet:
             children["fleet"] = [*manage, "simulate_fleet", "--url", url, "--count", str(fleet), "--demo-layout"]
 
@@ -90,7 +101,7 @@ class Command(BaseCommand):
                 log.close()
                 if name == "web":
                     self._wait_web(url, procs["web"], logs / "web.log")
-            self._banner(url, var, logs, fleet)
+            self._banner(url, var, logs, fleet, agent)
             failed = None
             while not stopping and failed is None:
                 for name, proc in procs.items():
@@ -122,7 +133,7 @@ class Command(BaseCommand):
             time.sleep(0.3)
         raise CommandError(f"The web server did not answer on {url} within {timeout}s:\n{self._tail(log_path)}")
 
-    def _banner(self, url, var, logs, fleet):
+    def _banner(self, url, var, logs, fleet, agent=""):
         password_file = var / "admin-password.txt"
         password = password_file.read_text().strip() if password_file.exists() else "(run manage.py bootstrap_demo)"
         self.stdout.write(self.style.SUCCESS(f"\nFleet governance panel: {url}/"))
@@ -130,6 +141,8 @@ class Command(BaseCommand):
         self.stdout.write(f"  API docs: {url}/api/docs/")
         if fleet:
             self.stdout.write(f"  simulated fleet: {fleet} instances (they come online within a few seconds)")
+        if agent:
+            self.stdout.write("  agent: this machine, in dry-run mode (logs/agent.log); commands are only planned")
         self.stdout.write(f"  logs: {logs}/{{web,worker,beat,fleet}}.log")
         self.stdout.write("Press Ctrl-C to stop.\n")
         self.stdout.flush()

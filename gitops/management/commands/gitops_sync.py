@@ -18,9 +18,12 @@ class Command(BaseCommand):
         )
         if repo is None:
             raise CommandError(f"No repository '{repository}'.")
-        run = repository_sync(repository_id=repo.pk, trigger="manage.py")
+        run = repository_sync(repository_id=repo.pk, trigger="manual:manage.py")
         if run is None:
-            raise CommandError("Another sync of this repository is running (or its host key is not confirmed).")
+            raise CommandError(
+                "Nothing recorded: another sync holds the repository, its host key is not confirmed, the license "
+                "lacks gitops, or the head is an invalid commit already recorded (pass it again with Sync now)."
+            )
         self.stdout.write(
             f"{run.status}: commit {run.commit_sha[:12]}, {len(run.changes)} change(s), {run.commands_issued} command(s)"
         )

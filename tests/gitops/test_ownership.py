@@ -1,0 +1,121 @@
+"""Several repositories side by side, against a real sshd: each owns its keys, overlaps are refused,
+disconnecting keeps or removes what a repository owned."""
+
+import pytest
+
+from fleet.choices import CommandSource, CommandType
+from fleet.models import Command, Instance
+from gitops import services
+from gitops.choices import ConflictStrategy, Level, RepositoryStatus, SyncStatus
+from gitops.models import Conflict, DesiredEntry
+
+from .conftest import sync
+
+pytestmark = pytest.mark.integration
+API = "/api/governance/gitops"
+
+
+def value(level, target, key):
+    entry = DesiredEntry.objects.filter(level=level, target=target, key=key, present=True).first()
+    return entry.value if entry else None
+
+
+@pytest.fixture
+def side_by_side(connect, git_repo, other_git_repo, fleet):
+    """Repository A (fleet.yaml: k1) and repository B (instances/db-01.yaml: k2), both synced."""
+    git_repo.write_config("fleet.yaml", {"k1": 1})
+    git_repo.commit()
+    other_git_repo.write_config("instances/db-01.yaml", {"k2": 2})
+    other_git_repo.commit()
+    a, b = connect(name="a"), connect(name="b", git=other_git_repo)
+    assert sync(a).status == SyncStatus.APPLIED
+    return a, b
+
+
+def test_a_second_repository_adds_its_keys_and_leaves_the_first_ones_alone(side_by_side, git_repo):
+    a, b = side_by_side
+
+    run_b = sync(b)
+
+    assert run_b.status == SyncStatus.APPLIED, run_b.errors
+    assert [(c["key"], c["effect"]) for c in run_b.changes] == [("k2", "added")]
+    assert "store: 1 added, 0 changed, 0 removed" in run_b.log
+    assert value(Level.FLEET, "", "k1") == 1 and value(Level.INSTANCE, "db-01", "k2") == 2
+    assert DesiredEntry.objects.get(key="k1").repository == a
+    assert DesiredEntry.objects.get(key="k2").repository == b
+    git_repo.write_config("fleet.yaml", {"k1": 10})
+    git_repo.commit()
+    run_a = sync(a)
+    assert [(c["key"], c["after"]) for c in run_a.changes] == [("k1", 10)]
+    assert value(Level.INSTANCE, "db-01", "k2") == 2  # A's commit deletes nothing of B's
+
+
+def test_a_key_two_repositories_define_is_an_error_of_the_later_sync_naming_both_and_applying_nothing(
+    side_by_side, other_git_repo
+):
+    a, b = side_by_side
+    other_git_repo.write("fleet.yaml", "settings:\n  k3: 3\n  k1: 2\n")
+    other_git_repo.commit()
+
+    run = sync(b)
+
+    assert run.status == SyncStatus.INVALID and b.status == RepositoryStatus.INVALID
+    assert run.errors == [
+        "fleet.yaml, line 3: 'k1' for the fleet is already defined by repository 'a' (fleet.yaml, line 2); "
+        "a key belongs to one repository, so 'b' cannot define it too"
+    ]
+    assert value(Level.FLEET, "", "k1") == 1  # A's value stands
+    assert (
+        value(Level.FLEET, "", "k3") is None and value(Level.INSTANCE, "db-01", "k2") is None
+    )  # nothing of B's commit
+    a.refresh_from_db()
+    assert a.status == RepositoryStatus.OK
+
+
+def test_a_disconnected_repositorys_keys_kept_as_panel_owned_never_pause_another_repository(
+    side_by_side, git_repo, admin_user, admin_api
+):
+    a, b = side_by_side
+    sync(b)
+    services.repository_update(actor=admin_user, repository=a, conflict_strategy=ConflictStrategy.MANUAL)
+
+    assert admin_api.delete(f"{API}/{b.pk}?entries=keep").status_code == 204
+    entry = DesiredEntry.objects.get(key="k2")
+    assert (entry.value, entry.repository, entry.in_git, entry.git_base) == (2, None, False, None)
+    services.desired_entry_set(actor=admin_user, level=Level.INSTANCE, target="db-01", key="k2", value=3)
+    git_repo.write_config("fleet.yaml", {"k1": 5})
+    git_repo.commit()
+
+    run = sync(a)
+
+    assert run.status == SyncStatus.APPLIED and not Conflict.objects.exists()
+    assert value(Level.INSTANCE, "db-01", "k2") == 3 and value(Level.FLEET, "", "k1") == 5
+
+
+def test_disconnecting_with_remove_deletes_the_entries_and_with_prune_unsets_them_on_instances(
+    side_by_side, admin_user, admin_api
+):
+    a, b = side_by_side
+    services.repository_update(actor=admin_user, repository=a, prune=True)
+    Instance.objects.update(settings={"k1": 1})  # the agents applied the first sync
+    assert admin_api.delete(f"{API}/{a.pk}?entries=remove").status_code == 204
+
+    assert not DesiredEntry.objects.filter(key="k1").exists()
+    unset = Command.objects.filter(source=CommandSource.GITOPS, kind=CommandType.SET_CONFIG).latest("id")
+    assert unset.params == {"values": {}, "unset": ["k1"]} and unset.runs.count() == 3
+    assert admin_api.delete(f"{API}/{b.pk}?entries=sideways").status_code == 400
+
+
+def test_a_brand_new_repository_takes_over_an_equal_panel_key_without_a_conflict(
+    connect, other_git_repo, fleet, admin_user
+):
+    services.desired_entry_set(actor=admin_user, level=Level.FLEET, target="", key="ntp.server", value="a")
+    other_git_repo.write_config("fleet.yaml", {"ntp.server": "a"})
+    other_git_repo.commit()
+    repo = connect(name="new", git=other_git_repo)
+
+    run = sync(repo)
+
+    assert run.status == SyncStatus.APPLIED and [c["action"] for c in run.changes] == ["converged"]
+    entry = DesiredEntry.objects.get(key="ntp.server")
+    assert entry.repository == repo and (entry.git_path, entry.git_line) == ("fleet.yaml", 2)

@@ -1,0 +1,296 @@
+"""`make fuzz`: schemathesis against a live panel, as strict as an outsider would be.
+
+Every operation of the OpenAPI schema, all phases (examples, coverage, fuzzing, stateful), every
+check, NUL bytes allowed, `--examples` cases per operation, once for each credential an outsider can
+hold: an admin's and a viewer's API token, an agent's credential, and none. The panel runs under
+gunicorn on a database of its own (PostgreSQL when DATABASE_URL names one, else SQLite), seeded through
+its own API so the fuzzer finds real objects (instances, groups, a policy, a waiver, a canary, desired
+configuration). Prints one table and exits 1 if any server error or schema violation was found.
+
+    python tests/hardening/fuzz.py [--examples 100] [--credentials admin,viewer,agent,anonymous]
+
+Server errors and schema violations are the bar (`not_a_server_error`, `response_schema_conformance`,
+`status_code_conformance`, `content_type_conformance`, `response_headers_conformance`); the other checks
+(`positive_data_acceptance`, `negative_data_rejection`, …) are reported beside them: schema-valid input
+can still be refused by business rules (an unknown id, a name taken).
+"""
+
+import argparse
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections import Counter
+from pathlib import Path
+from urllib.parse import urlparse
+
+from cryptography.fernet import Fernet
+
+ROOT = Path(__file__).resolve().parents[2]
+PY = sys.executable
+BAR = {
+    "not_a_server_error",
+    "response_schema_conformance",
+    "status_code_conformance",
+    "content_type_conformance",
+    "response_headers_conformance",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def fresh_database(workdir: Path) -> str:
+    url = os.environ.get("DATABASE_URL", "")
+    if not url.startswith("postgres"):
+        return f"sqlite:///{workdir / 'fuzz.sqlite3'}"
+    import psycopg
+
+    parts = urlparse(url)
+    name = (parts.path.lstrip("/") or "governance") + "_fuzz"
+    with psycopg.connect(
+        host=parts.hostname,
+        port=parts.port or 5432,
+        user=parts.username or "postgres",
+        dbname="postgres",
+        autocommit=True,
+    ) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return parts._replace(path=f"/{name}").geturl()
+
+
+def manage(env, *args) -> str:
+    out = subprocess.run([PY, str(ROOT / "manage.py"), *args], env=env, cwd=ROOT, capture_output=True, text=True)
+    if out.returncode:
+        raise SystemExit(f"manage.py {' '.join(args)} failed:\n{out.stdout}\n{out.stderr}")
+    return out.stdout.strip()
+
+
+class Api:
+    def __init__(self, base: str, authorization: str):
+        self.base, self.authorization = base, authorization
+
+    def call(self, method: str, path: str, body=None) -> dict:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(self.base + path, data=data, method=method)
+        request.add_header("Authorization", self.authorization)
+        request.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - loopback
+                text = response.read()
+        except urllib.error.HTTPError as exc:
+            raise SystemExit(f"seeding {method} {path} failed: {exc.code} {exc.read()[:500]!r}") from None
+        return json.loads(text) if text else {}
+
+
+def seed(env, base: str, var: Path) -> dict[str, str]:
+    """Real objects for the fuzzer to find, created through the API. Returns credential → header."""
+    admin_key = manage(env, "create_api_token", "admin").splitlines()[-1]
+    admin = Api(base, f"Bearer {admin_key}")
+    admin.call("POST", "/api/users", {"username": "fuzz-viewer", "role": "viewer", "password": "long-enough-pw-42"})
+    viewer_key = manage(env, "create_api_token", "fuzz-viewer").splitlines()[-1]
+    token = (var / "sim-token.txt").read_text().strip()
+    agent = Api(base, "")
+    registered = agent.call(
+        "POST", "/api/agent/register", {"token": token, "name": "fuzz-01", "address": "127.0.0.1:9"}
+    )
+    agent.authorization = f"Agent {registered['credential']}"
+    state = {
+        "os_version": "24.04",
+        "apps": [{"name": "nginx", "version": "1.24.0", "running": True}],
+        "settings": {"ssh.password_auth": False},
+        "updates": [{"kind": "app", "name": "nginx", "version": "1.26.0", "released_at": "2026-01-01T00:00:00Z"}],
+        "agent_version": "fuzz",
+    }
+    agent.call("POST", "/api/agent/heartbeat", state)
+    policy = admin.call(
+        "POST",
+        "/api/governance/policies",
+        {
+            "name": "fuzz-required",
+            "policy_type": "required_apps",
+            "rules": {"apps": [{"name": "nginx"}]},
+            "scope": {"kind": "all"},
+        },
+    )
+    admin.call(
+        "POST",
+        "/api/governance/exceptions",
+        {
+            "policy": policy["id"],
+            "scope": {"kind": "instances", "instances": [registered["instance_id"]]},
+            "justification": "fuzzing needs a waiver to look at",
+            "expires_at": "2099-01-01T00:00:00Z",
+        },
+    )
+    admin.call("POST", "/api/governance/gitops/desired-config", {"level": "fleet", "key": "fuzz.key", "value": "1"})
+    return {
+        "admin": f"Bearer {admin_key}",
+        "viewer": f"Bearer {viewer_key}",
+        "agent": agent.authorization,
+        "anonymous": "",
+    }
+
+
+def wait_up(base: str, proc, log: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"the server exited:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(base + "/healthz", timeout=2):  # noqa: S310 - loopback
+                return
+        except OSError:
+            time.sleep(0.3)
+    raise SystemExit("the server did not come up")
+
+
+def fetch_schema(base: str, admin_header: str, path: Path) -> None:
+    """The schema needs a signed-in user: fetched once as admin, then fuzzed with each credential."""
+    request = urllib.request.Request(base + "/api/schema/?format=json", headers={"Authorization": admin_header})
+    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - loopback
+        path.write_bytes(response.read())
+
+
+def run_schemathesis(base: str, header: str, schema: Path, examples: int, report: Path) -> int:
+    cmd = [
+        str(Path(PY).with_name("schemathesis")),
+        "run",
+        str(schema),
+        "--url",
+        base,
+        "--checks",
+        "all",
+        "--phases",
+        "examples,coverage,fuzzing,stateful",
+        "--generation-allow-x00",
+        "true",
+        "--max-examples",
+        str(examples),
+        "--generation-deterministic",
+        "--workers",
+        "2",
+        "--request-timeout",
+        "30",
+        "--suppress-health-check",
+        "all",
+        "--report",
+        "ndjson",
+        "--report-ndjson-path",
+        str(report),
+        "--no-color",
+    ]
+    if header:
+        cmd += ["--header", f"Authorization: {header}"]
+    return subprocess.run(cmd, cwd=ROOT).returncode
+
+
+def failures(report: Path) -> tuple[Counter, dict]:
+    """Failed checks by name, and one example (operation and message) of each, from the NDJSON events."""
+    counts: Counter = Counter()
+    examples: dict[str, str] = {}
+    if not report.exists():
+        return counts, examples
+    for line in report.read_text().splitlines():
+        finished = json.loads(line).get("ScenarioFinished") if line.strip() else None
+        if not finished:
+            continue
+        for checks in finished["recorder"].get("checks", {}).values():
+            for check in checks:
+                if check["status"] == "failure":
+                    counts[check["name"]] += 1
+                    failure = check.get("failure_info", {}).get("failure", {})
+                    examples.setdefault(
+                        check["name"], f"{failure.get('operation')}: {failure.get('message', '')[:300]}"
+                    )
+    return counts, examples
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--examples", type=int, default=100)
+    parser.add_argument("--credentials", default="admin,viewer,agent,anonymous")
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="fuzz-"))
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = dict(
+        os.environ,
+        DATABASE_URL=fresh_database(workdir),
+        VAR_DIR=str(workdir / "var"),
+        CELERY_TASK_ALWAYS_EAGER="true",
+        # Production mode: DEBUG pages answer HTML where the API promises JSON.
+        DEBUG="false",
+        SECRET_KEY=secrets.token_urlsafe(50),
+        FERNET_KEYS=Fernet.generate_key().decode(),
+        ALLOWED_HOSTS="127.0.0.1",
+        SECURE_SSL_REDIRECT="false",
+        SECURE_COOKIES="false",
+        REGISTER_THROTTLE="100000/min",
+        AGENT_THROTTLE="100000/min",
+        LOG_LEVEL="WARNING",
+        DJANGO_SETTINGS_MODULE="config.settings",
+    )
+    manage(env, "migrate", "--noinput")
+    manage(env, "bootstrap_demo")  # before the server starts: it reads the license key pair made here
+    log = workdir / "server.log"
+    with open(log, "wb") as out:
+        server = subprocess.Popen(
+            [
+                PY,
+                "-m",
+                "gunicorn",
+                "config.wsgi",
+                "-b",
+                f"127.0.0.1:{port}",
+                "-w",
+                "2",
+                "-k",
+                "gthread",
+                "--threads",
+                "4",
+            ],
+            env=env,
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_up(base, server, log)
+        credentials = seed(env, base, workdir / "var")
+        schema = workdir / "schema.json"
+        fetch_schema(base, credentials["admin"], schema)
+        rows = []
+        for name in args.credentials.split(","):
+            report = workdir / f"{name}.ndjson"
+            run_schemathesis(base, credentials[name], schema, args.examples, report)
+            counts, examples = failures(report)
+            bar = sum(n for check, n in counts.items() if check in BAR)
+            other = {check: n for check, n in counts.items() if check not in BAR}
+            rows.append((name, bar, counts.get("not_a_server_error", 0), other))
+            for check, example in examples.items():
+                if check in BAR:
+                    print(f"[{name}] {check}: {example}")
+        print("\ncredential  server errors  bar failures  other checks")
+        for name, bar, server_errors, other in rows:
+            print(f"{name:<11} {server_errors:>13}  {bar:>12}  {dict(other) or '-'}")
+        print(f"\nReports and the server log: {workdir}")
+        return 1 if any(bar for _, bar, _, _ in rows) else 0
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+        shutil.rmtree(workdir / "var", ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
