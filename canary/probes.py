@@ -283,3 +283,16 @@ def poll_many(targets: list[Target], *, timeout: float = DEFAULT_TIMEOUT, resolv
 
 def _ms(started: float) -> int:
     return int((time.monotonic() - started) * 1000)
+
+
+def probe(url: str, *, timeout: float = DEFAULT_TIMEOUT, resolve=None) -> ProbeResult:
+    """One `http://host[:port]/path` probed exactly as a round probes it (the outbound rules of
+    common.net.resolve_outbound unless `resolve` is given). For tools and tests; rounds use poll_many."""
+    from urllib.parse import urlsplit
+
+    if resolve is None:
+        from common.net import resolve_outbound as resolve
+    parts = urlsplit(url)
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    (result,) = poll_many([Target(parts.hostname or "", parts.port or 80, path)], timeout=timeout, resolve=resolve)
+    return result
