@@ -144,8 +144,6 @@ def forecast(steps, eligible: int) -> list[int]:
     reached, sizes = 0, []
     for step in stages(steps):
         size = min(step_size(step, eligible=eligible, reached=reached), eligible - reached)
-        if step is FINAL or step.percentage == 100:
-            size = eligible - reached
         sizes.append(size)
         reached += size
     return sizes
