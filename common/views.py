@@ -13,8 +13,9 @@ from django.views.generic import FormView, ListView, TemplateView
 from . import services
 from .choices import Role
 from .exceptions import NON_FIELD, ApplicationError
+from .filters import AuditFilterSet
 from .forms import UserCreateForm, UserUpdateForm, style_form
-from .models import ApiToken, Notification, User
+from .models import ApiToken, AuditEntry, Notification, User
 
 
 class RoleRequiredMixin(LoginRequiredMixin):
@@ -327,6 +328,27 @@ class ApiTokenRevokeView(ApiTokenActionView):
     def act(self, obj):
         services.api_token_revoke(actor=self.request.user, user=obj)
         return "API token revoked. Requests with it are now refused."
+
+
+# --- Settings > Audit log ---------------------------------------------------------------------
+
+
+class AuditListView(RoleRequiredMixin, ListView):
+    """Every state-changing action, newest first, filtered like GET /api/audit. A filter that is not
+    valid shows its error on the field and no entries (not the unfiltered log)."""
+
+    template_name = "common/audit_list.html"
+    context_object_name = "entries"
+    paginate_by = 50
+
+    def get_queryset(self):
+        self.filterset = AuditFilterSet(self.request.GET or None, queryset=AuditEntry.objects.all())
+        valid = not self.filterset.is_bound or self.filterset.is_valid()
+        return self.filterset.qs if valid else AuditEntry.objects.none()
+
+    def get_context_data(self, **kwargs):
+        filtered = any(v for k, v in self.request.GET.items() if k != "page")
+        return super().get_context_data(filter=self.filterset, filtered=filtered, **kwargs)
 
 
 # --- Notifications -----------------------------------------------------------------------------

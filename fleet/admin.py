@@ -11,7 +11,7 @@ class InstanceAdmin(admin.ModelAdmin):
     # The credential hash is a secret: never shown or editable here.
     exclude = ("agent_secret_hash",)
     # The agent is the source of its reported state: shown, never edited here (an edit would disagree with
-    # state_hash/heartbeat_digest, which decide whether the next heartbeat is a change).
+    # state_hash/apps_hash/heartbeat_digest, which decide whether the next heartbeat is a change).
     readonly_fields = (
         "agent_key_id",
         "os_version",
@@ -20,6 +20,7 @@ class InstanceAdmin(admin.ModelAdmin):
         "updates",
         "agent_version",
         "state_hash",
+        "apps_hash",
         "heartbeat_digest",
         "state_changed_at",
         "last_seen_at",

@@ -8,7 +8,10 @@ Each run records the relevant before-state so that exactly that one change can b
 import json
 import re
 
+from common import versions
+
 from .choices import CommandType as T
+from .state import setting_value_problem
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._+\-]{0,99}$")
 VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+\-~]{0,63}$")
@@ -31,7 +34,7 @@ def _version(params, *, required: bool, what: str = "version") -> str | None:
     version = params.get("version")
     if version in (None, "") and not required:
         return None
-    if not isinstance(version, str) or not VERSION_RE.match(version):
+    if not isinstance(version, str) or not VERSION_RE.match(version) or not versions.is_valid(version):
         raise CommandParamsError(f"'{what}' must be a version such as 1.4.2.")
     return version
 
@@ -66,6 +69,8 @@ def validate_params(kind: str, params: dict) -> dict:
             raise CommandParamsError(f"'{key}' is not a valid setting key (e.g. ssh.password_auth).")
         if not isinstance(value, (str, int, float, bool)):
             raise CommandParamsError(f"Setting '{key}' must be a string, number or boolean.")
+        if problem := setting_value_problem(value):  # what the agent reports back must pass its heartbeat
+            raise CommandParamsError(f"Setting '{key}': {problem}")
     for key in unset:
         if not isinstance(key, str) or not SETTING_KEY_RE.match(key):
             raise CommandParamsError(f"'{key}' is not a valid setting key.")

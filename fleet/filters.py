@@ -3,8 +3,6 @@
 import django_filters
 from django.db.models import Q
 
-from common.models import AuditEntry
-
 from .choices import CommandSource, CommandType, InstanceStatus, RunStatus
 from .models import Command, CommandRun, Group, Instance
 from .scopes import ScopeError, parse_tag_filter
@@ -52,20 +50,9 @@ class CommandFilterSet(django_filters.FilterSet):
 class CommandRunFilterSet(django_filters.FilterSet):
     status = django_filters.ChoiceFilter(choices=RunStatus.choices)
     instance = django_filters.ModelChoiceFilter(queryset=Instance.objects.all())
-    command = django_filters.NumberFilter(field_name="command_id")
+    # Bounded: an id beyond 64 bits would overflow the database's integer on the way in.
+    command = django_filters.NumberFilter(field_name="command_id", min_value=1, max_value=2**63 - 1)
 
     class Meta:
         model = CommandRun
         fields = ["status", "instance", "command"]
-
-
-class AuditFilterSet(django_filters.FilterSet):
-    actor = django_filters.CharFilter(field_name="actor_label", lookup_expr="icontains", label="Who")
-    action = django_filters.CharFilter(lookup_expr="startswith", label="Action (e.g. command.)")
-    object_type = django_filters.CharFilter(label="Object type (e.g. fleet.instance)")
-    since = django_filters.IsoDateTimeFilter(field_name="created", lookup_expr="gte", label="From (ISO time)")
-    until = django_filters.IsoDateTimeFilter(field_name="created", lookup_expr="lte", label="Until (ISO time)")
-
-    class Meta:
-        model = AuditEntry
-        fields = ["actor", "action", "object_type", "since", "until"]

@@ -4,11 +4,27 @@ from django import forms
 from django.conf import settings
 
 from common.exceptions import ApplicationError
+from common.net import validate_address
+from common.validators import validate_datetime_range
 
 from .choices import CommandType, ScopeKind
 from .models import Group, Instance
 from .scopes import ScopeError, parse_tag_filter
 from .services import scope_from_input
+
+
+class IdMultipleChoiceField(forms.ModelMultipleChoiceField):
+    """ModelMultipleChoiceField whose ids must be whole numbers within 64 bits: Django looks them up with
+    `pk__in`, which sends a larger one to the database (an overflow, not a form error)."""
+
+    def _check_values(self, value):
+        for pk in value:
+            text = str(pk)
+            if not text.isdigit() or not 0 < int(text) < 2**63:
+                raise forms.ValidationError(
+                    self.error_messages["invalid_pk_value"], code="invalid_pk_value", params={"pk": text[:30]}
+                )
+        return super()._check_values(value)
 
 
 class ScopeFormMixin(forms.Form):
@@ -20,14 +36,15 @@ class ScopeFormMixin(forms.Form):
     scope_kind = forms.ChoiceField(
         label="Scope", choices=ScopeKind.choices, initial=ScopeKind.ALL, widget=forms.RadioSelect
     )
-    scope_groups = forms.ModelMultipleChoiceField(label="Groups", queryset=Group.objects.all(), required=False)
+    scope_groups = IdMultipleChoiceField(label="Groups", queryset=Group.objects.all(), required=False)
     scope_tags = forms.CharField(
         label="Tag filter",
         required=False,
+        max_length=1000,
         help_text="key=value pairs, comma separated; all must match",
         widget=forms.TextInput(attrs={"placeholder": "env=production, role=web"}),
     )
-    scope_instances = forms.ModelMultipleChoiceField(
+    scope_instances = IdMultipleChoiceField(
         label="Instances",
         queryset=Instance.objects.all(),
         required=False,
@@ -37,7 +54,7 @@ class ScopeFormMixin(forms.Form):
     def clean(self):
         cleaned = super().clean()
         kind = cleaned.get("scope_kind")
-        if kind:
+        if kind and not any(name in self.errors for name in ("scope_groups", "scope_tags", "scope_instances")):
             try:
                 cleaned["scope"] = scope_from_input(
                     kind=kind,
@@ -77,9 +94,13 @@ def _parse_setting_value(text: str):
 
 class InstanceEditForm(forms.Form):
     address = forms.CharField(
-        label="Health address", required=False, max_length=255, help_text="host:port the panel polls for health checks"
+        label="Health address",
+        required=False,
+        max_length=255,
+        validators=[validate_address],
+        help_text="host[:port] the panel polls for health checks (no scheme, user or path)",
     )
-    groups = forms.ModelMultipleChoiceField(
+    groups = IdMultipleChoiceField(
         queryset=Group.objects.all(), required=False, widget=forms.SelectMultiple(attrs={"size": 6})
     )
     tags = forms.CharField(
@@ -119,8 +140,9 @@ class RegistrationTokenForm(forms.Form):
         help_text=f"In the panel's time zone ({settings.TIME_ZONE}); empty for no expiry",
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
         input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M", "%Y-%m-%d"],
+        validators=[validate_datetime_range],
     )
-    groups = forms.ModelMultipleChoiceField(
+    groups = IdMultipleChoiceField(
         label="Groups to assign",
         queryset=Group.objects.all(),
         required=False,

@@ -61,7 +61,10 @@ class Instance(models.Model):
     settings = models.JSONField(default=dict, blank=True)
     # [{"kind": "os"|"app", "name": "os"|app name, "version", "released_at": ISO-8601}]
     updates = models.JSONField(default=list, blank=True)
+    # Digests of the stored state and of its apps (fleet.services.heartbeats.state_digests). Only
+    # heartbeat_record writes the state, so they always describe what is stored.
     state_hash = models.CharField(max_length=64, blank=True)
+    apps_hash = models.CharField(max_length=64, blank=True)
     # SHA-256 of the exact bytes of the last heartbeat body the full path validated and stored: a body
     # with the same digest repeats that state and agent version, so it needs no parsing (heartbeat_touch).
     heartbeat_digest = models.CharField(max_length=64, blank=True)

@@ -8,6 +8,7 @@ urlpatterns = [
     # Servers
     path("servers/", views.ServerListView.as_view(), name="server_list"),
     path("servers/<int:pk>/", views.ServerDetailView.as_view(), name="server_detail"),
+    path("servers/<int:pk>/apps/", views.ServerAppsView.as_view(), name="server_apps"),
     path("servers/<int:pk>/edit/", views.ServerEditView.as_view(), name="server_edit"),
     path("servers/<int:pk>/delete/", views.ServerDeleteView.as_view(), name="server_delete"),
     # Groups

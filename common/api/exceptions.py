@@ -45,7 +45,7 @@ def flatten_errors(data, prefix: str = "") -> dict[str, list[str]]:
             if key in (NON_FIELD, "__all__"):
                 here = prefix or NON_FIELD  # about the object itself: its own path
             else:
-                here = join_path(prefix, str(key))
+                here = join_path(prefix, key if isinstance(key, int) else str(key))  # list items: [i]
             for path, messages in flatten_errors(value, here).items():
                 out.setdefault(path, []).extend(messages)
     elif isinstance(data, list):

@@ -8,19 +8,12 @@ from rest_framework.response import Response
 from common import services
 from common.choices import Role
 from common.exceptions import ApplicationError
+from common.filters import AuditFilterSet
 from common.models import AuditEntry, Notification, User
 
 from . import serializers as s
 
 ERROR = OpenApiResponse(description='`{"error": code, "message": words}`')
-
-
-def _audit_filterset():
-    # The filter set lives with the fleet lists (fleet.filters); imported late so common does not
-    # depend on fleet at import time.
-    from fleet.filters import AuditFilterSet
-
-    return AuditFilterSet
 
 
 @extend_schema_view(
@@ -68,10 +61,7 @@ class AuditViewSet(viewsets.ReadOnlyModelViewSet):
 
     queryset = AuditEntry.objects.all()
     serializer_class = s.AuditEntrySerializer
-
-    @property
-    def filterset_class(self):
-        return _audit_filterset()
+    filterset_class = AuditFilterSet
 
 
 class NotificationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):

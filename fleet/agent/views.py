@@ -79,30 +79,28 @@ class HeartbeatView(AgentAPIView):
         """An unchanged heartbeat is answered by one UPDATE, before DRF's request machinery. In
         production the WSGI fast lane (config/wsgi.py) has already tried that; here it covers every
         other way in (the test client, a server started without the lane)."""
-        if request.method == "POST" and not request.META.get(fastlane.TRIED):
+        if request.method == "POST":
             try:
                 body = request.body
             except RequestDataTooBig:
-                body = None
-            if body and fastlane.unchanged_heartbeat(body, request.META.get("HTTP_AUTHORIZATION", ""), request.META):
+                return _too_large()
+            tried = request.META.get(fastlane.TRIED)
+            auth = request.META.get("HTTP_AUTHORIZATION", "")
+            if body and not tried and fastlane.unchanged_heartbeat(body, auth, request.META):
                 return JsonResponse({"changed": False, "heartbeat_interval": settings.HEARTBEAT_INTERVAL})
         return super().dispatch(request, *args, **kwargs)
 
     @extend_schema(
         tags=["agent"],
         request=HeartbeatSerializer,
-        responses={200: HeartbeatResponseSerializer, 400: ERROR, 401: ERROR},
+        responses={200: HeartbeatResponseSerializer, 400: ERROR, 401: ERROR, 413: ERROR},
         summary="Report the instance's full state; writes only what changed",
     )
     def post(self, request):
-        serializer = HeartbeatSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        state = serializer.validated_data
+        # Validated by the service (fleet.state.validate_heartbeat), the one check every caller gets;
+        # HeartbeatSerializer describes the same rules in the schema.
         changed = services.heartbeat_record(
-            instance=self.instance,
-            state=state,
-            agent_version=state.pop("agent_version", ""),
-            body_digest=services.heartbeat_digest(request.body),
+            instance=self.instance, state=request.data, body_digest=services.heartbeat_digest(request.body)
         )
         return Response({"changed": changed, "heartbeat_interval": settings.HEARTBEAT_INTERVAL})
 
@@ -130,6 +128,15 @@ class RunReportView(AgentAPIView):
         serializer.is_valid(raise_exception=True)
         run = services.command_run_report(instance=self.instance, run_id=run_id, **serializer.validated_data)
         return Response(RunReportResponseSerializer(run).data)
+
+
+def _too_large() -> JsonResponse:
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    message = (
+        f"The heartbeat is larger than {limit:,} bytes (DATA_UPLOAD_MAX_MEMORY_SIZE): "
+        "report fewer apps, settings or updates."
+    )
+    return JsonResponse({"error": "too_large", "message": message, "errors": {}}, status=413)
 
 
 def healthz(request):

@@ -1,16 +1,17 @@
 from rest_framework import serializers
 
+from common.api.fields import BoundedDateTimeField, TextField
 from fleet.choices import CommandType
 from fleet.models import Command, CommandRun, Group, Instance, RegistrationToken, Tag, TokenUse
 from fleet.scopes import ScopeError, parse_tag_filter
 
-from .fields import ScopeSerializer
+from .fields import ScopeSerializer, address_field
 
 
 class TagListField(serializers.ListField):
     """Tags as `key=value` strings, validated and normalised on input."""
 
-    child = serializers.CharField(max_length=200)
+    child = TextField(max_length=200)
 
     def to_internal_value(self, data):
         try:
@@ -68,7 +69,7 @@ class InstanceDetailSerializer(InstanceSerializer):
 class InstanceUpdateSerializer(serializers.Serializer):
     """What the panel decides about an instance. Omitted fields stay as they are."""
 
-    address = serializers.RegexField(r"^[A-Za-z0-9.\-\[\]:]{0,255}$", required=False, allow_blank=True)
+    address = address_field(required=False)
     groups = serializers.SlugRelatedField(slug_field="name", queryset=Group.objects.all(), many=True, required=False)
     tags = TagListField(required=False)
 
@@ -91,7 +92,9 @@ class TagSerializer(serializers.ModelSerializer):
 
 
 class TokenUseSerializer(serializers.ModelSerializer):
-    instance = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    instance = serializers.SlugRelatedField(
+        slug_field="name", read_only=True, allow_null=True, help_text="null for a refused attempt or a deleted instance"
+    )
 
     class Meta:
         model = TokenUse
@@ -99,11 +102,25 @@ class TokenUseSerializer(serializers.ModelSerializer):
 
 
 class RegistrationTokenSerializer(serializers.ModelSerializer):
+    name = TextField(max_length=100)
+    max_uses = serializers.IntegerField(
+        min_value=1,
+        max_value=2**31 - 1,
+        allow_null=True,
+        required=False,
+        help_text="Empty for unlimited; 1 for one-time",
+    )
+    expires_at = BoundedDateTimeField(allow_null=True, required=False, help_text="Empty for no expiry")
     groups = serializers.SlugRelatedField(slug_field="name", queryset=Group.objects.all(), many=True, required=False)
     tags = TagListField(required=False)
     status = serializers.CharField(read_only=True)
     one_time = serializers.BooleanField(source="is_one_time", read_only=True)
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    created_by = serializers.SlugRelatedField(
+        slug_field="username",
+        read_only=True,
+        allow_null=True,
+        help_text="null when made by the system or a deleted user",
+    )
 
     class Meta:
         model = RegistrationToken
@@ -154,7 +171,12 @@ class CommandSerializer(serializers.ModelSerializer):
 
     scope = ScopeSerializer()
     summary = serializers.CharField(source="__str__", read_only=True)
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    created_by = serializers.SlugRelatedField(
+        slug_field="username",
+        read_only=True,
+        allow_null=True,
+        help_text="null when made by the system or a deleted user",
+    )
     runs = RunCountsSerializer(read_only=True)
 
     class Meta:

@@ -45,10 +45,7 @@ class InstanceViewSet(
     http_method_names = ["get", "patch", "delete", "head", "options"]
 
     def get_queryset(self):
-        qs = selectors.instance_list()
-        if self.action == "list":
-            qs = qs.defer("apps", "settings", "updates")
-        return qs
+        return selectors.instance_list(with_state=self.action != "list")
 
     def get_serializer_class(self):
         return s.InstanceSerializer if self.action == "list" else s.InstanceDetailSerializer

@@ -222,3 +222,19 @@ def test_reverting_a_restart_queues_nothing(db):
     run = send(a, T.RESTART_APP, {"app": "nginx"}).runs.get()
     deliver_and_finish(run)
     assert services.command_run_revert(actor=None, run=run) is None
+
+
+@pytest.mark.parametrize(
+    ("kind", "params"),
+    [
+        (T.UPDATE_APP, {"app": "nginx", "version": "banana"}),
+        (T.UPDATE_OS, {"version": "jammy"}),
+        (T.SET_CONFIG, {"values": {"motd": "x" * 4097}}),
+        (T.SET_CONFIG, {"values": {"big": 2**64}}),
+    ],
+)
+def test_a_command_whose_result_an_agent_could_not_report_is_refused(kind, params):
+    # The agent reports the changed state in its next heartbeat; a value the heartbeat refuses would
+    # leave that instance unable to report at all.
+    with pytest.raises(logic.CommandParamsError):
+        logic.validate_params(kind, params)

@@ -137,3 +137,26 @@ def test_the_servers_list_updates_a_status_without_a_reload(page_as, live_server
     Instance.objects.filter(pk=instance.pk).update(status=InstanceStatus.OFFLINE)
     page.wait_for_selector("#server-rows .badge-status-offline", timeout=10000)
     assert page.console_errors == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_typing_in_the_apps_search_filters_the_servers_packages_without_a_reload(page_as, live_server, viewer_user):
+    instance = make_instance("web-01")
+    apps = [{"name": f"lib{i:04d}", "version": "1.0", "running": True} for i in range(3000)]
+    Instance.objects.filter(pk=instance.pk).update(
+        apps=[*apps, {"name": "openssl", "version": "3.0.13", "running": True}]
+    )
+    page = page_as(viewer_user)
+    page.goto(f"{live_server.url}/servers/{instance.pk}/")
+    assert page.locator("#server-apps tbody tr").count() == 50
+    page.evaluate("() => { window.notReloaded = true; }")
+    page.fill("#apps-q", "openss")
+    page.wait_for_function("() => document.querySelectorAll('#server-apps tbody tr').length === 1")
+    assert "openssl" in page.inner_text("#server-apps")
+    assert "1 of 3001 match" in page.inner_text("#server-apps")
+    page.fill("#apps-q", "lib")
+    page.wait_for_selector("#server-apps a:has-text('Next')")
+    page.click("#server-apps a:has-text('Next')")
+    page.wait_for_selector("#server-apps :text('Page 2 of 60')")
+    assert page.evaluate("() => window.notReloaded") is True
+    assert page.console_errors == []

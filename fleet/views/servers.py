@@ -1,0 +1,213 @@
+"""Servers and groups: lists, the server page with its apps table, edits."""
+
+from django.conf import settings
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.shortcuts import get_object_or_404, redirect
+from django.urls import reverse
+from django.utils.dateparse import parse_datetime
+from django.utils.functional import cached_property
+from django.views.generic import DetailView, FormView, ListView, TemplateView
+
+from common.choices import Role
+from common.views import HtmxPartialMixin, RoleRequiredMixin, ServiceActionView, ServiceFormMixin
+from fleet import selectors, services
+from fleet.filters import InstanceFilterSet
+from fleet.forms import GroupForm, InstanceEditForm
+from fleet.models import Group, Instance
+
+from .dashboard import panel_urls
+
+APPS_PER_PAGE = 50
+UPDATES_SHOWN = 100
+
+
+# --- Servers -----------------------------------------------------------------------------------
+
+
+class ServerListView(HtmxPartialMixin, RoleRequiredMixin, ListView):
+    template_name = "fleet/server_list.html"
+    partial_template_name = "fleet/_server_rows.html"
+    context_object_name = "instances"
+    paginate_by = 25
+
+    def get_queryset(self):
+        self.filterset = InstanceFilterSet(self.request.GET or None, queryset=Instance.objects.all())
+        return selectors.instance_list(queryset=self.filterset.qs, with_state=False)
+
+    def get_context_data(self, **kwargs):
+        filtered = any(v for k, v in self.request.GET.items() if k != "page")
+        return super().get_context_data(filter=self.filterset, filtered=filtered, **kwargs)
+
+
+class ServerDetailView(HtmxPartialMixin, RoleRequiredMixin, DetailView):
+    template_name = "fleet/server_detail.html"
+    partial_template_name = "fleet/_server_status.html"
+    context_object_name = "instance"
+
+    def get_queryset(self):
+        # The live status refresh (every 5 s) needs no reported state: up to 10,000 apps stay unread.
+        return selectors.instance_list(with_state=not self.is_htmx)
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        if self.is_htmx:
+            return context
+        instance = self.object
+        updates = [dict(u, released=parse_datetime(u.get("released_at") or "")) for u in instance.updates]
+        updates.sort(key=lambda u: (u["kind"] != "os", u.get("name", "")))
+        context.update(
+            settings_items=sorted(instance.settings.items()),
+            updates=updates[:UPDATES_SHOWN],
+            updates_total=len(updates),
+            runs=selectors.command_runs_for_instance(instance),
+            panels=panel_urls(getattr(settings, "SERVER_DETAIL_PANELS", []), instance.pk),
+            **apps_table(self.request, instance),
+        )
+        return context
+
+
+def apps_table(request, instance: Instance) -> dict:
+    """Context of the server page's apps table: filtered by name (`q`) and state, one page of it."""
+    q, state = request.GET.get("q", "")[:100], request.GET.get("state", "")
+    apps = selectors.instance_apps(instance, q=q, state=state)
+    page = Paginator(apps, APPS_PER_PAGE).get_page(request.GET.get("page"))
+    return {
+        "apps_page": page,
+        "apps_total": len(instance.apps),
+        "apps_query": {"q": q, "state": state},
+        "apps_filtered": bool(q.strip() or state in ("running", "stopped")),
+    }
+
+
+class ServerAppsView(RoleRequiredMixin, TemplateView):
+    """htmx: the server page's apps table for a search, a state filter or another page."""
+
+    template_name = "fleet/_server_apps.html"
+
+    def get_context_data(self, **kwargs):
+        instance = get_object_or_404(Instance.objects.only("id", "name", "apps"), pk=self.kwargs["pk"])
+        return super().get_context_data(instance=instance, **apps_table(self.request, instance), **kwargs)
+
+
+class ServerEditView(RoleRequiredMixin, ServiceFormMixin, FormView):
+    required_role = Role.ADMIN
+    template_name = "fleet/server_form.html"
+    form_class = InstanceEditForm
+
+    @cached_property
+    def instance(self):  # loaded after the role check: a viewer gets 403, not a hint whether it exists
+        return get_object_or_404(Instance, pk=self.kwargs["pk"])
+
+    def get_initial(self):
+        return {
+            "address": self.instance.address,
+            "groups": list(self.instance.groups.all()),
+            "tags": ", ".join(str(t) for t in self.instance.tags.all()),
+        }
+
+    def get_context_data(self, **kwargs):
+        return super().get_context_data(instance=self.instance, **kwargs)
+
+    def perform(self, form):
+        data = form.cleaned_data
+        services.instance_update(
+            actor=self.request.user,
+            instance=self.instance,
+            address=data["address"].strip(),
+            groups=list(data["groups"]),
+            tags=data["tags"],
+        )
+        messages.success(self.request, f"{self.instance.name} updated.")
+        return redirect(self.instance)
+
+
+class ServerDeleteView(ServiceActionView):
+    model = Instance
+    confirm_title = "Delete server"
+    confirm_text = (
+        "Delete {obj.name} from the fleet? Its reported state and command history are removed and its agent "
+        "credential stops working. The agent must register again to come back."
+    )
+    confirm_button = "Delete server"
+
+    def get_success_url(self, obj):
+        return reverse("fleet:server_list")
+
+    def act(self, obj):
+        name = obj.name
+        services.instance_delete(actor=self.request.user, instance=obj)
+        return f"Server {name} deleted."
+
+
+# --- Groups ------------------------------------------------------------------------------------
+
+
+class GroupListView(RoleRequiredMixin, ListView):
+    template_name = "fleet/group_list.html"
+    context_object_name = "groups"
+    paginate_by = 50
+
+    def get_queryset(self):
+        return selectors.group_list()
+
+
+class GroupDetailView(RoleRequiredMixin, ListView):
+    """A group and its members (paginated, like the servers list)."""
+
+    template_name = "fleet/group_detail.html"
+    context_object_name = "instances"
+    paginate_by = 25
+
+    def get_queryset(self):
+        self.group = get_object_or_404(Group, pk=self.kwargs["pk"])
+        return selectors.instance_list(queryset=self.group.instances.all(), with_state=False)
+
+    def get_context_data(self, **kwargs):
+        return super().get_context_data(group=self.group, **kwargs)
+
+
+class GroupCreateView(RoleRequiredMixin, ServiceFormMixin, FormView):
+    required_role = Role.ADMIN
+    template_name = "fleet/group_form.html"
+    form_class = GroupForm
+
+    def perform(self, form):
+        group = services.group_create(actor=self.request.user, **form.cleaned_data)
+        messages.success(self.request, f"Group {group.name} created.")
+        return redirect(group)
+
+
+class GroupUpdateView(GroupCreateView):
+    @cached_property
+    def group(self):
+        return get_object_or_404(Group, pk=self.kwargs["pk"])
+
+    def get_initial(self):
+        return {"name": self.group.name, "description": self.group.description}
+
+    def get_context_data(self, **kwargs):
+        return super().get_context_data(group=self.group, **kwargs)
+
+    def perform(self, form):
+        group = services.group_update(actor=self.request.user, group=self.group, **form.cleaned_data)
+        messages.success(self.request, f"Group {group.name} saved.")
+        return redirect(group)
+
+
+class GroupDeleteView(ServiceActionView):
+    model = Group
+    confirm_title = "Delete group"
+    confirm_text = (
+        "Delete the group {obj.name}? Its servers stay in the fleet; they only leave the group. Policies, "
+        "commands and canaries that target this group will no longer match these servers through it."
+    )
+    confirm_button = "Delete group"
+
+    def get_success_url(self, obj):
+        return reverse("fleet:group_list")
+
+    def act(self, obj):
+        name = obj.name
+        services.group_delete(actor=self.request.user, group=obj)
+        return f"Group {name} deleted."
