@@ -6,11 +6,9 @@ Errors are keyed by the API's own field paths (`canary.instances`, `change.param
 
 import re
 
-from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.utils import timezone
 
-from common import validators
 from common.exceptions import ApplicationError, ConflictError, ErrorCollector
 from common.services import audit_log
 from fleet import commands as command_logic
@@ -65,12 +63,6 @@ def _params(problems: ErrorCollector, kind: str, params) -> dict:
         )
         problems.add(where, text)
         return {}
-    version = clean.get("version")
-    if version:
-        try:
-            validators.validate_version(version)
-        except ValidationError as exc:
-            problems.add("change.params.version", exc.messages[0])
     return clean
 
 

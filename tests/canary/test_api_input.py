@@ -55,7 +55,7 @@ def test_every_problem_of_a_deployment_comes_at_once_under_its_own_field_path(fl
     assert data["errors"]["canary.instances"] == [
         "Canary instances must be in the deployment's scope; not in it: web-3."
     ]
-    assert "'banana' is not a version" in data["errors"]["change.params.version"][0]
+    assert data["errors"]["change.params.version"] == ["'version' must be a version such as 1.4.2."]
     assert "must be at least the check interval" in data["errors"]["max_duration"][0]
     assert "could never pass" in data["errors"]["consecutive_healthy_polls"][0]
     assert data["message"].startswith("5 problems: ")

@@ -108,7 +108,7 @@ def test_every_problem_of_the_form_is_shown_on_its_own_field_at_once(fleet, oper
     form = response.context["form"]
     assert "no host, user, // or backslash" in form.errors["health_check_url"][0]
     assert "must be at least the check interval" in form.errors["max_duration"][0]
-    assert "'banana' is not a version" in form.errors["version"][0]
+    assert form.errors["version"] == ["'version' must be a version such as 1.4.2."]
     assert not CanaryDeployment.objects.exists()
 
 
