@@ -18,14 +18,15 @@ class CanaryTargetInline(admin.TabularInline):
         "run",
         "revert_command",
         "revert_note",
-        "consecutive_healthy",
+        "step",
+        "judged",
     ]
     readonly_fields = fields
 
 
 @admin.register(CanaryDeployment)
 class CanaryDeploymentAdmin(admin.ModelAdmin):
-    list_display = ["__str__", "phase", "command_kind", "success_threshold", "created", "finished_at"]
+    list_display = ["__str__", "phase", "current_step", "paused", "command_kind", "success_threshold", "created"]
     list_filter = ["phase", "command_kind"]
     search_fields = ["name", "failure_reason"]
     readonly_fields = [f.name for f in CanaryDeployment._meta.fields]

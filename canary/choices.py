@@ -31,12 +31,30 @@ class PreflightPolicy(models.TextChoices):
     BLOCK = "block", "Block the start if any canary candidate is unhealthy or offline"
 
 
+class MissingAppPolicy(models.TextChoices):
+    EXCLUDE = "exclude", "Exclude instances that lack the app (listed, they never get the change)"
+    REFUSE = "refuse", "Refuse the start if any instance in scope lacks the app"
+
+
 class TargetRole(models.TextChoices):
     CANARY = "canary", "Canary"
+    STEP = "step", "Later step"
     ROLLOUT = "rollout", "Rollout"
+
+
+class ExclusionKind(models.TextChoices):
+    PREFLIGHT = "preflight", "Passed over by the pre-flight"
+    MISSING_APP = "missing_app", "Lacks the app to change"
 
 
 class PollPurpose(models.TextChoices):
     PREFLIGHT = "preflight", "Pre-flight"
     EVALUATION = "evaluation", "Evaluation"
     VERIFICATION = "verification", "Rollback verification"
+
+
+class RoundMode(models.TextChoices):
+    EVALUATE = "evaluate", "Evaluating a step"
+    WATCH = "watch", "Watching the instances the change reached"
+    OBSERVE = "observe", "Observing (forced promotion: no automatic decision)"
+    VERIFY = "verify", "Verifying the rollback"

@@ -1,7 +1,7 @@
 """Signal receivers: each only calls a service."""
 
-from . import services
+from .services import scheduling
 
 
 def on_command_run_finished(sender, run_id, status, **kwargs):
-    services.canary_run_finished(run_id=run_id)
+    scheduling.canary_run_finished(run_id=run_id)

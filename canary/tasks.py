@@ -3,12 +3,14 @@
 from celery import shared_task
 
 from . import services
+from .services.scheduling import OVERDUE_AFTER
 
 
 @shared_task
 def advance_due_deployments() -> int:
-    """Beat, every 5 s: hand each deployment whose next_poll_at is due to `advance_deployment`."""
-    ids = services.due_deployment_ids()
+    """Beat, every 5 s: the safety net. Each deployment's next look is normally a task enqueued for its own
+    due time (services.scheduling); this re-enqueues those overdue, whose task was lost with a worker."""
+    ids = services.due_deployment_ids(overdue_by=OVERDUE_AFTER)
     for pk in ids:
         # Expires before the next beat tick would enqueue it again, so a backlog cannot pile up.
         advance_deployment.apply_async(args=[pk], expires=60)
@@ -16,5 +18,6 @@ def advance_due_deployments() -> int:
 
 
 @shared_task
-def advance_deployment(pk: int) -> str | None:
-    return services.canary_advance(deployment_id=pk)
+def advance_deployment(pk: int, due: float | None = None) -> str | None:
+    """One look at one deployment; `due` is the time it was enqueued for (see services.scheduling)."""
+    return services.canary_advance(deployment_id=pk, due=due)

@@ -1,26 +1,49 @@
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.shortcuts import get_object_or_404, redirect
+from django.http import Http404
+from django.shortcuts import get_object_or_404, redirect, render
 from django.views.generic import FormView, TemplateView, View
 
 from common.choices import Role
-from common.exceptions import ApplicationError
-from common.views import RoleRequiredMixin, ServiceFormMixin
+from common.exceptions import ApplicationError, UpgradeRequired
+from common.views import RoleRequiredMixin, ServiceFormMixin, add_service_errors
+from fleet.licensing_store import require_feature
 from fleet.mixins import FeatureRequiredMixin
 
-from . import selectors, services
+from . import evaluation, selectors, services
 from .choices import Phase
-from .forms import CanaryForm, RollbackForm
+from .filters import HealthPollFilter
+from .forms import CanaryForm, ReasonForm, form_errors
 from .models import CanaryDeployment
 
 
-class CanaryViewMixin(FeatureRequiredMixin, RoleRequiredMixin):
+class CanaryViewMixin(RoleRequiredMixin):
+    """Reading a deployment, and stopping one (rollback, pause), never needs the license: after a
+    downgrade nothing is left running that nobody may see or stop. Starting and moving on do."""
+
     license_feature = services.FEATURE
     write_role = Role.OPERATOR
+
+    def licensed(self) -> UpgradeRequired | None:
+        try:
+            require_feature(self.license_feature)
+        except UpgradeRequired as exc:
+            return exc
+        return None
+
+
+class LicensedCanaryViewMixin(FeatureRequiredMixin, CanaryViewMixin):
+    license_feature = services.FEATURE
 
 
 class CanaryListView(CanaryViewMixin, TemplateView):
     template_name = "canary/list.html"
+
+    def get(self, request, *args, **kwargs):
+        upgrade = self.licensed()
+        if upgrade and not CanaryDeployment.objects.exists():
+            return render(request, "fleet/upgrade.html", {"upgrade": upgrade}, status=402)
+        return super().get(request, *args, **kwargs)
 
     def get_template_names(self):
         if self.request.headers.get("HX-Request") and self.request.GET.get("partial") == "rows":
@@ -35,18 +58,27 @@ class CanaryListView(CanaryViewMixin, TemplateView):
             qs = qs.filter(phase=phase)
         page = Paginator(qs, 25).get_page(self.request.GET.get("page"))
         context.update(
-            page_obj=page, deployments=page.object_list, phases=Phase.choices, phase=phase, title="Canary deployments"
+            page_obj=page,
+            deployments=page.object_list,
+            phases=Phase.choices,
+            phase=phase,
+            title="Canary deployments",
+            upgrade=self.licensed(),
         )
         return context
 
 
-class CanaryCreateView(CanaryViewMixin, ServiceFormMixin, FormView):
+class CanaryCreateView(LicensedCanaryViewMixin, ServiceFormMixin, FormView):
     template_name = "canary/create.html"
     form_class = CanaryForm
     required_role = Role.OPERATOR
 
-    def get_form_kwargs(self):
-        return {**super().get_form_kwargs(), "unavailable": selectors.criteria_available()}
+    def form_valid(self, form):
+        try:
+            return self.perform(form)
+        except ApplicationError as exc:
+            add_service_errors(form, ApplicationError(exc.message, errors=form_errors(exc.errors)))
+            return self.form_invalid(form)
 
     def perform(self, form):
         deployment = services.canary_create(actor=self.request.user, **form.service_kwargs())
@@ -54,36 +86,48 @@ class CanaryCreateView(CanaryViewMixin, ServiceFormMixin, FormView):
         return redirect(deployment.get_absolute_url())
 
 
-class CanaryPreviewView(CanaryViewMixin, TemplateView):
-    """htmx: the canary and rollout sets the form would produce, with the pre-flight result."""
+class CanaryPreviewView(LicensedCanaryViewMixin, TemplateView):
+    """htmx: the sets the form would produce. Status and apps only, on every change of the form; health
+    probes only when the person asks ("Check health now", `probe=1`), never on keystrokes."""
 
     template_name = "canary/_preview.html"
     required_role = Role.OPERATOR
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
-        form = CanaryForm(self.request.GET, unavailable=selectors.criteria_available())
+        form = CanaryForm(self.request.GET)
         form.is_valid()
         data = form.cleaned_data
-        error = ""
-        plan = None
+        probe = self.request.GET.get("probe") == "1"
+        error, plan = "", None
         if "scope" not in data:
             error = "Choose a valid scope to see the canary and rollout sets."
         else:
             try:
                 plan = services.canary_plan(
                     scope=data["scope"],
-                    selection=data.get("selection") or "percentage",
-                    percentage=data.get("canary_percentage"),
-                    instances=list(data.get("canary_instances") or ()),
+                    steps=_preview_steps(data),
+                    kind=data.get("command_kind") or "update_app",
+                    params=data.get("params") or {},
                     criteria=data.get("criteria") or (),
-                    health_path=data.get("health_path") or "/health",
-                    preflight_policy=data.get("preflight_policy") or "exclude",
+                    health_path=data.get("health_check_url") or "/health",
+                    preflight_policy=data.get("preflight") or "exclude",
+                    missing_app_policy=data.get("missing_app") or "exclude",
+                    probe=probe,
                 )
             except ApplicationError as exc:
                 error = exc.message
-        context.update(plan=plan, error=error)
+        context.update(plan=plan, error=error, probed=probe)
         return context
+
+
+def _preview_steps(data) -> list:
+    first = (
+        evaluation.Step(instances=tuple(i.pk for i in data.get("canary_instances") or ()))
+        if data.get("selection") == "instances"
+        else evaluation.Step(percentage=max(1, min(100, data.get("canary_percentage") or 10)))
+    )
+    return [first] + [evaluation.Step(percentage=p) for p in data.get("further") or () if 1 <= p <= 100]
 
 
 class CanaryDetailView(CanaryViewMixin, TemplateView):
@@ -99,19 +143,25 @@ class CanaryDetailView(CanaryViewMixin, TemplateView):
         try:
             deployment = selectors.canary_get(self.kwargs["pk"])
         except CanaryDeployment.DoesNotExist:
-            from django.http import Http404
-
             raise Http404("No such canary deployment") from None
         status = selectors.canary_status(deployment)
+        licensed = self.licensed() is None
+        allowed = {
+            action: not evaluation.action_refusal(
+                action, phase=deployment.phase, paused=deployment.paused, awaiting_approval=deployment.awaiting_approval
+            )
+            and (licensed or action in ("rollback", "pause"))
+            for action in evaluation.ACTIONS
+        }
         context.update(
             deployment=deployment,
             status=status,
             title=str(deployment),
-            timeline=selectors.canary_timeline(deployment, status["canary"]),
+            timeline=selectors.canary_timeline(deployment, status["reached"]),
             chart=selectors.share_chart(deployment, status["rounds"]),
-            can_promote=deployment.phase in (Phase.CANARY, Phase.EVALUATION),
-            can_rollback=deployment.phase in (Phase.CANARY, Phase.EVALUATION),
-            rollback_form=RollbackForm(),
+            allowed=allowed,
+            licensed=licensed,
+            reason_form=ReasonForm(),
         )
         return context
 
@@ -122,25 +172,58 @@ class CanaryDetailView(CanaryViewMixin, TemplateView):
         return response
 
 
+class CanaryPollsView(CanaryViewMixin, TemplateView):
+    """htmx: the poll history of a deployment, filtered by instance, round and verdict, paginated."""
+
+    template_name = "canary/_polls.html"
+    PICKER_LIMIT = 200
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        deployment = get_object_or_404(CanaryDeployment, pk=self.kwargs["pk"])
+        found = HealthPollFilter(self.request.GET, queryset=selectors.canary_polls(deployment))
+        polls = found.qs if found.is_valid() else selectors.canary_polls(deployment).none()
+        page = Paginator(polls, 50).get_page(self.request.GET.get("page"))
+        reached = deployment.targets.filter(step__isnull=False).select_related("instance").order_by("instance__name")
+        context.update(
+            deployment=deployment,
+            filter=found,
+            page_obj=page,
+            polls=page.object_list,
+            reached=reached[: self.PICKER_LIMIT],  # past this, the instance id box filters (a picker would be huge)
+        )
+        return context
+
+
 class CanaryActionView(CanaryViewMixin, View):
-    """POST promote / rollback: call the service; a refused transition becomes a flash message."""
+    """POST promote / rollback / approve / pause / resume: call the service; a refusal becomes a flash message."""
 
     action = ""
     http_method_names = ["post"]
+    DONE = {
+        "promote": ("success", "{d} promoted: the change is being sent to the rest of the scope."),
+        "rollback": ("warning", "{d} is rolling back: the change is being reverted on every instance it reached."),
+        "approve": ("success", "{d}: the next step was approved and is starting."),
+        "pause": ("warning", "{d} is paused: no further instance gets the change until you resume it."),
+        "resume": ("success", "{d} resumed."),
+    }
 
     def post(self, request, pk):
         deployment = get_object_or_404(CanaryDeployment, pk=pk)
+        form = ReasonForm(request.POST)
+        reason = form.cleaned_data["reason"] if form.is_valid() else ""
+        calls = {
+            "promote": lambda: services.canary_promote(actor=request.user, deployment=deployment),
+            "rollback": lambda: services.canary_rollback(actor=request.user, deployment=deployment, reason=reason),
+            "approve": lambda: services.canary_approve(actor=request.user, deployment=deployment),
+            "pause": lambda: services.canary_pause(actor=request.user, deployment=deployment, reason=reason),
+            "resume": lambda: services.canary_resume(actor=request.user, deployment=deployment),
+        }
         try:
-            if self.action == "promote":
-                services.canary_promote(actor=request.user, deployment=deployment)
-                messages.success(request, f"{deployment} promoted: the change is being sent to the rest of the scope.")
-            else:
-                form = RollbackForm(request.POST)
-                reason = form.cleaned_data["reason"] if form.is_valid() else ""
-                services.canary_rollback(actor=request.user, deployment=deployment, reason=reason)
-                messages.warning(
-                    request, f"{deployment} is rolling back: the change is being reverted on the canary instances."
-                )
-        except ApplicationError as exc:
+            calls[self.action]()
+        except ApplicationError as exc:  # a refused transition, or the license (UpgradeRequired)
             messages.error(request, exc.message)
+        else:
+            level, text = self.DONE[self.action]
+            getattr(messages, level)(request, text.format(d=deployment))
         return redirect(deployment.get_absolute_url())

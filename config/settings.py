@@ -238,7 +238,7 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": crontab(minute=5, hour=0),
         "options": {"expires": 3600},
     },
-    "canary-advance-due": {
+    "canary-advance-due": {  # the safety net: each round is enqueued for its own due time
         "task": "canary.tasks.advance_due_deployments",
         "schedule": timedelta(seconds=5),
         "options": {"expires": 4},
@@ -259,6 +259,8 @@ REGISTRATION_RETRY_SECONDS = env.int("REGISTRATION_RETRY_SECONDS", default=600)
 COMMAND_PICKUP_TIMEOUT = env.int("COMMAND_PICKUP_TIMEOUT", default=300)
 COMMAND_DEFAULT_TIMEOUT = env.int("COMMAND_DEFAULT_TIMEOUT", default=900)
 GOVERNANCE_STALE_AFTER_SECONDS = env.int("GOVERNANCE_STALE_AFTER_SECONDS", default=3600)
+# Canary: per-request health timeout (at most half a deployment's check interval), how often runs are
+# re-checked without a signal, verification rounds after a rollback (docs/canary.md).
 CANARY_PROBE_TIMEOUT = env.float("CANARY_PROBE_TIMEOUT", default=2.0)
 CANARY_RECHECK_SECONDS = env.int("CANARY_RECHECK_SECONDS", default=5)
 CANARY_VERIFY_ROUNDS = env.int("CANARY_VERIFY_ROUNDS", default=3)
@@ -305,9 +307,6 @@ LOGGING = {
 # names with htmx (server panels get the instance pk as the only argument).
 FLEET_DASHBOARD_PANELS = ["governance:fleet_compliance_panel"]
 SERVER_DETAIL_PANELS = ["governance:server_panel"]
-# The canary's "no new violations" criterion asks this function (dotted path; empty disables the
-# criterion): fn(instance_ids: list[int]) -> {instance_id: set of keys of open violations}.
-CANARY_VIOLATIONS_PROVIDER = env.str("CANARY_VIOLATIONS_PROVIDER", default="governance.selectors.open_violation_keys")
 
 # --- Metrics ----------------------------------------------------------------------------------
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")

@@ -48,7 +48,7 @@ class HealthServer:
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self.address = f"127.0.0.1:{self.port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self.thread.start()
 
     def url(self, path="/health"):
@@ -87,7 +87,6 @@ def health_server():
 def _short_probe_timeout(settings):
     settings.CANARY_PROBE_TIMEOUT = 0.5
     settings.CANARY_RECHECK_SECONDS = 1
-    settings.CANARY_VIOLATIONS_PROVIDER = ""
 
 
 @pytest.fixture

@@ -47,7 +47,9 @@ def test_create_with_named_instances(fleet, operator_api):
 def test_create_with_bad_input_is_400_in_words(fleet, operator_api):
     response = operator_api.post("/api/fleet/canary", {**BODY, "health_check_url": "health"}, format="json")
     assert_status(response, 400)
-    assert response.json()["message"].startswith("The health check URL must be a path")
+    assert response.json()["errors"] == {
+        "health_check_url": ["The health check URL must be a path starting with / (e.g. /health), not a full URL."]
+    }
     response = operator_api.post("/api/fleet/canary", {**BODY, "canary": {}}, format="json")
     assert_status(response, 400)
     assert "either a percentage or a list" in response.json()["message"]
@@ -89,7 +91,9 @@ def test_status_after_a_round_has_per_instance_latest_health(fleet, operator_use
     canary_advance(deployment_id=deployment.pk)
     data = viewer_api.get(f"/api/fleet/canary/{deployment.pk}").json()
     health = data["health"]
-    assert (health["poll_count"], health["healthy_percent"], health["passing"]) == (1, 0.0, 0)  # 1 of 2 polls needed
+    # Every poll of the round was healthy; none counts towards the threshold yet (2 in a row needed).
+    assert (health["poll_count"], health["healthy_percent"], health["passing"]) == (1, 100.0, 0)
+    assert health["instances"][0]["consecutive_healthy"] == 1
     latest = health["instances"][0]["latest"]
     assert (latest["instance"], latest["status_code"], latest["healthy"]) == ("web-1", 200, True)
     assert health["rounds"][0]["number"] == 1
@@ -100,12 +104,18 @@ def test_unknown_deployment_is_404(fleet, viewer_api):
 
 
 def test_promote_and_rollback_return_the_new_phase(fleet, operator_user, operator_api):
-    first = start(operator_user, percentage=33)
-    response = operator_api.post(f"/api/fleet/canary/{first.pk}/promote")
+    deployment = start(operator_user, percentage=33)
+    response = operator_api.post(f"/api/fleet/canary/{deployment.pk}/promote")
     assert_status(response, 200)
     assert response.json()["phase"] == "rollout"
-    second = start(operator_user, percentage=33)
-    response = operator_api.post(f"/api/fleet/canary/{second.pk}/rollback", {"reason": "latency"}, format="json")
+    assert response.json()["actions"] == {
+        "promote": False,
+        "rollback": True,
+        "approve": False,
+        "pause": True,
+        "resume": False,
+    }
+    response = operator_api.post(f"/api/fleet/canary/{deployment.pk}/rollback", {"reason": "latency"}, format="json")
     assert_status(response, 200)
     assert response.json()["phase"] == "rollback"
     assert response.json()["failure_reason"] == "Rolled back by oscar: latency"
@@ -143,21 +153,37 @@ def test_anonymous_requests_are_401(fleet, client):
     assert_status(APIClient().get("/api/fleet/canary"), 401)
 
 
-def test_without_the_license_feature_every_endpoint_is_402(make_fleet, install_license, operator_api):
+def test_without_the_license_feature_new_deployments_and_moving_on_are_402(make_fleet, install_license, operator_api):
     install_license("pro")
     make_fleet(2)
-    for method, path in [
-        ("get", "/api/fleet/canary"),
-        ("post", "/api/fleet/canary"),
-        ("get", "/api/fleet/canary/1"),
-        ("post", "/api/fleet/canary/1/promote"),
-        ("post", "/api/fleet/canary/1/rollback"),
+    for path in [
+        "/api/fleet/canary",
+        "/api/fleet/canary/1/promote",
+        "/api/fleet/canary/1/approve",
+        "/api/fleet/canary/1/resume",
     ]:
-        response = getattr(operator_api, method)(path, BODY if method == "post" else None, format="json")
+        response = operator_api.post(path, BODY, format="json")
         assert_status(response, 402)
         assert response.json()["error"] == "upgrade_required"
         assert response.json()["feature"] == "canary_deployments"
         assert response.json()["required_plan"] == "business"
+
+
+def test_after_a_license_downgrade_a_running_deployment_can_still_be_read_paused_and_rolled_back(
+    fleet, operator_user, operator_api, install_license
+):
+    deployment = start(operator_user, percentage=33)
+    install_license("pro")  # the newest license is the one in force
+    assert_status(operator_api.get("/api/fleet/canary"), 200)
+    assert_status(operator_api.get(f"/api/fleet/canary/{deployment.pk}"), 200)
+    assert_status(operator_api.get(f"/api/fleet/canary/{deployment.pk}/polls"), 200)
+    assert_status(operator_api.post(f"/api/fleet/canary/{deployment.pk}/pause"), 200)
+    assert_status(operator_api.post(f"/api/fleet/canary/{deployment.pk}/resume"), 402)
+    assert_status(operator_api.post(f"/api/fleet/canary/{deployment.pk}/promote"), 402)
+    response = operator_api.post(f"/api/fleet/canary/{deployment.pk}/rollback", {"reason": "license"}, format="json")
+    assert_status(response, 200)
+    assert response.json()["phase"] == "rollback"
+    assert_status(operator_api.post("/api/fleet/canary", BODY, format="json"), 402)
 
 
 def test_the_openapi_schema_documents_the_canary_paths(admin_api):
@@ -173,6 +199,10 @@ def test_the_openapi_schema_documents_the_canary_paths(admin_api):
         "/api/fleet/canary/{id}",
         "/api/fleet/canary/{id}/promote",
         "/api/fleet/canary/{id}/rollback",
+        "/api/fleet/canary/{id}/polls",
+        "/api/fleet/canary/{id}/approve",
+        "/api/fleet/canary/{id}/pause",
+        "/api/fleet/canary/{id}/resume",
     } <= set(paths)
 
 
@@ -180,7 +210,8 @@ def test_listing_costs_the_same_few_queries_for_many_deployments(
     fleet, operator_user, viewer_api, django_assert_max_num_queries
 ):
     for _ in range(6):
-        start(operator_user, percentage=33)
+        done = start(operator_user, percentage=33)
+        CanaryDeployment.objects.filter(pk=done.pk).update(phase=Phase.ROLLED_BACK)  # else the next overlaps it
     with django_assert_max_num_queries(12):
         response = viewer_api.get("/api/fleet/canary")
     assert len(response.json()["results"]) == 6

@@ -7,7 +7,7 @@ from django.db import connection
 
 from canary import services
 from canary.choices import Phase
-from canary.models import EvaluationRound
+from canary.models import EvaluationRound, HealthPoll
 from common.exceptions import ConflictError
 from common.models import AuditEntry
 from fleet.choices import CommandSource
@@ -59,6 +59,7 @@ def test_two_simultaneous_promotions_send_the_rollout_once(deployment, operator_
     assert sorted(type(r).__name__ for r in results) == ["CanaryDeployment", "ConflictError"]
     loser = next(r for r in results if isinstance(r, ConflictError))
     assert "already rolling out" in loser.message
+    race(3, lambda i: services.canary_advance(deployment_id=deployment.pk))  # three workers send the rollout
     assert Command.objects.filter(source=CommandSource.CANARY, description__endswith="rollout").count() == 1
     assert AuditEntry.objects.filter(action="canary.promote").count() == 1
 
@@ -78,6 +79,7 @@ def test_a_promotion_racing_a_rollback_leaves_exactly_one_outcome(deployment, op
         ),
     )
     assert sum(isinstance(r, ConflictError) for r in barrier_results) == 1
+    race(2, lambda i: services.canary_advance(deployment_id=deployment.pk))
     deployment.refresh_from_db()
     rollouts = Command.objects.filter(description__endswith="rollout").count()
     reverts = Command.objects.filter(source=CommandSource.ROLLBACK).count()
@@ -92,7 +94,8 @@ def test_two_workers_advancing_the_same_due_round_poll_and_promote_once(deployme
     race(4, lambda i: services.canary_advance(deployment_id=deployment.pk))
     deployment.refresh_from_db()
     assert deployment.phase == Phase.ROLLOUT
-    assert deployment.poll_round == 1
+    assert deployment.poll_round == 1 and deployment.rounds_recorded == 1
     assert EvaluationRound.objects.filter(deployment=deployment).count() == 1
+    assert HealthPoll.objects.filter(deployment=deployment).count() == 1
     assert Command.objects.filter(description__endswith="rollout").count() == 1
     assert AuditEntry.objects.filter(action="canary.promote").count() == 1

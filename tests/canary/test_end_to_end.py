@@ -7,7 +7,8 @@ import pytest
 
 from canary import services
 from canary.choices import Criterion, Phase, SelectionKind
-from canary.models import CanaryDeployment
+from canary.models import CanaryDeployment, CanaryTarget, EvaluationRound
+from common.exceptions import ConflictError
 from common.models import AuditEntry, Notification
 from fleet.choices import CommandSource, CommandType, RunStatus
 from fleet.models import Command, CommandRun, Instance
@@ -40,13 +41,14 @@ def fleet(simulated_fleet, canary_license, admin_user):
 
 def start_canary(actor, version, **kw):
     options = {
-        "selection": SelectionKind.PERCENTAGE,
-        "percentage": 50,
         "criteria": [Criterion.ONLINE, Criterion.HEALTH_CHECK],
         "check_interval": 1,
         "max_duration": 15,
         **kw,
     }
+    if "steps" not in options:
+        options.setdefault("selection", SelectionKind.PERCENTAGE)
+        options.setdefault("percentage", 50)
     return services.canary_create(
         actor=actor,
         kind=CommandType.UPDATE_APP,
@@ -61,6 +63,11 @@ def phase_is(deployment, *phases):
     return deployment.phase in phases
 
 
+def workers(celery_worker_factory):
+    """One worker (two threads, as the other end-to-end tests) and beat, the safety net."""
+    return celery_worker_factory(), celery_worker_factory(beat=True)
+
+
 def test_a_bad_version_fails_health_and_rolls_back_by_itself_to_the_old_version(
     fleet, operator_user, admin_user, celery_worker_factory
 ):
@@ -71,8 +78,8 @@ def test_a_bad_version_fails_health_and_rolls_back_by_itself_to_the_old_version(
     assert len(canary) == 2
     wait_for(lambda: phase_is(deployment, Phase.ROLLED_BACK, Phase.FAILED), timeout=120, message="the rollback")
     assert deployment.phase == Phase.ROLLED_BACK
-    # Decided at the max duration (the beat looks every 5 s, a round takes at most the probe timeout).
-    assert deployment.decided_at <= deployment.deadline_at + timedelta(seconds=10)
+    # Decided by the last round on the grid at or before the max duration: within one interval after it.
+    assert deployment.decided_at <= deployment.deadline_at + timedelta(seconds=deployment.check_interval_seconds)
     assert "The success threshold was not met within the max duration (15 s)" in deployment.failure_reason
     assert all("health_check: HTTP 500" in f[0] for f in deployment.failure_details.values())
     assert sorted(deployment.failure_details) == sorted(i.name for i in canary)
@@ -125,3 +132,98 @@ def test_a_worker_killed_mid_evaluation_is_replaced_and_the_deployment_completes
     assert AuditEntry.objects.filter(action="canary.promote", object_id=str(deployment.pk)).count() == 1
     assert AuditEntry.objects.filter(action="canary.succeeded", object_id=str(deployment.pk)).count() == 1
     assert Notification.objects.filter(user=admin_user, title__endswith="succeeded").count() == 1
+
+
+# --- Timing, steps, pause, overlap and fail-fast through the real worker ------------------------------
+
+
+def test_a_healthy_canary_polled_every_second_needing_15_in_a_row_succeeds_with_each_round_on_time(
+    fleet, operator_user, celery_worker_factory
+):
+    """The issue's case: every poll 200, interval 1 s, 15 consecutive healthy polls, max duration 40 s."""
+    workers(celery_worker_factory)
+    deployment = start_canary(operator_user, "2.0", percentage=50, consecutive_healthy=15, max_duration=40)
+    wait_for(
+        lambda: phase_is(deployment, Phase.SUCCEEDED, Phase.FAILED, Phase.ROLLED_BACK), timeout=150, message="success"
+    )
+    assert deployment.phase == Phase.SUCCEEDED, deployment.failure_reason
+    rounds = list(EvaluationRound.objects.filter(deployment=deployment, purpose="evaluation").order_by("number"))
+    canary_rounds = [r for r in rounds if r.step == 1]
+    assert len(canary_rounds) == 15  # promoted by the 15th round in a row, not one later
+    assert all(r.healthy == r.total for r in rounds)  # every round's healthy share: 100 %
+    assert all(r.healthy_share == 100.0 for r in rounds)
+    for step in (1, 2):
+        mine = [r for r in rounds if r.step == step]
+        # Due exactly one interval apart (the grid), each started within 0.5 s of its due time.
+        assert all((b.due_at - a.due_at).total_seconds() == 1.0 for a, b in zip(mine, mine[1:], strict=False))
+        late = [(r.number, (r.started_at - r.due_at).total_seconds()) for r in mine]
+        assert all(0 <= lateness <= 0.5 for _, lateness in late), late
+    assert rounds[-1].total == 4  # the rollout was judged over every instance the change reached
+
+
+def test_a_three_step_deployment_failing_at_step_two_rolls_back_every_instance_it_reached(
+    fleet, operator_user, admin_user, celery_worker_factory
+):
+    workers(celery_worker_factory)
+    deployment = start_canary(
+        operator_user,
+        "2.0",
+        steps=[{"percentage": 25}, {"percentage": 50}, {"percentage": 100}],
+        consecutive_healthy=2,
+        max_duration=20,
+    )
+    step_two = wait_for(
+        lambda: CanaryTarget.objects.filter(deployment=deployment, step=2, run__isnull=False).first(),
+        timeout=60,
+        message="step 2 sent",
+    )
+    fleet.inject(step_two.instance.name, "fail")  # the change breaks the instance of step 2
+    wait_for(
+        lambda: phase_is(deployment, Phase.ROLLBACK, Phase.ROLLED_BACK, Phase.FAILED), timeout=60, message="rollback"
+    )
+    assert deployment.failure_reason.startswith("Step 2 (step 2 of 3): The success threshold can no longer be met")
+    fleet.inject(step_two.instance.name, "ok")
+    wait_for(lambda: phase_is(deployment, Phase.ROLLED_BACK, Phase.FAILED), timeout=60, message="rolled back")
+    assert deployment.phase == Phase.ROLLED_BACK and deployment.rollback_verified, deployment.rollback_note
+    reached = [t.instance for t in CanaryTarget.objects.filter(deployment=deployment, step__isnull=False)]
+    assert len(reached) == 2
+    wait_for(lambda: all(web_app_version(i) == "1.0" for i in reached), timeout=15, message="both back on 1.0")
+    assert Command.objects.filter(source=CommandSource.ROLLBACK).count() == 2
+    others = Instance.objects.exclude(pk__in=[i.pk for i in reached])
+    assert not CommandRun.objects.filter(instance__in=others, command__source=CommandSource.CANARY).exists()
+    assert Notification.objects.filter(user=admin_user, title__contains="failed and is rolling back").count() == 1
+
+
+def test_a_paused_deployment_holds_refuses_an_overlapping_one_and_completes_after_resume(
+    fleet, operator_user, celery_worker_factory
+):
+    workers(celery_worker_factory)
+    deployment = start_canary(operator_user, "2.0", percentage=25, max_duration=30)
+    services.canary_pause(actor=operator_user, deployment=deployment, reason="watching the graphs")
+    wait_for(lambda: EvaluationRound.objects.filter(deployment=deployment).count() >= 3, timeout=60, message="3 rounds")
+    deployment.refresh_from_db()
+    assert deployment.phase == Phase.EVALUATION  # healthy, but held
+    assert set(EvaluationRound.objects.filter(deployment=deployment).values_list("mode", flat=True)) == {"watch"}
+    with pytest.raises(ConflictError, match=f"#{deployment.pk}, evaluation\\) is already changing app web-app"):
+        start_canary(operator_user, "3.0")
+    services.canary_resume(actor=operator_user, deployment=deployment)
+    wait_for(lambda: phase_is(deployment, Phase.SUCCEEDED, Phase.FAILED, Phase.ROLLED_BACK), timeout=60, message="done")
+    assert deployment.phase == Phase.SUCCEEDED, deployment.failure_reason
+    assert AuditEntry.objects.filter(action="canary.pause").count() == 1
+    assert AuditEntry.objects.filter(action="canary.resume").count() == 1
+
+
+def test_a_canary_that_can_no_longer_pass_is_rolled_back_long_before_its_max_duration(
+    fleet, operator_user, celery_worker_factory
+):
+    workers(celery_worker_factory)
+    # 15 healthy rounds in a row are needed within 30 s: once a failing instance has fewer than 15 rounds
+    # left, the threshold can no longer be met.
+    deployment = start_canary(operator_user, "2.0+fail", consecutive_healthy=15, max_duration=30)
+    wait_for(
+        lambda: phase_is(deployment, Phase.ROLLBACK, Phase.ROLLED_BACK, Phase.FAILED), timeout=60, message="rollback"
+    )
+    assert "can no longer be met within the max duration (30 s)" in deployment.failure_reason
+    assert deployment.decided_at < deployment.deadline_at - timedelta(seconds=10)
+    wait_for(lambda: phase_is(deployment, Phase.ROLLED_BACK, Phase.FAILED), timeout=60, message="rolled back")
+    assert deployment.rollback_verified is True, deployment.rollback_note

@@ -9,6 +9,7 @@ from django.utils import timezone
 from canary import services
 from canary.choices import Criterion, Phase, PollPurpose, PreflightPolicy, TargetRole
 from canary.models import CanaryDeployment, EvaluationRound, HealthPoll
+from canary.services import transitions
 from common.exceptions import ApplicationError, ConflictError, UpgradeRequired
 from common.models import AuditEntry, Notification
 from fleet.choices import CommandSource, InstanceStatus, RunStatus
@@ -16,14 +17,7 @@ from fleet.models import Command, CommandRun
 from fleet.signals import command_run_finished
 
 from .conftest import agent_finishes
-from .helpers import canary_runs, start
-
-VIOLATIONS: dict[int, set] = {}
-
-
-def fake_violations(instance_ids):
-    """A stand-in violations provider (the real one belongs to governance)."""
-    return {i: VIOLATIONS.get(i, set()) for i in instance_ids}
+from .helpers import canary_runs, open_violation, start
 
 
 def advance(deployment, now=None):
@@ -117,8 +111,13 @@ def test_named_canary_instances_must_be_in_the_scope(make_fleet, canary_license,
     [
         ({"success_threshold": 0}, "threshold must be between 1 and 100"),
         ({"health_path": "health"}, "must be a path starting with /"),
+        ({"health_path": "//evil.example/x"}, "no host, user, // or backslash"),
+        ({"health_path": "http://169.254.169.254/latest"}, "must be a path starting with /"),
+        ({"health_path": "/a@b"}, "no host, user, // or backslash"),
+        ({"health_path": "/a\\b"}, "no host, user, // or backslash"),
+        ({"health_path": "/a b"}, "only contain URL path characters"),
         ({"criteria": []}, "at least one success criterion"),
-        ({"check_interval": 10, "max_duration": 5}, "max duration must be at least the check interval"),
+        ({"check_interval": 10, "max_duration": 5}, "must be at least the check interval"),
         ({"consecutive_healthy": 40, "check_interval": 1, "max_duration": 30}, "could never pass"),
         ({"criteria": ["uptime"]}, "Unknown criterion 'uptime'"),
     ],
@@ -127,12 +126,6 @@ def test_bad_input_is_refused_in_words(three, operator_user, options, message):
     with pytest.raises(ApplicationError, match=message):
         start(operator_user, **options)
     assert not CanaryDeployment.objects.exists()
-
-
-def test_no_new_violations_is_unavailable_without_a_provider(three, operator_user, settings):
-    settings.CANARY_VIOLATIONS_PROVIDER = "governance.selectors.does_not_exist"
-    with pytest.raises(ApplicationError, match="'no new violations' criterion is unavailable"):
-        start(operator_user, criteria=[Criterion.NO_NEW_VIOLATIONS])
 
 
 # --- Canary → evaluation → rollout -----------------------------------------------------------
@@ -156,12 +149,16 @@ def test_a_healthy_canary_is_promoted_and_rolled_out_to_the_rest_then_succeeds(t
     assert not deployment.forced
     rollout_runs = list(deployment.rollout_command.runs.select_related("instance"))
     assert sorted(r.instance.name for r in rollout_runs) == ["web-2", "web-3"]
+    assert deployment.rollout_command.scope_label == "Instances: web-2, web-3"  # what it ran on
     poll = HealthPoll.objects.get(deployment=deployment)
     assert (poll.status_code, poll.healthy, poll.round) == (200, True, 1)
     assert EvaluationRound.objects.get(deployment=deployment).healthy_share == 100.0
     assert advance(deployment) == Phase.ROLLOUT  # rollout runs still pending
     agent_finishes(rollout_runs)
+    assert advance(deployment) == Phase.ROLLOUT  # applied: the rollout is judged by health too
     assert advance(deployment) == Phase.SUCCEEDED
+    final = EvaluationRound.objects.filter(deployment=deployment).last()
+    assert (final.step, final.total, final.healthy) == (2, 3, 3)  # every instance the change reached
     assert deployment.finished_at and deployment.next_poll_at is None
     assert Notification.objects.filter(user=admin_user, title__endswith="succeeded").count() == 1
     assert AuditEntry.objects.filter(action="canary.promote", details__forced=False).exists()
@@ -226,7 +223,7 @@ def test_not_meeting_the_threshold_within_max_duration_rolls_back_the_exact_chan
     assert {c.inverse_of_id for c in reverts} == {runs[0].command_id}
     note = Notification.objects.get(user=admin_user)
     assert note.level == "critical" and "web-2: health_check: HTTP 500" in note.body
-    assert "The rollout will not happen" in note.body
+    assert "The rollout will not happen." in note.body
     # ...and by email, once the rollback is committed.
     (email,) = [m for m in mail.outbox if "rolling back" in m.subject]
     assert email.to == [admin_user.email] and "web-2: health_check: HTTP 500" in email.body
@@ -278,11 +275,13 @@ def test_a_revert_that_fails_ends_the_deployment_failed(three, operator_user):
     assert "web-1: disk full" in deployment.rollback_note
 
 
-def test_a_failed_canary_run_counts_as_a_failure_and_is_not_reverted(three, operator_user):
+def test_a_failed_canary_run_fails_fast_and_is_not_reverted(three, operator_user):
     deployment = start(operator_user, percentage=33)
     agent_finishes(canary_runs(deployment), status=RunStatus.FAILED, error="package not found")
     assert advance(deployment) == Phase.EVALUATION
-    assert advance(deployment, deployment.deadline_at) == Phase.ROLLBACK
+    assert advance(deployment) == Phase.ROLLBACK  # the first round: it can never pass, so no waiting
+    assert deployment.decided_at < deployment.deadline_at
+    assert "can no longer be met within the max duration (30 s)" in deployment.failure_reason
     assert deployment.failure_details == {"web-1": ["change: the command failed (package not found)"]}
     target = deployment.targets.get(role=TargetRole.CANARY)
     assert target.revert_command is None
@@ -292,7 +291,7 @@ def test_a_failed_canary_run_counts_as_a_failure_and_is_not_reverted(three, oper
 def test_canary_runs_not_applied_by_the_deadline_roll_back(three, operator_user):
     deployment = start(operator_user, percentage=33)
     assert advance(deployment, deployment.deadline_at) == Phase.ROLLBACK
-    assert "not applied to every canary instance within the max duration" in deployment.failure_reason
+    assert "not applied to every instance of the canary group within the max duration" in deployment.failure_reason
 
 
 def test_rollback_reverts_only_the_deployed_change_not_independent_ones(three, operator_user):
@@ -313,28 +312,58 @@ def test_rollback_reverts_only_the_deployed_change_not_independent_ones(three, o
     assert [(c.kind, c.params) for c in reverts] == [("update_app", {"app": "web-app", "version": "1.0"})]
 
 
-def test_a_new_violation_fails_the_no_new_violations_criterion(three, operator_user, settings):
-    settings.CANARY_VIOLATIONS_PROVIDER = "tests.canary.test_services.fake_violations"
-    VIOLATIONS.clear()
-    VIOLATIONS[three[0].pk] = {"required_apps:monitoring"}  # already open before: not new
+def test_a_new_violation_fails_the_no_new_violations_criterion(three, operator_user):
+    before = open_violation(three[0], "required_apps", "monitoring")  # already open before: not new
     deployment = start(operator_user, percentage=33, criteria=[Criterion.NO_NEW_VIOLATIONS])
-    assert deployment.violations_baseline == {str(three[0].pk): ["required_apps:monitoring"]}
+    assert deployment.violations_baseline == {str(three[0].pk): [f"{before.policy_id}:monitoring"]}
     to_evaluation(deployment)
-    VIOLATIONS[three[0].pk] = {"required_apps:monitoring", "blocked_apps:telnet"}
+    new = open_violation(three[0], "blocked_apps", "telnet")
     assert advance(deployment, deployment.deadline_at) == Phase.ROLLBACK
-    assert deployment.failure_details == {"web-1": ["no_new_violations: new blocked_apps:telnet"]}
-    VIOLATIONS.clear()
+    assert deployment.failure_details == {"web-1": [f"no_new_violations: new {new.policy_id}:telnet"]}
 
 
-def test_the_rollout_fails_listing_each_instance_where_the_change_failed(three, operator_user):
-    deployment = start(operator_user, percentage=33)
+def test_violations_that_cannot_be_read_fail_the_round_never_pass_it(three, operator_user, monkeypatch):
+    from canary.services import preflight
+
+    deployment = start(operator_user, percentage=33, criteria=[Criterion.NO_NEW_VIOLATIONS])
+    to_evaluation(deployment)
+
+    def down(ids):
+        raise RuntimeError("database of violations unreachable")
+
+    monkeypatch.setattr(preflight, "open_violation_keys", down)
+    assert advance(deployment) == Phase.EVALUATION
+    poll = HealthPoll.objects.get(deployment=deployment)
+    assert not poll.healthy and "could not be checked (database of violations unreachable)" in poll.reason
+
+
+def test_a_rollout_failing_within_the_threshold_ends_failed_listing_each_instance_once(three, operator_user):
+    deployment = start(operator_user, percentage=33, success_threshold=66)
     to_evaluation(deployment)
     advance(deployment)
     runs = list(deployment.rollout_command.runs.select_related("instance").order_by("instance__name"))
     agent_finishes(runs[:1])
     agent_finishes(runs[1:], status=RunStatus.FAILED, error="dependency conflict")
-    assert advance(deployment) == Phase.FAILED
-    assert deployment.failure_reason == "The rollout failed on 1 of 2 instances: web-3: dependency conflict."
+    assert advance(deployment) == Phase.ROLLOUT
+    assert advance(deployment) == Phase.FAILED  # 2 of 3 meet 66 %: no rollback, but not a success either
+    assert deployment.failure_reason == "The rollout failed on 1 of 2 instances; each is listed with its error."
+    assert deployment.failure_details == {"web-3": ["rollout: dependency conflict"]}
+    assert not Command.objects.filter(source=CommandSource.ROLLBACK).exists()
+
+
+def test_a_rollout_failing_past_the_threshold_rolls_back_every_instance_the_change_reached(three, operator_user):
+    deployment = start(operator_user, percentage=33)
+    to_evaluation(deployment)
+    advance(deployment)
+    runs = list(deployment.rollout_command.runs.select_related("instance").order_by("instance__name"))
+    agent_finishes(runs[:1], status=RunStatus.FAILED, error="dependency conflict")
+    # The next round watches every instance whose run finished: web-1 (the canary) and web-2 (failed).
+    assert advance(deployment, timezone.now() + timedelta(seconds=1)) == Phase.ROLLBACK
+    assert "Step 2 (rollout): Health failed past the threshold during the rollout" in deployment.failure_reason
+    assert deployment.failure_details == {"web-2": ["change: the command failed (dependency conflict)"]}
+    reverted = sorted(c.runs.get().instance.name for c in Command.objects.filter(source=CommandSource.ROLLBACK))
+    # web-2's run failed (nothing to revert); web-3's is still pending: its revert is queued behind it.
+    assert reverted == ["web-1", "web-3"]
 
 
 # --- Forced promote / rollback ------------------------------------------------------------------
@@ -349,6 +378,7 @@ def _in_phase(phase, fleet, actor):
         return deployment
     if phase in (Phase.ROLLOUT, Phase.SUCCEEDED):
         services.canary_promote(actor=actor, deployment=deployment)
+        advance(deployment)  # sends the rollout
         if phase == Phase.SUCCEEDED:
             agent_finishes(list(deployment.rollout_command.runs.all()))
             advance(deployment)
@@ -379,7 +409,6 @@ def test_an_operator_can_force_rollback_during_canary_and_evaluation(three, oper
 @pytest.mark.parametrize(
     ("phase", "reason"),
     [
-        (Phase.ROLLOUT, "it is already rolling out"),
         (Phase.ROLLBACK, "it is already rolling back"),
         (Phase.SUCCEEDED, "it already succeeded"),
         (Phase.ROLLED_BACK, "it was rolled back"),
@@ -396,13 +425,22 @@ def test_promote_and_rollback_are_conflicts_once_decided(three, operator_user, p
     assert deployment.phase == phase
 
 
+def test_a_rollout_cannot_be_promoted_again_but_can_be_rolled_back(three, operator_user):
+    deployment = _in_phase(Phase.ROLLOUT, three, operator_user)
+    with pytest.raises(ConflictError, match="it is already rolling out"):
+        services.canary_promote(actor=operator_user, deployment=deployment)
+    services.canary_rollback(actor=operator_user, deployment=deployment, reason="latency up")
+    assert deployment.phase == Phase.ROLLBACK
+
+
 def test_a_stale_copy_cannot_transition_twice(three, operator_user):
     deployment = start(operator_user, percentage=33)
     stale = CanaryDeployment.objects.get(pk=deployment.pk)
     services.canary_promote(actor=operator_user, deployment=deployment)
     stale.phase = Phase.CANARY  # what a second worker still believes
     with pytest.raises(ConflictError, match="already rolling out"):
-        services._transition(stale, Phase.ROLLBACK)
+        transitions.transition(stale, Phase.EVALUATION)
+    advance(deployment)
     assert Command.objects.filter(source=CommandSource.CANARY).count() == 2  # canary + one rollout
 
 
@@ -423,11 +461,13 @@ def test_the_beat_task_hands_each_due_deployment_to_its_own_task(three, operator
     from canary import tasks
 
     deployment = start(operator_user, percentage=33)
-    CanaryDeployment.objects.filter(pk=deployment.pk).update(next_poll_at=timezone.now())
+    CanaryDeployment.objects.filter(pk=deployment.pk).update(next_poll_at=timezone.now() - timedelta(seconds=2))
     sent = []
     monkeypatch.setattr(tasks.advance_deployment, "apply_async", lambda args, **kw: sent.append(args))
-    assert tasks.advance_due_deployments() == 1
+    assert tasks.advance_due_deployments() == 1  # overdue: its own task was lost (e.g. with a killed worker)
     assert sent == [[deployment.pk]]
+    CanaryDeployment.objects.filter(pk=deployment.pk).update(next_poll_at=timezone.now())
+    assert tasks.advance_due_deployments() == 0  # due now: its own task, enqueued for this time, runs it
     agent_finishes(canary_runs(deployment))
     assert tasks.advance_deployment(deployment.pk) == Phase.EVALUATION
 

@@ -1,0 +1,25 @@
+"""What every part of the canary services shares: the license feature, run statuses, settings read once."""
+
+from django.conf import settings
+
+from fleet.choices import RunStatus
+
+FEATURE = "canary_deployments"
+FINISHED = (RunStatus.COMPLETED, RunStatus.FAILED)
+
+
+def configured_probe_timeout() -> float:
+    return float(getattr(settings, "CANARY_PROBE_TIMEOUT", 2.0))
+
+
+def recheck_seconds(deployment) -> int:
+    """How soon to look again at command runs when no run-finished signal came (the safety net)."""
+    return max(1, min(int(getattr(settings, "CANARY_RECHECK_SECONDS", 5)), deployment.check_interval_seconds))
+
+
+def verify_rounds() -> int:
+    return int(getattr(settings, "CANARY_VERIFY_ROUNDS", 3))
+
+
+def actor_label(actor) -> str:
+    return getattr(actor, "username", None) or str(actor or "system")
