@@ -1,6 +1,6 @@
 """One settings module; every environment-specific value comes from the environment.
 
-With nothing set, the product runs embedded: SQLite and Celery's filesystem broker under var/.
+With nothing set, the product runs embedded: SQLite and the embedded broker (common/broker.py) under var/.
 """
 
 from datetime import timedelta
@@ -190,18 +190,10 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- Celery ---------------------------------------------------------------------------------
-CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
-if CELERY_BROKER_URL == "filesystem://":
-    _queue = VAR_DIR / "celery"
-    for sub in ("queue", "processed", "control"):
-        (_queue / sub).mkdir(parents=True, exist_ok=True)
-    CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "data_folder_in": str(_queue / "queue"),
-        "data_folder_out": str(_queue / "queue"),
-        "processed_folder": str(_queue / "processed"),
-        "control_folder": str(_queue / "control"),
-        "store_processed": False,
-    }
+# With no broker configured: the embedded broker under var/celery (common/broker.py, docs/operations.md).
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="atomicfs://")
+if CELERY_BROKER_URL.startswith("atomicfs://"):
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"data_folder": str(VAR_DIR / "celery"), "polling_interval": 0.5}
 else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
