@@ -11,7 +11,6 @@ message, before acking it: a worker killed mid-task. Plain kombu, no Django.
 import argparse
 import os
 import signal
-import socket
 import sys
 import time
 from pathlib import Path
@@ -75,7 +74,7 @@ def consume(args) -> None:
                 try:
                     conn.drain_events(timeout=0.2)
                     idle_since = time.monotonic()
-                except (TimeoutError, socket.timeout):
+                except TimeoutError:
                     pass
 
 

@@ -196,7 +196,9 @@ def test_a_celery_worker_on_the_embedded_broker_runs_tasks_sent_by_another_proce
 
 def test_the_embedded_broker_is_the_default_with_nothing_configured():
     env = {k: v for k, v in os.environ.items() if k not in ("CELERY_BROKER_URL", "DATABASE_URL")}
-    code = "from django.conf import settings; import django; django.setup(); print(json.dumps(settings.CELERY_BROKER_URL))"
+    code = (
+        "from django.conf import settings; import django; django.setup(); print(json.dumps(settings.CELERY_BROKER_URL))"
+    )
     out = subprocess.run(
         [sys.executable, "-c", "import json; " + code], cwd=ROOT, env=env, capture_output=True, text=True, check=True
     )
