@@ -26,6 +26,8 @@ QUEUE = "drill"
 
 def connection(transport: str, folder: str, recover_interval: float = 10) -> kombu.Connection:
     broker.register()
+    if transport == "redis":
+        return kombu.Connection(folder)  # --dir is the URL here
     if transport == "atomicfs":
         options = {"data_folder": folder, "polling_interval": 0.05, "recover_interval": recover_interval}
     else:  # kombu's own, configured as this project configured it before
@@ -81,8 +83,8 @@ def consume(args) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("role", choices=["produce", "consume"])
-    parser.add_argument("--transport", choices=["atomicfs", "filesystem"], default="atomicfs")
-    parser.add_argument("--dir", required=True)
+    parser.add_argument("--transport", choices=["atomicfs", "filesystem", "redis"], default="atomicfs")
+    parser.add_argument("--dir", required=True, help="the broker's folder (redis: its URL)")
     parser.add_argument("--prefix", default="p")
     parser.add_argument("--count", type=int, default=1000)
     parser.add_argument("--pad", type=int, default=2000)
