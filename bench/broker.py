@@ -33,7 +33,9 @@ def run(transport: str, target: str, workdir: Path, count: int, pad: int, produc
 
     started = time.monotonic()
     readers = [drill("consume", "--out", str(workdir / f"out-{i}.txt"), "--idle", "3") for i in range(consumers)]
-    writers = [drill("produce", "--prefix", f"p{i}", "--count", str(count), "--pad", str(pad)) for i in range(producers)]
+    writers = [
+        drill("produce", "--prefix", f"p{i}", "--count", str(count), "--pad", str(pad)) for i in range(producers)
+    ]
     for proc in writers + readers:
         proc.communicate()
     elapsed = time.monotonic() - started - 3  # the consumers' idle wait

@@ -64,9 +64,8 @@ def manage(env, *args):
 def wait_healthy(url: str, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        with contextlib.suppress(OSError):
-            with urllib.request.urlopen(f"{url}/healthz", timeout=2):  # noqa: S310 - loopback
-                return
+        with contextlib.suppress(OSError), urllib.request.urlopen(f"{url}/healthz", timeout=2):  # noqa: S310
+            return
         time.sleep(0.5)
     raise SystemExit(f"{url}/healthz did not answer within {timeout} s")
 
@@ -154,6 +153,12 @@ def parse_logs(logs: Path) -> dict:
         "decode_errors": decode_errors,
         "hostname_warnings": hostname_warnings,
     }
+
+
+def queued(var: Path) -> int:
+    """Messages waiting in the embedded broker (after a stop: what the worker handed back, e.g. ETA tasks)."""
+    folder = var / "celery" / "queue"
+    return sum(1 for _ in folder.glob("*.msg")) if folder.is_dir() else 0
 
 
 def restarts(run_all_log: Path) -> Counter:
@@ -269,6 +274,11 @@ def summarize(work: Workload, var: Path, run_all_log: Path, started: float, *, f
             ("tasks succeeded", sum(tasks["succeeded"].values())),
             ("tasks failed (raised)", failed),
             ("tasks retried", sum(tasks["retry"].values())),
+            (
+                "tasks received, not finished (ETA, in flight)",
+                sum(tasks["received"].values()) - sum(tasks["succeeded"].values()) - failed,
+            ),
+            ("messages in the broker queue" + (" after stop" if final else ""), queued(var)),
             ("ERROR/CRITICAL log lines", dict(parsed["errors"]) or 0),
             ("broker JSONDecodeError", parsed["decode_errors"]),
             ("'No hostname was supplied'", parsed["hostname_warnings"]),
