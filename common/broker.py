@@ -227,6 +227,15 @@ def _sweep_staging(tmp: Path, older_than: float = 3600) -> None:
                     entry.unlink()
 
 
+def check_writable(folder) -> None:
+    """For /healthz: raises OSError unless a message could be published into `folder` now."""
+    tmp = Path(folder) / "tmp"
+    tmp.mkdir(parents=True, exist_ok=True)
+    probe = tmp / f"healthz-{os.getpid()}-{uuid.uuid4().hex}.part"
+    probe.write_bytes(b"{}")
+    probe.unlink()
+
+
 class Transport(filesystem.Transport):
     Channel = Channel
     global_state = filesystem.virtual.BrokerState()

@@ -3,7 +3,7 @@ import os
 from celery import Celery
 from celery.signals import worker_init
 
-from common import broker
+from common import broker, liveness
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 broker.register()  # atomicfs://, the embedded broker, before any connection is made
@@ -11,6 +11,7 @@ broker.register()  # atomicfs://, the embedded broker, before any connection is 
 app = Celery("governance_panel")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+app.steps["worker"].add(liveness.WorkerHeartbeat)
 
 
 def warm_up() -> None:

@@ -208,6 +208,11 @@ CELERY_TASK_TIME_LIMIT = 300
 CELERY_TASK_SOFT_TIME_LIMIT = 240
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+# Beat records its heartbeat as it ticks; workers from a bootstep (common/liveness.py, docs/operations.md).
+CELERY_BEAT_SCHEDULER = "common.liveness:LivenessScheduler"
+LIVENESS_INTERVAL = env.int("LIVENESS_INTERVAL", default=15)
+# A worker or beat not seen for longer: the banner on every page, "degraded" in /healthz.
+LIVENESS_STALE_SECONDS = env.int("LIVENESS_STALE_SECONDS", default=60)
 # Beat schedule in code; each entry expires just below its period so a backlog cannot pile up.
 CELERY_BEAT_SCHEDULE = {
     "fleet-mark-offline": {
@@ -307,6 +312,7 @@ METRICS_COLLECTORS = [
     "governance.metrics.collect",
     "canary.metrics.collect",
     "gitops.metrics.collect",
+    "common.liveness.collect",
 ]
 
 # --- Login throttling -------------------------------------------------------------------------
