@@ -119,7 +119,12 @@ def collect():
     """/metrics: seconds since each background component was last seen (absent: never seen)."""
     samples = [({"component": c}, round(age, 3)) for c, age in ages().items() if age is not None]
     return [
-        ("panel_component_last_seen_seconds", "Seconds since the component last recorded its heartbeat", "gauge", samples)
+        (
+            "panel_component_last_seen_seconds",
+            "Seconds since the component last recorded its heartbeat",
+            "gauge",
+            samples,
+        )
     ]
 
 

@@ -52,8 +52,8 @@ def tail(path: Path, lines: int = TAIL_LINES) -> str:
 class Supervisor:
     """Start children, restart those that exit, stop all on SIGINT/SIGTERM. `say(text, error=False)` reports."""
 
-    def __init__(self, *, cwd: Path, env: dict, say: Callable[..., None]):
-        self.cwd, self.env, self.say = cwd, env, say
+    def __init__(self, *, cwd: Path, env: dict, say: Callable[..., None], first_backoff: float = FIRST_BACKOFF):
+        self.cwd, self.env, self.say, self.first_backoff = cwd, env, say, first_backoff
         self.children: dict[str, Child] = {}
         self.stopping = False
 
@@ -65,7 +65,7 @@ class Supervisor:
         signal.signal(signal.SIGTERM, on_signal)
 
     def start(self, name: str, cmd: list[str], log_path: Path) -> Child:
-        child = self.children.setdefault(name, Child(name, cmd, log_path))
+        child = self.children.setdefault(name, Child(name, cmd, log_path, backoff=self.first_backoff))
         self._spawn(child)
         return child
 
@@ -99,12 +99,12 @@ class Supervisor:
         code = child.proc.returncode
         child.exits.append(code)
         if now - child.started_at >= HEALTHY_AFTER:
-            child.backoff = FIRST_BACKOFF
+            child.backoff = self.first_backoff
         delay = child.backoff
         child.backoff = min(child.backoff * 2, MAX_BACKOFF)
         child.restart_at = now + delay
         self.say(
-            f"{child.name} ({describe_exit(code)}) after {now - child.started_at:.0f} s; restarting in {delay:.0f} s. "
+            f"{child.name} ({describe_exit(code)}) after {now - child.started_at:.0f} s; restarting in {delay:g} s. "
             f"Last lines of {child.log_path}:\n{tail(child.log_path)}",
             error=True,
         )

@@ -12,7 +12,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from common.supervisor import Supervisor, tail
+from common.supervisor import FIRST_BACKOFF, Supervisor, tail
 
 
 class Command(BaseCommand):
@@ -28,13 +28,19 @@ class Command(BaseCommand):
         )
         parser.add_argument("--gunicorn", action="store_true", help="Serve with gunicorn instead of runserver")
         parser.add_argument(
+            "--restart-delay",
+            type=float,
+            default=FIRST_BACKOFF,
+            help="Seconds before restarting a child that exited; doubles while it keeps exiting (up to 60)",
+        )
+        parser.add_argument(
             "--agent",
             choices=["", "local"],
             default=os.environ.get("AGENT", ""),
             help="local: instead of the simulated fleet, one real agent (agent/) in dry-run mode reporting this machine",
         )
 
-    def handle(self, port, fleet, gunicorn, agent="", **options):
+    def handle(self, port, fleet, gunicorn, agent="", restart_delay=FIRST_BACKOFF, **options):
         var = Path(settings.VAR_DIR)
         logs = var / "logs"
         logs.mkdir(parents=True, exist_ok=True)
@@ -80,7 +86,9 @@ class Command(BaseCommand):
         if fleet:
             children["fleet"] = [*manage, "simulate_fleet", "--url", url, "--count", str(fleet), "--demo-layout"]
 
-        supervisor = Supervisor(cwd=Path(settings.BASE_DIR), env=os.environ.copy(), say=self._say)
+        supervisor = Supervisor(
+            cwd=Path(settings.BASE_DIR), env=os.environ.copy(), say=self._say, first_backoff=restart_delay
+        )
         supervisor.install_signal_handlers()
         try:
             for name, cmd in children.items():
