@@ -33,7 +33,8 @@ def record(component: str, node: str) -> None:
     """Upsert this process's heartbeat. Never raises: a database hiccup must not stop a worker or beat."""
     from .models import ProcessHeartbeat
 
-    close_old_connections()  # long-lived threads: drop a connection the database closed
+    if not connection.in_atomic_block:
+        close_old_connections()  # long-lived threads: drop a connection the database closed
     now, pid = timezone.now(), os.getpid()
     try:
         updated = ProcessHeartbeat.objects.filter(component=component, node=node).update(last_seen=now, pid=pid)
@@ -42,8 +43,8 @@ def record(component: str, node: str) -> None:
                 ProcessHeartbeat.objects.create(component=component, node=node, pid=pid, last_seen=now)
             except IntegrityError:
                 ProcessHeartbeat.objects.filter(component=component, node=node).update(last_seen=now, pid=pid)
-    except Exception:  # noqa: BLE001 - logged; the next beat of the heart retries
-        logger.warning("Could not record the %s heartbeat", component, exc_info=True)
+    except Exception as exc:  # noqa: BLE001 - logged on one line; the next heartbeat retries
+        logger.warning("Could not record the %s heartbeat: %s", component, exc)
 
 
 def ages() -> dict[str, float | None]:

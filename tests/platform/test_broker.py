@@ -169,6 +169,7 @@ def test_a_celery_worker_on_the_embedded_broker_runs_tasks_sent_by_another_proce
     (tmp_path / "celery" / "queue" / "00000000000000000001_torn.celery.msg").write_bytes(b'{"body": "eyJ')
     env = dict(os.environ, CELERY_BROKER_URL="atomicfs://", VAR_DIR=str(tmp_path), PYTHONUNBUFFERED="1")
     env.pop("DATABASE_URL", None)
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True, timeout=300)
     log = tmp_path / "worker.log"
     with open(log, "ab") as out:
         worker = subprocess.Popen(
