@@ -14,9 +14,9 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from common.liveness import health_report
 from common.api.parsers import StrictJSONParser
 from common.exceptions import ApplicationError, PreconditionFailed
+from common.liveness import health_report
 from common.throttling import ScopedFixedWindowThrottle
 from fleet import services
 
