@@ -127,10 +127,9 @@ def test_the_agent_endpoints_return_what_their_schema_declares(openapi, fleet_wi
     assert agent_client("x.y").get("/api/agent/commands").status_code == 401
 
 
-def test_every_operation_documents_the_error_envelope_and_the_http_servers_414(openapi):
+def test_every_operation_documents_the_http_servers_414(openapi):
     for path, item in openapi["paths"].items():
         for method, operation in item.items():
             responses = operation["responses"]
-            assert responses["403"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}
             # gunicorn answers an over-long URL itself, in HTML: documented without a JSON body.
             assert "content" not in responses["414"], (method, path)
