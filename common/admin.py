@@ -8,7 +8,9 @@ from .services import user_unlock
 
 def _unlock(modeladmin, request, usernames) -> None:
     cleared = sum(user_unlock(actor=request.user, username=name) for name in sorted(set(usernames)))
-    modeladmin.message_user(request, f"Sign-in unlocked ({cleared} failed-attempt record(s) cleared).", messages.SUCCESS)
+    modeladmin.message_user(
+        request, f"Sign-in unlocked ({cleared} failed-attempt record(s) cleared).", messages.SUCCESS
+    )
 
 
 @admin.register(User)

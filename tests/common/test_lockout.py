@@ -89,7 +89,9 @@ def test_a_chain_of_trusted_proxies_counts_the_first_untrusted_address(client, v
 
 def test_x_forwarded_for_from_an_untrusted_peer_is_ignored(client, viewer_user):
     # A client that forges a new address on every try is still counted at its own address...
-    forged = [_login(client, "victor", "wrong", peer=OTHER_CLIENT, HTTP_X_FORWARDED_FOR=f"192.0.2.{i}") for i in range(5)]
+    forged = [
+        _login(client, "victor", "wrong", peer=OTHER_CLIENT, HTTP_X_FORWARDED_FOR=f"192.0.2.{i}") for i in range(5)
+    ]
     assert forged[-1].status_code == 429
     assert list(AccessAttempt.objects.values_list("ip_address", flat=True)) == [OTHER_CLIENT]
     # ...and cannot aim a lockout at someone else's address either.
@@ -139,7 +141,9 @@ def test_an_admin_unlocks_a_user_from_the_users_admin_and_it_is_audited(client, 
     assert _login(client, "victor", "pw-victor", via_proxy_for=CLIENT).status_code == 302
 
 
-def test_the_failed_attempts_admin_lists_lockouts_and_unlocks_without_deleting_unaudited(client, viewer_user, admin_user):
+def test_the_failed_attempts_admin_lists_lockouts_and_unlocks_without_deleting_unaudited(
+    client, viewer_user, admin_user
+):
     _fail(client, "victor", 5, via_proxy_for=CLIENT)
     admin = type(client)()
     admin.force_login(admin_user)
