@@ -189,3 +189,16 @@ def test_no_trusted_proxies_means_the_peer_address(settings):
     settings.TRUSTED_PROXIES = []
     request = RequestFactory().get("/", REMOTE_ADDR=PROXY, HTTP_X_FORWARDED_FOR=CLIENT)
     assert client_address(request) == PROXY
+
+
+def test_api_throttles_read_the_client_address_the_same_way(settings):
+    from rest_framework.request import Request
+
+    from common.throttling import ScopedFixedWindowThrottle
+
+    settings.TRUSTED_PROXIES = ["10.0.0.0/8"]
+    throttle = ScopedFixedWindowThrottle()
+    forged = Request(RequestFactory().post("/", REMOTE_ADDR=OTHER_CLIENT, HTTP_X_FORWARDED_FOR="192.0.2.77"))
+    assert throttle.get_ident(forged) == OTHER_CLIENT
+    proxied = Request(RequestFactory().post("/", REMOTE_ADDR=PROXY, HTTP_X_FORWARDED_FOR=CLIENT))
+    assert throttle.get_ident(proxied) == CLIENT
