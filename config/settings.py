@@ -42,8 +42,10 @@ def _dev_secret(name: str, make) -> str:
             os.link(tmp, path)
         except FileExistsError:
             pass
+        except OSError:  # a filesystem without hard links: last writer wins, still whole files
+            os.replace(tmp, path)
         finally:
-            tmp.unlink()
+            tmp.unlink(missing_ok=True)
     return path.read_text().strip()
 
 

@@ -127,3 +127,22 @@ def test_the_deploy_checks_warn_about_a_missing_panel_url(tmp_path):
     compose_env = {k: v for k, v in _compose_environment().items() if k != "PANEL_URL"}
     result = _manage(_env(tmp_path, **{**compose_env, "VAR_DIR": str(tmp_path)}), "check", "--deploy")
     assert "common.W001" in result.stdout + result.stderr
+
+
+def test_processes_starting_together_agree_on_the_generated_keys(tmp_path):
+    """`make run` starts web, worker, beat and the simulator at once on a fresh var/: one key wins."""
+    command = [
+        sys.executable,
+        "-c",
+        f"import django, os; os.environ['DJANGO_SETTINGS_MODULE']='config.settings'; exec({SHOW!r})",
+    ]
+    procs = [
+        subprocess.Popen(command, cwd=ROOT, env=_env(tmp_path, DEBUG="true"), stdout=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
+    outputs = {proc.communicate(timeout=120)[0] for proc in procs}
+    assert len(outputs) == 1 and outputs != {""}
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith((".dev-", "dev-"))) == [
+        "dev-fernet-key",
+        "dev-secret-key",
+    ]
