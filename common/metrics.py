@@ -14,22 +14,29 @@ from django.contrib.auth.decorators import login_not_required
 from django.http import HttpResponse
 from django.utils.module_loading import import_string
 from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from .services import api_token_authenticate
 
 
 class _Collector:
-    """Adapts a collect function to the registry's collector protocol."""
+    """A METRICS_COLLECTORS entry as a registry collector: its collect() yields metric families."""
 
-    def __init__(self, collect):
-        self.collect = collect
+    def __init__(self, path: str):
+        self.path, self.func = path, import_string(path)
+
+    def collect(self):
+        for family in self.func():
+            if not isinstance(family, Metric):
+                raise TypeError(f"{self.path} yielded {family!r}: a collector yields prometheus_client metric families")
+            yield family
 
 
 def metrics_registry() -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)  # collectors are not run at registration
     for path in settings.METRICS_COLLECTORS:
-        registry.register(_Collector(import_string(path)))
+        registry.register(_Collector(path))
     return registry
 
 

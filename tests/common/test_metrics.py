@@ -87,3 +87,16 @@ def test_metrics_reach_no_session_login_redirect(client, db):
     response = client.get("/metrics")
     assert response.status_code == 401
     assert response["WWW-Authenticate"] == "Bearer"
+
+
+def test_a_collector_yielding_anything_but_metric_families_is_named_in_the_error(client, db, settings):
+    import pytest
+
+    settings.METRICS_TOKEN = "scrape-secret"
+    settings.METRICS_COLLECTORS = [*settings.METRICS_COLLECTORS, "tests.common.test_metrics.legacy_collect"]
+    with pytest.raises(TypeError, match="tests.common.test_metrics.legacy_collect yielded"):
+        client.get("/metrics", HTTP_AUTHORIZATION="Bearer scrape-secret")
+
+
+def legacy_collect():
+    return [("old_style", "a (name, help, type, samples) tuple", "gauge", [({}, 1)])]
