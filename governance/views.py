@@ -1,4 +1,5 @@
 import csv
+from datetime import timedelta
 
 from django.contrib import messages
 from django.core.paginator import Paginator
@@ -13,6 +14,7 @@ from common.choices import Role
 from common.exceptions import ApplicationError
 from common.views import HtmxPartialMixin, RoleRequiredMixin, ServiceFormMixin
 from fleet.models import Group, Instance
+from fleet.selectors import instances_in_scope
 
 from . import evaluators, selectors, services
 from .choices import ExceptionStatus, PolicyType
@@ -215,18 +217,40 @@ class PolicyPreviewView(RoleRequiredMixin, View):
         return render(request, "governance/_preview.html", context)
 
 
-class PolicyDetailView(RoleRequiredMixin, TemplateView):
+# After a save the page keeps refreshing this long even when the figures already add up: an edit's
+# re-evaluation may leave the counts as they were while violations change.
+EVALUATION_GRACE = timedelta(seconds=20)
+
+
+def evaluation_pending(policy: Policy, compliance, *, now=None) -> bool:
+    """Whether the policy's scope is (probably) still being evaluated after a save: the evaluation runs in
+    a worker and leaves no marker, so the page goes by what it can see. Recently saved, or enabled with no
+    instance counted yet while its scope holds some, is pending."""
+    if not policy.enabled:
+        return False
+    if (now or timezone.now()) - policy.updated < EVALUATION_GRACE:
+        return True
+    counted = sum(getattr(compliance, f, 0) or 0 for f in ("compliant", "noncompliant", "exempt", "unknown"))
+    return counted == 0 and instances_in_scope(policy.scope).exists()
+
+
+class PolicyDetailView(RoleRequiredMixin, HtmxPartialMixin, TemplateView):
+    """The policy, its figures and current violations; the live part refreshes while evaluation is pending."""
+
     template_name = "governance/policy_detail.html"
+    partial_template_name = "governance/_policy_live.html"
 
     def get_context_data(self, **kwargs):
         policy = get_object_or_404(selectors.policy_list(), pk=self.kwargs["pk"])
         violations = selectors.violation_list(
             queryset=Violation.objects.filter(policy=policy, status__in=("open", "exempted"))
         )
+        compliance = getattr(policy, "compliance", None)
         return super().get_context_data(
             title=policy.name,
             policy=policy,
-            compliance=getattr(policy, "compliance", None),
+            compliance=compliance,
+            evaluating=evaluation_pending(policy, compliance),
             rules=evaluators.rule_keys(policy.policy_type, policy.rules),
             page_obj=_page(self.request, violations),
             timeliness=selectors.update_rule_timeliness(policy),

@@ -36,7 +36,10 @@ class CommandListView(HtmxPartialMixin, RoleRequiredMixin, ListView):
 
     def get_context_data(self, **kwargs):
         filtered = any(v for k, v in self.request.GET.items() if k != "page")
-        return super().get_context_data(filter=self.filterset, filtered=filtered, **kwargs)
+        context = super().get_context_data(filter=self.filterset, filtered=filtered, **kwargs)
+        # Rows with runs under way refresh every 3 s; a settled page every 30 s (new commands still arrive).
+        context["busy"] = any(c.run_pending or c.run_running for c in context["commands"])
+        return context
 
 
 class CommandCreateView(RoleRequiredMixin, ServiceFormMixin, FormView):
