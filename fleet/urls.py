@@ -7,6 +7,7 @@ urlpatterns = [
     path("", views.DashboardView.as_view(), name="dashboard"),
     # Servers
     path("servers/", views.ServerListView.as_view(), name="server_list"),
+    path("servers/names/", views.ServerNamesView.as_view(), name="server_names"),
     path("servers/<int:pk>/", views.ServerDetailView.as_view(), name="server_detail"),
     path("servers/<int:pk>/apps/", views.ServerAppsView.as_view(), name="server_apps"),
     path("servers/<int:pk>/edit/", views.ServerEditView.as_view(), name="server_edit"),

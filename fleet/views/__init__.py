@@ -36,6 +36,7 @@ from .servers import (
     ServerDetailView,
     ServerEditView,
     ServerListView,
+    ServerNamesView,
     apps_table,
 )
 
@@ -59,6 +60,7 @@ __all__ = [
     "ServerDetailView",
     "ServerEditView",
     "ServerListView",
+    "ServerNamesView",
     "TargetPreviewView",
     "TokenCreateView",
     "TokenDetailView",

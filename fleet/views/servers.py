@@ -3,10 +3,13 @@
 from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
 from django.utils.dateparse import parse_datetime
 from django.utils.functional import cached_property
+from django.utils.html import format_html_join
+from django.views import View
 from django.views.generic import DetailView, FormView, ListView, TemplateView
 
 from common.choices import Role
@@ -38,6 +41,24 @@ class ServerListView(HtmxPartialMixin, RoleRequiredMixin, ListView):
     def get_context_data(self, **kwargs):
         filtered = any(v for k, v in self.request.GET.items() if k != "page")
         return super().get_context_data(filter=self.filterset, filtered=filtered, **kwargs)
+
+
+class ServerNamesView(RoleRequiredMixin, View):
+    """htmx: <option>s of up to 20 server names for what was typed (the filters' instance boxes); names
+    that start with it first."""
+
+    LIMIT = 20
+
+    def get(self, request):
+        typed = (request.GET.get("q") or next(iter(request.GET.values()), ""))[:100].strip()
+        qs = Instance.objects.filter(name__icontains=typed) if typed else Instance.objects.all()
+        first = qs.filter(name__istartswith=typed).order_by("name").values_list("name", flat=True)[: self.LIMIT]
+        names = list(first)
+        if len(names) < self.LIMIT:
+            rest = qs.exclude(name__in=names).order_by("name").values_list("name", flat=True)
+            names += list(rest[: self.LIMIT - len(names)])
+        html = format_html_join("", '<option value="{}"></option>', ((n,) for n in names))
+        return HttpResponse(html)
 
 
 class ServerDetailView(HtmxPartialMixin, RoleRequiredMixin, DetailView):
