@@ -243,12 +243,26 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": timedelta(seconds=5),
         "options": {"expires": 4},
     },
+    "common-prune-old-records": {  # retention (common/retention.py), at a quiet hour
+        "task": "common.tasks.prune_old_records",
+        "schedule": crontab(minute=30, hour=3),
+        "options": {"expires": 3600},
+    },
     "gitops-sync-due": {
         "task": "gitops.tasks.sync_due_repositories",
         "schedule": timedelta(seconds=15),
         "options": {"expires": 14},
     },
 }
+
+# --- Retention: days each kind of record is kept; 0 keeps it forever (common/retention.py) ------
+AUDIT_RETENTION_DAYS = env.int("AUDIT_RETENTION_DAYS", default=365)
+NOTIFICATION_RETENTION_DAYS = env.int("NOTIFICATION_RETENTION_DAYS", default=90)  # read ones only
+COMMAND_RETENTION_DAYS = env.int("COMMAND_RETENTION_DAYS", default=90)  # every run finished
+CANARY_POLL_RETENTION_DAYS = env.int("CANARY_POLL_RETENTION_DAYS", default=30)  # after the deployment ended
+GITOPS_RUN_RETENTION_DAYS = env.int("GITOPS_RUN_RETENTION_DAYS", default=90)  # each repo keeps its latest 20
+VIOLATION_RETENTION_DAYS = env.int("VIOLATION_RETENTION_DAYS", default=365)  # resolved ones only
+SNAPSHOT_RETENTION_DAYS = env.int("SNAPSHOT_RETENTION_DAYS", default=400)  # per-instance daily compliance
 
 # --- Fleet ----------------------------------------------------------------------------------
 HEARTBEAT_INTERVAL = env.int("HEARTBEAT_INTERVAL", default=15)
