@@ -18,6 +18,11 @@ urlpatterns = [
     path("groups/<int:pk>/", views.GroupDetailView.as_view(), name="group_detail"),
     path("groups/<int:pk>/edit/", views.GroupUpdateView.as_view(), name="group_edit"),
     path("groups/<int:pk>/delete/", views.GroupDeleteView.as_view(), name="group_delete"),
+    # Tags
+    path("tags/", views.TagListView.as_view(), name="tag_list"),
+    path("tags/new/", views.TagCreateView.as_view(), name="tag_create"),
+    path("tags/<int:pk>/edit/", views.TagRenameView.as_view(), name="tag_edit"),
+    path("tags/<int:pk>/delete/", views.TagDeleteView.as_view(), name="tag_delete"),
     # Registration tokens
     path("registration-tokens/", views.TokenListView.as_view(), name="token_list"),
     path("registration-tokens/new/", views.TokenCreateView.as_view(), name="token_create"),

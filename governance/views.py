@@ -3,6 +3,7 @@ from datetime import timedelta
 
 from django.contrib import messages
 from django.core.paginator import Paginator
+from django.db.models import Case, Value, When
 from django.http import Http404, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -12,12 +13,13 @@ from django.views.generic import FormView, TemplateView
 
 from common.choices import Role
 from common.exceptions import ApplicationError
+from common.sorting import SortableListMixin
 from common.views import HtmxPartialMixin, RoleRequiredMixin, ServiceFormMixin, redirect_next
 from fleet.models import Group, Instance
 from fleet.selectors import instances_in_scope
 
 from . import evaluators, selectors, services
-from .choices import ExceptionStatus, PolicyType
+from .choices import ExceptionStatus, PolicyType, Severity
 from .filters import ExceptionFilterSet, InstanceScoreFilterSet, PolicyFilterSet, ViolationFilterSet
 from .forms import POLICY_FORMS, TYPE_HELP, ExceptionForm
 from .models import InstanceCompliance, Policy, PolicyException, Violation
@@ -62,10 +64,18 @@ class DashboardView(RoleRequiredMixin, HtmxPartialMixin, TemplateView):
         )
 
 
-class ScoreListView(RoleRequiredMixin, TemplateView):
+SEVERITY_RANK = Case(
+    When(severity=Severity.CRITICAL, then=Value(3)),
+    When(severity=Severity.WARNING, then=Value(2)),
+    default=Value(1),
+)
+
+
+class ScoreListView(SortableListMixin, RoleRequiredMixin, TemplateView):
     """Drill-down: every instance's score."""
 
     template_name = "governance/score_list.html"
+    sort_fields = {"instance": "instance__name", "met": "met", "exempt": "exempt", "score": "score"}
 
     def get_context_data(self, **kwargs):
         filterset = InstanceScoreFilterSet(self.request.GET or None, queryset=InstanceCompliance.objects.all())
@@ -73,7 +83,7 @@ class ScoreListView(RoleRequiredMixin, TemplateView):
         return super().get_context_data(
             title="Instance compliance scores",
             filter=filterset,
-            page_obj=_page(self.request, selectors.instance_scores(queryset=qs)),
+            page_obj=_page(self.request, self.sorted(selectors.instance_scores(queryset=qs))),
             **kwargs,
         )
 
@@ -81,8 +91,9 @@ class ScoreListView(RoleRequiredMixin, TemplateView):
 # --- Policies ---------------------------------------------------------------------------------
 
 
-class PolicyListView(RoleRequiredMixin, TemplateView):
+class PolicyListView(SortableListMixin, RoleRequiredMixin, TemplateView):
     template_name = "governance/policy_list.html"
+    sort_fields = {"name": "name", "type": "policy_type", "open": "open_violations", "enabled": "enabled"}
 
     def get_context_data(self, **kwargs):
         filterset = PolicyFilterSet(self.request.GET or None, queryset=Policy.objects.all())
@@ -90,7 +101,7 @@ class PolicyListView(RoleRequiredMixin, TemplateView):
         return super().get_context_data(
             title="Policies",
             filter=filterset,
-            page_obj=_page(self.request, selectors.policy_list(queryset=qs)),
+            page_obj=_page(self.request, self.sorted(selectors.policy_list(queryset=qs))),
             **kwargs,
         )
 
@@ -302,14 +313,23 @@ class PolicyDeleteView(RoleRequiredMixin, View):
 # --- Violations -------------------------------------------------------------------------------
 
 
-class ViolationListView(RoleRequiredMixin, HtmxPartialMixin, TemplateView):
+class ViolationListView(SortableListMixin, RoleRequiredMixin, HtmxPartialMixin, TemplateView):
     template_name = "governance/violation_list.html"
     partial_template_name = "governance/_violation_table.html"
+    sort_fields = {
+        "severity": SEVERITY_RANK,
+        "status": "status",
+        "policy": "policy_name",
+        "instance": "instance__name",
+        "rule": "rule",
+        "first": "first_detected_at",
+        "last": "last_seen_at",
+    }
 
     def filtered(self):
         filterset = ViolationFilterSet(self.request.GET or None, queryset=Violation.objects.all())
         qs = filterset.qs if filterset.is_bound and filterset.is_valid() else Violation.objects.all()
-        return filterset, selectors.violation_list(queryset=qs)
+        return filterset, self.sorted(selectors.violation_list(queryset=qs))
 
     def get_context_data(self, **kwargs):
         filterset, qs = self.filtered()

@@ -39,8 +39,13 @@ from .servers import (
     ServerNamesView,
     apps_table,
 )
+from .tags import TagCreateView, TagDeleteView, TagListView, TagRenameView
 
 __all__ = [
+    "TagCreateView",
+    "TagDeleteView",
+    "TagListView",
+    "TagRenameView",
     "APPS_PER_PAGE",
     "CommandCreateView",
     "CommandDetailView",

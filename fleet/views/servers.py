@@ -13,6 +13,7 @@ from django.views import View
 from django.views.generic import DetailView, FormView, ListView, TemplateView
 
 from common.choices import Role
+from common.sorting import SortableListMixin
 from common.views import HtmxPartialMixin, RoleRequiredMixin, ServiceActionView, ServiceFormMixin
 from fleet import selectors, services
 from fleet.filters import InstanceFilterSet
@@ -28,19 +29,33 @@ UPDATES_SHOWN = 100
 # --- Servers -----------------------------------------------------------------------------------
 
 
-class ServerListView(HtmxPartialMixin, RoleRequiredMixin, ListView):
+# The governance app adds a compliance standing per instance (a reverse one-to-one named "compliance").
+# fleet does not import governance: the list shows the column when that relation exists.
+HAS_COMPLIANCE = hasattr(Instance, "compliance")
+
+
+class ServerListView(HtmxPartialMixin, SortableListMixin, RoleRequiredMixin, ListView):
     template_name = "fleet/server_list.html"
     partial_template_name = "fleet/_server_rows.html"
     context_object_name = "instances"
     paginate_by = 25
+    sort_fields = {
+        "name": "name",
+        "status": "status",
+        "os": "os_version",
+        "last_seen": "last_seen_at",
+        **({"compliance": "compliance__score"} if HAS_COMPLIANCE else {}),
+    }
 
     def get_queryset(self):
         self.filterset = InstanceFilterSet(self.request.GET or None, queryset=Instance.objects.all())
-        return selectors.instance_list(queryset=self.filterset.qs, with_state=False)
+        qs = selectors.instance_list(queryset=self.filterset.qs, with_state=False)
+        if HAS_COMPLIANCE:
+            qs = qs.select_related("compliance")
+        return self.sorted(qs)
 
     def get_context_data(self, **kwargs):
-        filtered = any(v for k, v in self.request.GET.items() if k != "page")
-        return super().get_context_data(filter=self.filterset, filtered=filtered, **kwargs)
+        return super().get_context_data(filter=self.filterset, show_compliance=HAS_COMPLIANCE, **kwargs)
 
 
 class ServerNamesView(RoleRequiredMixin, View):
