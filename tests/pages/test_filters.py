@@ -80,3 +80,26 @@ def test_the_audit_log_filters_dates_with_pickers_and_links_its_objects(admin_cl
     assert len(filtered.context["entries"]) == 2
     future = admin_client.get(reverse("common:audit_list"), {"since": "2999-01-01T00:00"})
     assert len(future.context["entries"]) == 0
+
+
+def test_the_server_page_panel_lists_the_rule_of_each_open_violation(viewer_client):
+    instance = Instance.objects.create(
+        name="web-01", last_seen_at=timezone.now(), apps=[{"name": "telnetd", "version": "1"}]
+    )
+    make_policy(name="No telnet", policy_type="blocked_apps", rules={"apps": [{"pattern": "telnetd"}]})
+    services.evaluate_fleet()
+    violation = Violation.objects.get()
+    html = viewer_client.get(reverse("governance:server_panel", args=[instance.pk])).content.decode()
+    header = html.split("<thead>")[1].split("</thead>")[0]
+    assert "<th>Rule</th>" in header
+    assert violation.rule in html and violation.rule_key in html
+
+
+def test_every_canary_endpoint_has_a_summary_in_the_api_docs(admin_client):
+    schema = admin_client.get("/api/schema/", HTTP_ACCEPT="application/json").json()
+    canary = {p: ops for p, ops in schema["paths"].items() if p.startswith("/api/fleet/canary")}
+    assert canary
+    for path, operations in canary.items():
+        for method, operation in operations.items():
+            if method in ("get", "post", "put", "patch", "delete"):
+                assert operation.get("summary"), f"{method.upper()} {path} has no summary"
