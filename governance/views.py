@@ -3,6 +3,7 @@ from datetime import timedelta
 
 from django.contrib import messages
 from django.core.paginator import Paginator
+from django.db import transaction
 from django.db.models import Case, Value, When
 from django.http import Http404, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -19,10 +20,11 @@ from fleet.models import Group, Instance
 from fleet.selectors import instances_in_scope
 
 from . import evaluators, selectors, services
-from .choices import ExceptionStatus, PolicyType, Severity
+from .choices import ExceptionStatus, PolicyType, Severity, SnapshotKind
 from .filters import ExceptionFilterSet, InstanceScoreFilterSet, PolicyFilterSet, ViolationFilterSet
 from .forms import POLICY_FORMS, TYPE_HELP, ExceptionForm
-from .models import InstanceCompliance, Policy, PolicyException, Violation
+from .models import ComplianceSnapshot, InstanceCompliance, Policy, PolicyException, Violation
+from .tasks import take_compliance_snapshot
 
 PAGE_SIZE = 50
 
@@ -38,6 +40,17 @@ def _dashboard_filters(request) -> tuple[Group | None, str]:
     return group, request.GET.get("tag", "").strip()
 
 
+def ensure_todays_snapshot() -> bool:
+    """The trend starts the day the panel starts, not at the first midnight: the first dashboard load of a
+    day without a snapshot queues one (the daily beat task keeps doing the rest). Queued, not taken here:
+    a page view writes nothing, and two loads at once only queue two runs, each replacing the day.
+    Returns whether one was queued."""
+    if ComplianceSnapshot.objects.filter(date=timezone.localdate(), kind=SnapshotKind.FLEET).exists():
+        return False
+    transaction.on_commit(take_compliance_snapshot.delay)
+    return True
+
+
 class DashboardView(RoleRequiredMixin, HtmxPartialMixin, TemplateView):
     """Governance dashboard; htmx refreshes its live part every few seconds."""
 
@@ -45,6 +58,8 @@ class DashboardView(RoleRequiredMixin, HtmxPartialMixin, TemplateView):
     partial_template_name = "governance/_dashboard_body.html"
 
     def get_context_data(self, **kwargs):
+        if not self.is_htmx:  # the page, not its 10-second refreshes
+            ensure_todays_snapshot()
         group, tag = _dashboard_filters(self.request)
         counts = selectors.violation_counts(group=group, tag=tag)
         return super().get_context_data(
