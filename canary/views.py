@@ -63,6 +63,7 @@ class CanaryListView(CanaryViewMixin, TemplateView):
             deployments=page.object_list,
             phases=Phase.choices,
             phase=phase,
+            filtered=phase in Phase.values,
             title="Canary deployments",
             upgrade=self.licensed(),
         )

@@ -405,6 +405,9 @@ class NotificationListView(RoleRequiredMixin, ListView):
             qs = qs.filter(read_at__isnull=True)
         return qs
 
+    def get_context_data(self, **kwargs):
+        return super().get_context_data(filtered=bool(self.request.GET.get("unread")), **kwargs)
+
 
 class NotificationMarkReadView(RoleRequiredMixin, View):
     """POST `id` (repeatable) marks those read; without ids, all of the user's notifications."""
