@@ -48,7 +48,7 @@ class PolicyForm(ScopeFormMixin, forms.Form):
     field_order = ["name", "description"]
 
     def __init__(self, *args, policy: Policy | None = None, **kwargs):
-        if policy is not None and "initial" not in kwargs:
+        if policy is not None and not kwargs.get("initial"):  # FormView always passes initial={}
             kwargs["initial"] = {
                 "name": policy.name,
                 "description": policy.description,

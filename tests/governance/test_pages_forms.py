@@ -58,3 +58,19 @@ def test_the_blocked_apps_rules_card_shows_the_version_range_as_the_violation_do
     html = admin_client.get(policy.get_absolute_url()).content.decode()
     assert "postgresql must not be installed below 16" in html
     assert "telnetd must not be installed <" in html
+
+
+def test_the_edit_form_opens_with_the_policy_as_it_is(admin_client, group):
+    from fleet.scopes import Scope
+
+    policy = make_policy(
+        name="Old postgres",
+        policy_type="blocked_apps",
+        rules={"apps": [{"pattern": "postgresql", "min_version": "9", "below_version": "16"}]},
+        scope=Scope(kind="groups", group_ids=(group.pk,)),
+    )
+    response = admin_client.get(reverse("governance:policy_edit", args=[policy.pk]))
+    form = response.context["form"]
+    assert form["name"].value() == "Old postgres"
+    assert form["apps"].value() == "postgresql >= 9 < 16"
+    assert form["scope_kind"].value() == "groups"
