@@ -409,6 +409,12 @@ class NotificationListView(RoleRequiredMixin, ListView):
         return super().get_context_data(filtered=bool(self.request.GET.get("unread")), **kwargs)
 
 
+class NotificationBellView(RoleRequiredMixin, TemplateView):
+    """htmx: the top bar's unread counter (the context processor counts)."""
+
+    template_name = "includes/notification_bell.html"
+
+
 class NotificationMarkReadView(RoleRequiredMixin, View):
     """POST `id` (repeatable) marks those read; without ids, all of the user's notifications."""
 

@@ -103,3 +103,14 @@ def test_every_canary_endpoint_has_a_summary_in_the_api_docs(admin_client):
         for method, operation in operations.items():
             if method in ("get", "post", "put", "patch", "delete"):
                 assert operation.get("summary"), f"{method.upper()} {path} has no summary"
+
+
+def test_the_notification_counter_refreshes_itself(viewer_client, viewer_user):
+    from common.models import Notification
+
+    html = viewer_client.get(reverse("fleet:dashboard")).content.decode()
+    bell = html.split('id="notification-bell"')[1].split(">")[0]
+    assert f'hx-get="{reverse("common:notification_bell")}"' in bell and 'hx-trigger="every 30s"' in bell
+    Notification.objects.create(user=viewer_user, title="Canary rolled back")
+    part = viewer_client.get(reverse("common:notification_bell"), HTTP_HX_REQUEST="true").content.decode()
+    assert "<html" not in part and "1 unread" in part
