@@ -3,6 +3,8 @@
 import django_filters
 from django import forms
 
+from common.filters import FilterSet
+
 from .choices import PollPurpose
 from .models import HealthPoll
 
@@ -18,7 +20,7 @@ class IdFilter(django_filters.NumberFilter):
         super().__init__(*args, **kwargs)
 
 
-class HealthPollFilter(django_filters.FilterSet):
+class HealthPollFilter(FilterSet):
     instance = IdFilter(field_name="instance_id", label="Instance id")
     round = IdFilter(field_name="round", label="Round")
     step = IdFilter(field_name="step", label="Step", max_value=32767)

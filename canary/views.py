@@ -7,6 +7,7 @@ from django.views.generic import FormView, TemplateView, View
 from common.choices import Role
 from common.exceptions import ApplicationError, UpgradeRequired
 from common.views import RoleRequiredMixin, ServiceFormMixin, add_service_errors
+from fleet.choices import FINISHED_RUN_STATUSES
 from fleet.licensing_store import require_feature
 from fleet.mixins import FeatureRequiredMixin
 
@@ -62,6 +63,7 @@ class CanaryListView(CanaryViewMixin, TemplateView):
             deployments=page.object_list,
             phases=Phase.choices,
             phase=phase,
+            filtered=phase in Phase.values,
             title="Canary deployments",
             upgrade=self.licensed(),
         )
@@ -130,6 +132,21 @@ def _preview_steps(data) -> list:
     return [first] + [evaluation.Step(percentage=p) for p in data.get("further") or () if 1 <= p <= 100]
 
 
+def deployment_settled(deployment, status) -> bool:
+    """Nothing on the page can change any more: the deployment ended and every command run it shows
+    (rollout waves, reverts) finished. Until then the live part keeps refreshing."""
+    if deployment.is_active:
+        return False
+    progress = status.get("rollout_progress") or {}
+    if any(progress.get(k) for k in ("pending", "running", "waiting")):
+        return False
+    for row in status.get("instances") or ():
+        revert = row["target"].revert_command
+        if revert is not None and any(r.status not in FINISHED_RUN_STATUSES for r in revert.runs.all()):
+            return False
+    return True
+
+
 class CanaryDetailView(CanaryViewMixin, TemplateView):
     template_name = "canary/detail.html"
 
@@ -162,12 +179,13 @@ class CanaryDetailView(CanaryViewMixin, TemplateView):
             allowed=allowed,
             licensed=licensed,
             reason_form=ReasonForm(),
+            settled=deployment_settled(deployment, status),
         )
         return context
 
     def render_to_response(self, context, **response_kwargs):
         response = super().render_to_response(context, **response_kwargs)
-        if self.request.headers.get("HX-Request") and not context["deployment"].is_active:
+        if self.request.headers.get("HX-Request") and context["settled"]:
             response.status_code = 286  # htmx: swap this last update, then stop polling
         return response
 

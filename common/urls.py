@@ -13,5 +13,6 @@ urlpatterns = [
     path("settings/api-token/revoke/", views.ApiTokenRevokeView.as_view(), name="api_token_revoke"),
     path("settings/audit/", views.AuditListView.as_view(), name="audit_list"),
     path("notifications/", views.NotificationListView.as_view(), name="notification_list"),
+    path("notifications/bell/", views.NotificationBellView.as_view(), name="notification_bell"),
     path("notifications/read/", views.NotificationMarkReadView.as_view(), name="notification_mark_read"),
 ]

@@ -1,3 +1,4 @@
+from django.apps import apps
 from django.contrib import messages
 from django.contrib.auth.mixins import LoginRequiredMixin
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -16,6 +17,9 @@ from .exceptions import NON_FIELD, ApplicationError
 from .filters import AuditFilterSet
 from .forms import UserCreateForm, UserUpdateForm, style_form
 from .models import ApiToken, AuditEntry, Notification, User
+
+# Query parameters of a list that do not filter it.
+LIST_PARAMS = ("page", "sort")
 
 
 class RoleRequiredMixin(LoginRequiredMixin):
@@ -46,6 +50,8 @@ class RoleRequiredMixin(LoginRequiredMixin):
         context["can_admin"] = user.has_role(Role.ADMIN)
         style_form(context.get("form"))
         style_form(getattr(context.get("filter"), "form", None), small=True)
+        if "filter" in context:  # a list: does the URL narrow it (the filter bar then offers "Clear")
+            context.setdefault("filtered", any(v for k, v in self.request.GET.items() if k not in LIST_PARAMS))
         return context
 
 
@@ -85,9 +91,11 @@ def add_service_errors(form, exc: ApplicationError) -> None:
     if not exc.errors:
         form.add_error(None, exc.message)
         return
+    aliases = getattr(form, "service_fields", {})  # the API's field → the form field that edits it
     for path, field_messages in exc.errors.items():
         top = path.split(".", 1)[0].split("[", 1)[0]
         rest = path[len(top) :].lstrip(".")
+        top = aliases.get(top, top)
         for message in field_messages:
             if top in form.fields:
                 form.add_error(top, f"{rest}: {message}" if rest else message)
@@ -358,7 +366,29 @@ class AuditListView(RoleRequiredMixin, ListView):
 
     def get_context_data(self, **kwargs):
         filtered = any(v for k, v in self.request.GET.items() if k != "page")
-        return super().get_context_data(filter=self.filterset, filtered=filtered, **kwargs)
+        context = super().get_context_data(filter=self.filterset, filtered=filtered, **kwargs)
+        link_audit_objects(context["entries"])
+        return context
+
+
+def link_audit_objects(entries) -> None:
+    """Give each entry whose object still exists and has a page an `object_url`: one query per object type."""
+    by_type: dict[str, list] = {}
+    for entry in entries:
+        entry.object_url = ""
+        if entry.object_type and entry.object_id.isdigit():
+            by_type.setdefault(entry.object_type, []).append(entry)
+    for label, group in by_type.items():
+        try:
+            model = apps.get_model(label)
+        except (LookupError, ValueError):
+            continue
+        if not hasattr(model, "get_absolute_url"):
+            continue
+        found = model._default_manager.in_bulk({int(e.object_id) for e in group})
+        for entry in group:
+            obj = found.get(int(entry.object_id))
+            entry.object_url = obj.get_absolute_url() if obj is not None else ""
 
 
 # --- Notifications -----------------------------------------------------------------------------
@@ -374,6 +404,15 @@ class NotificationListView(RoleRequiredMixin, ListView):
         if self.request.GET.get("unread"):
             qs = qs.filter(read_at__isnull=True)
         return qs
+
+    def get_context_data(self, **kwargs):
+        return super().get_context_data(filtered=bool(self.request.GET.get("unread")), **kwargs)
+
+
+class NotificationBellView(RoleRequiredMixin, TemplateView):
+    """htmx: the top bar's unread counter (the context processor counts)."""
+
+    template_name = "includes/notification_bell.html"
 
 
 class NotificationMarkReadView(RoleRequiredMixin, View):

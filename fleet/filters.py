@@ -2,18 +2,41 @@
 
 import django_filters
 from django.db.models import Q
+from django.urls import reverse_lazy
+
+from common.filters import AutocompleteInput, FilterSet
 
 from .choices import CommandSource, CommandType, InstanceStatus, RunStatus
 from .models import Command, CommandRun, Group, Instance
 from .scopes import ScopeError, parse_tag_filter
 
 
-class InstanceFilterSet(django_filters.FilterSet):
+class InstanceFilter(django_filters.CharFilter):
+    """An instance by name (case-insensitive) or by id, through `field_name` (the relation to Instance);
+    the box suggests names as the person types. Ids keep working for API clients and links."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("field_name", "instance")
+        kwargs.setdefault("label", "Instance")
+        kwargs.setdefault("max_length", 200)
+        kwargs.setdefault("widget", AutocompleteInput(reverse_lazy("fleet:server_names")))
+        super().__init__(*args, **kwargs)
+
+    def filter(self, qs, value):
+        value = (value or "").strip()
+        if not value:
+            return qs
+        match = Q(**{f"{self.field_name}__name__iexact": value})
+        if value.isdigit() and int(value) < 2**63:
+            match |= Q(**{f"{self.field_name}__pk": int(value)})
+        qs = qs.filter(match)
+        return qs.distinct() if "__" in self.field_name else qs
+
+
+class InstanceFilterSet(FilterSet):
     q = django_filters.CharFilter(method="filter_q", label="Search")
-    status = django_filters.ChoiceFilter(choices=InstanceStatus.choices, empty_label="Any")
-    group = django_filters.ModelChoiceFilter(
-        queryset=Group.objects.all(), field_name="groups", label="Group", empty_label="Any"
-    )
+    status = django_filters.ChoiceFilter(choices=InstanceStatus.choices)
+    group = django_filters.ModelChoiceFilter(queryset=Group.objects.all(), field_name="groups", label="Group")
     tag = django_filters.CharFilter(method="filter_tag", label="Tag (key=value)")
     os_version = django_filters.CharFilter(lookup_expr="iexact", label="OS version")
 
@@ -35,19 +58,17 @@ class InstanceFilterSet(django_filters.FilterSet):
         return queryset.distinct() if tags else queryset
 
 
-class CommandFilterSet(django_filters.FilterSet):
-    kind = django_filters.ChoiceFilter(choices=CommandType.choices, label="Type", empty_label="Any")
-    source = django_filters.ChoiceFilter(choices=CommandSource.choices, empty_label="Any")
-    instance = django_filters.ModelChoiceFilter(
-        queryset=Instance.objects.all(), field_name="runs__instance", distinct=True, label="Server", empty_label="Any"
-    )
+class CommandFilterSet(FilterSet):
+    kind = django_filters.ChoiceFilter(choices=CommandType.choices, label="Type")
+    source = django_filters.ChoiceFilter(choices=CommandSource.choices)
+    instance = InstanceFilter(field_name="runs__instance", label="Server")
 
     class Meta:
         model = Command
         fields = ["kind", "source", "instance"]
 
 
-class CommandRunFilterSet(django_filters.FilterSet):
+class CommandRunFilterSet(FilterSet):
     status = django_filters.ChoiceFilter(choices=RunStatus.choices)
     instance = django_filters.ModelChoiceFilter(queryset=Instance.objects.all())
     # Bounded: an id beyond 64 bits would overflow the database's integer on the way in.

@@ -263,3 +263,9 @@ class LicenseUploadForm(forms.Form):
         if not (cleaned.get("text") or "").strip():
             raise forms.ValidationError("Paste the license text or choose a license file.")
         return cleaned
+
+
+class TagForm(forms.Form):
+    tag = forms.CharField(
+        max_length=193, help_text="key=value, e.g. env=production (letters, digits, '.', '-', '_', '/')"
+    )

@@ -1,11 +1,12 @@
 from datetime import timedelta
 
+from django.apps import apps
 from django.conf import settings
 from django.db.models import Case, Count, Exists, OuterRef, Q, QuerySet, Value, When
 from django.utils import timezone
 
 from .choices import InstanceStatus, RunStatus, ScopeKind
-from .models import Command, CommandRun, Group, Instance, RegistrationToken
+from .models import Command, CommandRun, Group, Instance, RegistrationToken, ScopedModel
 from .scopes import Scope, parse_tag
 
 
@@ -141,3 +142,21 @@ def registration_token_list(*, queryset: QuerySet | None = None) -> QuerySet:
 
 def group_list() -> QuerySet:
     return Group.objects.annotate(instance_count=Count("instances", distinct=True)).order_by("name")
+
+
+def tag_usage() -> dict[str, list[dict]]:
+    """{"key=value": [{"kind": "policy", "name": ..., "url": ...}]}: what selects servers by each tag,
+    across every app's stored scopes (policies, exceptions, canaries, config entries; not command history)."""
+    usage: dict[str, list[dict]] = {}
+    for model in scoped_models():
+        for obj in model.objects.filter(scope_kind=ScopeKind.TAGS):
+            url = obj.get_absolute_url() if hasattr(obj, "get_absolute_url") else ""
+            for tag in obj.scope_tags:
+                usage.setdefault(tag, []).append({"kind": model._meta.verbose_name, "name": str(obj), "url": url})
+    return usage
+
+
+def scoped_models() -> list[type[ScopedModel]]:
+    """Every stored kind of scope that selects servers from now on (any app's). Commands are left out:
+    a command's scope is history, its runs were fixed when it was queued."""
+    return [m for m in apps.get_models() if issubclass(m, ScopedModel) and not m._meta.abstract and m is not Command]

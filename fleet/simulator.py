@@ -3,7 +3,8 @@
 Used by `manage.py simulate_fleet` (the demo) and by the tests of every app built on the fleet.
 Each simulated instance
 
-1. registers with a registration token (or reuses a credential saved in `credentials_file`),
+1. registers with a registration token (or reuses a credential saved in `credentials_file`, which also
+   keeps each instance's state as the commands left it, so a restarted fleet resumes where it was),
 2. heartbeats its full state (OS, apps, settings, available updates) every `heartbeat_interval`,
 3. pulls commands every `command_poll_interval`, reports progress, waits a realistic delay, applies
    them with `fleet.commands.apply` (the panel's own command semantics) and reports the result
@@ -90,6 +91,9 @@ class SimInstance:
     def __init__(self, fleet: SimulatedFleet, name: str, rng: random.Random, port: int = 0):
         self.fleet, self.name, self.rng = fleet, name, rng
         self.state = initial_state(rng)
+        saved = (fleet.saved_credentials.get(name) or {}).get("state")
+        if isinstance(saved, dict) and isinstance(saved.get("apps"), list):
+            self.state = saved  # what the commands applied before a restart, not the seed's first state
         self.credential: str | None = None
         self.instance_id: int | None = None
         self.offline = False
@@ -284,6 +288,8 @@ class SimInstance:
             else:
                 self.state.update(new_state)
                 result = {"status": "completed", "output": f"{kind} {json.dumps(params, sort_keys=True)}: done"}
+        if result["status"] == "completed":
+            self.fleet.remember_credential(self)  # the applied change survives a restart
         self.sync_health_server()
         self._session.post(run_url, json=result, headers=self._headers(), timeout=10)
         self.commands_done += 1
@@ -449,10 +455,13 @@ class SimulatedFleet:
         if not self.credentials_file:
             return
         with self._credentials_lock:
+            with inst.lock:
+                state = json.loads(json.dumps(inst.state))
             self.saved_credentials[inst.name] = {
                 "credential": inst.credential,
                 "instance_id": inst.instance_id,
                 "port": inst.port,
+                "state": state,
             }
             tmp = self.credentials_file.with_suffix(".tmp")
             tmp.write_text(json.dumps({"instances": self.saved_credentials}))

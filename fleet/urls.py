@@ -7,6 +7,7 @@ urlpatterns = [
     path("", views.DashboardView.as_view(), name="dashboard"),
     # Servers
     path("servers/", views.ServerListView.as_view(), name="server_list"),
+    path("servers/names/", views.ServerNamesView.as_view(), name="server_names"),
     path("servers/<int:pk>/", views.ServerDetailView.as_view(), name="server_detail"),
     path("servers/<int:pk>/apps/", views.ServerAppsView.as_view(), name="server_apps"),
     path("servers/<int:pk>/edit/", views.ServerEditView.as_view(), name="server_edit"),
@@ -17,6 +18,11 @@ urlpatterns = [
     path("groups/<int:pk>/", views.GroupDetailView.as_view(), name="group_detail"),
     path("groups/<int:pk>/edit/", views.GroupUpdateView.as_view(), name="group_edit"),
     path("groups/<int:pk>/delete/", views.GroupDeleteView.as_view(), name="group_delete"),
+    # Tags
+    path("tags/", views.TagListView.as_view(), name="tag_list"),
+    path("tags/new/", views.TagCreateView.as_view(), name="tag_create"),
+    path("tags/<int:pk>/edit/", views.TagRenameView.as_view(), name="tag_edit"),
+    path("tags/<int:pk>/delete/", views.TagDeleteView.as_view(), name="tag_delete"),
     # Registration tokens
     path("registration-tokens/", views.TokenListView.as_view(), name="token_list"),
     path("registration-tokens/new/", views.TokenCreateView.as_view(), name="token_create"),

@@ -13,7 +13,7 @@ from common.views import RoleRequiredMixin, ServiceFormMixin
 from fleet.mixins import FeatureRequiredMixin
 
 from . import selectors, services
-from .choices import Level, SyncStatus
+from .choices import HostKeyScan, Level, SyncStatus
 from .forms import (
     ConflictResolveForm,
     ConnectForm,
@@ -130,6 +130,7 @@ class RepositoryDetailView(GitOpsViewMixin, DetailView):
             webhook_url=self.request.build_absolute_uri(reverse("gitops-api:gitops-webhook", args=[repo.pk])),
             can_sync=self.request.user.has_role(Role.OPERATOR),
             sync_chart=chart if recent else None,
+            busy=repo.host_key_scan == HostKeyScan.PENDING or repo.runs.filter(status=SyncStatus.RUNNING).exists(),
         )
         return context
 

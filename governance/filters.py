@@ -4,6 +4,8 @@ import django_filters
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
+from common.filters import FilterSet
+from fleet.filters import InstanceFilter
 from fleet.models import Group, Instance
 from fleet.scopes import ScopeError, parse_tag_filter
 
@@ -37,7 +39,7 @@ def filter_instances_by_group(queryset, group, field="instance"):
     )
 
 
-class InstanceScopedFilterSet(django_filters.FilterSet):
+class InstanceScopedFilterSet(FilterSet):
     """Adds group and tag filters on the row's instance (without joins that multiply rows)."""
 
     group = django_filters.ModelChoiceFilter(
@@ -56,7 +58,7 @@ class ViolationFilterSet(InstanceScopedFilterSet):
     severity = django_filters.ChoiceFilter(choices=Severity.choices)
     status = django_filters.ChoiceFilter(choices=ViolationStatus.choices)
     policy = django_filters.ModelChoiceFilter(queryset=Policy.objects.all())
-    instance = django_filters.NumberFilter(field_name="instance_id", label="Instance id")
+    instance = InstanceFilter()
     q = django_filters.CharFilter(method="filter_q", label="Search")
 
     class Meta:
@@ -69,9 +71,9 @@ class ViolationFilterSet(InstanceScopedFilterSet):
         )
 
 
-class PolicyFilterSet(django_filters.FilterSet):
+class PolicyFilterSet(FilterSet):
     policy_type = django_filters.ChoiceFilter(choices=PolicyType.choices, label="Type")
-    enabled = django_filters.BooleanFilter()
+    enabled = django_filters.BooleanFilter(label="Enabled")
     q = django_filters.CharFilter(method="filter_q", label="Search")
 
     class Meta:
@@ -82,9 +84,9 @@ class PolicyFilterSet(django_filters.FilterSet):
         return queryset.filter(Q(name__icontains=value) | Q(description__icontains=value))
 
 
-class ExceptionFilterSet(django_filters.FilterSet):
+class ExceptionFilterSet(FilterSet):
     policy = django_filters.ModelChoiceFilter(queryset=Policy.objects.all())
-    status = django_filters.ChoiceFilter(choices=ExceptionStatus.choices, method="filter_status")
+    status = django_filters.ChoiceFilter(choices=ExceptionStatus.choices, method="filter_status", label="Status")
 
     class Meta:
         model = PolicyException

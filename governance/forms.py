@@ -48,7 +48,7 @@ class PolicyForm(ScopeFormMixin, forms.Form):
     field_order = ["name", "description"]
 
     def __init__(self, *args, policy: Policy | None = None, **kwargs):
-        if policy is not None and "initial" not in kwargs:
+        if policy is not None and not kwargs.get("initial"):  # FormView always passes initial={}
             kwargs["initial"] = {
                 "name": policy.name,
                 "description": policy.description,
@@ -58,22 +58,59 @@ class PolicyForm(ScopeFormMixin, forms.Form):
             }
         super().__init__(*args, **kwargs)
 
+    # The rule editor's fields; `rules_field` shows the rule errors (and the API's `rules` errors).
+    rule_fields: tuple[str, ...] = ("apps",)
+    rules_field = "apps"
+
+    @property
+    def service_fields(self) -> dict[str, str]:
+        """A service's error paths → this form's fields (common.views.add_service_errors)."""
+        return {"rules": self.rules_field}
+
     def rules_initial(self, rules: dict) -> dict:  # pragma: no cover - each editor implements it
         return {}
 
-    def build_rules(self, cleaned) -> dict:  # pragma: no cover - each editor implements it
+    def parse(self, cleaned) -> tuple[dict, list[str]]:  # pragma: no cover - each editor implements it
+        """The rules the editor's text makes, and what is wrong with it line by line (every line at once)."""
         raise NotImplementedError
+
+    def check_entry(self, n: int, line: str, fragment: dict, problems: list[str]) -> bool:
+        """One line's rule checked alone with the API's rules (evaluators.validate_rules)."""
+        try:
+            evaluators.validate_rules(self.policy_type, fragment)
+        except evaluators.RuleError as exc:
+            problems.append(f"Line {n} ('{line}'): {exc}")
+            return False
+        return True
 
     def clean(self):
         cleaned = super().clean()
-        if self.errors:
+        # Checked whatever the other fields say, so every error shows at once, each on its field.
+        if any(self.has_error(f) for f in self.rule_fields):
+            return cleaned
+        rules, problems = self.parse(cleaned)
+        for problem in problems:
+            self.add_error(self.rules_field, problem)
+        if problems:
             return cleaned
         try:
-            rules = self.build_rules(cleaned)
             cleaned["rules"] = evaluators.validate_rules(self.policy_type, rules)
         except evaluators.RuleError as exc:
-            raise forms.ValidationError(str(exc)) from exc
+            self.add_error(self.error_field(str(exc)), str(exc))
         return cleaned
+
+    def error_field(self, message: str) -> str:
+        return self.rules_field
+
+
+def _match_lines(text, pattern, hint: str, problems: list[str]):
+    """(line number, line, match) of each rule line that fits `pattern`; the others become problems."""
+    for n, line in _lines(text):
+        m = pattern.match(line)
+        if m:
+            yield n, line, m
+        else:
+            problems.append(f"Line {n} ('{line}'): {hint}")
 
 
 class RequiredAppsForm(PolicyForm):
@@ -95,16 +132,14 @@ class RequiredAppsForm(PolicyForm):
             )
         }
 
-    def build_rules(self, cleaned):
-        apps = []
-        for n, line in _lines(cleaned.get("apps")):
-            m = REQUIRED_LINE.match(line)
-            if not m:
-                raise evaluators.RuleError(
-                    f"Line {n} ('{line}'): write 'name', 'name >= 1.2' or 'name >= 1.2 running'."
-                )
-            apps.append({"name": m["name"], "min_version": m["min"], "running": bool(m["running"])})
-        return {"apps": apps}
+    def parse(self, cleaned):
+        apps, problems = [], []
+        hint = "write 'name', 'name >= 1.2' or 'name >= 1.2 running'."
+        for n, line, m in _match_lines(cleaned.get("apps"), REQUIRED_LINE, hint, problems):
+            app = {"name": m["name"], "min_version": m["min"], "running": bool(m["running"])}
+            if self.check_entry(n, line, {"apps": [app]}, problems):
+                apps.append(app)
+        return {"apps": apps}, problems
 
 
 class BlockedAppsForm(PolicyForm):
@@ -126,20 +161,20 @@ class BlockedAppsForm(PolicyForm):
             )
         }
 
-    def build_rules(self, cleaned):
-        apps = []
-        for n, line in _lines(cleaned.get("apps")):
-            m = BLOCKED_LINE.match(line)
-            if not m:
-                raise evaluators.RuleError(
-                    f"Line {n} ('{line}'): write 'name', 'name < 2.0', 'name >= 1.0' or 'name >= 1.0 < 2.0'."
-                )
-            apps.append({"pattern": m["pattern"], "min_version": m["min"], "below_version": m["below"]})
-        return {"apps": apps}
+    def parse(self, cleaned):
+        apps, problems = [], []
+        hint = "write 'name', 'name < 2.0', 'name >= 1.0' or 'name >= 1.0 < 2.0'."
+        for n, line, m in _match_lines(cleaned.get("apps"), BLOCKED_LINE, hint, problems):
+            app = {"pattern": m["pattern"], "min_version": m["min"], "below_version": m["below"]}
+            if self.check_entry(n, line, {"apps": [app]}, problems):
+                apps.append(app)
+        return {"apps": apps}, problems
 
 
 class UpdateRulesForm(PolicyForm):
     policy_type = PolicyType.UPDATE_RULES
+    rule_fields = ("os_deadline_hours", "app_deadlines")
+    rules_field = "app_deadlines"
     os_deadline_hours = forms.IntegerField(
         label="OS updates: deadline (hours)",
         required=False,
@@ -159,18 +194,23 @@ class UpdateRulesForm(PolicyForm):
             "app_deadlines": "\n".join(f"{a['name']}: {a['deadline_hours']}" for a in rules.get("apps", [])),
         }
 
-    def build_rules(self, cleaned):
-        apps = []
-        for n, line in _lines(cleaned.get("app_deadlines")):
-            m = DEADLINE_LINE.match(line)
-            if not m:
-                raise evaluators.RuleError(f"Line {n} ('{line}'): write 'app-name: hours', e.g. 'nginx: 48'.")
-            apps.append({"name": m["name"], "deadline_hours": int(m["hours"])})
-        return {"os_deadline_hours": cleaned.get("os_deadline_hours"), "apps": apps}
+    def parse(self, cleaned):
+        apps, problems = [], []
+        hint = "write 'app-name: hours', e.g. 'nginx: 48'."
+        for n, line, m in _match_lines(cleaned.get("app_deadlines"), DEADLINE_LINE, hint, problems):
+            app = {"name": m["name"], "deadline_hours": int(m["hours"])}
+            if self.check_entry(n, line, {"apps": [app]}, problems):
+                apps.append(app)
+        return {"os_deadline_hours": cleaned.get("os_deadline_hours"), "apps": apps}, problems
+
+    def error_field(self, message: str) -> str:
+        return "os_deadline_hours" if message.startswith("OS") else self.rules_field
 
 
 class BaselineForm(PolicyForm):
     policy_type = PolicyType.BASELINE
+    rule_fields = ("os_version", "os_match", "settings")
+    rules_field = "settings"
     os_version = forms.CharField(
         label="OS version", required=False, max_length=64, help_text="E.g. 24.04.2. Empty: no OS rule."
     )
@@ -192,22 +232,25 @@ class BaselineForm(PolicyForm):
             ),
         }
 
-    def build_rules(self, cleaned):
-        values = {}
-        for n, line in _lines(cleaned.get("settings")):
-            m = SETTING_LINE.match(line)
-            if not m:
-                raise evaluators.RuleError(
-                    f"Line {n} ('{line}'): write 'key = value', e.g. 'ssh.password_auth = false'."
-                )
+    def parse(self, cleaned):
+        values, problems = {}, []
+        hint = "write 'key = value', e.g. 'ssh.password_auth = false'."
+        for n, line, m in _match_lines(cleaned.get("settings"), SETTING_LINE, hint, problems):
             if m["key"] in values:
-                raise evaluators.RuleError(f"Line {n}: '{m['key']}' is set twice.")
-            values[m["key"]] = _parse_value(m["value"].strip())
-        return {
+                problems.append(f"Line {n}: '{m['key']}' is set twice.")
+                continue
+            value = _parse_value(m["value"].strip())
+            if self.check_entry(n, line, {"settings": {m["key"]: value}}, problems):
+                values[m["key"]] = value
+        rules = {
             "os_version": cleaned.get("os_version") or None,
             "os_match": cleaned.get("os_match"),
             "settings": values,
         }
+        return rules, problems
+
+    def error_field(self, message: str) -> str:
+        return "os_version" if message.startswith("OS version") else self.rules_field
 
 
 POLICY_FORMS = {

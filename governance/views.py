@@ -1,7 +1,10 @@
 import csv
+from datetime import timedelta
 
 from django.contrib import messages
 from django.core.paginator import Paginator
+from django.db import transaction
+from django.db.models import Case, Value, When
 from django.http import Http404, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -11,14 +14,17 @@ from django.views.generic import FormView, TemplateView
 
 from common.choices import Role
 from common.exceptions import ApplicationError
+from common.sorting import SortableListMixin
 from common.views import HtmxPartialMixin, RoleRequiredMixin, ServiceFormMixin, redirect_next
 from fleet.models import Group, Instance
+from fleet.selectors import instances_in_scope
 
 from . import evaluators, selectors, services
-from .choices import ExceptionStatus, PolicyType
+from .choices import ExceptionStatus, PolicyType, Severity, SnapshotKind
 from .filters import ExceptionFilterSet, InstanceScoreFilterSet, PolicyFilterSet, ViolationFilterSet
 from .forms import POLICY_FORMS, TYPE_HELP, ExceptionForm
-from .models import InstanceCompliance, Policy, PolicyException, Violation
+from .models import ComplianceSnapshot, InstanceCompliance, Policy, PolicyException, Violation
+from .tasks import take_compliance_snapshot
 
 PAGE_SIZE = 50
 
@@ -34,6 +40,17 @@ def _dashboard_filters(request) -> tuple[Group | None, str]:
     return group, request.GET.get("tag", "").strip()
 
 
+def ensure_todays_snapshot() -> bool:
+    """The trend starts the day the panel starts, not at the first midnight: the first dashboard load of a
+    day without a snapshot queues one (the daily beat task keeps doing the rest). Queued, not taken here:
+    a page view writes nothing, and two loads at once only queue two runs, each replacing the day.
+    Returns whether one was queued."""
+    if ComplianceSnapshot.objects.filter(date=timezone.localdate(), kind=SnapshotKind.FLEET).exists():
+        return False
+    transaction.on_commit(take_compliance_snapshot.delay)
+    return True
+
+
 class DashboardView(RoleRequiredMixin, HtmxPartialMixin, TemplateView):
     """Governance dashboard; htmx refreshes its live part every few seconds."""
 
@@ -41,6 +58,8 @@ class DashboardView(RoleRequiredMixin, HtmxPartialMixin, TemplateView):
     partial_template_name = "governance/_dashboard_body.html"
 
     def get_context_data(self, **kwargs):
+        if not self.is_htmx:  # the page, not its 10-second refreshes
+            ensure_todays_snapshot()
         group, tag = _dashboard_filters(self.request)
         counts = selectors.violation_counts(group=group, tag=tag)
         return super().get_context_data(
@@ -60,10 +79,18 @@ class DashboardView(RoleRequiredMixin, HtmxPartialMixin, TemplateView):
         )
 
 
-class ScoreListView(RoleRequiredMixin, TemplateView):
+SEVERITY_RANK = Case(
+    When(severity=Severity.CRITICAL, then=Value(3)),
+    When(severity=Severity.WARNING, then=Value(2)),
+    default=Value(1),
+)
+
+
+class ScoreListView(SortableListMixin, RoleRequiredMixin, TemplateView):
     """Drill-down: every instance's score."""
 
     template_name = "governance/score_list.html"
+    sort_fields = {"instance": "instance__name", "met": "met", "exempt": "exempt", "score": "score"}
 
     def get_context_data(self, **kwargs):
         filterset = InstanceScoreFilterSet(self.request.GET or None, queryset=InstanceCompliance.objects.all())
@@ -71,7 +98,7 @@ class ScoreListView(RoleRequiredMixin, TemplateView):
         return super().get_context_data(
             title="Instance compliance scores",
             filter=filterset,
-            page_obj=_page(self.request, selectors.instance_scores(queryset=qs)),
+            page_obj=_page(self.request, self.sorted(selectors.instance_scores(queryset=qs))),
             **kwargs,
         )
 
@@ -79,8 +106,9 @@ class ScoreListView(RoleRequiredMixin, TemplateView):
 # --- Policies ---------------------------------------------------------------------------------
 
 
-class PolicyListView(RoleRequiredMixin, TemplateView):
+class PolicyListView(SortableListMixin, RoleRequiredMixin, TemplateView):
     template_name = "governance/policy_list.html"
+    sort_fields = {"name": "name", "type": "policy_type", "open": "open_violations", "enabled": "enabled"}
 
     def get_context_data(self, **kwargs):
         filterset = PolicyFilterSet(self.request.GET or None, queryset=Policy.objects.all())
@@ -88,7 +116,7 @@ class PolicyListView(RoleRequiredMixin, TemplateView):
         return super().get_context_data(
             title="Policies",
             filter=filterset,
-            page_obj=_page(self.request, selectors.policy_list(queryset=qs)),
+            page_obj=_page(self.request, self.sorted(selectors.policy_list(queryset=qs))),
             **kwargs,
         )
 
@@ -215,19 +243,55 @@ class PolicyPreviewView(RoleRequiredMixin, View):
         return render(request, "governance/_preview.html", context)
 
 
-class PolicyDetailView(RoleRequiredMixin, TemplateView):
+# After a save the page keeps refreshing this long even when the figures already add up: an edit's
+# re-evaluation may leave the counts as they were while violations change.
+EVALUATION_GRACE = timedelta(seconds=20)
+
+
+def evaluation_pending(policy: Policy, compliance, *, now=None) -> bool:
+    """Whether the policy's scope is (probably) still being evaluated after a save: the evaluation runs in
+    a worker and leaves no marker, so the page goes by what it can see. Recently saved, or enabled with no
+    instance counted yet while its scope holds some, is pending."""
+    if not policy.enabled:
+        return False
+    if (now or timezone.now()) - policy.updated < EVALUATION_GRACE:
+        return True
+    counted = sum(getattr(compliance, f, 0) or 0 for f in ("compliant", "noncompliant", "exempt", "unknown"))
+    return counted == 0 and instances_in_scope(policy.scope).exists()
+
+
+def rule_labels(policy: Policy) -> list[tuple[str, str]]:
+    """[(rule key, label)] of the policy's rules as a person reads them: a blocked app's label carries its
+    version range, in the words its violations use ("postgresql must not be installed below 16")."""
+    labels = evaluators.rule_keys(policy.policy_type, policy.rules)
+    if policy.policy_type != PolicyType.BLOCKED_APPS:
+        return labels
+    out = []
+    for (key, label), app in zip(labels, policy.rules.get("apps", []), strict=False):
+        low, below = app.get("min_version"), app.get("below_version")
+        span = " ".join(part for part in (low and f"from {low}", below and f"below {below}") if part)
+        out.append((key, f"{label} {span}" if span else label))
+    return out
+
+
+class PolicyDetailView(RoleRequiredMixin, HtmxPartialMixin, TemplateView):
+    """The policy, its figures and current violations; the live part refreshes while evaluation is pending."""
+
     template_name = "governance/policy_detail.html"
+    partial_template_name = "governance/_policy_live.html"
 
     def get_context_data(self, **kwargs):
         policy = get_object_or_404(selectors.policy_list(), pk=self.kwargs["pk"])
         violations = selectors.violation_list(
             queryset=Violation.objects.filter(policy=policy, status__in=("open", "exempted"))
         )
+        compliance = getattr(policy, "compliance", None)
         return super().get_context_data(
             title=policy.name,
             policy=policy,
-            compliance=getattr(policy, "compliance", None),
-            rules=evaluators.rule_keys(policy.policy_type, policy.rules),
+            compliance=compliance,
+            evaluating=evaluation_pending(policy, compliance),
+            rules=rule_labels(policy),
             page_obj=_page(self.request, violations),
             timeliness=selectors.update_rule_timeliness(policy),
             exceptions=selectors.exception_list(
@@ -264,14 +328,23 @@ class PolicyDeleteView(RoleRequiredMixin, View):
 # --- Violations -------------------------------------------------------------------------------
 
 
-class ViolationListView(RoleRequiredMixin, HtmxPartialMixin, TemplateView):
+class ViolationListView(SortableListMixin, RoleRequiredMixin, HtmxPartialMixin, TemplateView):
     template_name = "governance/violation_list.html"
     partial_template_name = "governance/_violation_table.html"
+    sort_fields = {
+        "severity": SEVERITY_RANK,
+        "status": "status",
+        "policy": "policy_name",
+        "instance": "instance__name",
+        "rule": "rule",
+        "first": "first_detected_at",
+        "last": "last_seen_at",
+    }
 
     def filtered(self):
         filterset = ViolationFilterSet(self.request.GET or None, queryset=Violation.objects.all())
         qs = filterset.qs if filterset.is_bound and filterset.is_valid() else Violation.objects.all()
-        return filterset, selectors.violation_list(queryset=qs)
+        return filterset, self.sorted(selectors.violation_list(queryset=qs))
 
     def get_context_data(self, **kwargs):
         filterset, qs = self.filtered()

@@ -50,13 +50,22 @@ class CanaryViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
         context = {"status": selectors.canary_status(deployment), "request": self.request}
         return Response(CanaryDetailSerializer(deployment, context=context).data, status=code)
 
+    @extend_schema(summary="List canary deployments, newest first (filter by phase)")
+    def list(self, request, *args, **kwargs):
+        return super().list(request, *args, **kwargs)
+
     @extend_schema(
-        responses={200: CanaryDetailSerializer, 404: OpenApiResponse(description="No such deployment"), **ERRORS}
+        summary="Status of a canary deployment: phase, steps, health per round and instance, rollout",
+        responses={200: CanaryDetailSerializer, 404: OpenApiResponse(description="No such deployment"), **ERRORS},
     )
     def retrieve(self, request, *args, **kwargs):
         return self._detail(self.get_object())
 
-    @extend_schema(request=CanaryCreateSerializer, responses={201: CanaryDetailSerializer, **ERRORS, **CONFLICT})
+    @extend_schema(
+        summary="Start a canary deployment: the change goes to the canary instances first",
+        request=CanaryCreateSerializer,
+        responses={201: CanaryDetailSerializer, **ERRORS, **CONFLICT},
+    )
     def create(self, request):
         serializer = CanaryCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -85,6 +94,7 @@ class CanaryViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
         return self._detail(deployment, status.HTTP_201_CREATED)
 
     @extend_schema(
+        summary="Every health poll of a deployment, newest first",
         parameters=[
             OpenApiParameter("instance", int, description="only this instance (id)"),
             OpenApiParameter("round", int, description="only this round"),
@@ -106,13 +116,21 @@ class CanaryViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
         page = self.paginate_queryset(found.qs)
         return self.get_paginated_response(HealthPollSerializer(page, many=True).data)
 
-    @extend_schema(request=None, responses={200: CanaryDetailSerializer, **CONFLICT, **ERRORS})
+    @extend_schema(
+        summary="Promote now: the change goes to every remaining instance in scope",
+        request=None,
+        responses={200: CanaryDetailSerializer, **CONFLICT, **ERRORS},
+    )
     @action(detail=True, methods=["post"])
     def promote(self, request, pk=None):
         """Force promotion: the change goes to the rest of the scope now, skipping the remaining steps."""
         return self._detail(services.canary_promote(actor=request.user, deployment=self.get_object()))
 
-    @extend_schema(request=RollbackSerializer, responses={200: CanaryDetailSerializer, **CONFLICT, **ERRORS})
+    @extend_schema(
+        summary="Roll back: revert the change on every instance it reached",
+        request=RollbackSerializer,
+        responses={200: CanaryDetailSerializer, **CONFLICT, **ERRORS},
+    )
     @action(detail=True, methods=["post"])
     def rollback(self, request, pk=None):
         """Force rollback of every instance the change reached (allowed without the license)."""
@@ -123,13 +141,21 @@ class CanaryViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
         )
         return self._detail(deployment)
 
-    @extend_schema(request=None, responses={200: CanaryDetailSerializer, **CONFLICT, **ERRORS})
+    @extend_schema(
+        summary="Approve the next step of a deployment waiting for approval",
+        request=None,
+        responses={200: CanaryDetailSerializer, **CONFLICT, **ERRORS},
+    )
     @action(detail=True, methods=["post"])
     def approve(self, request, pk=None):
         """Start the next step of a deployment whose step passed and waits for approval."""
         return self._detail(services.canary_approve(actor=request.user, deployment=self.get_object()))
 
-    @extend_schema(request=PauseSerializer, responses={200: CanaryDetailSerializer, **CONFLICT, **ERRORS})
+    @extend_schema(
+        summary="Pause: no further instance gets the change until resumed",
+        request=PauseSerializer,
+        responses={200: CanaryDetailSerializer, **CONFLICT, **ERRORS},
+    )
     @action(detail=True, methods=["post"])
     def pause(self, request, pk=None):
         """Hold the deployment: no further instances, no promotion; health keeps being watched."""
@@ -140,7 +166,11 @@ class CanaryViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
         )
         return self._detail(deployment)
 
-    @extend_schema(request=None, responses={200: CanaryDetailSerializer, **CONFLICT, **ERRORS})
+    @extend_schema(
+        summary="Resume a paused deployment",
+        request=None,
+        responses={200: CanaryDetailSerializer, **CONFLICT, **ERRORS},
+    )
     @action(detail=True, methods=["post"])
     def resume(self, request, pk=None):
         """Carry on after a pause (the max duration is extended by the time paused)."""

@@ -42,8 +42,13 @@ from .registration import (
     registration_token_create,
     registration_token_revoke,
 )
+from .tags import tag_create, tag_delete, tag_rename, tag_selected_by
 
 __all__ = [
+    "tag_create",
+    "tag_delete",
+    "tag_rename",
+    "tag_selected_by",
     "AGENT_AUTH_FIELDS",
     "CommandSpec",
     "agent_authenticate",

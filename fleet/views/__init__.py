@@ -36,10 +36,16 @@ from .servers import (
     ServerDetailView,
     ServerEditView,
     ServerListView,
+    ServerNamesView,
     apps_table,
 )
+from .tags import TagCreateView, TagDeleteView, TagListView, TagRenameView
 
 __all__ = [
+    "TagCreateView",
+    "TagDeleteView",
+    "TagListView",
+    "TagRenameView",
     "APPS_PER_PAGE",
     "CommandCreateView",
     "CommandDetailView",
@@ -59,6 +65,7 @@ __all__ = [
     "ServerDetailView",
     "ServerEditView",
     "ServerListView",
+    "ServerNamesView",
     "TargetPreviewView",
     "TokenCreateView",
     "TokenDetailView",

@@ -4,6 +4,7 @@ from django.conf import settings
 from django.urls import NoReverseMatch, reverse
 from django.views.generic import TemplateView
 
+from common import versions
 from common.views import HtmxPartialMixin, RoleRequiredMixin
 from fleet import selectors
 
@@ -36,6 +37,9 @@ def status_chart(summary: dict) -> dict:
 
 
 def os_chart(counts: list[tuple[str, int]]) -> dict:
+    """Bars of the given OS versions in version order (22.04 before 24.04, not by count); versions that
+    do not parse ("unknown") last."""
+    counts = sorted(counts, key=lambda c: (not versions.is_valid(c[0]), versions.parse(c[0]), c[0]))
     return {
         "type": "bar",
         "data": {

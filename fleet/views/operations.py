@@ -7,6 +7,7 @@ from django.views.generic import DetailView, FormView, ListView, TemplateView
 
 from common.choices import Role
 from common.exceptions import ApplicationError
+from common.sorting import SortableListMixin
 from common.views import HtmxPartialMixin, RoleRequiredMixin, ServiceActionView, ServiceFormMixin
 from fleet import selectors, services
 from fleet.choices import FINISHED_RUN_STATUSES, RunStatus
@@ -21,22 +22,26 @@ PREVIEW_NAMES = 10
 # --- Operations: the command queue -------------------------------------------------------------
 
 
-class CommandListView(HtmxPartialMixin, RoleRequiredMixin, ListView):
+class CommandListView(HtmxPartialMixin, SortableListMixin, RoleRequiredMixin, ListView):
     template_name = "fleet/command_list.html"
     partial_template_name = "fleet/_command_rows.html"
     context_object_name = "commands"
     paginate_by = 25
+    sort_fields = {"id": "id", "kind": "kind", "source": "source", "runs": "run_total", "created": "created"}
 
     def get_queryset(self):
         self.filterset = CommandFilterSet(self.request.GET or None, queryset=Command.objects.all())
         # Filter by id so the run counts cover all of a command's runs, not only the filtered instance's.
         matching = Command.objects.filter(pk__in=self.filterset.qs.values("pk"))
         # Aggregating queries ignore Meta.ordering: order explicitly (newest first).
-        return selectors.command_list(queryset=matching).order_by("-created", "-id")
+        return self.sorted(selectors.command_list(queryset=matching).order_by("-created", "-id"))
 
     def get_context_data(self, **kwargs):
         filtered = any(v for k, v in self.request.GET.items() if k != "page")
-        return super().get_context_data(filter=self.filterset, filtered=filtered, **kwargs)
+        context = super().get_context_data(filter=self.filterset, filtered=filtered, **kwargs)
+        # Rows with runs under way refresh every 3 s; a settled page every 30 s (new commands still arrive).
+        context["busy"] = any(c.run_pending or c.run_running for c in context["commands"])
+        return context
 
 
 class CommandCreateView(RoleRequiredMixin, ServiceFormMixin, FormView):

@@ -3,13 +3,17 @@
 from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
 from django.utils.dateparse import parse_datetime
 from django.utils.functional import cached_property
+from django.utils.html import format_html_join
+from django.views import View
 from django.views.generic import DetailView, FormView, ListView, TemplateView
 
 from common.choices import Role
+from common.sorting import SortableListMixin
 from common.views import HtmxPartialMixin, RoleRequiredMixin, ServiceActionView, ServiceFormMixin
 from fleet import selectors, services
 from fleet.filters import InstanceFilterSet
@@ -25,19 +29,51 @@ UPDATES_SHOWN = 100
 # --- Servers -----------------------------------------------------------------------------------
 
 
-class ServerListView(HtmxPartialMixin, RoleRequiredMixin, ListView):
+# The governance app adds a compliance standing per instance (a reverse one-to-one named "compliance").
+# fleet does not import governance: the list shows the column when that relation exists.
+HAS_COMPLIANCE = hasattr(Instance, "compliance")
+
+
+class ServerListView(HtmxPartialMixin, SortableListMixin, RoleRequiredMixin, ListView):
     template_name = "fleet/server_list.html"
     partial_template_name = "fleet/_server_rows.html"
     context_object_name = "instances"
     paginate_by = 25
+    sort_fields = {
+        "name": "name",
+        "status": "status",
+        "os": "os_version",
+        "last_seen": "last_seen_at",
+        **({"compliance": "compliance__score"} if HAS_COMPLIANCE else {}),
+    }
 
     def get_queryset(self):
         self.filterset = InstanceFilterSet(self.request.GET or None, queryset=Instance.objects.all())
-        return selectors.instance_list(queryset=self.filterset.qs, with_state=False)
+        qs = selectors.instance_list(queryset=self.filterset.qs, with_state=False)
+        if HAS_COMPLIANCE:
+            qs = qs.select_related("compliance")
+        return self.sorted(qs)
 
     def get_context_data(self, **kwargs):
-        filtered = any(v for k, v in self.request.GET.items() if k != "page")
-        return super().get_context_data(filter=self.filterset, filtered=filtered, **kwargs)
+        return super().get_context_data(filter=self.filterset, show_compliance=HAS_COMPLIANCE, **kwargs)
+
+
+class ServerNamesView(RoleRequiredMixin, View):
+    """htmx: <option>s of up to 20 server names for what was typed (the filters' instance boxes); names
+    that start with it first."""
+
+    LIMIT = 20
+
+    def get(self, request):
+        typed = (request.GET.get("q") or next(iter(request.GET.values()), ""))[:100].strip()
+        qs = Instance.objects.filter(name__icontains=typed) if typed else Instance.objects.all()
+        first = qs.filter(name__istartswith=typed).order_by("name").values_list("name", flat=True)[: self.LIMIT]
+        names = list(first)
+        if len(names) < self.LIMIT:
+            rest = qs.exclude(name__in=names).order_by("name").values_list("name", flat=True)
+            names += list(rest[: self.LIMIT - len(names)])
+        html = format_html_join("", '<option value="{}"></option>', ((n,) for n in names))
+        return HttpResponse(html)
 
 
 class ServerDetailView(HtmxPartialMixin, RoleRequiredMixin, DetailView):

@@ -4,6 +4,7 @@ import pytest
 
 from canary.choices import Phase
 from canary.models import CanaryDeployment
+from fleet.models import CommandRun
 from tests.base import assert_status
 
 from .conftest import agent_finishes
@@ -185,6 +186,11 @@ def test_the_live_refresh_removes_the_action_buttons_once_decided_and_stops_poll
     assert "Promote to all instances" not in live.content.decode()
 
     CanaryDeployment.objects.filter(pk=deployment.pk).update(phase=Phase.ROLLED_BACK)
+    reverts = CommandRun.objects.filter(command__in=deployment.targets.values("revert_command"))
+    assert reverts.exists()
+    live = operator_client.get(url, HTTP_HX_REQUEST="true")
+    assert live.status_code == 200  # ended, but the reverts shown on the page are still running
+    agent_finishes(reverts)
     final = operator_client.get(url, HTTP_HX_REQUEST="true")
     assert final.status_code == 286  # htmx swaps this last update and stops polling
     assert "Rolled back" in final.content.decode()

@@ -98,7 +98,7 @@ def test_the_command_form_shows_the_fields_of_the_chosen_type_and_previews_the_t
     page.wait_for_url("**/operations/*/")
     command = Command.objects.get()
     assert sorted(r.instance.name for r in command.runs.all()) == ["web-01", "web-02"]
-    assert "Command queued" in page.inner_text(".alert")
+    assert "Command queued" in page.inner_text(".alert-success")
     assert page.console_errors == []
 
 

@@ -192,7 +192,7 @@ def test_the_queue_shows_live_run_counts_per_status(viewer_client, admin_user, f
     finish(runs["web-02"], status=RunStatus.FAILED, error="nginx is not responding")
     response = viewer_client.get(reverse("fleet:command_list"), HTTP_HX_REQUEST="true")
     body = text(response)
-    assert body.startswith("<tbody") and 'hx-trigger="every 4s"' in body
+    assert body.startswith("<tbody") and 'hx-trigger="every 3s"' in body
     assert "1 pending" in body and "1 completed" in body and "1 failed" in body
 
 

@@ -1,0 +1,54 @@
+"""Template helpers shared by every page: sortable column headers and relative times."""
+
+from datetime import datetime
+
+from django import template
+from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.timesince import timesince, timeuntil
+
+register = template.Library()
+
+
+@register.simple_tag(takes_context=True)
+def sort_header(context, key: str, label: str):
+    """A column header that sorts the list by `key` (one of the view's sort_fields): ascending first,
+    descending on a second click; the filters in the URL are kept, the page is reset."""
+    request, sort = context["request"], context.get("sort")
+    current = sort.key == key if sort else False
+    descending = current and sort.descending
+    query = request.GET.copy()
+    query.pop("page", None)
+    query["sort"] = key if descending or not current else f"-{key}"
+    arrow = (" ▼" if descending else " ▲") if current else ""
+    state = ("descending" if descending else "ascending") if current else "none"
+    return format_html(
+        '<a class="sort-link{}" href="?{}" aria-sort="{}">{}{}</a>',
+        " active" if current else "",
+        query.urlencode(),
+        state,
+        label,
+        arrow,
+    )
+
+
+@register.filter
+def ago(value, now=None):
+    """One way to say a time relative to now, everywhere: "2 seconds ago", "3 hours ago", "in 2 days".
+
+    Django's timesince rounds to minutes ("0 minutes ago"); under a minute this says the seconds."""
+    if not isinstance(value, datetime):
+        return value if value else ""
+    now = now or timezone.now()
+    if timezone.is_naive(value):
+        value = timezone.make_aware(value)
+    delta = (now - value).total_seconds()
+    if abs(delta) < 60:
+        seconds = int(abs(delta))
+        if seconds == 0:
+            return "just now"
+        words = f"{seconds} second{'s' if seconds != 1 else ''}"
+        return f"{words} ago" if delta > 0 else f"in {words}"
+    if delta > 0:
+        return f"{timesince(value, now, depth=1)} ago"
+    return f"in {timeuntil(value, now, depth=1)}"

@@ -1,0 +1,182 @@
+"""Every page of the site in a real headless Chromium, as admin, operator and viewer: no console error,
+no failed request (htmx parts and panels included), and a screenshot of each at 1366×768 under
+screenshots/pages/ (git-ignored) for a person to look at."""
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+
+from common.choices import Role
+from fleet import services as fleet
+from fleet.choices import CommandType, InstanceStatus, ScopeKind
+from fleet.models import Group, Instance
+from fleet.scopes import Scope
+from governance import services as governance
+from tests.conftest import _serialize_shared_sqlite
+from tests.hardening import browser
+
+pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+chromium = browser.chromium
+VIEWPORTS = {"1366": {"width": 1366, "height": 768}, "1920": {"width": 1920, "height": 1080}}
+
+
+@pytest.fixture
+def site(admin_user, install_license):
+    """A small fleet with something on every page: servers, a group, tags, a policy with violations, an
+    exception, a command with runs, a registration token, a canary."""
+    install_license("enterprise")
+    group = Group.objects.create(name="web", description="Web servers")
+    servers = []
+    for n, apps in enumerate(([{"name": "telnetd", "version": "1", "running": True}], [], []), 1):
+        server = Instance.objects.create(
+            name=f"web-0{n}",
+            status=InstanceStatus.ONLINE,
+            last_seen_at=timezone.now(),
+            os_version=f"24.04.{n}",
+            address=f"127.0.0.1:{9000 + n}",
+            apps=apps + [{"name": "web-app", "version": "1.0", "running": True}],
+            settings={"ssh.password_auth": True},
+        )
+        server.groups.add(group)
+        server.tags.set(fleet.tags_get_or_create(["env=prod", f"slot={n}"]))
+        servers.append(server)
+    policy = governance.policy_create(
+        actor=admin_user,
+        name="No telnet",
+        policy_type="blocked_apps",
+        rules={"apps": [{"pattern": "telnetd", "below_version": "2"}]},
+        scope=Scope(kind=ScopeKind.TAGS, tags=("env=prod",)),
+    )
+    governance.evaluate_fleet()
+    governance.exception_create(
+        actor=admin_user,
+        policy=policy,
+        rule_key="",
+        scope=Scope(kind=ScopeKind.INSTANCES, instance_ids=(servers[2].pk,)),
+        justification="decommissioned next week",
+        expires_at=timezone.now() + timezone.timedelta(days=7),
+    )
+    command = fleet.command_create(
+        actor=admin_user,
+        kind=CommandType.RESTART_APP,
+        params={"app": "web-app"},
+        scope=Scope(kind=ScopeKind.GROUPS, group_ids=(group.pk,)),
+    )
+    token, _ = fleet.registration_token_create(actor=admin_user, name="web servers", tags=["env=prod"])
+    from canary import services as canary
+
+    deployment = canary.canary_create(
+        actor=admin_user,
+        kind="update_app",
+        params={"app": "web-app", "version": "2.0"},
+        scope=Scope(),
+        criteria=["online"],
+        selection="percentage",
+        percentage=34,
+        check_interval=30,
+        max_duration=300,
+    )
+    return {
+        "server": servers[0],
+        "group": group,
+        "policy": policy,
+        "command": command,
+        "run": command.runs.first(),
+        "token": token,
+        "canary": deployment,
+    }
+
+
+def pages(site) -> list[tuple[str, str, str]]:
+    """(name, url, the role it needs)."""
+    s = site
+    return [
+        ("dashboard", reverse("fleet:dashboard"), Role.VIEWER),
+        ("servers", reverse("fleet:server_list"), Role.VIEWER),
+        ("servers-sorted-filtered", reverse("fleet:server_list") + "?tag=env%3Dprod&sort=-compliance", Role.VIEWER),
+        ("server", s["server"].get_absolute_url(), Role.VIEWER),
+        ("server-edit", reverse("fleet:server_edit", args=[s["server"].pk]), Role.ADMIN),
+        ("groups", reverse("fleet:group_list"), Role.VIEWER),
+        ("group", s["group"].get_absolute_url(), Role.VIEWER),
+        ("group-new", reverse("fleet:group_create"), Role.ADMIN),
+        ("tags", reverse("fleet:tag_list"), Role.VIEWER),
+        ("tag-new", reverse("fleet:tag_create"), Role.OPERATOR),
+        ("tokens", reverse("fleet:token_list"), Role.VIEWER),
+        ("token", reverse("fleet:token_detail", args=[s["token"].pk]), Role.ADMIN),
+        ("token-new", reverse("fleet:token_create"), Role.ADMIN),
+        ("commands", reverse("fleet:command_list"), Role.VIEWER),
+        ("command", s["command"].get_absolute_url(), Role.VIEWER),
+        ("run", s["run"].get_absolute_url(), Role.VIEWER),
+        ("command-new", reverse("fleet:command_create"), Role.OPERATOR),
+        ("license", reverse("fleet:license"), Role.VIEWER),
+        ("governance", reverse("governance:dashboard"), Role.VIEWER),
+        ("scores", reverse("governance:score_list"), Role.VIEWER),
+        ("policies", reverse("governance:policy_list"), Role.VIEWER),
+        ("policy", s["policy"].get_absolute_url(), Role.VIEWER),
+        ("policy-edit", reverse("governance:policy_edit", args=[s["policy"].pk]), Role.ADMIN),
+        ("policy-types", reverse("governance:policy_type_choose"), Role.ADMIN),
+        ("policy-new-baseline", reverse("governance:policy_create", args=["baseline"]), Role.ADMIN),
+        ("violations", reverse("governance:violation_list"), Role.VIEWER),
+        ("violations-by-instance", reverse("governance:violation_list") + "?instance=web-01", Role.VIEWER),
+        ("exceptions", reverse("governance:exception_list"), Role.VIEWER),
+        ("exception-new", reverse("governance:exception_create"), Role.ADMIN),
+        ("canaries", reverse("canary:list"), Role.VIEWER),
+        ("canary", s["canary"].get_absolute_url(), Role.VIEWER),
+        ("canary-new", reverse("canary:create"), Role.OPERATOR),
+        ("gitops", reverse("gitops:list"), Role.VIEWER),
+        ("gitops-conflicts", reverse("gitops:conflicts"), Role.VIEWER),
+        ("gitops-config", reverse("gitops:config"), Role.VIEWER),
+        ("gitops-connect", reverse("gitops:connect"), Role.ADMIN),
+        ("users", reverse("common:user_list"), Role.ADMIN),
+        ("user-new", reverse("common:user_create"), Role.ADMIN),
+        ("audit", reverse("common:audit_list"), Role.VIEWER),
+        ("api-token", reverse("common:api_token"), Role.VIEWER),
+        ("notifications", reverse("common:notification_list"), Role.VIEWER),
+    ]
+
+
+def open_as(chromium, live_server, user, viewport):
+    client = Client()
+    client.force_login(user)
+    context = chromium.new_context(base_url=live_server.url, viewport=viewport)
+    context.set_default_timeout(browser.DEFAULT_TIMEOUT_MS)
+    context.add_cookies([{"name": "sessionid", "value": client.cookies["sessionid"].value, "url": live_server.url}])
+    tab = context.new_page()
+    tab.problems = []
+    tab.on("console", lambda m: m.type == "error" and tab.problems.append(f"console: {m.text}"))
+    tab.on("pageerror", lambda e: tab.problems.append(f"page error: {e}"))
+    tab.on("requestfailed", lambda r: tab.problems.append(f"request failed: {r.url} {r.failure}"))
+    tab.on("response", lambda r: r.status >= 400 and tab.problems.append(f"HTTP {r.status}: {r.url}"))
+    return tab
+
+
+@pytest.mark.parametrize("persona", ["admin", "operator", "viewer"])
+def test_every_page_opens_without_a_console_error_or_a_failed_request(
+    chromium, live_server, site, admin_user, operator_user, viewer_user, persona
+):
+    _serialize_shared_sqlite(live_server)
+    user = {"admin": admin_user, "operator": operator_user, "viewer": viewer_user}[persona]
+    problems = {}
+    # Both screen sizes for the admin (who sees every page), the laptop size for the others.
+    sizes = VIEWPORTS if persona == "admin" else {"1366": VIEWPORTS["1366"]}
+    for size, viewport in sizes.items():
+        tab = open_as(chromium, live_server, user, viewport)
+        try:
+            for name, url, role in pages(site):
+                if not user.has_role(role):
+                    continue
+                tab.problems.clear()
+                response = tab.goto(url)
+                tab.wait_for_load_state("networkidle")
+                tab.wait_for_timeout(300)  # htmx's load-triggered parts (panels, previews) settle
+                if response.status != 200:
+                    tab.problems.append(f"HTTP {response.status}")
+                if tab.problems:
+                    problems[f"{name} ({url})"] = list(tab.problems)
+                browser.SCREENSHOTS.joinpath("pages").mkdir(parents=True, exist_ok=True)
+                tab.screenshot(path=str(browser.SCREENSHOTS / "pages" / f"{persona}-{size}-{name}.png"), full_page=True)
+        finally:
+            tab.context.close()
+    assert problems == {}
