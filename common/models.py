@@ -97,3 +97,21 @@ class ApiToken(models.Model):
 
     def __str__(self):
         return f"{self.user} ({self.key_id})"
+
+
+class ProcessHeartbeat(models.Model):
+    """The last time a background process (a Celery worker, beat) was seen, one row per process node.
+
+    Written by common.liveness every LIVENESS_INTERVAL seconds; read by the banner, /healthz and /metrics.
+    """
+
+    component = models.CharField(max_length=16)
+    node = models.CharField(max_length=200, help_text="worker node name or beat host")
+    pid = models.PositiveIntegerField(default=0)
+    last_seen = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["component", "node"], name="processheartbeat_unique_node")]
+
+    def __str__(self):
+        return f"{self.component} {self.node}"

@@ -69,6 +69,16 @@ class ServiceFormMixin:
         raise NotImplementedError
 
 
+def redirect_next(request, default):
+    """Redirect to the form's `next` when it stays on this site, else to `default` (no open redirect)."""
+    target = request.POST.get("next") or request.GET.get("next") or ""
+    if target and url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return redirect(target)
+    return redirect(default)
+
+
 def add_service_errors(form, exc: ApplicationError) -> None:
     """A service's errors on the form's own fields, the API's messages word for word: `rules.apps[1].name`
     lands on the `rules` field as "apps[1].name: …"; a path no field owns, or none, on the form itself."""
@@ -378,7 +388,4 @@ class NotificationMarkReadView(RoleRequiredMixin, View):
             messages.success(request, "All notifications marked as read.")
         elif count:
             messages.success(request, "Notification marked as read.")
-        target = request.POST.get("next", "")
-        if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
-            target = reverse("common:notification_list")
-        return redirect(target)
+        return redirect_next(request, reverse("common:notification_list"))

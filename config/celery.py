@@ -3,11 +3,15 @@ import os
 from celery import Celery
 from celery.signals import worker_init
 
+from common import broker, liveness
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+broker.register()  # atomicfs://, the embedded broker, before any connection is made
 
 app = Celery("governance_panel")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+app.steps["worker"].add(liveness.WorkerHeartbeat)
 
 
 def warm_up() -> None:

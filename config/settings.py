@@ -1,6 +1,6 @@
 """One settings module; every environment-specific value comes from the environment.
 
-With nothing set, the product runs embedded: SQLite and Celery's filesystem broker under var/.
+With nothing set, the product runs embedded: SQLite and the embedded broker (common/broker.py) under var/.
 DEBUG is off unless set: the Makefile (`make run`, `make test`, ...) and the test suite (pytest_env
 in pyproject.toml) set DEBUG=true. In development the secrets are generated once into var/ and
 reused; with DEBUG off they must come from the environment (docs/operations.md).
@@ -239,18 +239,10 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- Celery ---------------------------------------------------------------------------------
-CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
-if CELERY_BROKER_URL == "filesystem://":
-    _queue = VAR_DIR / "celery"
-    for sub in ("queue", "processed", "control"):
-        (_queue / sub).mkdir(parents=True, exist_ok=True)
-    CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "data_folder_in": str(_queue / "queue"),
-        "data_folder_out": str(_queue / "queue"),
-        "processed_folder": str(_queue / "processed"),
-        "control_folder": str(_queue / "control"),
-        "store_processed": False,
-    }
+# With no broker configured: the embedded broker under var/celery (common/broker.py, docs/operations.md).
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="atomicfs://")
+if CELERY_BROKER_URL.startswith("atomicfs://"):
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"data_folder": str(VAR_DIR / "celery"), "polling_interval": 0.5}
 else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
@@ -265,6 +257,11 @@ CELERY_TASK_TIME_LIMIT = 300
 CELERY_TASK_SOFT_TIME_LIMIT = 240
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+# Beat records its heartbeat as it ticks; workers from a bootstep (common/liveness.py, docs/operations.md).
+CELERY_BEAT_SCHEDULER = "common.liveness:LivenessScheduler"
+LIVENESS_INTERVAL = env.int("LIVENESS_INTERVAL", default=15)
+# A worker or beat not seen for longer: the banner on every page, "degraded" in /healthz.
+LIVENESS_STALE_SECONDS = env.int("LIVENESS_STALE_SECONDS", default=60)
 # Beat schedule in code; each entry expires just below its period so a backlog cannot pile up.
 CELERY_BEAT_SCHEDULE = {
     "fleet-mark-offline": {
@@ -292,12 +289,26 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": timedelta(seconds=5),
         "options": {"expires": 4},
     },
+    "common-prune-old-records": {  # retention (common/retention.py), at a quiet hour
+        "task": "common.tasks.prune_old_records",
+        "schedule": crontab(minute=30, hour=3),
+        "options": {"expires": 3600},
+    },
     "gitops-sync-due": {
         "task": "gitops.tasks.sync_due_repositories",
         "schedule": timedelta(seconds=15),
         "options": {"expires": 14},
     },
 }
+
+# --- Retention: days each kind of record is kept; 0 keeps it forever (common/retention.py) ------
+AUDIT_RETENTION_DAYS = env.int("AUDIT_RETENTION_DAYS", default=365)
+NOTIFICATION_RETENTION_DAYS = env.int("NOTIFICATION_RETENTION_DAYS", default=90)  # read ones only
+COMMAND_RETENTION_DAYS = env.int("COMMAND_RETENTION_DAYS", default=90)  # every run finished
+CANARY_POLL_RETENTION_DAYS = env.int("CANARY_POLL_RETENTION_DAYS", default=30)  # after the deployment ended
+GITOPS_RUN_RETENTION_DAYS = env.int("GITOPS_RUN_RETENTION_DAYS", default=90)  # each repo keeps its latest 20
+VIOLATION_RETENTION_DAYS = env.int("VIOLATION_RETENTION_DAYS", default=365)  # resolved ones only
+SNAPSHOT_RETENTION_DAYS = env.int("SNAPSHOT_RETENTION_DAYS", default=400)  # per-instance daily compliance
 
 # --- Fleet ----------------------------------------------------------------------------------
 HEARTBEAT_INTERVAL = env.int("HEARTBEAT_INTERVAL", default=15)
@@ -365,6 +376,7 @@ METRICS_COLLECTORS = [
     "governance.metrics.collect",
     "canary.metrics.collect",
     "gitops.metrics.collect",
+    "common.liveness.collect",
 ]
 
 # --- Sign-in lockout (django-axes; docs/operations.md) ---------------------------------------

@@ -11,7 +11,7 @@ from django.views.generic import FormView, TemplateView
 
 from common.choices import Role
 from common.exceptions import ApplicationError
-from common.views import HtmxPartialMixin, RoleRequiredMixin, ServiceFormMixin
+from common.views import HtmxPartialMixin, RoleRequiredMixin, ServiceFormMixin, redirect_next
 from fleet.models import Group, Instance
 
 from . import evaluators, selectors, services
@@ -249,7 +249,7 @@ class PolicyToggleView(RoleRequiredMixin, View):
                 messages.success(request, f"Policy '{policy.name}' enabled; its scope is being evaluated.")
         except ApplicationError as exc:
             messages.error(request, exc.message)
-        return redirect(request.POST.get("next") or policy.get_absolute_url())
+        return redirect_next(request, policy.get_absolute_url())
 
 
 class PolicyDeleteView(RoleRequiredMixin, View):

@@ -25,6 +25,9 @@ ERRORS = {
     "429": "Too many requests.",
     "503": "The database is unavailable.",
 }
+# Answered by the HTTP server in front of Django (gunicorn) before the panel sees the request, so
+# not in the JSON envelope: documented without a body schema.
+SERVER_ERRORS = {"414": "The request line (URL) is longer than the HTTP server accepts."}
 
 
 def add_error_responses(result, generator, request, public):
@@ -41,4 +44,6 @@ def add_error_responses(result, generator, request, public):
                 responses.setdefault(
                     code, {"description": description, "content": {"application/json": {"schema": ref}}}
                 )
+            for code, description in SERVER_ERRORS.items():
+                responses.setdefault(code, {"description": description})
     return result

@@ -16,6 +16,7 @@ from rest_framework.views import APIView
 
 from common.api.parsers import StrictJSONParser
 from common.exceptions import ApplicationError, PreconditionFailed
+from common.liveness import health_report
 from common.throttling import ScopedFixedWindowThrottle
 from fleet import services
 
@@ -165,5 +166,9 @@ def _too_large() -> JsonResponse:
 
 
 def healthz(request):
-    """Liveness for load balancers: no database, no session, nothing about the fleet."""
-    return JsonResponse({"status": "ok"})
+    """For load balancers: each component's state (common.liveness.health_report), no session, nothing
+    about the fleet; 503 when the database or the broker is down."""
+    status, body = health_report()
+    response = JsonResponse(body, status=status)
+    response["Cache-Control"] = "no-store"
+    return response

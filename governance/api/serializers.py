@@ -1,3 +1,4 @@
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from fleet.api.fields import ScopeSerializer
@@ -42,7 +43,9 @@ class PolicySerializer(serializers.ModelSerializer):
         ]
         read_only_fields = ["created", "updated"]
 
-    def get_compliance(self, obj) -> PolicyCompliancePartSerializer:
+    @extend_schema_field(PolicyCompliancePartSerializer(allow_null=True))
+    def get_compliance(self, obj):
+        """None until the policy's first evaluation has counted its scope."""
         pc = getattr(obj, "compliance", None)
         if pc is None:
             return None

@@ -266,3 +266,19 @@ def test_htmx_refresh_gets_only_the_live_part_of_the_dashboard_and_violation_lis
     assert "<html" not in dashboard and "Average compliance" in dashboard
     violations = admin_client.get(reverse("governance:violation_list"), HTTP_HX_REQUEST="true").content.decode()
     assert "<html" not in violations and "monitoring-agent missing" in violations
+
+
+@pytest.mark.parametrize("target", ["https://evil.example/", "//evil.example/x", "javascript:alert(1)"])
+def test_the_policy_toggle_never_redirects_off_site(admin_client, target):
+    policy = make_policy()
+    response = admin_client.post(reverse("governance:policy_toggle", args=[policy.pk]), {"next": target})
+    assert response.status_code == 302
+    assert response["Location"] == policy.get_absolute_url()
+
+
+def test_the_policy_toggle_follows_a_next_on_this_site(admin_client):
+    policy = make_policy()
+    response = admin_client.post(
+        reverse("governance:policy_toggle", args=[policy.pk]), {"next": "/governance/policies/"}
+    )
+    assert response["Location"] == "/governance/policies/"

@@ -247,3 +247,18 @@ def test_the_openapi_schema_lists_the_governance_endpoints(admin_api):
         "/api/governance/exceptions",
     ):
         assert path in paths
+
+
+def test_a_policy_not_yet_counted_reads_compliance_null_as_its_schema_declares(admin_api):
+    from drf_spectacular.generators import SchemaGenerator
+
+    from governance.models import PolicyCompliance
+    from tests.fleet.test_api_schema import mismatches
+
+    policy = make_policy()
+    PolicyCompliance.objects.filter(policy=policy).delete()  # as between creation and the first count
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    body = admin_api.get(f"/api/governance/policies/{policy.pk}").json()
+    assert body["compliance"] is None
+    declared = schema["paths"]["/api/governance/policies/{id}"]["get"]["responses"]["200"]["content"]
+    assert mismatches(body, declared["application/json"]["schema"], schema["components"]["schemas"]) == []
