@@ -150,6 +150,7 @@ def postgres_required(django_db_setup, django_db_blocker):
 
 def _child_env(redis_url: str) -> dict:
     """Environment for a child process (worker, beat, server) that must see the test database."""
+    from django.conf import settings
     from django.db import connection
 
     db = connection.settings_dict
@@ -157,6 +158,10 @@ def _child_env(redis_url: str) -> dict:
     env.update(
         DATABASE_URL=f"postgres://{db['USER'] or 'postgres'}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
         CELERY_BROKER_URL=redis_url,
+        # The test process's own keys: a child given another VAR_DIR would generate new development
+        # keys there and could not read what this process encrypted (a repository's SSH key).
+        SECRET_KEY=settings.SECRET_KEY,
+        FERNET_KEYS=",".join(settings.FERNET_KEYS),
         DJANGO_SETTINGS_MODULE="config.settings",
         PYTHONUNBUFFERED="1",
     )
