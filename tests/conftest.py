@@ -15,18 +15,6 @@ from tests.base import LicenseIssuer, api_key_for, port_open, service_unavailabl
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _share_keys_with_child_processes():
-    """Workers, servers and commands the tests start read the tests' database, often with a VAR_DIR of
-    their own where development keys would be generated afresh: they get this process's keys instead."""
-    from django.conf import settings
-
-    os.environ.setdefault("SECRET_KEY", settings.SECRET_KEY)
-    os.environ.setdefault("FERNET_KEYS", ",".join(settings.FERNET_KEYS))
-
-
-_share_keys_with_child_processes()
-
-
 @pytest.fixture(autouse=True)
 def _fast_password_hashing(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
