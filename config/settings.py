@@ -399,6 +399,7 @@ AXES_CLIENT_IP_CALLABLE = "common.auth.client_address"
 AXES_LOCKOUT_CALLABLE = "common.auth.lockout_response"
 AXES_ENABLE_ADMIN = False  # common.admin registers the attempts with an audited unlock action
 AXES_VERBOSE = False
+AXES_DISABLE_ACCESS_LOG = True  # no row per successful sign-in: only failures are kept, and they expire
 
 # --- Links in e-mails -------------------------------------------------------------------------
 # Where users reach the panel (https://panel.example.com): notification e-mails carry absolute links.
