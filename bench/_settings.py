@@ -1,6 +1,5 @@
-"""config.settings as production runs them, except that static files are referred to by name: the pages
-bench/heartbeat.py times need no collectstatic manifest (collectstatic stops on a source map the
-vendored Bootstrap CSS names but does not ship)."""
+"""config.settings as production runs them, except that static files are referred to by name, so the
+pages bench/heartbeat.py times need no build (deploy/build.sh) before each run."""
 
 from config.settings import *  # noqa: F403
 from config.settings import STORAGES
