@@ -376,7 +376,7 @@ def link_audit_objects(entries) -> None:
     by_type: dict[str, list] = {}
     for entry in entries:
         entry.object_url = ""
-        if entry.object_type and entry.object_id.isdigit():
+        if entry.object_type and entry.object_id.isdecimal():
             by_type.setdefault(entry.object_type, []).append(entry)
     for label, group in by_type.items():
         try:
@@ -421,7 +421,7 @@ class NotificationMarkReadView(RoleRequiredMixin, View):
     write_role = Role.VIEWER  # everyone manages their own notifications
 
     def post(self, request):
-        ids = [int(i) for i in request.POST.getlist("id") if i.isdigit()] or None
+        ids = [int(i) for i in request.POST.getlist("id") if i.isdecimal()] or None
         count = services.notifications_mark_read(user=request.user, ids=ids)
         if ids is None:
             messages.success(request, "All notifications marked as read.")

@@ -27,7 +27,7 @@ class InstanceFilter(django_filters.CharFilter):
         if not value:
             return qs
         match = Q(**{f"{self.field_name}__name__iexact": value})
-        if value.isdigit() and int(value) < 2**63:
+        if value.isdecimal() and int(value) < 2**63:  # isdecimal: what int() reads ("²" is a digit, not)
             match |= Q(**{f"{self.field_name}__pk": int(value)})
         qs = qs.filter(match)
         return qs.distinct() if "__" in self.field_name else qs

@@ -35,7 +35,7 @@ def _page(request, queryset, size=PAGE_SIZE):
 
 def _dashboard_filters(request) -> tuple[Group | None, str]:
     group = (
-        Group.objects.filter(pk=request.GET.get("group")).first() if request.GET.get("group", "").isdigit() else None
+        Group.objects.filter(pk=request.GET.get("group")).first() if request.GET.get("group", "").isdecimal() else None
     )
     return group, request.GET.get("tag", "").strip()
 
@@ -224,7 +224,7 @@ class PolicyPreviewView(RoleRequiredMixin, View):
             raise Http404("Unknown policy type")
         policy = (
             Policy.objects.filter(pk=request.GET.get("policy")).first()
-            if request.GET.get("policy", "").isdigit()
+            if request.GET.get("policy", "").isdecimal()
             else None
         )
         form = POLICY_FORMS[policy_type](request.POST, policy=policy)
@@ -433,7 +433,7 @@ class ExceptionCreateView(RoleRequiredMixin, ServiceFormMixin, FormView):
         for key in ("policy", "rule_key"):
             if self.request.GET.get(key):
                 initial[key] = self.request.GET[key]
-        if self.request.GET.get("instance", "").isdigit():
+        if self.request.GET.get("instance", "").isdecimal():
             instance = Instance.objects.filter(pk=self.request.GET["instance"]).first()
             if instance:
                 initial.update(scope_kind="instances", scope_instances=[instance])

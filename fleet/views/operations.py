@@ -54,9 +54,9 @@ class CommandCreateView(RoleRequiredMixin, ServiceFormMixin, FormView):
         initial = super().get_initial()
         # "Send command" from a server or group page preselects it as the target.
         instance_id, group_id = self.request.GET.get("instance", ""), self.request.GET.get("group", "")
-        if instance_id.isdigit():
+        if instance_id.isdecimal():
             initial.update(scope_kind="instances", scope_instances=[int(instance_id)])
-        elif group_id.isdigit():
+        elif group_id.isdecimal():
             initial.update(scope_kind="groups", scope_groups=[int(group_id)])
         return initial
 

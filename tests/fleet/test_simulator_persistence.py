@@ -3,6 +3,7 @@
 import json
 
 import pytest
+from django.utils import timezone
 
 from fleet import services
 from fleet.choices import CommandType, RunStatus, ScopeKind
@@ -31,13 +32,15 @@ def test_a_restarted_simulator_keeps_the_changes_commands_applied(live_server, t
         wait_for(lambda: (run.refresh_from_db() or run.status) == RunStatus.COMPLETED, message="the run", timeout=60)
     assert json.loads(credentials.read_text())["instances"]["sim-01"]["state"]["settings"]["motd"] == "kept"
 
-    Instance.objects.filter(pk=instance.pk).update(settings={})  # forget what the panel saw
+    restarted_at = timezone.now()
     with SimulatedFleet(live_server.url, plaintext, 1, **fast) as restarted:
         restarted.wait_registered(timeout=60)
         assert restarted.get("sim-01").state["settings"]["motd"] == "kept"
+        # A heartbeat after the restart: had the state gone back to the seed's, it would drop the setting.
         wait_for(
-            lambda: Instance.objects.get(pk=instance.pk).settings.get("motd") == "kept",
+            lambda: Instance.objects.get(pk=instance.pk).last_seen_at > restarted_at,
             timeout=60,  # generous: the shared machine may be busy; the wait ends as soon as it is there
-            message="the kept setting in a heartbeat after the restart",
+            message="a heartbeat after the restart",
         )
+        assert Instance.objects.get(pk=instance.pk).settings.get("motd") == "kept"
     assert Instance.objects.filter(name="sim-01").count() == 1  # the same instance, not a new registration

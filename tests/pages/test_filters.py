@@ -114,3 +114,10 @@ def test_the_notification_counter_refreshes_itself(viewer_client, viewer_user):
     Notification.objects.create(user=viewer_user, title="Canary rolled back")
     part = viewer_client.get(reverse("common:notification_bell"), HTTP_HX_REQUEST="true").content.decode()
     assert "<html" not in part and "1 unread" in part
+
+
+@pytest.mark.parametrize("typed", ["²", "١٢", "0" * 30, "web-01\u00a0"])
+def test_an_instance_filter_of_odd_digits_is_a_name_not_a_crash(admin_client, admin_api, typed):
+    assert_status(admin_client.get(reverse("governance:violation_list"), {"instance": typed}), 200)
+    assert admin_api.get("/api/governance/violations", {"instance": typed}).status_code == 200
+    assert_status(admin_client.get(reverse("fleet:command_list"), {"instance": typed}), 200)
