@@ -124,7 +124,7 @@ class CanaryForm(ScopeFormMixin):
         further = []
         for part in (cleaned.get("further_steps") or "").replace("%", "").split(","):
             if part.strip():
-                if not part.strip().isdigit():
+                if not part.strip().isdecimal():
                     self.add_error("further_steps", f"'{part.strip()}' is not a percentage: write e.g. 25, 50")
                     continue
                 further.append(int(part))

@@ -63,7 +63,7 @@ def parse_address(value: str) -> tuple[str, int | None]:
             raise ValidationError(f"'{host}' is not a host name or IPv4 address.", code="invalid_address")
     port = None
     if port_text is not None:
-        if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        if not port_text.isdecimal() or not 1 <= int(port_text) <= 65535:
             raise ValidationError("The port must be a number from 1 to 65535.", code="invalid_port")
         port = int(port_text)
     return host.lower(), port
@@ -72,7 +72,7 @@ def parse_address(value: str) -> tuple[str, int | None]:
 def _valid_host(host: str) -> bool:
     if not host or len(host) > 253:
         return False
-    if host.replace(".", "").isdigit():
+    if host.replace(".", "").isdecimal():
         try:
             ipaddress.IPv4Address(host)
         except ValueError:

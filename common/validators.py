@@ -81,3 +81,14 @@ def git_ref_problem(name: str) -> str | None:
 def validate_git_ref(value: str) -> None:
     if problem := git_ref_problem(value):
         raise ValidationError(f"'{value}' is not a valid branch name. {problem}", code="invalid_ref")
+
+
+def parse_id(text) -> int | None:
+    """A primary key from a query string or form value, or None: ASCII digits only, within a 64-bit
+    signed integer. `str.isdigit()` lets "²" through (int() then raises) and an unbounded int reaches the
+    database as an overflow; both would be 500s where the user sent a bad id."""
+    text = str(text or "").strip()
+    if not (text.isascii() and text.isdecimal()) or len(text) > 19:
+        return None
+    value = int(text)
+    return value if 0 < value < 2**63 else None

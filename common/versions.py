@@ -20,9 +20,9 @@ class Version:
     def __init__(self, text: str):
         self.text = str(text)
         cleaned = self.text.strip()
-        if cleaned[:1] in ("v", "V") and cleaned[1:2].isdigit():
+        if cleaned[:1] in ("v", "V") and cleaned[1:2].isdecimal():
             cleaned = cleaned[1:]
-        parts = [(1, int(tok), "") if tok.isdigit() else (0, 0, tok.lower()) for tok in _TOKEN.findall(cleaned)]
+        parts = [(1, int(tok), "") if tok.isdecimal() else (0, 0, tok.lower()) for tok in _TOKEN.findall(cleaned)]
         while parts and parts[-1] == _PAD:
             parts.pop()
         self.parts = tuple(parts)

@@ -17,6 +17,7 @@ from .exceptions import NON_FIELD, ApplicationError
 from .filters import AuditFilterSet
 from .forms import UserCreateForm, UserUpdateForm, style_form
 from .models import ApiToken, AuditEntry, Notification, User
+from .validators import parse_id
 
 # Query parameters of a list that do not filter it.
 LIST_PARAMS = ("page", "sort")
@@ -376,7 +377,7 @@ def link_audit_objects(entries) -> None:
     by_type: dict[str, list] = {}
     for entry in entries:
         entry.object_url = ""
-        if entry.object_type and entry.object_id.isdecimal():
+        if entry.object_type and parse_id(entry.object_id):
             by_type.setdefault(entry.object_type, []).append(entry)
     for label, group in by_type.items():
         try:
@@ -421,7 +422,7 @@ class NotificationMarkReadView(RoleRequiredMixin, View):
     write_role = Role.VIEWER  # everyone manages their own notifications
 
     def post(self, request):
-        ids = [int(i) for i in request.POST.getlist("id") if i.isdecimal()] or None
+        ids = [pk for pk in map(parse_id, request.POST.getlist("id")) if pk] or None
         count = services.notifications_mark_read(user=request.user, ids=ids)
         if ids is None:
             messages.success(request, "All notifications marked as read.")

@@ -5,6 +5,7 @@ from django.db.models import Q
 from django.urls import reverse_lazy
 
 from common.filters import AutocompleteInput, FilterSet
+from common.validators import parse_id
 
 from .choices import CommandSource, CommandType, InstanceStatus, RunStatus
 from .models import Command, CommandRun, Group, Instance
@@ -27,8 +28,8 @@ class InstanceFilter(django_filters.CharFilter):
         if not value:
             return qs
         match = Q(**{f"{self.field_name}__name__iexact": value})
-        if value.isdecimal() and int(value) < 2**63:  # isdecimal: what int() reads ("²" is a digit, not)
-            match |= Q(**{f"{self.field_name}__pk": int(value)})
+        if pk := parse_id(value):
+            match |= Q(**{f"{self.field_name}__pk": pk})
         qs = qs.filter(match)
         return qs.distinct() if "__" in self.field_name else qs
 

@@ -54,7 +54,7 @@ APP_CATALOG = {
 
 
 def _version_key(version: str) -> tuple:
-    return tuple(int(p) if p.isdigit() else 0 for p in version.split("+")[0].replace("-", ".").split("."))
+    return tuple(int(p) if p.isdecimal() else 0 for p in version.split("+")[0].replace("-", ".").split("."))
 
 
 def health_from_state(state: dict) -> str:

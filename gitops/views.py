@@ -9,6 +9,7 @@ from django.views.generic import DetailView, FormView, TemplateView, View
 
 from common.choices import Role
 from common.exceptions import ApplicationError
+from common.validators import parse_id
 from common.views import RoleRequiredMixin, ServiceFormMixin
 from fleet.mixins import FeatureRequiredMixin
 
@@ -266,8 +267,8 @@ class ConflictListView(GitOpsViewMixin, TemplateView):
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
         repo = None
-        if self.request.GET.get("repository", "").isdigit():
-            repo = get_object_or_404(Repository, pk=int(self.request.GET["repository"]))
+        if repository_id := parse_id(self.request.GET.get("repository")):
+            repo = get_object_or_404(Repository, pk=repository_id)
         context.update(title="GitOps conflicts", repository=repo, conflicts=selectors.conflicts_open(repo))
         return context
 
@@ -304,9 +305,8 @@ class DesiredConfigView(GitOpsViewMixin, ServiceFormMixin, FormView):
 
     def get_initial(self):
         initial = {"level": self.request.GET.get("level") or Level.FLEET, "target": self.request.GET.get("target", "")}
-        entry_id = self.request.GET.get("edit", "")
-        if entry_id.isdigit():
-            entry = DesiredEntry.objects.filter(pk=int(entry_id)).first()
+        if entry_id := parse_id(self.request.GET.get("edit")):
+            entry = DesiredEntry.objects.filter(pk=entry_id).first()
             if entry:
                 value = entry.value if entry.key.startswith("app:") else json.dumps(entry.value)
                 initial.update(level=entry.level, target=entry.target, key=entry.key, value=value)

@@ -15,6 +15,7 @@ from django.views.generic import FormView, TemplateView
 from common.choices import Role
 from common.exceptions import ApplicationError
 from common.sorting import SortableListMixin
+from common.validators import parse_id
 from common.views import HtmxPartialMixin, RoleRequiredMixin, ServiceFormMixin, redirect_next
 from fleet.models import Group, Instance
 from fleet.selectors import instances_in_scope
@@ -34,9 +35,8 @@ def _page(request, queryset, size=PAGE_SIZE):
 
 
 def _dashboard_filters(request) -> tuple[Group | None, str]:
-    group = (
-        Group.objects.filter(pk=request.GET.get("group")).first() if request.GET.get("group", "").isdecimal() else None
-    )
+    group_id = parse_id(request.GET.get("group"))
+    group = Group.objects.filter(pk=group_id).first() if group_id else None
     return group, request.GET.get("tag", "").strip()
 
 
@@ -222,11 +222,8 @@ class PolicyPreviewView(RoleRequiredMixin, View):
     def post(self, request, policy_type):
         if policy_type not in PolicyType.values:
             raise Http404("Unknown policy type")
-        policy = (
-            Policy.objects.filter(pk=request.GET.get("policy")).first()
-            if request.GET.get("policy", "").isdecimal()
-            else None
-        )
+        policy_id = parse_id(request.GET.get("policy"))
+        policy = Policy.objects.filter(pk=policy_id).first() if policy_id else None
         form = POLICY_FORMS[policy_type](request.POST, policy=policy)
         context = {"form": form}
         if form.is_valid():
@@ -433,8 +430,8 @@ class ExceptionCreateView(RoleRequiredMixin, ServiceFormMixin, FormView):
         for key in ("policy", "rule_key"):
             if self.request.GET.get(key):
                 initial[key] = self.request.GET[key]
-        if self.request.GET.get("instance", "").isdecimal():
-            instance = Instance.objects.filter(pk=self.request.GET["instance"]).first()
+        if instance_id := parse_id(self.request.GET.get("instance")):
+            instance = Instance.objects.filter(pk=instance_id).first()
             if instance:
                 initial.update(scope_kind="instances", scope_instances=[instance])
         return initial

@@ -298,7 +298,7 @@ def _check(config: Config, problems: list[str], *, insecure_dev: bool) -> None:
 
 def _check_health(config: Config, problems: list[str]) -> None:
     host, _, port = config.health_listen.rpartition(":")
-    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+    if not host or not port.isdecimal() or not 0 <= int(port) <= 65535:
         problems.append("health.listen: must be address:port, such as 0.0.0.0:8471 (port 0: any free port)")
     if not config.health_path.startswith("/") or any(c.isspace() for c in config.health_path):
         problems.append("health.path: must be a path starting with /, such as /health")

@@ -8,6 +8,7 @@ from django.views.generic import DetailView, FormView, ListView, TemplateView
 from common.choices import Role
 from common.exceptions import ApplicationError
 from common.sorting import SortableListMixin
+from common.validators import parse_id
 from common.views import HtmxPartialMixin, RoleRequiredMixin, ServiceActionView, ServiceFormMixin
 from fleet import selectors, services
 from fleet.choices import FINISHED_RUN_STATUSES, RunStatus
@@ -53,11 +54,11 @@ class CommandCreateView(RoleRequiredMixin, ServiceFormMixin, FormView):
     def get_initial(self):
         initial = super().get_initial()
         # "Send command" from a server or group page preselects it as the target.
-        instance_id, group_id = self.request.GET.get("instance", ""), self.request.GET.get("group", "")
-        if instance_id.isdecimal():
-            initial.update(scope_kind="instances", scope_instances=[int(instance_id)])
-        elif group_id.isdecimal():
-            initial.update(scope_kind="groups", scope_groups=[int(group_id)])
+        instance_id, group_id = parse_id(self.request.GET.get("instance")), parse_id(self.request.GET.get("group"))
+        if instance_id:
+            initial.update(scope_kind="instances", scope_instances=[instance_id])
+        elif group_id:
+            initial.update(scope_kind="groups", scope_groups=[group_id])
         return initial
 
     def perform(self, form):

@@ -8,6 +8,7 @@ from rest_framework.views import APIView
 
 from common.choices import Role
 from common.exceptions import ApplicationError
+from common.validators import parse_id
 from fleet.api.mixins import LicensedFeatureMixin
 from fleet.models import Instance
 
@@ -242,10 +243,10 @@ class DesiredEntryViewSet(GitOpsAPIMixin, mixins.DestroyModelMixin, viewsets.Rea
     )
     @action(detail=False, methods=["get"])
     def effective(self, request):
-        instance_id = request.query_params.get("instance", "")
-        if not instance_id.isdigit():
-            raise ApplicationError("Pass ?instance=<id>.")
-        return Response(selectors.effective_config(get_object_or_404(Instance, pk=int(instance_id))))
+        instance_id = parse_id(request.query_params.get("instance"))
+        if not instance_id:
+            raise ApplicationError("Pass ?instance=<id>.", field="instance")
+        return Response(selectors.effective_config(get_object_or_404(Instance, pk=instance_id)))
 
 
 __all__ = ["RepositoryViewSet", "ConflictResolveView", "DesiredEntryViewSet", "SyncRunView", "WebhookView"]

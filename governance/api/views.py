@@ -257,6 +257,6 @@ class ComplianceViewSet(viewsets.GenericViewSet):
         if kind not in ("fleet", "group", "policy"):
             raise ApplicationError("kind must be fleet, group or policy.")
         days = request.query_params.get("days", "30")
-        if not days.isdigit() or not 1 <= int(days) <= 3650:
+        if not days.isdecimal() or not 1 <= int(days) <= 3650:
             raise ApplicationError("days must be a whole number between 1 and 3650.")
         return Response(SnapshotSerializer(selectors.compliance_trend(days=int(days), kind=kind), many=True).data)

@@ -201,3 +201,35 @@ def test_the_refusal_does_not_tell_an_unknown_host_from_a_denied_one():
     with pytest.raises(OutboundRefused) as unknown:
         resolve_outbound("no-such-host.invalid", 22)
     assert unknown.value.message == "The panel could not reach no-such-host.invalid:22."
+
+
+@pytest.mark.parametrize("bad", ["²", "١٢", "99999999999999999999", "-1", "0", " 7x"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/operations/new/?instance={v}",
+        "/operations/new/?group={v}",
+        "/governance/?group={v}",
+        "/governance/exceptions/new/?instance={v}",
+        "/governance/gitops/conflicts/?repository={v}",
+        "/governance/gitops/config/?edit={v}",
+        "/api/governance/gitops/desired-config/effective?instance={v}",
+        "/servers/?group={v}",
+    ],
+)
+def test_an_id_in_a_query_string_that_int_cannot_read_or_the_database_cannot_hold_is_never_a_500(
+    admin_client, enterprise_license, url, bad
+):
+    from urllib.parse import quote
+
+    assert admin_client.get(url.format(v="1")).status_code in (200, 400, 404)  # the page itself is there
+    response = admin_client.get(url.format(v=quote(bad)))
+    assert response.status_code < 500, (url, bad, response.status_code)
+
+
+def test_parse_id_takes_only_ascii_digits_within_64_bits():
+    from common.validators import parse_id
+
+    assert parse_id("42") == 42 and parse_id(" 42 ") == 42
+    assert [parse_id(v) for v in ("²", "١٢", "0", "-3", "9" * 19, "2e3", "", None)] == [None] * 8
+    assert parse_id(str(2**63 - 1)) == 2**63 - 1

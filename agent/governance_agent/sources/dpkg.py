@@ -19,7 +19,7 @@ MAX_NAME, MAX_VERSION = 100, 64
 
 def strip_epoch(version: str) -> str:
     epoch, sep, rest = version.partition(":")
-    return rest if sep and epoch.isdigit() else version
+    return rest if sep and epoch.isdecimal() else version
 
 
 def parse_packages(text: str) -> dict[str, dict]:

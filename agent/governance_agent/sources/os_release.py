@@ -66,7 +66,7 @@ def point_release_after(current: str) -> str:
     parts = current.split(".")
     if len(parts) == 2:
         return f"{current}.1"
-    if len(parts) >= 3 and parts[-1].isdigit():
+    if len(parts) >= 3 and parts[-1].isdecimal():
         return ".".join([*parts[:-1], str(int(parts[-1]) + 1)])
     return ""
 

@@ -52,7 +52,7 @@ def typed(value: str):
         return True
     if value == "no":
         return False
-    if value.isdigit() and len(value) < 16:
+    if value.isdecimal() and len(value) < 16:
         return int(value)
     return value
 

@@ -13,7 +13,7 @@ class Command(BaseCommand):
     def handle(self, *args, repository, **options):
         repo = (
             Repository.objects.filter(pk=int(repository)).first()
-            if repository.isdigit()
+            if repository.isdecimal()
             else Repository.objects.filter(name=repository).first()
         )
         if repo is None:
