@@ -20,7 +20,6 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,11 +27,13 @@ import time
 import urllib.request
 from collections import Counter
 from pathlib import Path
-from urllib.parse import urlparse
 
 from cryptography.fernet import Fernet
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+from tests.processes import free_port, fresh_database  # noqa: E402
+
 PY = sys.executable
 BAR = {
     "not_a_server_error",
@@ -41,32 +42,6 @@ BAR = {
     "content_type_conformance",
     "response_headers_conformance",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def fresh_database(workdir: Path) -> str:
-    url = os.environ.get("DATABASE_URL", "")
-    if not url.startswith("postgres"):
-        return f"sqlite:///{workdir / 'fuzz.sqlite3'}"
-    import psycopg
-
-    parts = urlparse(url)
-    name = (parts.path.lstrip("/") or "governance") + "_fuzz"
-    with psycopg.connect(
-        host=parts.hostname,
-        port=parts.port or 5432,
-        user=parts.username or "postgres",
-        dbname="postgres",
-        autocommit=True,
-    ) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return parts._replace(path=f"/{name}").geturl()
 
 
 def manage(env, *args) -> str:
@@ -226,7 +201,7 @@ def main() -> int:
     base = f"http://127.0.0.1:{port}"
     env = dict(
         os.environ,
-        DATABASE_URL=fresh_database(workdir),
+        DATABASE_URL=fresh_database(workdir, "fuzz"),
         VAR_DIR=str(workdir / "var"),
         CELERY_TASK_ALWAYS_EAGER="true",
         # Production mode: DEBUG pages answer HTML where the API promises JSON.

@@ -7,45 +7,19 @@ import json
 import os
 import re
 import secrets
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
-from urllib.parse import urlparse
 
 import requests
 from cryptography.fernet import Fernet
 
+from tests.processes import free_port, fresh_database
+
 ROOT = Path(__file__).resolve().parents[2]
 PY = sys.executable
 HTTPS = {"X-Forwarded-Proto": "https"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def fresh_database(workdir: Path) -> str:
-    url = os.environ.get("DATABASE_URL", "")
-    if not url.startswith("postgres"):
-        return f"sqlite:///{workdir / 'production.sqlite3'}"
-    import psycopg
-
-    parts = urlparse(url)
-    name = (parts.path.lstrip("/") or "governance") + "_production"
-    with psycopg.connect(
-        host=parts.hostname,
-        port=parts.port or 5432,
-        user=parts.username or "postgres",
-        dbname="postgres",
-        autocommit=True,
-    ) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return parts._replace(path=f"/{name}").geturl()
 
 
 def production_env(workdir: Path, port: int) -> dict:
@@ -58,7 +32,7 @@ def production_env(workdir: Path, port: int) -> dict:
         SECURE_SSL_REDIRECT="true",
         PANEL_URL=f"https://127.0.0.1:{port}",
         TRUSTED_PROXIES="127.0.0.1/32",
-        DATABASE_URL=fresh_database(workdir),
+        DATABASE_URL=fresh_database(workdir, "production"),
         VAR_DIR=str(workdir / "var"),
         STATIC_ROOT=str(workdir / "static"),
         CELERY_TASK_ALWAYS_EAGER="true",  # no worker: what the API enqueues runs in the request
