@@ -5,6 +5,12 @@ WORKDIR /app
 COPY requirements.txt .
 RUN pip install -r requirements.txt
 COPY . .
-RUN DEBUG=true python manage.py collectstatic --noinput
+# The production build (static files + manifest, with DEBUG=false): the same script CI tests.
+RUN sh deploy/build.sh
+# Run unprivileged; VAR_DIR (Git mirrors, beat schedule) is the one place it writes.
+RUN useradd --system --home-dir /var/lib/governance governance \
+    && mkdir -p /var/lib/governance && chown governance /var/lib/governance
+USER governance
+ENV VAR_DIR=/var/lib/governance
 EXPOSE 8000
 CMD ["gunicorn", "config.wsgi", "-b", "0.0.0.0:8000", "-w", "4", "-k", "gthread", "--threads", "4"]

@@ -6,6 +6,8 @@ PORT ?= 8000
 FLEET ?= 20
 # AGENT=local: instead of the simulated fleet, one real agent (agent/, dry run) reporting this machine.
 AGENT ?=
+# Every target here is development: DEBUG unset means production (SECRET_KEY and FERNET_KEYS required).
+export DEBUG ?= true
 
 .PHONY: run test venv lint check bench fuzz clean
 

@@ -1,7 +1,16 @@
-from django.contrib import admin
+from axes.models import AccessAttempt
+from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin
 
 from .models import ApiToken, AuditEntry, Notification, User
+from .services import user_unlock
+
+
+def _unlock(modeladmin, request, usernames) -> None:
+    cleared = sum(user_unlock(actor=request.user, username=name) for name in sorted(set(usernames)))
+    modeladmin.message_user(
+        request, f"Sign-in unlocked ({cleared} failed-attempt record(s) cleared).", messages.SUCCESS
+    )
 
 
 @admin.register(User)
@@ -9,6 +18,11 @@ class PanelUserAdmin(UserAdmin):
     fieldsets = UserAdmin.fieldsets + (("Fleet role", {"fields": ("role",)}),)
     list_display = ("username", "email", "role", "is_active", "is_superuser")
     list_filter = ("role", "is_active", "is_superuser")
+    actions = ["unlock_sign_in"]
+
+    @admin.action(description="Unlock sign-in (forget failed attempts from every address)", permissions=["change"])
+    def unlock_sign_in(self, request, queryset):
+        _unlock(self, request, queryset.values_list("username", flat=True))
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -46,3 +60,21 @@ class ApiTokenAdmin(ReadOnlyAdmin):
     fields = list_display
     search_fields = ("user__username", "key_id")
     list_select_related = ("user",)
+
+
+@admin.register(AccessAttempt)
+class AccessAttemptAdmin(ReadOnlyAdmin):
+    """Failed sign-ins per (username, client address) within the lockout period (django-axes). They are
+    cleared with the audited Unlock action, here or on the users list, never deleted unaudited."""
+
+    list_display = ("username", "ip_address", "failures_since_start", "attempt_time", "path_info")
+    fields = list_display + ("user_agent",)
+    search_fields = ("username", "ip_address")
+    actions = ["unlock_sign_in"]
+
+    @admin.action(description="Unlock sign-in of these usernames", permissions=["unlock"])
+    def unlock_sign_in(self, request, queryset):
+        _unlock(self, request, queryset.values_list("username", flat=True))
+
+    def has_unlock_permission(self, request):
+        return request.user.has_perm("common.change_user")

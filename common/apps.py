@@ -6,4 +6,4 @@ class CommonConfig(AppConfig):
     verbose_name = "Users, audit and notifications"
 
     def ready(self):
-        from . import auth  # noqa: F401  (connects the login-failure counter)
+        from . import checks  # noqa: F401  (registers the deployment checks)

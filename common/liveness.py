@@ -118,15 +118,17 @@ def health_report() -> tuple[int, dict]:
 
 def collect():
     """/metrics: seconds since each background component was last seen (absent: never seen)."""
-    samples = [({"component": c}, round(age, 3)) for c, age in ages().items() if age is not None]
-    return [
-        (
-            "panel_component_last_seen_seconds",
-            "Seconds since the component last recorded its heartbeat",
-            "gauge",
-            samples,
-        )
-    ]
+    from prometheus_client.core import GaugeMetricFamily
+
+    family = GaugeMetricFamily(
+        "panel_component_last_seen_seconds",
+        "Seconds since the component last recorded its heartbeat",
+        labels=["component"],
+    )
+    for component, age in ages().items():
+        if age is not None:
+            family.add_metric([component], round(age, 3))
+    yield family
 
 
 # --- writers ----------------------------------------------------------------------------------

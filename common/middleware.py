@@ -1,32 +1,10 @@
-from django.conf import settings
-from django.contrib.auth.views import redirect_to_login
 from django.db import InterfaceError, OperationalError, close_old_connections
 from django.http import HttpResponse, JsonResponse
-
-# Paths that authenticate on their own (DRF, admin) or must be reachable without a session.
-PUBLIC_PREFIXES = ("/api/", "/admin/", "/static/", "/accounts/login/", "/healthz", "/metrics")
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
     "font-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'"
 )
-
-
-class LoginRequiredMiddleware:
-    """Every HTML page needs a signed-in user; the API and admin enforce their own auth."""
-
-    def __init__(self, get_response):
-        self.get_response = get_response
-
-    def __call__(self, request):
-        if not request.path.startswith(PUBLIC_PREFIXES):
-            try:
-                signed_in = request.user.is_authenticated  # first database touch of a page request
-            except (OperationalError, InterfaceError):
-                return database_unavailable_response(request)
-            if not signed_in:
-                return redirect_to_login(request.get_full_path(), settings.LOGIN_URL)
-        return self.get_response(request)
 
 
 class SecurityHeadersMiddleware:
@@ -44,13 +22,23 @@ class SecurityHeadersMiddleware:
 
 class DatabaseUnavailableMiddleware:
     """A database outage answers 503 with words (JSON for the API), never a traceback; the next
-    request after the database is back succeeds (connections are health-checked)."""
+    request after the database is back succeeds (connections are health-checked).
+
+    Listed before Django's LoginRequiredMiddleware: process_view loads the session user first (a
+    page request's first database touch), which there would raise outside any view and answer 500."""
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
         return self.get_response(request)
+
+    def process_view(self, request, view_func, view_args, view_kwargs):
+        try:
+            request.user.is_authenticated  # noqa: B018 - evaluates the lazy user
+        except (OperationalError, InterfaceError):
+            return database_unavailable_response(request)
+        return None
 
     def process_exception(self, request, exception):
         if not isinstance(exception, (OperationalError, InterfaceError)):

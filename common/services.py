@@ -66,13 +66,23 @@ def notify_admins(*, title: str, body: str = "", url: str = "", level: str = Not
         def _send():
             try:
                 send_mail(
-                    f"[Fleet governance] {title}", f"{body}\n\n{url}".strip(), settings.DEFAULT_FROM_EMAIL, recipients
+                    f"[Fleet governance] {title}",
+                    f"{body}\n\n{absolute_url(url)}".strip(),
+                    settings.DEFAULT_FROM_EMAIL,
+                    recipients,
                 )
             except Exception:  # a mail outage must not undo the event being notified
                 logger.exception("could not email notification %r", title)
 
         transaction.on_commit(_send)
     return len(admins)
+
+
+def absolute_url(url: str) -> str:
+    """A panel path as a link that works outside the panel (an e-mail): PANEL_URL in front of it."""
+    if not url or not url.startswith("/") or url.startswith("//"):
+        return url
+    return f"{settings.PANEL_URL}{url}" if settings.PANEL_URL else url
 
 
 def notifications_mark_read(*, user: User, ids: list[int] | None = None) -> int:
@@ -101,6 +111,19 @@ def user_update(*, actor, user: User, role: str, is_active: bool) -> User:
         actor=actor, action="user.update", obj=user, details={"before": before, "role": role, "is_active": is_active}
     )
     return user
+
+
+@transaction.atomic
+def user_unlock(*, actor, username: str) -> int:
+    """Lift the sign-in lockout of `username`: forget its failed attempts from every address (axes).
+    Returns how many (username, address) records were cleared; audited even when none were."""
+    from axes.models import AccessAttempt
+
+    _total, by_model = AccessAttempt.objects.filter(username=username).delete()
+    cleared = by_model.get(AccessAttempt._meta.label, 0)
+    user = User.objects.filter(username=username).first()
+    audit_log(actor=actor, action="user.unlock", obj=user, details={"username": username, "cleared": cleared})
+    return cleared
 
 
 # --- API tokens ---------------------------------------------------------------------------------

@@ -1,13 +1,21 @@
 """One settings module; every environment-specific value comes from the environment.
 
 With nothing set, the product runs embedded: SQLite and the embedded broker (common/broker.py) under var/.
+DEBUG is off unless set: the Makefile (`make run`, `make test`, ...) and the test suite (pytest_env
+in pyproject.toml) set DEBUG=true. In development the secrets are generated once into var/ and
+reused; with DEBUG off they must come from the environment (docs/operations.md).
 """
 
+import ipaddress
+import os
+import secrets
 from datetime import timedelta
 from pathlib import Path
 
 import environ
 from celery.schedules import crontab
+from cryptography.fernet import Fernet
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(environ.Env().str("VAR_DIR", default=str(BASE_DIR / "var")))
@@ -16,9 +24,49 @@ VAR_DIR.mkdir(parents=True, exist_ok=True)
 env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
-DEBUG = env.bool("DEBUG", default=True)
-# No default for production secrets: with DEBUG off, SECRET_KEY must be set.
-SECRET_KEY = env.str("SECRET_KEY") if not DEBUG else env.str("SECRET_KEY", default="dev-insecure-key")
+DEBUG = env.bool("DEBUG", default=False)
+
+
+def _dev_secret(name: str, make) -> str:
+    """var/<name>, created (0600) with make() by the first process that needs it and reused after.
+
+    `make run` starts several processes at once: each writes a private temporary file and links it
+    into place; os.link fails when the name exists, so one value wins and every process reads it."""
+    path = VAR_DIR / name
+    if not path.exists():
+        tmp = VAR_DIR / f".{name}.{os.getpid()}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(make() + "\n")
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        except OSError:  # a filesystem without hard links: last writer wins, still whole files
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+    return path.read_text().strip()
+
+
+# Fernet keys for secrets at rest: the first encrypts, all decrypt (MultiFernet rotation).
+if DEBUG:
+    SECRET_KEY = env.str("SECRET_KEY", default="") or _dev_secret("dev-secret-key", lambda: secrets.token_urlsafe(50))
+    FERNET_KEYS = env.list("FERNET_KEYS", default=[]) or [
+        _dev_secret("dev-fernet-key", lambda: Fernet.generate_key().decode())
+    ]
+else:
+    _missing = [name for name in ("SECRET_KEY", "FERNET_KEYS") if not env.str(name, default="").strip()]
+    if _missing:
+        raise ImproperlyConfigured(
+            f"{' and '.join(_missing)} must be set when DEBUG is off (production). Generate them with\n"
+            '  SECRET_KEY:  python -c "import secrets; print(secrets.token_urlsafe(50))"\n'
+            '  FERNET_KEYS: python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"\n'
+            "or set DEBUG=true for development (keys are then generated into var/). See docs/operations.md."
+        )
+    SECRET_KEY = env.str("SECRET_KEY")
+    FERNET_KEYS = env.list("FERNET_KEYS")
+
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
@@ -39,6 +87,7 @@ INSTALLED_APPS = [
     "governance",
     "canary",
     "gitops",
+    "axes",
 ]
 
 MIDDLEWARE = [
@@ -51,8 +100,12 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "common.middleware.SecurityHeadersMiddleware",
-    "common.middleware.LoginRequiredMiddleware",
+    # Before LoginRequiredMiddleware: it loads request.user first, so an outage answers 503, not 500.
     "common.middleware.DatabaseUnavailableMiddleware",
+    # Every view needs a signed-in user unless marked login_not_required (login, /healthz, /metrics);
+    # DRF views (the API, the agent endpoints) are exempt and apply their own authentication.
+    "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -99,7 +152,7 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(BASE_DIR / "staticfiles")))  # deploy/build.sh fills it
 STATICFILES_DIRS = [BASE_DIR / "static"]
 WHITENOISE_USE_FINDERS = DEBUG  # development serves from static/ directly; production runs collectstatic
 STORAGES = {
@@ -117,18 +170,14 @@ SESSION_COOKIE_SECURE = env.bool("SECURE_COOKIES", default=not DEBUG)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
+# Load balancers probe over plain HTTP and treat a redirect as a failure.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 31536000)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
 SECURE_HSTS_PRELOAD = not DEBUG
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
-# Fernet keys for secrets at rest: the first encrypts, all decrypt (MultiFernet rotation).
-FERNET_KEYS = (
-    env.list("FERNET_KEYS")
-    if not DEBUG
-    else env.list("FERNET_KEYS", default=["ZGV2LW9ubHktZmVybmV0LWtleS1ub3QtZm9yLXByb2Q="])
-)
 
 # --- REST API -------------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -310,7 +359,8 @@ LOGGING = {
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    # axes: every failed sign-in is a warning (who, from where); its INFO lines are internals.
+    "loggers": {"django.db.backends": {"level": "WARNING"}, "axes": {"level": "WARNING"}},
 }
 
 # --- Pages other apps add to fleet's pages ---------------------------------------------------
@@ -329,9 +379,30 @@ METRICS_COLLECTORS = [
     "common.liveness.collect",
 ]
 
-# --- Login throttling -------------------------------------------------------------------------
+# --- Sign-in lockout (django-axes; docs/operations.md) ---------------------------------------
+# LOGIN_MAX_FAILURES wrong passwords for one username from one client address lock that pair out for
+# LOGIN_LOCKOUT_SECONDS; LOGIN_MAX_FAILURES_PER_USERNAME from any addresses lock the username. Failures
+# while locked out are not counted, so one address adds at most LOGIN_MAX_FAILURES per period.
 LOGIN_MAX_FAILURES = env.int("LOGIN_MAX_FAILURES", default=5)
+LOGIN_MAX_FAILURES_PER_USERNAME = env.int("LOGIN_MAX_FAILURES_PER_USERNAME", default=20)
 LOGIN_LOCKOUT_SECONDS = env.int("LOGIN_LOCKOUT_SECONDS", default=300)
-AUTHENTICATION_BACKENDS = ["common.auth.ThrottledModelBackend"]
+# The client address is read from X-Forwarded-For only when the immediate peer is one of these networks.
+TRUSTED_PROXIES = [str(ipaddress.ip_network(net, strict=False)) for net in env.list("TRUSTED_PROXIES", default=[])]
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_HANDLER = "common.auth.LockoutHandler"
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"], "username"]  # the order LockoutHandler reads
+AXES_FAILURE_LIMIT = "common.auth.failure_limit"  # LOGIN_MAX_FAILURES, read when used
+AXES_COOLOFF_TIME = "common.auth.cool_off"  # LOGIN_LOCKOUT_SECONDS
+AXES_RESET_ON_SUCCESS = True
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_CLIENT_IP_CALLABLE = "common.auth.client_address"
+AXES_LOCKOUT_CALLABLE = "common.auth.lockout_response"
+AXES_ENABLE_ADMIN = False  # common.admin registers the attempts with an audited unlock action
+AXES_VERBOSE = False
+
+# --- Links in e-mails -------------------------------------------------------------------------
+# Where users reach the panel (https://panel.example.com): notification e-mails carry absolute links.
+PANEL_URL = env.str("PANEL_URL", default="http://127.0.0.1:8000" if DEBUG else "").rstrip("/")
+
 # Shared by all web workers in production (login throttling, API throttles): set CACHE_URL=redis://...
 CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://")}

@@ -1,9 +1,9 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_not_required
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from common.auth import ThrottledAuthenticationForm
 from common.metrics import metrics_view
 from fleet.agent import views as agent_views
 from fleet.api import views as fleet_api_views
@@ -13,12 +13,12 @@ urlpatterns = [
     path("api/agent/", include("fleet.agent.urls")),
     path(
         "accounts/login/",
-        auth_views.LoginView.as_view(redirect_authenticated_user=True, authentication_form=ThrottledAuthenticationForm),
+        auth_views.LoginView.as_view(redirect_authenticated_user=True),
         name="login",
     ),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
-    path("healthz", agent_views.healthz, name="healthz"),
+    path("healthz", login_not_required(agent_views.healthz), name="healthz"),
     path("metrics", metrics_view, name="metrics"),
     # HTML
     path("", include("fleet.urls")),

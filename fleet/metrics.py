@@ -1,4 +1,5 @@
 from django.db.models import Count
+from prometheus_client.core import GaugeMetricFamily
 
 from .choices import InstanceStatus, RunStatus
 from .models import CommandRun, Instance
@@ -11,18 +12,12 @@ def collect():
         .values_list("status")
         .annotate(n=Count("pk"))
     )
-    return [
-        ("fleet_instances", "Registered instances", "gauge", [({}, sum(by_status.values()))]),
-        (
-            "fleet_instances_by_status",
-            "Instances by status",
-            "gauge",
-            [({"status": s}, by_status.get(s, 0)) for s in InstanceStatus.values],
-        ),
-        (
-            "fleet_command_queue_depth",
-            "Command runs not finished",
-            "gauge",
-            [({"status": s}, runs.get(s, 0)) for s in (RunStatus.PENDING, RunStatus.RUNNING)],
-        ),
-    ]
+    yield GaugeMetricFamily("fleet_instances", "Registered instances", value=sum(by_status.values()))
+    instances = GaugeMetricFamily("fleet_instances_by_status", "Instances by status", labels=["status"])
+    for status in InstanceStatus.values:
+        instances.add_metric([status], by_status.get(status, 0))
+    yield instances
+    queue = GaugeMetricFamily("fleet_command_queue_depth", "Command runs not finished", labels=["status"])
+    for status in (RunStatus.PENDING, RunStatus.RUNNING):
+        queue.add_metric([status], runs.get(status, 0))
+    yield queue

@@ -54,3 +54,49 @@ def test_metrics_cover_violations_compliance_canaries_and_syncs(client, db, sett
     assert 'canary_deployments{phase="evaluation"} 0' in text
     assert 'gitops_sync_runs_total{status="failed"} 0' in text
     assert "gitops_open_conflicts 0" in text
+
+
+def test_metrics_are_valid_prometheus_exposition_from_a_registry_of_their_own(client, db, settings):
+    from prometheus_client import REGISTRY
+    from prometheus_client.parser import text_string_to_metric_families
+
+    settings.METRICS_TOKEN = "scrape-secret"
+    response = client.get("/metrics", HTTP_AUTHORIZATION="Bearer scrape-secret")
+    assert response["Content-Type"].startswith("text/plain; version=")
+    families = {family.name: family for family in text_string_to_metric_families(response.content.decode())}
+    assert {
+        "fleet_instances",
+        "fleet_instances_by_status",
+        "fleet_command_queue_depth",
+        "governance_open_violations",
+        "governance_fleet_compliance_score",
+        "canary_deployments",
+        "gitops_sync_runs",
+        "gitops_open_conflicts",
+    } <= set(families)
+    assert families["gitops_sync_runs"].type == "counter"
+    assert families["fleet_instances"].type == "gauge"
+    # Nothing of ours in the process-global registry: each scrape reads the database afresh.
+    assert not any(
+        name.startswith(("fleet_", "governance_", "canary_", "gitops_")) for name in REGISTRY._names_to_collectors
+    )
+
+
+def test_metrics_reach_no_session_login_redirect(client, db):
+    """/metrics is exempt from the login-required middleware: a scraper gets 401, not a login page."""
+    response = client.get("/metrics")
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"] == "Bearer"
+
+
+def test_a_collector_yielding_anything_but_metric_families_is_named_in_the_error(client, db, settings):
+    import pytest
+
+    settings.METRICS_TOKEN = "scrape-secret"
+    settings.METRICS_COLLECTORS = [*settings.METRICS_COLLECTORS, "tests.common.test_metrics.legacy_collect"]
+    with pytest.raises(TypeError, match="tests.common.test_metrics.legacy_collect yielded"):
+        client.get("/metrics", HTTP_AUTHORIZATION="Bearer scrape-secret")
+
+
+def legacy_collect():
+    return [("old_style", "a (name, help, type, samples) tuple", "gauge", [({}, 1)])]

@@ -16,6 +16,7 @@ def test_production_settings_pass_django_deploy_checks_without_warnings(tmp_path
         SECRET_KEY=secrets.token_urlsafe(60),
         FERNET_KEYS=Fernet.generate_key().decode(),
         ALLOWED_HOSTS="panel.example.com",
+        PANEL_URL="https://panel.example.com",
         VAR_DIR=str(tmp_path),
     )
     env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)  # set by the browser tests for their own thread only
