@@ -55,7 +55,8 @@ def free_port() -> int:
 
 def embedded_env(var: Path) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "CELERY_BROKER_URL", "CACHE_URL")}
-    env.update(VAR_DIR=str(var), PYTHONUNBUFFERED="1", DJANGO_SETTINGS_MODULE="config.settings")
+    # What `make run` runs: development mode (keys generated into VAR_DIR).
+    env.update(VAR_DIR=str(var), DEBUG="true", PYTHONUNBUFFERED="1", DJANGO_SETTINGS_MODULE="config.settings")
     return env
 
 
