@@ -11,8 +11,9 @@ from the environment), for `--minutes` (default 3) or `--hours`. The work while 
   * marker tasks: `celery.accumulate` with a known id every 2 s, sent from this process through the
     broker like any producer; each must appear as succeeded in the worker log. Sent minus succeeded
     (after a drain at the end) is the lost-task count.
-GitOps syncs are not part of it: a repository is only reachable over SSH, and the soak would need its
-own sshd (tests/gitops/sshd.py); beat's `gitops-sync-due` scan still runs every 15 s.
+  * GitOps: a repository served by a private sshd on loopback (tests/gitops/sshd.py), synced by beat
+    every 60 s, with a commit flipping `auto_updates.enabled` every `--gitops-every` seconds (default
+    180), so syncs apply changes and queue commands to the fleet. Skipped (and said) without sshd/git.
 
 Reported: restarts of each child (run_all's supervisor lines), tasks received/succeeded/failed in the
 worker log, ERROR/CRITICAL lines per log, broker decode errors, "No hostname was supplied" warnings,
@@ -42,6 +43,7 @@ from bench._report import report  # noqa: E402
 
 LOGS = ("web", "worker", "beat", "fleet")
 TASK_LINE = re.compile(r"Task ([\w.]+)\[([\w-]+)\] (received|succeeded|raised|retry)")
+DISCARDED_LINE = re.compile(r"Discarding revoked task: ([\w.]+)\[")
 ERROR_LINE = re.compile(r"(^|[\s:/])(ERROR|CRITICAL)[/\s]")
 
 
@@ -53,7 +55,8 @@ def free_port() -> int:
 
 def embedded_env(var: Path) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "CELERY_BROKER_URL", "CACHE_URL")}
-    env.update(VAR_DIR=str(var), PYTHONUNBUFFERED="1", DJANGO_SETTINGS_MODULE="config.settings")
+    # What `make run` runs: development mode (keys generated into VAR_DIR).
+    env.update(VAR_DIR=str(var), DEBUG="true", PYTHONUNBUFFERED="1", DJANGO_SETTINGS_MODULE="config.settings")
     return env
 
 
@@ -84,6 +87,58 @@ class Workload:
         self.canaries: list[int] = []
         self.canary_refused = Counter()
         self.version = "2.4.0"
+        self.gitops = None  # (server, repo work tree, Repository pk) once set up
+        self.gitops_commits = 0
+
+    def gitops_setup(self, work: Path) -> str:
+        from tests.gitops.sshd import GitRepo, SSHServer, tools_available
+
+        if not tools_available():
+            return "skipped: no sshd/git/ssh-keygen on this machine"
+        from gitops import services
+        from gitops.choices import ConflictStrategy
+        from gitops.sshkeys import generate_keypair
+
+        server = SSHServer(work / "sshd").start()
+        repo_dir = GitRepo(work / "git")
+        repo_dir.write_config("fleet.yaml", {"ntp.enabled": True})
+        repo_dir.commit("soak: first")
+        private, public = generate_keypair()
+        server.authorize(public)
+        host_pub = server.host_key_path.with_suffix(".pub").read_text().split()
+        repo = services.repository_connect(
+            actor=None,
+            name="soak",
+            url=server.url(repo_dir),
+            branch="main",
+            sync_interval=60,
+            conflict_strategy=ConflictStrategy.GIT_WINS,
+            auth_method="uploaded",
+            private_key=private,
+            known_hosts=" ".join(host_pub[:2]),
+        )
+        self.gitops = (server, repo_dir, repo.pk)
+        return f"repository {server.url(repo_dir)}, synced every 60 s"
+
+    def gitops_commit(self) -> None:
+        if self.gitops:
+            self.gitops_commits += 1
+            _server, repo_dir, _pk = self.gitops
+            repo_dir.write_config(
+                "fleet.yaml", {"ntp.enabled": True, "auto_updates.enabled": self.gitops_commits % 2 == 1}
+            )
+            repo_dir.commit(f"soak: change {self.gitops_commits}")
+
+    def gitops_runs(self) -> Counter:
+        if not self.gitops:
+            return Counter()
+        from gitops.models import SyncRun
+
+        return Counter(SyncRun.objects.filter(repository_id=self.gitops[2]).values_list("status", flat=True))
+
+    def close(self) -> None:
+        if self.gitops:
+            self.gitops[0].stop()
 
     def marker(self) -> None:
         self.markers_sent += 1
@@ -130,7 +185,7 @@ class Workload:
 
 
 def parse_logs(logs: Path) -> dict:
-    tasks = {"received": Counter(), "succeeded": Counter(), "raised": Counter(), "retry": Counter()}
+    tasks = {k: Counter() for k in ("received", "succeeded", "raised", "retry", "expired")}
     marker_ids = set()
     errors, decode_errors, hostname_warnings = Counter(), 0, 0
     for name in LOGS:
@@ -142,6 +197,8 @@ def parse_logs(logs: Path) -> dict:
                 errors[name] += 1
             decode_errors += "JSONDecodeError" in line
             hostname_warnings += "No hostname was supplied" in line
+            if name == "worker" and (m := DISCARDED_LINE.search(line)):
+                tasks["expired"][m.group(1)] += 1
             if name == "worker" and (m := TASK_LINE.search(line)):
                 tasks[m.group(3)][m.group(1)] += 1
                 if m.group(3) == "succeeded" and m.group(2).startswith("soak-"):
@@ -184,6 +241,7 @@ def main() -> int:
     parser.add_argument("--var", default="", help="VAR_DIR (default: a fresh temporary folder)")
     parser.add_argument("--canary-every", type=float, default=120)
     parser.add_argument("--evaluate-every", type=float, default=60)
+    parser.add_argument("--gitops-every", type=float, default=180)
     parser.add_argument("--report-every", type=float, default=600, help="print the figures so far (s)")
     args = parser.parse_args()
     seconds = args.hours * 3600 if args.hours else args.minutes * 60
@@ -211,8 +269,11 @@ def main() -> int:
     try:
         wait_healthy(f"http://127.0.0.1:{port}")
         work = Workload()
+        print(f"gitops: {work.gitops_setup(var / 'gitops')}", flush=True)
         figures = drive(work, stack, var, started, seconds, args)
     finally:
+        if "work" in locals():
+            work.close()
         if stack.poll() is None:
             os.killpg(stack.pid, signal.SIGTERM)
             stack.wait(timeout=60)
@@ -226,6 +287,7 @@ def drive(work: Workload, stack, var: Path, started: float, seconds: float, args
     next_marker = next_eval = time.monotonic()
     next_canary = time.monotonic() + 30  # the fleet registers first
     next_report = time.monotonic() + args.report_every
+    next_commit = time.monotonic() + 45
     while time.monotonic() - started < seconds:
         if stack.poll() is not None:
             print(f"run_all itself exited (code {stack.returncode})", flush=True)
@@ -240,6 +302,9 @@ def drive(work: Workload, stack, var: Path, started: float, seconds: float, args
         if now >= next_canary:
             work.canary()
             next_canary = now + args.canary_every
+        if now >= next_commit:
+            work.gitops_commit()
+            next_commit = now + args.gitops_every
         if now >= next_report:
             summarize(work, var, var / "run_all.log", started, final=False)
             next_report = now + args.report_every
@@ -259,6 +324,8 @@ def summarize(work: Workload, var: Path, run_all_log: Path, started: float, *, f
     lost = work.markers_sent - done
     tasks = parsed["tasks"]
     failed = sum(tasks["raised"].values())
+    unfinished = sum(tasks["received"].values()) - sum(tasks["succeeded"].values()) - failed
+    unfinished -= sum(tasks["expired"].values())
     heartbeats = sum(
         1 for line in (var / "logs" / "web.log").read_text(errors="replace").splitlines() if "/heartbeat" in line
     )
@@ -286,6 +353,8 @@ def summarize(work: Workload, var: Path, run_all_log: Path, started: float, *, f
             ("canaries started", len(work.canaries)),
             ("canaries by phase", dict(work.canary_outcomes()) or 0),
             ("canaries refused", dict(work.canary_refused) or 0),
+            ("gitops commits pushed", work.gitops_commits),
+            ("gitops sync runs by status", dict(work.gitops_runs()) or 0),
         ]
     )
     for name, count in tasks["received"].most_common():

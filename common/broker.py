@@ -9,8 +9,8 @@ keeps kombu's file layout and naming (`<time>_<uuid>.<queue>.msg`) and buys:
    A reader sees a whole file or none.
 2. **Atomic claim**: a consumer takes a message by renaming it into its own `processing/<consumer>/`
    folder. The rename serialises competing consumers: exactly one of them gets each message.
-3. **Ack deletes, requeue renames back**: the claimed file is removed only on ack; a reject with
-   requeue, or a graceful shutdown with unacked messages, puts it back into `queue/`.
+3. **Ack deletes, requeue puts back**: the claimed file is removed on ack (or a reject); a reject with
+   requeue, or a graceful shutdown with unacked messages, first puts a copy back into `queue/`.
 4. **Recovery of dead consumers**: each consumer holds an exclusive `flock` on
    `processing/<consumer>/.lock` for its lifetime; the kernel drops it when the process dies however
    it dies. Any consumer that can take that lock (checked on start and every `recover_interval`
@@ -157,6 +157,14 @@ class Channel(filesystem.Channel):
 
     def basic_ack(self, delivery_tag, multiple=False):
         super().basic_ack(delivery_tag, multiple)
+        self._drop_claim(delivery_tag)
+
+    def basic_reject(self, delivery_tag, requeue=False):
+        # With requeue, the parent restores a copy through _restore; without, the message is discarded.
+        super().basic_reject(delivery_tag, requeue)
+        self._drop_claim(delivery_tag)
+
+    def _drop_claim(self, delivery_tag) -> None:
         claimed = self._claimed.pop(delivery_tag, None)
         if claimed is not None:
             claimed.unlink(missing_ok=True)
@@ -165,9 +173,7 @@ class Channel(filesystem.Channel):
         """Requeue (reject with requeue, unacked at shutdown): a fresh copy marked redelivered, then the
         claim is dropped. A crash in between duplicates the message; it never loses it."""
         super()._restore(message)
-        claimed = self._claimed.pop(message.delivery_tag, None)
-        if claimed is not None:
-            claimed.unlink(missing_ok=True)
+        self._drop_claim(message.delivery_tag)
 
     # --- recovery ---------------------------------------------------------------------------
     def _recover_if_due(self):

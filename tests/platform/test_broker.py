@@ -76,6 +76,16 @@ def test_a_requeued_message_comes_back_marked_redelivered(tmp_path):
         assert list((tmp_path / "processing").glob("*/*.msg")) == []
 
 
+def test_a_rejected_message_is_discarded_and_not_redelivered_by_a_recovery(tmp_path):
+    with _connection(tmp_path) as conn:
+        _publish(conn, "unknown-task")
+        _get(conn).reject()
+        assert list((tmp_path / "processing").glob("*/*.msg")) == []
+    assert broker.recover_dead_consumers(tmp_path) == 0
+    with _connection(tmp_path) as conn:
+        assert _get(conn) is None
+
+
 def test_an_unparsable_file_is_quarantined_and_the_next_message_delivered(tmp_path, caplog):
     with _connection(tmp_path) as conn:
         (tmp_path / "queue").mkdir(exist_ok=True)
