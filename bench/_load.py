@@ -58,7 +58,7 @@ def raw_request(method: str, path: str, body: bytes = b"", headers: dict | None 
 def client_connection(port, kind, agents, seconds, change_rate, seed, start_at, out):
     rng = random.Random(seed)
     conn = LeanConnection(port)
-    trivial = raw_request("GET", "/healthz")
+    trivial = raw_request("GET", "/livez")
     beats = [
         [
             raw_request(

@@ -1,6 +1,6 @@
 """Heartbeats per second through the agent API under gunicorn on PostgreSQL, against a floor.
 
-The floor is a trivial JSON endpoint (/healthz) on the same server, measured in the same run with
+The floor is a trivial JSON endpoint (/livez) on the same server, measured in the same run with
 the same clients: the ratio says how much of the server's raw request rate a heartbeat keeps.
 Targets, for ordinary heartbeats and for a real server's 3,000 packages alike: >= 1,000 heartbeats/s
 and >= 0.3x the trivial rate. The server page of a 3,000-package instance and its apps search are
@@ -106,7 +106,7 @@ def wait_up(port: int, proc: subprocess.Popen, timeout: float = 60) -> None:
             raise SystemExit(f"gunicorn exited with code {proc.returncode}")
         try:
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            if request(conn, "GET", "/healthz", None, {})[0] == 200:
+            if request(conn, "GET", "/livez", None, {})[0] == 200:
                 return
         except OSError:
             time.sleep(0.2)
@@ -208,7 +208,7 @@ def time_pages(port: int, cookie: str, instance_id: int, count: int = 20) -> dic
         medians[name] = sorted(timings)[len(timings) // 2]
     t0 = time.perf_counter()
     for _ in range(count):
-        request(conn, "GET", "/healthz", None, {})
+        request(conn, "GET", "/livez", None, {})
     medians["trivial"] = (time.perf_counter() - t0) * 1000 / count
     conn.close()
     return medians
@@ -341,7 +341,7 @@ def main():
     print(
         f"agents: {args.agents} ordinary, {args.big_agents} with {args.big_apps:,} packages ({results['body_bytes']:,} bytes a body)"
     )
-    print_rate("trivial JSON (/healthz):", trivial)
+    print_rate("trivial JSON (/livez):", trivial)
     print_rate("heartbeats:", results["ordinary"])
     print_rate(f"heartbeats, {args.big_apps:,} apps:", results["big"])
     print_rate("  conditional (If-Match):", results["big_conditional"])
@@ -362,7 +362,7 @@ def main():
             f"<= {TARGET_PAGE_MS:.0f} ms",
             ms <= TARGET_PAGE_MS,
             ms / pages["trivial"],
-            "x one /healthz",
+            "x one /livez",
         )
     if any(results[k]["errors"] for k in ("trivial", "ordinary", "big", "big_conditional")):
         raise SystemExit("errors during the run: see above")

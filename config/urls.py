@@ -19,6 +19,7 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("healthz", login_not_required(agent_views.healthz), name="healthz"),
+    path("livez", login_not_required(agent_views.livez), name="livez"),
     path("metrics", metrics_view, name="metrics"),
     # HTML
     path("", include("fleet.urls")),

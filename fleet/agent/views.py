@@ -165,6 +165,15 @@ def _too_large() -> JsonResponse:
     return JsonResponse({"error": "too_large", "message": message, "errors": {}}, status=413)
 
 
+def livez(request):
+    """For process supervisors (a Kubernetes liveness probe): this web process answers. It checks
+    nothing else, so a database outage does not get healthy web processes restarted; /healthz is the
+    readiness check. The benchmarks use it as their floor: Django's whole stack, no query."""
+    response = JsonResponse({"status": "ok"})
+    response["Cache-Control"] = "no-store"
+    return response
+
+
 def healthz(request):
     """For load balancers: each component's state (common.liveness.health_report), no session, nothing
     about the fleet; 503 when the database or the broker is down."""

@@ -291,3 +291,10 @@ def test_the_agent_endpoints_are_in_the_openapi_schema(admin_api):
 def test_make_instance_helper_matches_registered_shape(db):
     instance = make_instance("x", tags=["env=production"])
     assert instance.state["os_version"] == "24.04.1"
+
+
+def test_livez_answers_without_authentication_or_any_query(client, db, django_assert_num_queries):
+    with django_assert_num_queries(0):
+        response = client.get("/livez")
+    assert (response.status_code, response.json()) == (200, {"status": "ok"})
+    assert response["Cache-Control"] == "no-store"

@@ -39,6 +39,7 @@ PUBLIC = {
     "accounts/login/": "the login page",
     "accounts/logout/": "logging out needs no role",
     "healthz": "load-balancer probe, says nothing about the fleet",
+    "livez": "process liveness probe, says nothing at all",
     "metrics": "own bearer-token check (tested in tests/common/test_metrics.py)",
 }
 # API endpoints authenticated by a signature instead of a user: anyone without it gets 403.

@@ -24,7 +24,7 @@ LINK = re.compile(r'(?:href|src|hx-get)="([^"#]*)')
 CSS_URL = re.compile(r"url\(\s*['\"]?([^'\")]+)['\"]?\s*\)")
 HASHED = re.compile(r"\.[0-9a-f]{12}\.\w+$")  # ManifestStaticFilesStorage: name.<md5[:12]>.ext
 NEVER_FOLLOW = ("/accounts/logout/", "/admin/logout/", "/static/")
-PUBLIC = {"/accounts/login/", "/healthz", "/metrics"}
+PUBLIC = {"/accounts/login/", "/healthz", "/livez", "/metrics"}
 MAX_PAGES = 700  # per persona; the seeded site has a few hundred
 
 
@@ -183,6 +183,8 @@ def test_plain_http_is_redirected_to_https_except_the_health_check(panel):
     assert page.headers["Location"] == f"https://127.0.0.1:{panel.port}/accounts/login/"
     health = requests.get(panel.base + "/healthz", allow_redirects=False, timeout=30)
     assert health.status_code in (200, 503), health.status_code  # answered, by status, not redirected
+    live = requests.get(panel.base + "/livez", allow_redirects=False, timeout=30)
+    assert (live.status_code, live.json()) == (200, {"status": "ok"})
 
 
 def test_production_responses_carry_hsts_and_secure_cookies(panel):
