@@ -339,31 +339,34 @@ class Checker:
         return failures
 
     def _check_update_rules(self, facts: Facts, now, pending_since=None) -> list[Failure]:
+        """`pending_since[target]`: when the oldest recorded pending release became available, as a
+        datetime or a (datetime, version) pair; the evidence names the release that set the deadline."""
         failures = []
         pending = facts.pending_updates() if self._items else {}
         for kind, name, hours in self._items:
             offered = pending.get((kind, name))
             if not offered:
                 continue  # nothing newer is offered: up to date
-            starts = [t for t in (parse_time(r) for _, r in offered) if t is not None]
+            starts = [(t, v) for t, v in ((parse_time(r), v) for v, r in offered) if t is not None]
             tracked = (pending_since or {}).get(target_key(kind, name))
+            if isinstance(tracked, datetime):
+                tracked = (tracked, None)
             if tracked is not None:
                 starts.append(tracked)
             if not starts:
                 continue
-            start = min(starts)
+            start, start_version = min(starts, key=lambda s: s[0])
             age_hours = (now - start).total_seconds() / 3600
             if age_hours <= hours:
                 continue
             newest = max((v for v, _ in offered), key=V)
             label = "OS" if kind == "os" else name
-            rule = f"{'OS' if kind == 'os' else name} updates within {hours} h of release"
+            rule = f"{label} updates within {hours} h of release"
+            since = f"{label} {start_version or newest} available since {_fmt_time(start)}"
+            if start_version and start_version != newest:
+                since += f" (superseded by {newest})"
             failures.append(
-                Failure(
-                    f"update:{target_key(kind, name)}",
-                    rule,
-                    f"{label} {newest} available since {_fmt_time(start)}, {int(age_hours)} h > {hours} h",
-                )
+                Failure(f"update:{target_key(kind, name)}", rule, f"{since}, {int(age_hours)} h > {hours} h")
             )
         return failures
 

@@ -1,0 +1,230 @@
+"""Reads one chunk of instances for `diff` and applies a batch of its changes; recounts policies.
+
+Every function here runs inside the caller's transaction, after `locks.lock_instances` on the
+chunk: what is read is what is overwritten (see locks).
+"""
+
+from collections import defaultdict
+
+from django.db import connection
+from django.db.models import Count, Q, TextField, Value
+from django.db.models.functions import Concat
+
+from fleet.models import Instance
+from fleet.selectors import instance_memberships
+
+from ..choices import CURRENT_STATUSES, PolicyState, ViolationStatus
+from ..models import InstanceCompliance, PolicyCompliance, ReleaseRecord, Violation
+from .diff import Changes, InstanceState, OpenRelease, OpenViolation, Standing
+
+STATE_COLUMNS = ("id", "name", "status", "last_seen_at", "os_version", "apps", "settings", "updates")
+STANDING_COLUMNS = ("met", "applicable", "exempt", "score", "stale", "states", "invalid_reason")
+COUNT_FIELDS = {
+    PolicyState.COMPLIANT: "compliant",
+    PolicyState.NONCOMPLIANT: "noncompliant",
+    PolicyState.EXEMPT: "exempt",
+    PolicyState.UNKNOWN: "unknown",
+}
+# Above this many rows, new violations go through COPY on PostgreSQL (see insert_violations).
+COPY_FROM = 2000
+
+
+def read(ids: list[int]):
+    """[(InstanceState, [OpenRelease], [OpenViolation], Standing | None)] of the instances in `ids` that exist."""
+    memberships = instance_memberships(ids)
+    releases, violations, standings = defaultdict(list), defaultdict(list), {}
+    for iid, *rest in ReleaseRecord.objects.filter(closed_at__isnull=True, instance_id__in=ids).values_list(
+        "instance_id", "id", "kind", "name", "version", "released_at"
+    ):
+        releases[iid].append(OpenRelease(*rest))
+    for iid, *rest in Violation.objects.filter(status__in=CURRENT_STATUSES, instance_id__in=ids).values_list(
+        "instance_id", "id", "policy_id", "rule_key", "status", "evidence", "exception_id", "severity"
+    ):
+        violations[iid].append(OpenViolation(*rest))
+    for iid, *rest in InstanceCompliance.objects.filter(instance_id__in=ids).values_list(
+        "instance_id", *STANDING_COLUMNS
+    ):
+        standings[iid] = Standing(*rest)
+    result = []
+    for row in Instance.objects.filter(pk__in=ids).order_by("pk").values_list(*STATE_COLUMNS):
+        groups, tags = memberships.get(row[0]) or ((), ())
+        state = InstanceState(*row, group_ids=frozenset(groups), tags=frozenset(tags))
+        result.append((state, releases[row[0]], violations[row[0]], standings.get(row[0])))
+    return result
+
+
+def apply(batch: list[Changes], now, *, refresh: bool) -> dict:
+    """Write a batch of changes: only what changed, unless `refresh` (a small evaluation), where every
+    standing's evaluated_at and every still-failing violation's last_seen_at move to `now` as well."""
+    _store_releases(batch, now)
+    insert_violations([(c.instance_id, v) for c in batch for v in c.create], now)
+    updates = [
+        Violation(
+            pk=u.id, evidence=u.evidence, rule=u.rule, status=u.status, exception_id=u.exception_id, last_seen_at=now
+        )
+        for c in batch
+        for u in c.update
+    ]
+    Violation.objects.bulk_update(updates, ["evidence", "rule", "status", "exception", "last_seen_at"], batch_size=500)
+    resolve = [vid for c in batch for vid in c.resolve]
+    for chunk in _chunks(resolve):
+        Violation.objects.filter(pk__in=chunk, status__in=CURRENT_STATUSES).update(
+            status=ViolationStatus.RESOLVED, resolved_at=now
+        )
+    if refresh:
+        for chunk in _chunks([vid for c in batch for vid in c.unchanged]):
+            Violation.objects.filter(pk__in=chunk).update(last_seen_at=now)
+    standings = [
+        InstanceCompliance(instance_id=c.instance_id, evaluated_at=now, **c.standing.__dict__)
+        for c in batch
+        if refresh or c.standing != c.old_standing
+    ]
+    InstanceCompliance.objects.bulk_create(
+        standings,
+        batch_size=1000,
+        update_conflicts=True,
+        unique_fields=["instance"],
+        update_fields=[*STANDING_COLUMNS, "evaluated_at"],
+    )
+    return {
+        "instances": len(batch),
+        "opened": sum(len(c.create) for c in batch),
+        "updated": len(updates),
+        "resolved": len(resolve),
+        "critical_opened": sum(len(c.opened_critical) for c in batch),
+        "invalid": sum(bool(c.invalid) for c in batch),
+    }
+
+
+def _store_releases(batch: list[Changes], now) -> None:
+    """Open records are unique per instance and version (constraint): a conflicting insert is skipped."""
+    new = [
+        ReleaseRecord(
+            instance_id=c.instance_id,
+            kind=r.kind,
+            name=r.name,
+            version=r.version,
+            released_at=r.released_at,
+            first_seen_at=now,
+        )
+        for c in batch
+        for r in c.new_releases
+    ]
+    ReleaseRecord.objects.bulk_create(new, batch_size=1000, ignore_conflicts=True)
+    closed = defaultdict(list)
+    for c in batch:
+        for rec_id, outcome in c.closed_releases.items():
+            closed[outcome].append(rec_id)
+    for outcome, ids in closed.items():
+        for chunk in _chunks(ids):
+            ReleaseRecord.objects.filter(pk__in=chunk, closed_at__isnull=True).update(closed_at=now, outcome=outcome)
+
+
+VIOLATION_COLUMNS = (
+    "policy_id",
+    "policy_name",
+    "instance_id",
+    "rule_key",
+    "rule",
+    "evidence",
+    "severity",
+    "status",
+    "first_detected_at",
+    "last_seen_at",
+    "exception_id",
+)
+
+
+def insert_violations(rows: list, now) -> None:
+    """Insert new violations [(instance_id, NewViolation)], skipping any that conflicts.
+
+    What COPY buys: a cold sweep of 10,000 × 50 opens about 60,000 violations; building a model
+    instance per row and bulk_create's INSERTs take about 3 s of it, COPY of plain tuples into a
+    temporary table and one `INSERT … SELECT … ON CONFLICT DO NOTHING` about 1 s (bench/evaluation.py).
+    Below COPY_FROM rows, and on SQLite, bulk_create does the same.
+    """
+    values = [
+        (
+            v.policy_id,
+            v.policy_name,
+            iid,
+            v.rule_key,
+            v.rule,
+            v.evidence,
+            v.severity,
+            v.status,
+            now,
+            now,
+            v.exception_id,
+        )
+        for iid, v in rows
+    ]
+    if connection.vendor != "postgresql" or len(values) < COPY_FROM:
+        objs = [Violation(**dict(zip(VIOLATION_COLUMNS, row, strict=True))) for row in values]
+        Violation.objects.bulk_create(objs, batch_size=1000, ignore_conflicts=True)
+        return
+    table = Violation._meta.db_table
+    cols = ", ".join(connection.ops.quote_name(Violation._meta.get_field(c).column) for c in VIOLATION_COLUMNS)
+    # Identifiers come from model metadata; values travel through COPY, never in the SQL text.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"CREATE TEMP TABLE IF NOT EXISTS new_violation ON COMMIT DROP AS SELECT {cols} FROM {table} WITH NO DATA"  # noqa: S608
+        )
+        with cursor.cursor.copy(f"COPY new_violation ({cols}) FROM STDIN") as copy:
+            for row in values:
+                copy.write_row(row)
+        cursor.execute(
+            f"INSERT INTO {table} ({cols}) SELECT {cols} FROM new_violation ON CONFLICT DO NOTHING; "  # noqa: S608
+            "TRUNCATE new_violation"
+        )
+
+
+def recount_policies(policy_ids=None, *, now) -> None:
+    """Recount policies (None: all) from the standings they count, under their row locks.
+
+    The row locks make concurrent recounts of one policy take turns, and each count is a fresh
+    statement after the lock, so it sees every standing committed by whoever held it before; an
+    evaluation still running will recount after us if it changes this policy's state anywhere.
+    """
+    from ..models import Policy
+
+    policies = Policy.objects.all() if policy_ids is None else Policy.objects.filter(pk__in=policy_ids)
+    PolicyCompliance.objects.bulk_create(
+        [PolicyCompliance(policy_id=pk) for pk in policies.values_list("pk", flat=True)], ignore_conflicts=True
+    )
+    locked = PolicyCompliance.objects.select_for_update().order_by("pk")
+    ids = list((locked if policy_ids is None else locked.filter(pk__in=policy_ids)).values_list("pk", flat=True))
+    if not ids:
+        return
+    counts = _count_all() if policy_ids is None or len(ids) > 8 else _count_some(ids)
+    rows = [
+        PolicyCompliance(policy_id=pk, updated=now, **{f: counts.get((str(pk), s), 0) for s, f in COUNT_FIELDS.items()})
+        for pk in ids
+    ]
+    PolicyCompliance.objects.bulk_update(rows, [*COUNT_FIELDS.values(), "updated"], batch_size=500)
+
+
+def _count_all() -> dict:
+    """{(policy key, state): instances}, reading every standing once (a sweep's recount)."""
+    counts = defaultdict(int)
+    for (text,) in InstanceCompliance.objects.exclude(states="").values_list("states").iterator(chunk_size=5000):
+        for item in text.split(","):
+            counts[(item[:-1], item[-1])] += 1
+    return counts
+
+
+def _count_some(ids: list[int]) -> dict:
+    """The same for a few policies, counted by the database (a heartbeat's recount)."""
+    wrapped = InstanceCompliance.objects.annotate(
+        wrapped=Concat(Value(","), "states", Value(","), output_field=TextField())
+    )
+    aggregates = {
+        f"c{pk}_{s}": Count("pk", filter=Q(wrapped__contains=f",{pk}{s},")) for pk in ids for s in COUNT_FIELDS
+    }
+    result = wrapped.aggregate(**aggregates)
+    return {(str(pk), s): result[f"c{pk}_{s}"] for pk in ids for s in COUNT_FIELDS}
+
+
+def _chunks(items: list, size: int = 1000):
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
