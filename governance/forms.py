@@ -72,12 +72,24 @@ class PolicyForm(ScopeFormMixin, forms.Form):
             rules = self.build_rules(cleaned)
             cleaned["rules"] = evaluators.validate_rules(self.policy_type, rules)
         except evaluators.RuleError as exc:
-            raise forms.ValidationError(str(exc)) from exc
+            self.add_rule_errors(exc.errors)
         return cleaned
+
+    # Where a problem inside the rules is shown: the form field that edits that part of the rules.
+    rule_fields: dict[str, str] = {}
+
+    def add_rule_errors(self, errors: dict[str, list[str]]) -> None:
+        """Each problem on its field, prefixed by its path inside that field (`apps[1].min_version: …`)."""
+        for path, messages in errors.items():
+            top = re.split(r"[.\[]", path, maxsplit=1)[0]
+            field = self.rule_fields.get(top)
+            for message in messages:
+                self.add_error(field, message if path in ("", top) or field is None else f"{path}: {message}")
 
 
 class RequiredAppsForm(PolicyForm):
     policy_type = PolicyType.REQUIRED_APPS
+    rule_fields = {"apps": "apps"}
     apps = forms.CharField(
         label="Required apps",
         widget=forms.Textarea(attrs={"rows": 5, "class": "mono"}),
@@ -101,7 +113,7 @@ class RequiredAppsForm(PolicyForm):
             m = REQUIRED_LINE.match(line)
             if not m:
                 raise evaluators.RuleError(
-                    f"Line {n} ('{line}'): write 'name', 'name >= 1.2' or 'name >= 1.2 running'."
+                    errors={"apps": [f"Line {n} ('{line}'): write 'name', 'name >= 1.2' or 'name >= 1.2 running'."]}
                 )
             apps.append({"name": m["name"], "min_version": m["min"], "running": bool(m["running"])})
         return {"apps": apps}
@@ -109,6 +121,7 @@ class RequiredAppsForm(PolicyForm):
 
 class BlockedAppsForm(PolicyForm):
     policy_type = PolicyType.BLOCKED_APPS
+    rule_fields = {"apps": "apps"}
     apps = forms.CharField(
         label="Blocked apps",
         widget=forms.Textarea(attrs={"rows": 5, "class": "mono"}),
@@ -132,7 +145,11 @@ class BlockedAppsForm(PolicyForm):
             m = BLOCKED_LINE.match(line)
             if not m:
                 raise evaluators.RuleError(
-                    f"Line {n} ('{line}'): write 'name', 'name < 2.0', 'name >= 1.0' or 'name >= 1.0 < 2.0'."
+                    errors={
+                        "apps": [
+                            f"Line {n} ('{line}'): write 'name', 'name < 2.0', 'name >= 1.0' or 'name >= 1.0 < 2.0'."
+                        ]
+                    }
                 )
             apps.append({"pattern": m["pattern"], "min_version": m["min"], "below_version": m["below"]})
         return {"apps": apps}
@@ -140,6 +157,7 @@ class BlockedAppsForm(PolicyForm):
 
 class UpdateRulesForm(PolicyForm):
     policy_type = PolicyType.UPDATE_RULES
+    rule_fields = {"apps": "app_deadlines", "os_deadline_hours": "os_deadline_hours"}
     os_deadline_hours = forms.IntegerField(
         label="OS updates: deadline (hours)",
         required=False,
@@ -164,13 +182,16 @@ class UpdateRulesForm(PolicyForm):
         for n, line in _lines(cleaned.get("app_deadlines")):
             m = DEADLINE_LINE.match(line)
             if not m:
-                raise evaluators.RuleError(f"Line {n} ('{line}'): write 'app-name: hours', e.g. 'nginx: 48'.")
+                raise evaluators.RuleError(
+                    errors={"apps": [f"Line {n} ('{line}'): write 'app-name: hours', e.g. 'nginx: 48'."]}
+                )
             apps.append({"name": m["name"], "deadline_hours": int(m["hours"])})
         return {"os_deadline_hours": cleaned.get("os_deadline_hours"), "apps": apps}
 
 
 class BaselineForm(PolicyForm):
     policy_type = PolicyType.BASELINE
+    rule_fields = {"os_version": "os_version", "os_match": "os_match", "settings": "settings"}
     os_version = forms.CharField(
         label="OS version", required=False, max_length=64, help_text="E.g. 24.04.2. Empty: no OS rule."
     )
@@ -198,10 +219,12 @@ class BaselineForm(PolicyForm):
             m = SETTING_LINE.match(line)
             if not m:
                 raise evaluators.RuleError(
-                    f"Line {n} ('{line}'): write 'key = value', e.g. 'ssh.password_auth = false'."
+                    errors={
+                        "settings": [f"Line {n} ('{line}'): write 'key = value', e.g. 'ssh.password_auth = false'."]
+                    }
                 )
             if m["key"] in values:
-                raise evaluators.RuleError(f"Line {n}: '{m['key']}' is set twice.")
+                raise evaluators.RuleError(errors={"settings": [f"Line {n}: '{m['key']}' is set twice."]})
             values[m["key"]] = _parse_value(m["value"].strip())
         return {
             "os_version": cleaned.get("os_version") or None,

@@ -6,6 +6,7 @@ before validation existed, or anything a checker chokes on) gives `Changes` with
 instance's violations are left as they are and its policies read "unknown".
 """
 
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -135,6 +136,16 @@ class Context:
     exceptions: "dict[int, list[ExceptionSpec]]"
     now: datetime
     stale_after: timedelta
+    # Instances with the same groups and tags are in the same scopes: matched once per combination.
+    _by_membership: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def in_scope(self, state: InstanceState) -> "list[PolicySpec]":
+        combo = (state.group_ids, state.tags)
+        shared = self._by_membership.get(combo)
+        if shared is None:
+            shared = [p for p in self.policies if not p.by_instance and p.matcher.matches(0, *combo)]
+            self._by_membership[combo] = shared
+        return shared + [p for p in self.policies if p.by_instance and state.id in p.matcher.ids]
 
 
 def is_stale(state: InstanceState, ctx: Context) -> bool:
@@ -152,7 +163,7 @@ def diff(
     standing: Standing | None,
 ) -> Changes:
     """The changes one instance's evaluation makes (never raises on a bad state: see module docstring)."""
-    in_scope = [p for p in ctx.policies if p.matcher.matches(state.id, state.group_ids, state.tags)]
+    in_scope = ctx.in_scope(state)
     if is_stale(state, ctx):
         return _unknown(state, in_scope, violations, standing, stale=True)
     try:
@@ -186,7 +197,13 @@ def _evaluate(ctx, state, in_scope, releases, violations, standing) -> Changes:
     desired, states = {}, {}  # (policy id, rule_key) -> (spec, Failure, exception id); policy key -> state
     for p in in_scope:
         failures = p.checker.check(facts, ctx.now, pending_since)
-        covering = [e for e in ctx.exceptions.get(p.id, ()) if e.matcher.matches(state.id, state.group_ids, state.tags)]
+        waivers = ctx.exceptions.get(p.id)
+        if not waivers:
+            for f in failures:
+                desired[(p.id, f.rule_key)] = (p, f, None)
+            states[p.key] = PolicyState.NONCOMPLIANT if failures else PolicyState.COMPLIANT
+            continue
+        covering = [e for e in waivers if e.matcher.matches(state.id, state.group_ids, state.tags)]
         whole = next((e.id for e in covering if not e.rule_key), None)
         by_rule = {e.rule_key: e.id for e in covering if e.rule_key}
         unexempted = 0
@@ -267,6 +284,17 @@ def _check_shape(report: dict) -> None:
             raise StateInvalid(f"updates[{i}]: kind, name, version and released_at must be text")
     if report["settings"] is not None and not isinstance(report["settings"], dict):
         raise StateInvalid("settings is not an object")
+    for key, value in (report["settings"] or {}).items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise StateInvalid(f"settings.{key}: {value} is not a finite number")
+    texts = [report["os_version"] or "", *(report["settings"] or {})]
+    texts += [v for v in (report["settings"] or {}).values() if isinstance(v, str)]
+    texts += [
+        v for item in (*(report["apps"] or ()), *(report["updates"] or ())) for v in item.values() if isinstance(v, str)
+    ]
+    for text in texts:
+        if "\x00" in text or not (text.isascii() or _encodable(text)):
+            raise StateInvalid("the reported state contains NUL or unpaired surrogate characters")
 
 
 def _check_storable(changes: Changes) -> None:

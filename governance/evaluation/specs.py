@@ -48,10 +48,9 @@ class PolicySpec:
     matcher: ScopeMatcher
     checker: evaluators.Checker
 
-    @property
-    def key(self) -> str:
-        """The policy's key in InstanceCompliance.states."""
-        return str(self.id)
+    def __post_init__(self):
+        self.key = str(self.id)  # the policy's key in InstanceCompliance.states
+        self.by_instance = self.matcher.scope.kind == ScopeKind.INSTANCES
 
 
 @dataclass

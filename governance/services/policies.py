@@ -7,7 +7,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from common.exceptions import ApplicationError, NotFoundError
+from common.exceptions import ApplicationError, ErrorCollector, NotFoundError
 from common.services import audit_log
 from fleet.choices import InstanceStatus
 from fleet.scopes import Scope
@@ -35,11 +35,29 @@ def policy_get(pk: int) -> Policy:
         raise NotFoundError("No such policy.") from None
 
 
-def _clean_rules(policy_type: str, rules) -> dict:
+def _clean_rules(policy_type: str, rules, problems: ErrorCollector | None = None) -> dict | None:
+    """Canonical rules; each problem under `rules.<its path>`, raised at once unless `problems` collects."""
+    collector = problems if problems is not None else ErrorCollector()
     try:
         return evaluators.validate_rules(policy_type, rules)
     except evaluators.RuleError as exc:
-        raise ApplicationError(str(exc), field="rules") from exc
+        collector.merge(exc.errors, prefix="rules")
+        return None
+    finally:
+        if problems is None:
+            collector.raise_if_any()
+
+
+def _clean_name_and_rules(name: str, policy_type: str, rules, exclude_id=None) -> tuple[str, dict]:
+    """Every problem of a policy's name and rules, in one error."""
+    problems = ErrorCollector()
+    try:
+        name = _check_name(name, exclude_id=exclude_id)
+    except ApplicationError as exc:
+        problems.merge(exc.errors)
+    clean = _clean_rules(policy_type, rules, problems)
+    problems.raise_if_any()
+    return name, clean
 
 
 def _scopes_overlap(a: Scope, b: Scope) -> bool:
@@ -79,7 +97,9 @@ def _check_conflicts(*, name: str, policy_type: str, rules: dict, scope: Scope, 
     messages = policy_conflicts(policy_type=policy_type, rules=rules, scope=scope, exclude_id=exclude_id)
     if messages:
         raise ApplicationError(
-            f"Policy '{name}' conflicts with another policy: " + " ".join(messages), code="policy_conflict"
+            f"Policy '{name}' conflicts with another policy: " + " ".join(messages),
+            errors={"rules": messages},
+            code="policy_conflict",
         )
 
 
@@ -97,8 +117,7 @@ def policy_create(
     *, actor, name: str, policy_type: str, rules: dict, scope: Scope, description: str = "", enabled: bool = True
 ) -> Policy:
     """Create a policy; its scope is evaluated after commit."""
-    name = _check_name(name)
-    clean = _clean_rules(policy_type, rules)
+    name, clean = _clean_name_and_rules(name, policy_type, rules)
     if enabled:
         _check_conflicts(name=name, policy_type=policy_type, rules=clean, scope=scope)
     policy = Policy.objects.create(
@@ -128,8 +147,7 @@ def policy_update(
 ) -> Policy:
     """Change a policy's name, rules, scope (its type is fixed). Old and new scope are re-evaluated."""
     policy = Policy.objects.select_for_update().get(pk=policy.pk)
-    name = _check_name(name, exclude_id=policy.pk)
-    clean = _clean_rules(policy.policy_type, rules)
+    name, clean = _clean_name_and_rules(name, policy.policy_type, rules, exclude_id=policy.pk)
     enabled = policy.enabled if enabled is None else enabled
     if enabled:
         _check_conflicts(name=name, policy_type=policy.policy_type, rules=clean, scope=scope, exclude_id=policy.pk)

@@ -3,7 +3,7 @@
 from django.db import transaction
 from django.utils import timezone
 
-from common.exceptions import ApplicationError
+from common.exceptions import ApplicationError, ErrorCollector
 from common.services import audit_log
 from fleet.scopes import Scope
 from fleet.services import scope_apply
@@ -20,19 +20,20 @@ def exception_create(
     """Exempt part of the fleet from a policy (or one of its rules) until `expires_at`. Audit-logged."""
     now = now or timezone.now()
     justification = (justification or "").strip()
+    problems = ErrorCollector()
     if len(justification) < 10:
-        raise ApplicationError("Explain why the exception is needed (at least 10 characters).", field="justification")
+        problems.add("justification", "Explain why the exception is needed (at least 10 characters).")
     if expires_at is None:
-        raise ApplicationError("An exception needs an expiry date.", field="expires_at")
-    if expires_at <= now:
-        raise ApplicationError("The expiry must be in the future.", field="expires_at")
+        problems.add("expires_at", "An exception needs an expiry date.")
+    elif expires_at <= now:
+        problems.add("expires_at", "The expiry must be in the future.")
     if rule_key:
         known = dict(evaluators.rule_keys(policy.policy_type, policy.rules))
         if rule_key not in known:
-            raise ApplicationError(
-                f"Policy '{policy.name}' has no rule '{rule_key}'; its rules are: {', '.join(known)}.",
-                field="rule_key",
+            problems.add(
+                "rule_key", f"Policy '{policy.name}' has no rule '{rule_key}'; its rules are: {', '.join(known)}."
             )
+    problems.raise_if_any()
     exception = PolicyException.objects.create(
         policy=policy,
         rule_key=rule_key,
