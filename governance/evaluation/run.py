@@ -25,7 +25,7 @@ from .locks import lock_instances
 
 logger = logging.getLogger(__name__)
 
-CHUNK = 500
+CHUNK = 1000
 # Evaluations of at most this many instances also refresh evaluated_at and last_seen_at (see store.apply).
 REFRESH_UP_TO = 500
 # Beyond this many newly opened critical violations in one evaluation, admins get one summary.

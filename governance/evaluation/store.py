@@ -24,8 +24,8 @@ COUNT_FIELDS = {
     PolicyState.EXEMPT: "exempt",
     PolicyState.UNKNOWN: "unknown",
 }
-# Above this many rows, new violations go through COPY on PostgreSQL (see insert_violations).
-COPY_FROM = 2000
+# From this many rows, new violations go through COPY on PostgreSQL (see insert_violations).
+COPY_FROM = 100
 
 
 def read(ids: list[int]):
@@ -146,47 +146,29 @@ VIOLATION_COLUMNS = (
 
 
 def insert_violations(rows: list, now) -> None:
-    """Insert new violations [(instance_id, NewViolation)], skipping any that conflicts.
+    """Insert new violations [(instance_id, NewViolation)].
 
-    What COPY buys: a cold sweep of 10,000 × 50 opens about 60,000 violations; building a model
-    instance per row and bulk_create's INSERTs take about 3 s of it, COPY of plain tuples into a
-    temporary table and one `INSERT … SELECT … ON CONFLICT DO NOTHING` about 1 s (bench/evaluation.py).
-    Below COPY_FROM rows, and on SQLite, bulk_create does the same.
+    No conflict is possible: the instances are locked and their current violations were read after the
+    lock; should one happen anyway, the chunk fails and is retried instance by instance (see run).
+
+    What COPY buys: a cold sweep of 10,000 × 50 opens about 30,000 violations; building a model
+    instance per row for bulk_create's INSERTs costs several times COPY of plain tuples straight into
+    the table (bench/evaluation.py prints both). Below COPY_FROM rows, and on SQLite, bulk_create.
     """
     values = [
-        (
-            v.policy_id,
-            v.policy_name,
-            iid,
-            v.rule_key,
-            v.rule,
-            v.evidence,
-            v.severity,
-            v.status,
-            now,
-            now,
-            v.exception_id,
-        )
+        (v.policy_id, v.policy_name, iid, v.rule_key, v.rule, v.evidence, v.severity, v.status, now, now, v.exception_id)
         for iid, v in rows
     ]
     if connection.vendor != "postgresql" or len(values) < COPY_FROM:
         objs = [Violation(**dict(zip(VIOLATION_COLUMNS, row, strict=True))) for row in values]
-        Violation.objects.bulk_create(objs, batch_size=1000, ignore_conflicts=True)
+        Violation.objects.bulk_create(objs, batch_size=1000)
         return
-    table = Violation._meta.db_table
     cols = ", ".join(connection.ops.quote_name(Violation._meta.get_field(c).column) for c in VIOLATION_COLUMNS)
     # Identifiers come from model metadata; values travel through COPY, never in the SQL text.
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"CREATE TEMP TABLE IF NOT EXISTS new_violation ON COMMIT DROP AS SELECT {cols} FROM {table} WITH NO DATA"  # noqa: S608
-        )
-        with cursor.cursor.copy(f"COPY new_violation ({cols}) FROM STDIN") as copy:
-            for row in values:
-                copy.write_row(row)
-        cursor.execute(
-            f"INSERT INTO {table} ({cols}) SELECT {cols} FROM new_violation ON CONFLICT DO NOTHING; "  # noqa: S608
-            "TRUNCATE new_violation"
-        )
+    sql = f"COPY {Violation._meta.db_table} ({cols}) FROM STDIN"
+    with connection.cursor() as cursor, connection.wrap_database_errors, cursor.cursor.copy(sql) as copy:
+        for row in values:
+            copy.write_row(row)
 
 
 def recount_policies(policy_ids=None, *, now) -> None:

@@ -3,6 +3,7 @@
 from datetime import timedelta
 
 import pytest
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from common.models import Notification
@@ -293,7 +294,7 @@ def test_exception_expiry_on_its_own_reopens_only_its_scope(make_instance, admin
     assert services.exceptions_expire(now=timezone.now() + timedelta(minutes=20)) == []  # acted on once
 
 
-def test_a_large_sweep_writes_through_copy_and_skips_rows_already_there(make_instance, monkeypatch):
+def test_a_large_sweep_writes_through_copy_and_never_doubles_a_row(make_instance, monkeypatch):
     """The COPY path (PostgreSQL, many new violations) stores the same rows as bulk_create."""
     from governance.evaluation import diff, store
 
@@ -312,5 +313,6 @@ def test_a_large_sweep_writes_through_copy_and_skips_rows_already_there(make_ins
         )
         for v in rows
     ]
-    store.insert_violations(again, timezone.now())  # a concurrent evaluation already opened them: nothing doubles
+    with pytest.raises(IntegrityError), transaction.atomic():  # one current row per rule: never doubled
+        store.insert_violations(again, timezone.now())
     assert Violation.objects.count() == 3
