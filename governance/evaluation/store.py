@@ -156,7 +156,19 @@ def insert_violations(rows: list, now) -> None:
     the table (bench/evaluation.py prints both). Below COPY_FROM rows, and on SQLite, bulk_create.
     """
     values = [
-        (v.policy_id, v.policy_name, iid, v.rule_key, v.rule, v.evidence, v.severity, v.status, now, now, v.exception_id)
+        (
+            v.policy_id,
+            v.policy_name,
+            iid,
+            v.rule_key,
+            v.rule,
+            v.evidence,
+            v.severity,
+            v.status,
+            now,
+            now,
+            v.exception_id,
+        )
         for iid, v in rows
     ]
     if connection.vendor != "postgresql" or len(values) < COPY_FROM:
