@@ -164,13 +164,16 @@ class InstanceCompliance(models.Model):
 
 
 class PolicyCompliance(models.Model):
-    """How many instances in a policy's scope stand in each state (kept up to date by evaluation)."""
+    """How many instances in a policy's scope stand in each state: always recounted from the standings
+    (InstanceCompliance.states), never moved by deltas (see evaluation.store.recount_policies)."""
 
     policy = models.OneToOneField(Policy, on_delete=models.CASCADE, primary_key=True, related_name="compliance")
     compliant = models.IntegerField(default=0)
     noncompliant = models.IntegerField(default=0)
     exempt = models.IntegerField(default=0)
     unknown = models.IntegerField(default=0)
+    # A heartbeat's evaluation changed a standing this policy counts: recount soon (evaluation.store).
+    recount_due = models.BooleanField(default=False)
     updated = models.DateTimeField(auto_now=True)
 
     def __str__(self):

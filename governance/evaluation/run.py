@@ -28,12 +28,19 @@ logger = logging.getLogger(__name__)
 CHUNK = 1000
 # Evaluations of at most this many instances also refresh evaluated_at and last_seen_at (see store.apply).
 REFRESH_UP_TO = 500
+# Seconds a heartbeat's recount waits, so that the heartbeats meanwhile share it.
+RECOUNT_DELAY = 0.5
 # Beyond this many newly opened critical violations in one evaluation, admins get one summary.
 NOTIFY_INDIVIDUALLY_UP_TO = 5
 
 
-def evaluate(instance_ids: list[int] | None = None, *, now=None) -> dict:
-    """Evaluate instances (None: the whole fleet) against every enabled policy and store the outcome."""
+def evaluate(instance_ids: list[int] | None = None, *, now=None, recount_later: bool = False) -> dict:
+    """Evaluate instances (None: the whole fleet) against every enabled policy and store the outcome.
+
+    Policy counts are recounted from the standings: a sweep once at its end, any other evaluation in
+    each chunk's transaction, except with `recount_later` (a heartbeat's), which marks the policies
+    due and leaves the recount to recount_policies_task: one pass over the fleet's standings per
+    heartbeat would cost more than the evaluation itself."""
     now = now or timezone.now()
     whole = instance_ids is None
     ids = list(Instance.objects.order_by("pk").values_list("pk", flat=True)) if whole else sorted(set(instance_ids))
@@ -41,7 +48,8 @@ def evaluate(instance_ids: list[int] | None = None, *, now=None) -> dict:
     opened_critical: list = []
     for start in range(0, len(ids), CHUNK):
         chunk = ids[start : start + CHUNK]
-        result, critical = _evaluate_chunk(chunk, now, refresh=len(ids) <= REFRESH_UP_TO, recount=not whole)
+        recount = "end" if whole else "later" if recount_later else "now"
+        result, critical = _evaluate_chunk(chunk, now, refresh=len(ids) <= REFRESH_UP_TO, recount=recount)
         totals.update(result)
         opened_critical += critical
     if whole:
@@ -57,9 +65,8 @@ def _context(now) -> diff.Context:
     return diff.Context(specs.policy_specs(), specs.exception_specs(now), now, timedelta(seconds=stale_after))
 
 
-def _evaluate_chunk(ids: list[int], now, *, refresh: bool, recount: bool) -> tuple[dict, list]:
-    """`recount`: the policies whose state changed are recounted in the chunk's transaction (a sweep
-    recounts every policy once at the end instead)."""
+def _evaluate_chunk(ids: list[int], now, *, refresh: bool, recount: str) -> tuple[dict, list]:
+    """`recount`: "now" (in the chunk's transaction), "later" (marked due) or "end" (the sweep's)."""
     try:
         with transaction.atomic():
             return _evaluate_locked(ids, now, refresh=refresh, recount=recount)
@@ -77,15 +84,19 @@ def _evaluate_chunk(ids: list[int], now, *, refresh: bool, recount: bool) -> tup
     return totals, critical
 
 
-def _evaluate_locked(ids: list[int], now, *, refresh: bool, recount: bool) -> tuple[dict, list]:
+def _evaluate_locked(ids: list[int], now, *, refresh: bool, recount: str) -> tuple[dict, list]:
     """Lock, then read everything (specs included): a policy or waiver changed before the lock is seen."""
     lock_instances(ids)
     ctx = _context(now)
     batch = [diff.diff(ctx, *row) for row in store.read(ids)]
     result = store.apply(batch, now, refresh=refresh)
-    touched = set().union(*(c.touched_policies() for c in batch)) if recount and batch else set()
-    if touched:
+    touched = set().union(*(c.touched_policies() for c in batch)) if recount != "end" and batch else set()
+    if touched and recount == "now":
         store.recount_policies(sorted(touched), now=now)
+    elif touched and store.mark_recount_due(sorted(touched)):
+        from ..tasks import recount_policies_task
+
+        transaction.on_commit(lambda: recount_policies_task.apply_async(countdown=RECOUNT_DELAY))
     return result, [o for c in batch for o in c.opened_critical]
 
 

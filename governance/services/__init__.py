@@ -11,6 +11,7 @@ from .evaluation import (
     evaluate_instances,
     evaluate_policy_scope,
     evaluate_time_based,
+    recount_due_policies,
 )
 from .policies import (
     policy_conflicts,
@@ -47,5 +48,6 @@ __all__ = [
     "policy_preview",
     "policy_set_enabled",
     "policy_update",
+    "recount_due_policies",
     "snapshot_day",
 ]

@@ -8,7 +8,7 @@ from fleet.scopes import Scope
 from fleet.selectors import instances_in_scope
 
 from ..choices import CURRENT_STATUSES
-from ..evaluation import run
+from ..evaluation import run, store
 from ..models import Policy, Violation
 
 
@@ -18,8 +18,14 @@ def evaluate_instances(*, instance_ids: list[int] | None = None, now=None) -> di
 
 
 def evaluate_instance(*, instance_id: int, now=None) -> dict:
-    """After a heartbeat changed one instance's state (or its groups/tags)."""
-    return run.evaluate([instance_id], now=now)
+    """After a heartbeat changed one instance's state (or its groups/tags); policy counts follow shortly."""
+    return run.evaluate([instance_id], now=now, recount_later=True)
+
+
+@transaction.atomic
+def recount_due_policies(*, now=None) -> None:
+    """Recount the policies heartbeat evaluations marked due (recount_policies_task)."""
+    store.recount_policies([], now=now or timezone.now())
 
 
 def evaluate_fleet(*, now=None) -> dict:
