@@ -173,6 +173,7 @@ class PolicyExceptionSerializer(serializers.ModelSerializer):
 
 class InstanceScoreSerializer(serializers.ModelSerializer):
     instance_name = serializers.CharField(source="instance.name", read_only=True)
+    evaluated_at = serializers.DateTimeField(read_only=True, allow_null=True, help_text="Null: never evaluated yet")
     states = serializers.SerializerMethodField(help_text="{policy id: compliant | noncompliant | exempt | unknown}")
 
     state_invalid = serializers.SerializerMethodField(
