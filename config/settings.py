@@ -148,6 +148,7 @@ AUTH_PASSWORD_VALIDATORS = [
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env.str("TIME_ZONE", default="UTC")
+CELERY_TIMEZONE = TIME_ZONE  # beat's crontabs and the snapshot day (governance.services.snapshot_day) agree
 USE_I18N = True
 USE_TZ = True
 

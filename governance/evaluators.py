@@ -14,23 +14,15 @@ Rule formats (the canonical JSON stored on the policy; forms and the API both pr
 """
 
 import json
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from fnmatch import fnmatchcase
 
 from common.versions import older
 from common.versions import parse as V
-from fleet.commands import NAME_RE, SETTING_KEY_RE, VERSION_RE
 
 from .choices import OsMatch, PolicyType, ReleaseOutcome
-
-GLOB_RE = re.compile(r"^[a-z0-9.*?\[\]_+\-!]{1,100}$")
-MAX_DEADLINE_HOURS = 24 * 365
-
-
-class RuleError(ValueError):
-    """Rules that cannot be understood; the message says which rule and why."""
+from .rules import GLOB_RE, MAX_DEADLINE_HOURS, RuleError, validate_rules  # noqa: F401 - their home before
 
 
 @dataclass(frozen=True)
@@ -38,112 +30,6 @@ class Failure:
     rule_key: str  # stable: one violation per (policy, instance, rule_key)
     rule: str  # what the rule asks, in words
     evidence: str  # what was found, in words a person can act on
-
-
-# --- Validation -------------------------------------------------------------------------------
-
-
-def _version_or_none(value, what: str) -> str | None:
-    if value in (None, ""):
-        return None
-    if not isinstance(value, str) or not VERSION_RE.match(value):
-        raise RuleError(f"{what}: '{value}' is not a version such as 1.4.2.")
-    return value
-
-
-def _hours(value, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) and not (isinstance(value, str) and value.isdigit()):
-        raise RuleError(f"{what}: the deadline must be a whole number of hours, e.g. 48.")
-    hours = int(value)
-    if not 1 <= hours <= MAX_DEADLINE_HOURS:
-        raise RuleError(f"{what}: the deadline must be between 1 and {MAX_DEADLINE_HOURS} hours.")
-    return hours
-
-
-def _app_list(rules) -> list:
-    apps = rules.get("apps", [])
-    if not isinstance(apps, list):
-        raise RuleError("'apps' must be a list.")
-    for item in apps:
-        if not isinstance(item, dict):
-            raise RuleError("Each entry of 'apps' must be an object.")
-    return apps
-
-
-def validate_rules(policy_type: str, rules) -> dict:
-    """Return the canonical rules for `policy_type`, or raise RuleError saying what is wrong."""
-    if policy_type not in PolicyType.values:
-        raise RuleError(f"Unknown policy type '{policy_type}': use one of {', '.join(PolicyType.values)}.")
-    if not isinstance(rules, dict):
-        raise RuleError("Rules must be an object.")
-    if policy_type == PolicyType.REQUIRED_APPS:
-        clean, seen = [], set()
-        for item in _app_list(rules):
-            name = item.get("name")
-            if not isinstance(name, str) or not NAME_RE.match(name):
-                raise RuleError(f"'{name}' is not an app name such as monitoring-agent (lowercase, digits, . _ + -).")
-            if name in seen:
-                raise RuleError(f"{name} is listed twice.")
-            seen.add(name)
-            running = item.get("running", False)
-            if not isinstance(running, bool):
-                raise RuleError(f"{name}: 'running' must be true or false.")
-            clean.append(
-                {"name": name, "min_version": _version_or_none(item.get("min_version"), name), "running": running}
-            )
-        if not clean:
-            raise RuleError("List at least one required app.")
-        return {"apps": clean}
-    if policy_type == PolicyType.BLOCKED_APPS:
-        clean, seen = [], set()
-        for item in _app_list(rules):
-            pattern = item.get("pattern")
-            if not isinstance(pattern, str) or not GLOB_RE.match(pattern):
-                raise RuleError(
-                    f"'{pattern}' is not an app name or glob such as insecure-* (lowercase, digits, . _ + - * ? [ ])."
-                )
-            if pattern in seen:
-                raise RuleError(f"{pattern} is listed twice.")
-            seen.add(pattern)
-            low = _version_or_none(item.get("min_version"), pattern)
-            below = _version_or_none(item.get("below_version"), pattern)
-            if low and below and not V(low) < V(below):
-                raise RuleError(f"{pattern}: the range from {low} below {below} is empty.")
-            clean.append({"pattern": pattern, "min_version": low, "below_version": below})
-        if not clean:
-            raise RuleError("List at least one blocked app.")
-        return {"apps": clean}
-    if policy_type == PolicyType.UPDATE_RULES:
-        os_hours = rules.get("os_deadline_hours")
-        os_hours = None if os_hours in (None, "") else _hours(os_hours, "OS")
-        clean, seen = [], set()
-        for item in _app_list(rules):
-            name = item.get("name")
-            if not isinstance(name, str) or not NAME_RE.match(name):
-                raise RuleError(f"'{name}' is not an app name such as nginx.")
-            if name in seen:
-                raise RuleError(f"{name} is listed twice.")
-            seen.add(name)
-            clean.append({"name": name, "deadline_hours": _hours(item.get("deadline_hours"), name)})
-        if os_hours is None and not clean:
-            raise RuleError("Give a deadline for OS updates, for at least one app, or both.")
-        return {"os_deadline_hours": os_hours, "apps": clean}
-    # baseline
-    os_version = _version_or_none(rules.get("os_version"), "OS version")
-    os_match = rules.get("os_match") or OsMatch.MINIMUM
-    if os_match not in OsMatch.values:
-        raise RuleError("'os_match' must be 'exact' or 'minimum'.")
-    settings = rules.get("settings") or {}
-    if not isinstance(settings, dict):
-        raise RuleError("'settings' must be an object of key → expected value.")
-    for key, value in settings.items():
-        if not SETTING_KEY_RE.match(key):
-            raise RuleError(f"'{key}' is not a valid setting key (e.g. ssh.password_auth).")
-        if not isinstance(value, (str, int, float, bool)):
-            raise RuleError(f"Setting '{key}': the expected value must be a string, number or boolean.")
-    if os_version is None and not settings:
-        raise RuleError("A baseline needs an OS version, at least one setting, or both.")
-    return {"os_version": os_version, "os_match": os_match, "settings": dict(settings)}
 
 
 def severity_for(policy_type: str) -> str:
@@ -339,31 +225,34 @@ class Checker:
         return failures
 
     def _check_update_rules(self, facts: Facts, now, pending_since=None) -> list[Failure]:
+        """`pending_since[target]`: when the oldest recorded pending release became available, as a
+        datetime or a (datetime, version) pair; the evidence names the release that set the deadline."""
         failures = []
         pending = facts.pending_updates() if self._items else {}
         for kind, name, hours in self._items:
             offered = pending.get((kind, name))
             if not offered:
                 continue  # nothing newer is offered: up to date
-            starts = [t for t in (parse_time(r) for _, r in offered) if t is not None]
+            starts = [(t, v) for t, v in ((parse_time(r), v) for v, r in offered) if t is not None]
             tracked = (pending_since or {}).get(target_key(kind, name))
+            if isinstance(tracked, datetime):
+                tracked = (tracked, None)
             if tracked is not None:
                 starts.append(tracked)
             if not starts:
                 continue
-            start = min(starts)
+            start, start_version = min(starts, key=lambda s: s[0])
             age_hours = (now - start).total_seconds() / 3600
             if age_hours <= hours:
                 continue
             newest = max((v for v, _ in offered), key=V)
             label = "OS" if kind == "os" else name
-            rule = f"{'OS' if kind == 'os' else name} updates within {hours} h of release"
+            rule = f"{label} updates within {hours} h of release"
+            since = f"{label} {start_version or newest} available since {_fmt_time(start)}"
+            if start_version and start_version != newest:
+                since += f" (superseded by {newest})"
             failures.append(
-                Failure(
-                    f"update:{target_key(kind, name)}",
-                    rule,
-                    f"{label} {newest} available since {_fmt_time(start)}, {int(age_hours)} h > {hours} h",
-                )
+                Failure(f"update:{target_key(kind, name)}", rule, f"{since}, {int(age_hours)} h > {hours} h")
             )
         return failures
 

@@ -96,11 +96,19 @@ class PolicyForm(ScopeFormMixin, forms.Form):
         try:
             cleaned["rules"] = evaluators.validate_rules(self.policy_type, rules)
         except evaluators.RuleError as exc:
-            self.add_error(self.error_field(str(exc)), str(exc))
+            self.add_rule_errors(exc.errors)
         return cleaned
 
-    def error_field(self, message: str) -> str:
-        return self.rules_field
+    # Where a problem of the whole rules is shown, by the top of its path (`os_version`, `apps[1]…`).
+    rule_paths: dict[str, str] = {}
+
+    def add_rule_errors(self, errors: dict[str, list[str]]) -> None:
+        """Each problem on the field that edits that part of the rules, prefixed by its path there."""
+        for path, messages in errors.items():
+            top = re.split(r"[.\[]", path, maxsplit=1)[0]
+            field = self.rule_paths.get(top, self.rules_field)
+            for message in messages:
+                self.add_error(field, message if path in ("", top) else f"{path}: {message}")
 
 
 def _match_lines(text, pattern, hint: str, problems: list[str]):
@@ -175,6 +183,7 @@ class UpdateRulesForm(PolicyForm):
     policy_type = PolicyType.UPDATE_RULES
     rule_fields = ("os_deadline_hours", "app_deadlines")
     rules_field = "app_deadlines"
+    rule_paths = {"os_deadline_hours": "os_deadline_hours", "apps": "app_deadlines"}
     os_deadline_hours = forms.IntegerField(
         label="OS updates: deadline (hours)",
         required=False,
@@ -203,14 +212,12 @@ class UpdateRulesForm(PolicyForm):
                 apps.append(app)
         return {"os_deadline_hours": cleaned.get("os_deadline_hours"), "apps": apps}, problems
 
-    def error_field(self, message: str) -> str:
-        return "os_deadline_hours" if message.startswith("OS") else self.rules_field
-
 
 class BaselineForm(PolicyForm):
     policy_type = PolicyType.BASELINE
     rule_fields = ("os_version", "os_match", "settings")
     rules_field = "settings"
+    rule_paths = {"os_version": "os_version", "os_match": "os_match", "settings": "settings"}
     os_version = forms.CharField(
         label="OS version", required=False, max_length=64, help_text="E.g. 24.04.2. Empty: no OS rule."
     )
@@ -248,9 +255,6 @@ class BaselineForm(PolicyForm):
             "settings": values,
         }
         return rules, problems
-
-    def error_field(self, message: str) -> str:
-        return "os_version" if message.startswith("OS version") else self.rules_field
 
 
 POLICY_FORMS = {

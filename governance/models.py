@@ -5,6 +5,7 @@ from django.urls import reverse
 
 from fleet.models import Group, Instance, ScopedModel
 
+from . import scores
 from .choices import (
     SEVERITY_BY_TYPE,
     ExceptionStatus,
@@ -14,6 +15,7 @@ from .choices import (
     SnapshotKind,
     ViolationStatus,
 )
+from .evaluation import diff
 
 
 class Policy(ScopedModel):
@@ -143,6 +145,8 @@ class InstanceCompliance(models.Model):
     # text ("12c,13n,17u"): ten thousand of these are rewritten by a fleet sweep, and text is several
     # times cheaper for PostgreSQL to store than the same map as jsonb.
     states = models.TextField(blank=True, default="")
+    # Set when the stored state could not be evaluated (why, in words); its policies then read "unknown".
+    invalid_reason = models.TextField(blank=True, default="")
     evaluated_at = models.DateTimeField()
 
     class Meta:
@@ -151,14 +155,8 @@ class InstanceCompliance(models.Model):
     def __str__(self):
         return f"{self.instance_id}: {self.score}"
 
-    @staticmethod
-    def encode_states(states: dict[str, str]) -> str:
-        return ",".join(f"{pid}{code}" for pid, code in states.items())
-
-    @staticmethod
-    def decode_states(text: str) -> dict[str, str]:
-        """{str(policy_id): PolicyState code}."""
-        return {item[:-1]: item[-1] for item in text.split(",") if item} if text else {}
+    encode_states = staticmethod(diff.encode_states)
+    decode_states = staticmethod(diff.decode_states)  # {str(policy_id): PolicyState code}
 
     @property
     def state_map(self) -> dict[str, str]:
@@ -166,13 +164,16 @@ class InstanceCompliance(models.Model):
 
 
 class PolicyCompliance(models.Model):
-    """How many instances in a policy's scope stand in each state (kept up to date by evaluation)."""
+    """How many instances in a policy's scope stand in each state: always recounted from the standings
+    (InstanceCompliance.states), never moved by deltas (see evaluation.store.recount_policies)."""
 
     policy = models.OneToOneField(Policy, on_delete=models.CASCADE, primary_key=True, related_name="compliance")
     compliant = models.IntegerField(default=0)
     noncompliant = models.IntegerField(default=0)
     exempt = models.IntegerField(default=0)
     unknown = models.IntegerField(default=0)
+    # A heartbeat's evaluation changed a standing this policy counts: recount soon (evaluation.store).
+    recount_due = models.BooleanField(default=False)
     updated = models.DateTimeField(auto_now=True)
 
     def __str__(self):
@@ -184,7 +185,7 @@ class PolicyCompliance(models.Model):
 
     @property
     def score(self) -> float | None:
-        return round(100 * self.compliant / self.applicable, 1) if self.applicable else None
+        return scores.display(100 * self.compliant / self.applicable) if self.applicable else None
 
 
 class ReleaseRecord(models.Model):
@@ -207,6 +208,13 @@ class ReleaseRecord(models.Model):
 
     class Meta:
         ordering = ["-released_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["instance", "kind", "name", "version"],
+                condition=Q(closed_at__isnull=True),
+                name="release_one_open_per_version",
+            )
+        ]
         indexes = [
             models.Index(fields=["instance", "closed_at"], name="release_instance_open"),
             models.Index(fields=["released_at"], name="release_released_at"),

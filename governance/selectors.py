@@ -9,7 +9,7 @@ from django.utils import timezone
 from fleet.models import Group, Instance
 from fleet.selectors import instances_in_scope
 
-from . import evaluators
+from . import evaluators, scores
 from .choices import CURRENT_STATUSES, SEVERITY_RANK, PolicyState, PolicyType, Severity, SnapshotKind, ViolationStatus
 from .filters import filter_instances_by_group, filter_instances_by_tags
 from .models import (
@@ -57,7 +57,7 @@ def fleet_compliance(*, group: Group | None = None, tag: str = "") -> dict:
         unknown=Count("pk", filter=Q(stale=True)),
         no_policies=Count("pk", filter=Q(stale=False, applicable=0)),
     )
-    agg["average"] = round(agg["average"], 1) if agg["average"] is not None else None
+    agg["average"] = scores.display(agg["average"])
     return agg
 
 
@@ -134,7 +134,7 @@ def group_scores() -> list[dict]:
         {
             "group_id": r["instance__groups"],
             "group": r["instance__groups__name"],
-            "average": round(r["average"], 1),
+            "average": scores.display(r["average"]),
             "instances": r["instances"],
         }
         for r in rows
@@ -291,7 +291,7 @@ def update_rule_timeliness(policy: Policy, *, now=None, days: int = 30) -> dict 
     return {
         "on_time": on_time,
         "late": late,
-        "share": round(100 * on_time / counted, 1) if counted else None,
+        "share": scores.display(100 * on_time / counted) if counted else None,
         "days": days,
     }
 

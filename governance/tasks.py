@@ -11,6 +11,11 @@ def evaluate_instance_task(instance_id: int):
 
 
 @shared_task
+def recount_policies_task():
+    return services.recount_due_policies()
+
+
+@shared_task
 def evaluate_policy_scope_task(policy_id: int | None, previous_instance_ids: list[int] | None = None):
     return services.evaluate_policy_scope(policy_id=policy_id, previous_instance_ids=previous_instance_ids)
 

@@ -58,17 +58,25 @@ class PolicySerializer(serializers.ModelSerializer):
         }
 
     def validate(self, attrs):
-        policy_type = attrs.get("policy_type") or getattr(self.instance, "policy_type", None)
         if self.instance is not None and "policy_type" in attrs and attrs["policy_type"] != self.instance.policy_type:
             raise serializers.ValidationError(
                 {"policy_type": "A policy's type cannot change; create a new policy instead."}
             )
-        if "rules" in attrs:
-            try:
-                attrs["rules"] = evaluators.validate_rules(policy_type, attrs["rules"])
-            except evaluators.RuleError as exc:
-                raise serializers.ValidationError({"rules": str(exc)}) from exc
         return attrs
+
+    def validate_rules(self, value):
+        """Field-level, so that rule problems come together with every other field's (paths below `rules`)."""
+        policy_type = getattr(self.instance, "policy_type", None) or self.initial_data.get("policy_type")
+        if policy_type not in PolicyType.values:
+            return value  # policy_type's own error says it
+        return clean_rules(policy_type, value)
+
+
+def clean_rules(policy_type: str, rules):
+    try:
+        return evaluators.validate_rules(policy_type, rules)
+    except evaluators.RuleError as exc:
+        raise serializers.ValidationError(exc.errors) from exc
 
 
 class PolicyPreviewRequestSerializer(serializers.Serializer):
@@ -81,9 +89,9 @@ class PolicyPreviewRequestSerializer(serializers.Serializer):
 
     def validate(self, attrs):
         try:
-            attrs["rules"] = evaluators.validate_rules(attrs["policy_type"], attrs["rules"])
-        except evaluators.RuleError as exc:
-            raise serializers.ValidationError({"rules": str(exc)}) from exc
+            attrs["rules"] = clean_rules(attrs["policy_type"], attrs["rules"])
+        except serializers.ValidationError as exc:
+            raise serializers.ValidationError({"rules": exc.detail}) from exc
         return attrs
 
 
@@ -168,7 +176,15 @@ class PolicyExceptionSerializer(serializers.ModelSerializer):
 
 class InstanceScoreSerializer(serializers.ModelSerializer):
     instance_name = serializers.CharField(source="instance.name", read_only=True)
+    evaluated_at = serializers.DateTimeField(read_only=True, allow_null=True, help_text="Null: never evaluated yet")
     states = serializers.SerializerMethodField(help_text="{policy id: compliant | noncompliant | exempt | unknown}")
+
+    state_invalid = serializers.SerializerMethodField(
+        help_text="The stored state could not be evaluated (invalid_reason says why): its policies are unknown"
+    )
+
+    def get_state_invalid(self, obj) -> bool:
+        return bool(obj.invalid_reason)
 
     def get_states(self, obj) -> dict[str, str]:
         return {pid: PolicyState(code).label for pid, code in obj.state_map.items()}
@@ -183,6 +199,8 @@ class InstanceScoreSerializer(serializers.ModelSerializer):
             "applicable",
             "exempt",
             "stale",
+            "state_invalid",
+            "invalid_reason",
             "states",
             "evaluated_at",
         ]

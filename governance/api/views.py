@@ -220,6 +220,8 @@ class ComplianceViewSet(viewsets.GenericViewSet):
                     "applicable": 0,
                     "exempt": 0,
                     "stale": False,
+                    "state_invalid": False,
+                    "invalid_reason": "",
                     "states": {},
                     "evaluated_at": None,
                 }

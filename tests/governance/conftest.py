@@ -7,6 +7,7 @@ from fleet.choices import InstanceStatus
 from fleet.models import Group, Instance, Tag
 from fleet.scopes import Scope
 from governance import services
+from governance.evaluation import specs
 
 
 @pytest.fixture(autouse=True)
@@ -20,7 +21,7 @@ def _eager_celery(request, monkeypatch):
 
     app.conf.task_always_eager = True
     app.conf.task_eager_propagates = True
-    services._spec_cache.update(key=None, specs=None)
+    specs.clear_cache()
     marker = request.node.get_closest_marker("django_db")
     transactional = bool(marker and marker.kwargs.get("transaction"))
     if not transactional and "django_capture_on_commit_callbacks" not in request.fixturenames:

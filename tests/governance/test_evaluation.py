@@ -3,6 +3,7 @@
 from datetime import timedelta
 
 import pytest
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from common.models import Notification
@@ -293,9 +294,11 @@ def test_exception_expiry_on_its_own_reopens_only_its_scope(make_instance, admin
     assert services.exceptions_expire(now=timezone.now() + timedelta(minutes=20)) == []  # acted on once
 
 
-def test_a_large_sweep_writes_through_the_bulk_path_and_skips_rows_already_there(make_instance, monkeypatch):
-    """The COPY path (PostgreSQL, large sweeps) stores the same rows as the small-batch path."""
-    monkeypatch.setattr(services, "COPY_THRESHOLD", 1)
+def test_a_large_sweep_writes_through_copy_and_never_doubles_a_row(make_instance, monkeypatch):
+    """The COPY path (PostgreSQL, many new violations) stores the same rows as bulk_create."""
+    from governance.evaluation import diff, store
+
+    monkeypatch.setattr(store, "COPY_FROM", 1)
     instances = [make_instance(apps=[]) for _ in range(3)]
     make_policy()
     services.evaluate_fleet()
@@ -303,6 +306,13 @@ def test_a_large_sweep_writes_through_the_bulk_path_and_skips_rows_already_there
     assert [(v.instance_id, v.evidence) for v in rows] == [(i.pk, "monitoring-agent missing") for i in instances]
     assert InstanceCompliance.objects.filter(instance__in=instances, score=0).count() == 3
 
-    again = [Violation(**{k: v for k, v in row.items() if k != "id"}) for row in Violation.objects.values()]
-    services.bulk_insert(Violation, again)  # a concurrent evaluation already opened them: nothing doubles
+    again = [
+        (
+            v.instance_id,
+            diff.NewViolation(v.policy_id, v.policy_name, v.rule_key, v.rule, v.evidence, v.severity, v.status, None),
+        )
+        for v in rows
+    ]
+    with pytest.raises(IntegrityError), transaction.atomic():  # one current row per rule: never doubled
+        store.insert_violations(again, timezone.now())
     assert Violation.objects.count() == 3

@@ -165,7 +165,7 @@ def test_baseline_settings_report_the_actual_and_expected_value():
         ("update_rules", {}, "OS updates, for at least one app"),
         ("update_rules", {"os_deadline_hours": 0}, "between 1 and"),
         ("baseline", {"os_version": "24.04", "os_match": "roughly"}, "exact' or 'minimum"),
-        ("baseline", {"settings": {"k": [1, 2]}}, "string, number or boolean"),
+        ("baseline", {"settings": {"k": [1, 2]}}, "string, a finite number or a boolean"),
         ("nonsense", {}, "Unknown policy type"),
     ],
 )

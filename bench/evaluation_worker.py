@@ -1,0 +1,151 @@
+"""Benchmark: a changed heartbeat through a real Celery worker, on PostgreSQL and Redis.
+
+    .venv/bin/python bench/evaluation_worker.py   (DATABASE_URL, default .../bench_evaluation_worker;
+                                                   CELERY_BROKER_URL, default redis://127.0.0.1:6379/2)
+
+Builds the 10,000 × 50 fleet of bench/evaluation.py, starts one worker process (`-P solo`), then:
+1. latency: a heartbeat changes an instance's state (fleet.services.heartbeat_record, which enqueues
+   its evaluation on commit) until the violation it opens is listed by GET /api/governance/violations;
+   p50 and p95 of BENCH_SAMPLES (target p95 <= 1 s);
+2. throughput: BENCH_BURST instances change state at once and their evaluations are queued; changed-
+   heartbeat evaluations per second of the one worker process (target >= 200/s), and the ratio to the
+   same evaluations run in this process without Celery (the floor: what the worker adds).
+"""
+
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/bench_evaluation_worker")
+os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/2")
+
+from django.core.management import call_command  # noqa: E402
+from django.db import connection  # noqa: E402
+from django.test import Client  # noqa: E402
+from django.utils import timezone  # noqa: E402
+
+from bench import evaluation as fleet_bench  # noqa: E402  (creates the database, sets Django up)
+from bench._report import report  # noqa: E402
+from common.models import User  # noqa: E402
+from fleet import services as fleet_services  # noqa: E402
+from fleet.models import Instance  # noqa: E402
+from governance import services  # noqa: E402
+from governance.models import InstanceCompliance  # noqa: E402
+from governance.tasks import evaluate_instance_task  # noqa: E402
+
+SAMPLES = int(os.environ.get("BENCH_SAMPLES", 60))
+BURST = int(os.environ.get("BENCH_BURST", 2000))
+
+
+def start_worker(log: Path) -> subprocess.Popen:
+    env = {**os.environ, "LOG_LEVEL": "WARNING", "DJANGO_SETTINGS_MODULE": "config.settings"}
+    cmd = [sys.executable, "-m", "celery", "-A", "config", "worker", "-P", "solo", "-l", "warning"]
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+
+
+def flip_log_collector(pk: int) -> list:
+    """The changed state: log-collector stopped or started again (required running by 13 policies)."""
+    inst = Instance.objects.get(pk=pk)
+    return [dict(a, running=not a["running"]) if a["name"] == "log-collector" else a for a in inst.apps]
+
+
+def wait_evaluated(ids: list[int], since, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while InstanceCompliance.objects.filter(instance_id__in=ids, evaluated_at__gte=since).count() < len(ids):
+        if time.monotonic() > deadline:
+            raise SystemExit("the worker did not evaluate the burst in time")
+        time.sleep(0.05)
+
+
+def latency(client: Client, ids: list[int]) -> list[float]:
+    """Seconds from a heartbeat's commit to its new violation in the API, one heartbeat at a time."""
+    times = []
+    for pk in ids[:SAMPLES]:
+        inst = Instance.objects.get(pk=pk)
+        apps = [a for a in inst.apps if a["name"] != "monitoring-agent"]  # required by a policy: a violation opens
+        if len(apps) == len(inst.apps):
+            apps.append({"name": "monitoring-agent", "version": "2.1", "running": True})
+        state = {"os_version": inst.os_version, "apps": apps, "settings": inst.settings, "updates": inst.updates}
+        before = client.get("/api/governance/violations", {"instance": pk, "status": "open"}).json()["count"]
+        start = time.perf_counter()
+        fleet_services.heartbeat_record(instance=inst, state=state)
+        while client.get("/api/governance/violations", {"instance": pk, "status": "open"}).json()["count"] == before:
+            if time.perf_counter() - start > 30:
+                raise SystemExit(f"no change visible for instance {pk}")
+            time.sleep(0.01)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def main() -> None:
+    call_command("migrate", verbosity=0)
+    now = timezone.now()
+    fleet_bench.build_fleet(now)
+    services.evaluate_fleet(now=now)
+    with connection.cursor() as cur:
+        cur.execute("VACUUM ANALYZE")
+    ids = list(Instance.objects.order_by("pk").values_list("pk", flat=True))
+    admin = User.objects.filter(username="bench-admin").first() or User.objects.create_user(
+        "bench-admin", role="admin", password="x"
+    )
+    client = Client()
+    client.force_login(admin)
+    log = Path("/tmp/bench-evaluation-worker.log")
+    worker = start_worker(log)
+    try:
+        since = timezone.now()
+        evaluate_instance_task.delay(ids[0])
+        wait_evaluated([ids[0]], since, timeout=120)  # the worker is up
+
+        times = latency(client, ids[100:])
+        p50, p95 = statistics.median(times), statistics.quantiles(times, n=20)[-1]
+
+        burst = ids[1000 : 1000 + BURST]
+        Instance.objects.bulk_update(
+            [Instance(pk=pk, apps=flip_log_collector(pk)) for pk in burst], ["apps"], batch_size=500
+        )
+        since = timezone.now()
+        start = time.perf_counter()
+        for pk in burst:
+            evaluate_instance_task.delay(pk)
+        wait_evaluated(burst, since)
+        rate = BURST / (time.perf_counter() - start)
+    finally:
+        worker.terminate()
+        worker.wait(30)
+
+    floor_ids = ids[5000 : 5000 + min(BURST, 500)]
+    Instance.objects.bulk_update(
+        [Instance(pk=pk, apps=flip_log_collector(pk)) for pk in floor_ids], ["apps"], batch_size=500
+    )
+    start = time.perf_counter()
+    for pk in floor_ids:
+        services.evaluate_instance(instance_id=pk)
+    floor_rate = len(floor_ids) / (time.perf_counter() - start)
+
+    print(f"\nChanged heartbeat -> violation visible in GET /api/governance/violations ({len(times)} samples)")
+    print(f"   p50 {p50 * 1000:7.1f} ms, p95 {p95 * 1000:7.1f} ms  (target p95 <= 1000 ms)")
+    report("governance heartbeat to API (p95)", p95 * 1000, "ms", "<= 1000 ms", p95 <= 1, None, "")
+    print(f"\nChanged-heartbeat evaluations through one worker process ({BURST} queued at once)")
+    print(f"   {rate:7.0f} /s  (target >= 200/s)")
+    print(
+        f"   floor, the same evaluations in-process without Celery: {floor_rate:7.0f} /s; ratio {rate / floor_rate:4.2f}"
+    )
+    report(
+        "governance evaluations per worker process",
+        rate,
+        "/s",
+        ">= 200/s",
+        rate >= 200,
+        rate / floor_rate,
+        "of in-process",
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,192 @@
+"""Issue #12: evaluation under real concurrency on PostgreSQL. Threads with their own connections race
+a sweep (in small chunks, so it spans many transactions) against heartbeat evaluations, a second
+worker, policy changes and a waiver expiring; afterwards counts, scores and violation rows must
+equal what a quiet re-evaluation produces."""
+
+import random
+import threading
+import time
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from fleet.models import Instance
+from fleet.scopes import Scope
+from governance import services
+from governance.evaluation import run, store
+from governance.models import InstanceCompliance, Policy, PolicyCompliance, Violation
+from tests.governance.conftest import make_policy
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+FLEET = 40
+
+
+@pytest.fixture
+def fleet(postgres_required, make_instance, monkeypatch):
+    monkeypatch.setattr(run, "CHUNK", 5)  # a sweep is 8 transactions: room for others in between
+    read = store.read
+
+    def slow_read(ids):  # widen the window between an evaluation's read and its writes
+        rows = read(ids)
+        time.sleep(0.01)
+        return rows
+
+    monkeypatch.setattr(store, "read", slow_read)
+    instances = [
+        make_instance(
+            apps=[("monitoring-agent", "1")] if i % 3 else [("telnetd", "0.1")],
+            settings={"ssh.password_auth": bool(i % 4 == 0)},
+        )
+        for i in range(FLEET)
+    ]
+    policies = [
+        make_policy(),
+        make_policy(name="No telnet", policy_type="blocked_apps", rules={"apps": [{"pattern": "telnet*"}]}),
+        make_policy(name="SSH keys", policy_type="baseline", rules={"settings": {"ssh.password_auth": False}}),
+    ]
+    return instances, policies
+
+
+def snapshot() -> dict:
+    return {
+        "counts": sorted(
+            PolicyCompliance.objects.values_list("policy_id", "compliant", "noncompliant", "exempt", "unknown")
+        ),
+        "standings": sorted(
+            InstanceCompliance.objects.values_list(
+                "instance_id", "met", "applicable", "exempt", "score", "stale", "states"
+            )
+        ),
+        "violations": sorted(
+            Violation.objects.exclude(status="resolved").values_list(
+                "policy_id", "instance_id", "rule_key", "status", "evidence", "exception_id"
+            )
+        ),
+    }
+
+
+def assert_equals_quiet_reevaluation():
+    raced = snapshot()
+    services.evaluate_fleet()
+    quiet = snapshot()
+    assert raced["violations"] == quiet["violations"]
+    assert raced["standings"] == quiet["standings"]
+    assert raced["counts"] == quiet["counts"]
+    # The recount agrees with the standings it counts.
+    assert sum(c[2] for c in quiet["counts"]) == sum(s[2] - s[1] for s in quiet["standings"])
+
+
+def race(*targets, seconds=None):
+    """Run each target in its own thread (own connection); re-raise the first error."""
+    errors = []
+
+    def wrap(target):
+        try:
+            target()
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=wrap, args=(t,)) for t in targets]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not any(t.is_alive() for t in threads), "a racer hung"
+    if errors:
+        raise errors[0]
+
+
+def toggle_agent(instance_id: int, rng: random.Random) -> None:
+    apps = [{"name": "monitoring-agent", "version": "1", "running": True}] if rng.random() < 0.5 else []
+    Instance.objects.filter(pk=instance_id).update(apps=apps)
+
+
+def sweeps(n):
+    def go():
+        for _ in range(n):
+            services.evaluate_fleet()
+
+    return go
+
+
+def test_sweeps_racing_heartbeat_evaluations_of_the_same_instances(fleet):
+    instances, _ = fleet
+    rng = random.Random(1)
+
+    def heartbeats():
+        for _ in range(3):
+            for inst in instances:
+                toggle_agent(inst.pk, rng)
+                services.evaluate_instance(instance_id=inst.pk)
+
+    race(sweeps(4), heartbeats, heartbeats)
+    assert_equals_quiet_reevaluation()
+
+
+def test_two_workers_evaluating_the_same_instance(fleet):
+    instances, _ = fleet
+    target = instances[1].pk
+
+    def worker(seed):
+        rng = random.Random(seed)
+
+        def go():
+            for _ in range(40):
+                toggle_agent(target, rng)
+                services.evaluate_instance(instance_id=target)
+
+        return go
+
+    race(worker(1), worker(2))
+    assert_equals_quiet_reevaluation()
+
+
+def test_policies_disabled_enabled_and_deleted_during_sweeps(fleet):
+    _, policies = fleet
+    extra = [
+        make_policy(name=f"Agent {i}", rules={"apps": [{"name": "monitoring-agent"}]}, scope=Scope()) for i in range(3)
+    ]
+
+    def operator():
+        for policy in [*policies, *extra]:
+            services.policy_disable(actor=None, policy=policy)
+            services.policy_enable(actor=None, policy=policy)
+        for policy in extra:
+            services.policy_delete(actor=None, policy=policy)
+
+    race(sweeps(4), operator)
+    assert not Policy.objects.filter(pk__in=[p.pk for p in extra]).exists()
+    assert_equals_quiet_reevaluation()
+    counts = {pc.policy_id: pc.noncompliant for pc in PolicyCompliance.objects.all()}
+    assert counts[policies[0].pk] == sum(1 for i in range(FLEET) if i % 3 == 0)
+
+
+def test_a_waiver_expiring_during_a_sweep(fleet):
+    instances, policies = fleet
+    expires = timezone.now() + timedelta(seconds=1.5)
+    services.exception_create(
+        actor=None,
+        policy=policies[0],
+        scope=Scope(),
+        justification="Agent rollout pending for everyone",
+        expires_at=expires,
+    )
+    assert Violation.objects.filter(status="exempted").exists()
+
+    def expiry():
+        time.sleep(max(0.0, (expires - timezone.now()).total_seconds()) + 0.05)
+        services.exceptions_expire()
+
+    def sweeping():
+        deadline = time.monotonic() + 4
+        while time.monotonic() < deadline:
+            services.evaluate_fleet()
+
+    race(sweeping, expiry)
+    assert not Violation.objects.filter(status="exempted").exists()
+    assert_equals_quiet_reevaluation()
