@@ -58,7 +58,9 @@ class _Problems(ErrorCollector):
         return value
 
     def hours(self, value, path: str) -> int | None:
-        if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, str) and value.isdigit())):
+        if isinstance(value, bool) or not (
+            isinstance(value, int) or (isinstance(value, str) and value.isascii() and value.isdecimal())
+        ):
             self.add(path, "The deadline must be a whole number of hours, e.g. 48.")
             return None
         hours = int(value)

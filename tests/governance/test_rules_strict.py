@@ -138,3 +138,12 @@ def test_conflicts_between_scopes_that_do_not_touch_still_pass(make_instance, gr
     make_policy(
         name="Console", rules={"apps": [{"name": "telnetd"}]}, scope=Scope(kind="instances", instance_ids=(other.pk,))
     )
+
+
+@pytest.mark.parametrize("hours", ["²", "٤٨", "1e3", True])
+def test_a_deadline_that_is_not_plain_digits_is_refused_not_a_500(hours):
+    from governance import evaluators
+
+    with pytest.raises(evaluators.RuleError) as exc:
+        evaluators.validate_rules("update_rules", {"apps": [{"name": "nginx", "deadline_hours": hours}]})
+    assert "whole number of hours" in str(exc.value)
