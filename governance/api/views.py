@@ -2,7 +2,7 @@ from datetime import date
 
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiParameter, PolymorphicProxySerializer, extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -198,7 +198,12 @@ class ComplianceViewSet(viewsets.GenericViewSet):
         operation_id="governance_compliance_instance_detail",
         summary="One instance's score; with ?date=YYYY-MM-DD, whether it was compliant on that day",
         parameters=[OpenApiParameter("date", OpenApiTypes.DATE)],
-        responses=InstanceScoreSerializer,
+        # Two shapes: the current score, or with ?date= that day's record.
+        responses=PolymorphicProxySerializer(
+            component_name="InstanceComplianceOrDay",
+            serializers=[InstanceScoreSerializer, InstanceOnDateSerializer],
+            resource_type_field_name=None,
+        ),
     )
     @action(detail=False, url_path=r"instances/(?P<instance_id>\d+)")
     def instance(self, request, instance_id=None):
@@ -207,7 +212,7 @@ class ComplianceViewSet(viewsets.GenericViewSet):
             try:
                 day = date.fromisoformat(request.query_params["date"])
             except ValueError:
-                raise ApplicationError("date must be YYYY-MM-DD.")
+                raise ApplicationError("date must be YYYY-MM-DD.", field="date")
             return Response(InstanceOnDateSerializer(selectors.instance_compliance_on(instance, day)).data)
         standing = InstanceCompliance.objects.filter(instance=instance).select_related("instance").first()
         if standing is None:

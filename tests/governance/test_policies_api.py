@@ -262,3 +262,20 @@ def test_a_policy_not_yet_counted_reads_compliance_null_as_its_schema_declares(a
     assert body["compliance"] is None
     declared = schema["paths"]["/api/governance/policies/{id}"]["get"]["responses"]["200"]["content"]
     assert mismatches(body, declared["application/json"]["schema"], schema["components"]["schemas"]) == []
+
+
+def test_an_instances_compliance_on_a_day_matches_its_declared_schema(admin_api, make_instance):
+    from drf_spectacular.generators import SchemaGenerator
+
+    from tests.fleet.test_api_schema import mismatches
+
+    web = make_instance()
+    make_policy()
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    declared = schema["paths"]["/api/governance/compliance/instances/{instance_id}"]["get"]["responses"]["200"]
+    declared = declared["content"]["application/json"]["schema"]
+    for query in ("", "?date=2026-01-01"):
+        body = admin_api.get(f"/api/governance/compliance/instances/{web.pk}{query}").json()
+        assert mismatches(body, declared, schema["components"]["schemas"]) == [], (query, body)
+    bad = admin_api.get(f"/api/governance/compliance/instances/{web.pk}?date=banana").json()
+    assert bad["errors"] == {"date": ["date must be YYYY-MM-DD."]}
