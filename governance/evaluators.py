@@ -140,6 +140,12 @@ def _range_text(low: str | None, below: str | None) -> str:
     return "blocked"
 
 
+def _blocked_text(pattern: str, low: str | None, below: str | None) -> str:
+    """A blocked-apps rule in words, the same on its violations and on the policy's rules card."""
+    span = _range_text(low, below).removeprefix("blocked").strip()
+    return f"{pattern} must not be installed" + (f" {span}" if span else "")
+
+
 # --- Checkers: compiled once per policy, run once per instance ---------------------------------
 
 
@@ -156,9 +162,7 @@ class Checker:
             self._items = []
             for a in rules["apps"]:
                 pattern, low, below = a["pattern"], a.get("min_version"), a.get("below_version")
-                rule = f"{pattern} must not be installed" + (
-                    f" ({_range_text(low, below).replace('blocked ', '')})" if low or below else ""
-                )
+                rule = _blocked_text(pattern, low, below)
                 # The last item caches glob results per app name: fleets share a small set of names.
                 self._items.append(
                     (pattern, any(c in pattern for c in "*?["), low, below, rule, _range_text(low, below), {})
@@ -352,7 +356,10 @@ def rule_keys(policy_type: str, rules: dict) -> list[tuple[str, str]]:
             for a in rules["apps"]
         ]
     if policy_type == PolicyType.BLOCKED_APPS:
-        return [(f"blocked:{a['pattern']}", f"{a['pattern']} must not be installed") for a in rules["apps"]]
+        return [
+            (f"blocked:{a['pattern']}", _blocked_text(a["pattern"], a.get("min_version"), a.get("below_version")))
+            for a in rules["apps"]
+        ]
     if policy_type == PolicyType.UPDATE_RULES:
         keys = (
             [("update:os", f"OS updates within {rules['os_deadline_hours']} h")]

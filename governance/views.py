@@ -257,20 +257,6 @@ def evaluation_pending(policy: Policy, compliance, *, now=None) -> bool:
     return counted == 0 and instances_in_scope(policy.scope).exists()
 
 
-def rule_labels(policy: Policy) -> list[tuple[str, str]]:
-    """[(rule key, label)] of the policy's rules as a person reads them: a blocked app's label carries its
-    version range, in the words its violations use ("postgresql must not be installed below 16")."""
-    labels = evaluators.rule_keys(policy.policy_type, policy.rules)
-    if policy.policy_type != PolicyType.BLOCKED_APPS:
-        return labels
-    out = []
-    for (key, label), app in zip(labels, policy.rules.get("apps", []), strict=False):
-        low, below = app.get("min_version"), app.get("below_version")
-        span = " ".join(part for part in (low and f"from {low}", below and f"below {below}") if part)
-        out.append((key, f"{label} {span}" if span else label))
-    return out
-
-
 class PolicyDetailView(RoleRequiredMixin, HtmxPartialMixin, TemplateView):
     """The policy, its figures and current violations; the live part refreshes while evaluation is pending."""
 
@@ -288,7 +274,7 @@ class PolicyDetailView(RoleRequiredMixin, HtmxPartialMixin, TemplateView):
             policy=policy,
             compliance=compliance,
             evaluating=evaluation_pending(policy, compliance),
-            rules=rule_labels(policy),
+            rules=evaluators.rule_keys(policy.policy_type, policy.rules),
             page_obj=_page(self.request, violations),
             timeliness=selectors.update_rule_timeliness(policy),
             exceptions=selectors.exception_list(
