@@ -10,7 +10,7 @@ from django.views.generic import DetailView, FormView, TemplateView, View
 from common.choices import Role
 from common.exceptions import ApplicationError
 from common.validators import parse_id
-from common.views import RoleRequiredMixin, ServiceFormMixin
+from common.views import RoleRequiredMixin, ServiceFormMixin, redirect_next
 from fleet.mixins import FeatureRequiredMixin
 
 from . import selectors, services
@@ -290,11 +290,7 @@ class ConflictResolveView(GitOpsViewMixin, View):
                 messages.success(request, f"Resolved {conflict}.")
             except ApplicationError as exc:
                 messages.error(request, exc.message)
-        return redirect(
-            request.POST.get("next")
-            if request.POST.get("next", "").startswith("/governance/gitops/")
-            else "gitops:conflicts"
-        )
+        return redirect_next(request, "gitops:conflicts")
 
 
 class DesiredConfigView(GitOpsViewMixin, ServiceFormMixin, FormView):
