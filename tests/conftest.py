@@ -11,6 +11,7 @@ from common.choices import Role
 from common.models import User
 from fleet.models import License
 from tests.base import LicenseIssuer, api_key_for, port_open, service_unavailable
+from tests.processes import stop_group
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -188,12 +189,7 @@ class CeleryProcess:
             self.proc.wait(timeout=30)
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, 15)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, 9)
+        stop_group(self.proc)
         if getattr(self, "log", None):
             self.log.close()
 

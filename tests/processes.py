@@ -3,6 +3,7 @@ Plain Python, no Django: tests/hardening/fuzz.py imports it as a script."""
 
 import os
 import socket
+import subprocess
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -33,3 +34,15 @@ def fresh_database(workdir: Path, suffix: str) -> str:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')
     return parts._replace(path=f"/{name}").geturl()
+
+
+def stop_group(proc: subprocess.Popen | None, *, grace: float = 20) -> None:
+    """SIGTERM a process started with start_new_session=True and its children, SIGKILL after `grace` s."""
+    if proc is None or proc.poll() is not None:
+        return
+    os.killpg(proc.pid, 15)
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, 9)
+        proc.wait()

@@ -15,7 +15,7 @@ from pathlib import Path
 import requests
 from cryptography.fernet import Fernet
 
-from tests.processes import free_port, fresh_database
+from tests.processes import free_port, fresh_database, stop_group
 
 ROOT = Path(__file__).resolve().parents[2]
 PY = sys.executable
@@ -200,13 +200,7 @@ class ProductionPanel:
         raise AssertionError(f"gunicorn did not answer within {timeout}s:\n{self.log.read_text()[-3000:]}")
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, 15)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, 9)
-                self.proc.wait()
+        stop_group(self.proc)
 
     def server_log(self) -> str:
         return self.log.read_text(errors="replace")
