@@ -152,6 +152,23 @@ def open_as(chromium, live_server, user, viewport):
     return tab
 
 
+# Failures of the connection itself (not an answer of the panel): Chromium reports them for a socket the
+# single-process test server closed under it. Only these earn a page a second load.
+TRANSPORT_FAILURES = ("net::ERR_SOCKET_NOT_CONNECTED", "net::ERR_CONNECTION_RESET", "net::ERR_CONNECTION_CLOSED", "net::ERR_EMPTY_RESPONSE")
+
+
+def _transport_failure(problem: str) -> bool:
+    return any(code in problem for code in TRANSPORT_FAILURES)
+
+
+def _visit(tab, url):
+    tab.problems.clear()
+    response = tab.goto(url)
+    tab.wait_for_load_state("networkidle")
+    tab.wait_for_timeout(300)  # htmx's load-triggered parts (panels, previews) settle
+    return response
+
+
 @pytest.mark.parametrize("persona", ["admin", "operator", "viewer"])
 def test_every_page_opens_without_a_console_error_or_a_failed_request(
     chromium, live_server, site, admin_user, operator_user, viewer_user, persona
@@ -167,10 +184,9 @@ def test_every_page_opens_without_a_console_error_or_a_failed_request(
             for name, url, role in pages(site):
                 if not user.has_role(role):
                     continue
-                tab.problems.clear()
-                response = tab.goto(url)
-                tab.wait_for_load_state("networkidle")
-                tab.wait_for_timeout(300)  # htmx's load-triggered parts (panels, previews) settle
+                response = _visit(tab, url)
+                if tab.problems and all(_transport_failure(p) for p in tab.problems):
+                    response = _visit(tab, url)  # the test server dropped a socket; the page gets one more try
                 if response.status != 200:
                     tab.problems.append(f"HTTP {response.status}")
                 if tab.problems:
