@@ -8,6 +8,13 @@ class PolicyType(models.TextChoices):
     BASELINE = "baseline", "Baseline"
 
 
+class PolicyMode(models.TextChoices):
+    """audit reports violations; enforce also queues each open violation's fix through the command queue."""
+
+    AUDIT = "audit", "Audit"
+    ENFORCE = "enforce", "Enforce"
+
+
 class Severity(models.TextChoices):
     CRITICAL = "critical", "Critical"
     WARNING = "warning", "Warning"

@@ -9,6 +9,7 @@ from . import scores
 from .choices import (
     SEVERITY_BY_TYPE,
     ExceptionStatus,
+    PolicyMode,
     PolicyType,
     ReleaseOutcome,
     Severity,
@@ -26,6 +27,7 @@ class Policy(ScopedModel):
     policy_type = models.CharField(max_length=20, choices=PolicyType.choices)
     rules = models.JSONField(default=dict)
     enabled = models.BooleanField(default=True)
+    mode = models.CharField(max_length=8, choices=PolicyMode.choices, default=PolicyMode.AUDIT)
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
     created_by = models.ForeignKey(
