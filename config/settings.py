@@ -319,6 +319,9 @@ OFFLINE_AFTER_MISSED = env.int("OFFLINE_AFTER_MISSED", default=3)
 REGISTRATION_RETRY_SECONDS = env.int("REGISTRATION_RETRY_SECONDS", default=600)
 COMMAND_PICKUP_TIMEOUT = env.int("COMMAND_PICKUP_TIMEOUT", default=300)
 COMMAND_DEFAULT_TIMEOUT = env.int("COMMAND_DEFAULT_TIMEOUT", default=900)
+# A run delivered but never acknowledged by its agent (the reply to GET /commands was lost) is delivered
+# again after this many seconds, until its pickup deadline.
+COMMAND_REDELIVER_AFTER = env.int("COMMAND_REDELIVER_AFTER", default=60)
 GOVERNANCE_STALE_AFTER_SECONDS = env.int("GOVERNANCE_STALE_AFTER_SECONDS", default=3600)
 # Canary: per-request health timeout (at most half a deployment's check interval), how often runs are
 # re-checked without a signal, verification rounds after a rollback (docs/canary.md).

@@ -234,6 +234,10 @@ class CommandRun(models.Model):
     before_state = models.JSONField(default=dict, blank=True)
     created = models.DateTimeField(auto_now_add=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
+    # The agent's first word about the run (progress or result): until then a delivery may have been lost
+    # on the way, and the run is delivered again (command_queue.agent_commands_fetch).
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    deliveries = models.PositiveSmallIntegerField(default=0)
     finished_at = models.DateTimeField(null=True, blank=True)
     # Pending past pickup_deadline, or running past finish_deadline, fails with the reason.
     pickup_deadline = models.DateTimeField()

@@ -101,6 +101,7 @@ class SimInstance:
         self.registered = threading.Event()
         self.lock = threading.RLock()
         self.commands_done = 0
+        self.results: dict[int, dict] = {}  # run id → the result sent, for a run delivered twice
         self.last_error = ""
         self.gave_up = False
         self.retry_after = 0.0
@@ -272,6 +273,10 @@ class SimInstance:
     def execute(self, command: dict) -> None:
         run_url = self._url(f"commands/{command['run_id']}/result")
         kind, params = command["kind"], command.get("params") or {}
+        done = self.results.get(command["run_id"])
+        if done is not None:  # delivered again (the panel did not hear from us): only the result again
+            self._session.post(run_url, json=done, headers=self._headers(), timeout=10)
+            return
         self._session.post(
             run_url,
             json={"status": "running", "progress": 10, "progress_message": f"starting {kind}"},
@@ -291,6 +296,7 @@ class SimInstance:
         if result["status"] == "completed":
             self.fleet.remember_credential(self)  # the applied change survives a restart
         self.sync_health_server()
+        self.results[command["run_id"]] = result
         self._session.post(run_url, json=result, headers=self._headers(), timeout=10)
         self.commands_done += 1
 

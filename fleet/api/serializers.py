@@ -227,6 +227,8 @@ class CommandRunSerializer(serializers.ModelSerializer):
             "before_state",
             "created",
             "delivered_at",
+            "acknowledged_at",
+            "deliveries",
             "finished_at",
             "pickup_deadline",
             "finish_deadline",

@@ -6,6 +6,8 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F, Q, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from common.exceptions import ApplicationError, ConflictError, NotFoundError
@@ -155,21 +157,34 @@ def command_run_revert(
 
 
 def agent_commands_fetch(*, instance: Instance, limit: int = 20) -> list[CommandRun]:
-    """Deliver pending runs to their instance: each is claimed pending → running by a conditional update."""
+    """Deliver the instance's runs: pending ones, and running ones its agent never acknowledged.
+
+    Delivery is at least once. A reply to GET /commands can be lost on the way; the run would then sit
+    "running" until its finish deadline although the agent never saw it. So a run the agent has said
+    nothing about (no progress, no result) for COMMAND_REDELIVER_AFTER seconds is delivered again, until
+    its pickup deadline; agents recognise a run id they already carried out and only re-send its result.
+    Each delivery is claimed by a conditional UPDATE on (status, delivered_at), so two concurrent
+    fetches never both deliver one run, and a delivery's deadline counts from the delivery that took.
+    """
     now = timezone.now()
-    delivered = []
+    lost_before = now - timedelta(seconds=settings.COMMAND_REDELIVER_AFTER)
+    unacknowledged = Q(
+        status=RunStatus.RUNNING, acknowledged_at__isnull=True, delivered_at__lt=lost_before, pickup_deadline__gt=now
+    )
     candidates = (
-        CommandRun.objects.filter(instance=instance, status=RunStatus.PENDING)
+        CommandRun.objects.filter(Q(status=RunStatus.PENDING) | unacknowledged, instance=instance)
         .select_related("command")
         .order_by("created", "id")[:limit]
     )
+    delivered = []
     for run in candidates:
         deadline = now + timedelta(seconds=run.command.timeout_seconds)
-        won = CommandRun.objects.filter(pk=run.pk, status=RunStatus.PENDING).update(
-            status=RunStatus.RUNNING, delivered_at=now, finish_deadline=deadline
-        )
+        won = CommandRun.objects.filter(
+            pk=run.pk, status=run.status, delivered_at=run.delivered_at, acknowledged_at__isnull=True
+        ).update(status=RunStatus.RUNNING, delivered_at=now, finish_deadline=deadline, deliveries=F("deliveries") + 1)
         if won:
             run.status, run.delivered_at, run.finish_deadline = RunStatus.RUNNING, now, deadline
+            run.deliveries += 1
             delivered.append(run)
     return delivered
 
@@ -190,7 +205,9 @@ def command_run_report(
         raise NotFoundError("No such command run for this instance.")
     if status == RunStatus.RUNNING:
         CommandRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(
-            progress=max(0, min(100, progress or 0)), progress_message=progress_message[:200]
+            progress=max(0, min(100, progress or 0)),
+            progress_message=progress_message[:200],
+            acknowledged_at=Coalesce(F("acknowledged_at"), Value(timezone.now())),
         )
         run.refresh_from_db()
         return run
@@ -201,6 +218,7 @@ def command_run_report(
     won = CommandRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(
         status=status,
         finished_at=timezone.now(),
+        acknowledged_at=Coalesce(F("acknowledged_at"), Value(timezone.now())),
         output=output[:20000],
         error=error[:5000],
         progress=100 if status == RunStatus.COMPLETED else run.progress,

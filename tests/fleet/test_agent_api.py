@@ -1,7 +1,10 @@
 """The agent API: agents authenticate as their instance only, and heartbeats are cheap and idempotent."""
 
+from datetime import timedelta
+
 import pytest
 from django.core.cache import cache
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from fleet import services
@@ -298,3 +301,52 @@ def test_livez_answers_without_authentication_or_any_query(client, db, django_as
         response = client.get("/livez")
     assert (response.status_code, response.json()) == (200, {"status": "ok"})
     assert response["Cache-Control"] == "no-store"
+
+
+# --- at-least-once delivery ----------------------------------------------------------------------
+
+
+def _as_if_delivered_seconds_ago(run, seconds):
+    CommandRun.objects.filter(pk=run.pk).update(delivered_at=timezone.now() - timedelta(seconds=seconds))
+
+
+def test_a_delivery_the_agent_never_acknowledged_is_delivered_again(agents, settings):
+    """The reply to GET /commands was lost: the agent says nothing about the run, so it comes again."""
+    settings.COMMAND_REDELIVER_AFTER = 60
+    a, client_a, *_ = agents
+    run = queue(a)
+    assert [c["run_id"] for c in client_a.get("/api/agent/commands").json()["commands"]] == [run.pk]
+    assert client_a.get("/api/agent/commands").json() == {"commands": []}  # not again at once
+    _as_if_delivered_seconds_ago(run, 61)
+    assert [c["run_id"] for c in client_a.get("/api/agent/commands").json()["commands"]] == [run.pk]
+    run.refresh_from_db()
+    assert (run.status, run.deliveries) == (RunStatus.RUNNING, 2)
+    assert timezone.now() - run.delivered_at < timedelta(seconds=5)  # the deadline counts from this delivery
+    assert_status(client_a.post(f"/api/agent/commands/{run.pk}/result", {"status": "completed"}, format="json"), 200)
+    run.refresh_from_db()
+    assert run.status == RunStatus.COMPLETED and run.acknowledged_at is not None
+
+
+def test_a_run_the_agent_acknowledged_is_never_delivered_again(agents, settings):
+    settings.COMMAND_REDELIVER_AFTER = 60
+    a, client_a, *_ = agents
+    run = queue(a)
+    client_a.get("/api/agent/commands")
+    progress = {"status": "running", "progress": 10, "progress_message": "starting"}
+    assert_status(client_a.post(f"/api/agent/commands/{run.pk}/result", progress, format="json"), 200)
+    _as_if_delivered_seconds_ago(run, 3600)
+    assert client_a.get("/api/agent/commands").json() == {"commands": []}
+    run.refresh_from_db()
+    assert run.deliveries == 1 and run.acknowledged_at is not None
+
+
+def test_an_unacknowledged_run_is_not_delivered_again_after_its_pickup_deadline(agents, settings):
+    """Past the pickup deadline the run waits for its finish deadline, which fails it with the reason."""
+    settings.COMMAND_REDELIVER_AFTER = 60
+    a, client_a, *_ = agents
+    run = queue(a)
+    client_a.get("/api/agent/commands")
+    CommandRun.objects.filter(pk=run.pk).update(
+        delivered_at=timezone.now() - timedelta(seconds=400), pickup_deadline=timezone.now() - timedelta(seconds=1)
+    )
+    assert client_a.get("/api/agent/commands").json() == {"commands": []}

@@ -158,3 +158,19 @@ def test_stopping_a_fleet_returns_promptly_even_while_a_health_check_hangs(simul
     assert time.monotonic() - started < 5
     with pytest.raises(requests.ConnectionError):
         health(fleet.instances[1])
+
+
+@pytest.mark.integration
+def test_a_run_delivered_twice_is_applied_once_and_its_result_sent_again(simulated_fleet, settings):
+    """At-least-once delivery meets a simulated agent that knows the run ids it carried out."""
+    fleet = simulated_fleet(count=1, heartbeat_interval=0.5, command_poll_interval=0.2)
+    wait_online(1)
+    sim, instance = fleet.instances[0], Instance.objects.get()
+    run = send([instance], CommandType.RESTART_APP, {"app": sim.state["apps"][0]["name"]}).runs.get()
+    wait_for(lambda: run_finished(run), timeout=20, message="the run to finish")
+    done = sim.commands_done
+    # As if the panel never heard of the run: it is delivered again on the next poll.
+    CommandRun.objects.filter(pk=run.pk).update(status=RunStatus.PENDING, acknowledged_at=None, finished_at=None)
+    wait_for(lambda: run_finished(run), timeout=20, message="the result sent again")
+    assert run.status == RunStatus.COMPLETED and run.deliveries == 2
+    assert sim.commands_done == done  # not carried out a second time
