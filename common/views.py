@@ -20,7 +20,7 @@ from .models import ApiToken, AuditEntry, Notification, User
 from .validators import parse_id
 
 # Query parameters of a list that do not filter it.
-LIST_PARAMS = ("page", "sort")
+LIST_PARAMS = ("page", "sort", "export")
 
 
 class RoleRequiredMixin(LoginRequiredMixin):
