@@ -149,6 +149,12 @@ class TableListMixin(SortableListMixin):
     def get_export_queryset(self):
         return self.get_queryset()
 
+    def paginate_queryset(self, queryset, page_size):
+        """Like ListView's, but a page out of range or not a number shows the nearest page, not a 404."""
+        paginator = self.get_paginator(queryset, page_size, allow_empty_first_page=True)
+        page = paginator.get_page(self.request.GET.get(self.page_kwarg))
+        return paginator, page, page.object_list, page.has_other_pages()
+
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
         table = self.get_table()

@@ -105,9 +105,7 @@ class CommandTable(Table):
     name = "commands"
     rows_template = "fleet/_command_rows.html"
     empty_title = "The queue is empty"
-    empty_text = (
-        "Commands install, update, start or stop apps, update the OS or change settings on one server, a group or a tag filter."
-    )
+    empty_text = "Commands install, update, start or stop apps, update the OS or change settings on one server, a group or a tag filter."
     columns = [
         Column("id", "#", sort="id"),
         Column("command", "Command", value=str, sort="kind"),
