@@ -20,7 +20,7 @@ from fleet.models import Group, Instance
 from fleet.selectors import instances_in_scope
 
 from . import evaluators, selectors, services
-from .choices import ExceptionStatus, PolicyType, Severity, SnapshotKind
+from .choices import PolicyType, Severity, SnapshotKind
 from .filters import ExceptionFilterSet, InstanceScoreFilterSet, PolicyFilterSet, ViolationFilterSet
 from .forms import POLICY_FORMS, TYPE_HELP, ExceptionForm
 from .models import ComplianceSnapshot, InstanceCompliance, Policy, PolicyException, Violation
