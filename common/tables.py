@@ -13,6 +13,7 @@ LibreOffice) is prefixed with ' (OWASP's CSV injection advice).
 """
 
 import csv
+import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -131,6 +132,14 @@ class Table:
         return response
 
 
+def export_url(request) -> str:
+    """This list's URL with its filters and sort, asking for the CSV (all pages)."""
+    query = request.GET.copy()
+    query.pop("page", None)
+    query["export"] = "csv"
+    return f"{request.path}?{query.urlencode()}"
+
+
 class TableListMixin(SortableListMixin):
     """For list views (ListView or any view with `get_queryset()` returning the filtered, sorted rows):
     `table_class`; `?export=csv` answers the CSV of every matching row instead of the page. The
@@ -165,8 +174,62 @@ class TableListMixin(SortableListMixin):
             name = getattr(self, "context_object_name", None)
             if name:
                 context[name] = page.object_list
-        query = self.request.GET.copy()
-        query.pop("page", None)
-        query["export"] = "csv"
-        context["export_url"] = f"{self.request.path}?{query.urlencode()}"
+        context["export_url"] = export_url(self.request)
         return context
+
+
+# --- common's own lists: Settings > Users, the audit log, notifications -------------------------
+
+
+class UserTable(Table):
+    name = "users"
+    rows_template = "common/_user_rows.html"
+    empty_title = "No users"
+    columns = [
+        Column("id", html=False),
+        Column("username", "Username", sort="username"),
+        Column("email", "Email", sort="email"),
+        Column("role", "Role", sort="role"),
+        Column("is_active", "Status", sort="active"),
+        Column("last_login", "Last sign-in", sort="last_login"),
+        Column("api_token_created", "API token"),
+        Column("actions", "", export=False),
+    ]
+
+
+class AuditTable(Table):
+    name = "audit-log"
+    rows_template = "common/_audit_rows.html"
+    empty_title = "Nothing recorded yet"
+    empty_text = "Every change to the fleet, by a person, an agent or the system, is recorded here."
+    columns = [
+        Column("id", html=False),
+        Column("created", "When", sort="created"),
+        Column("actor", "Who", value="actor_label", sort="actor"),
+        Column("action", "Action", sort="action"),
+        Column("object", "Object", value="object_repr"),
+        Column("object_type", html=False),
+        Column("object_id", html=False),
+        Column("details", "Details", value=lambda e: json.dumps(e.details, sort_keys=True, default=str)),
+    ]
+
+    def prepare(self, rows):
+        from .views import link_audit_objects  # the page's links: one query per object type per chunk
+
+        link_audit_objects(rows)
+        return rows
+
+
+class NotificationTable(Table):
+    """The notifications page shows them as a list of cards; this is its CSV."""
+
+    name = "notifications"
+    columns = [
+        Column("id"),
+        Column("created"),
+        Column("level"),
+        Column("title"),
+        Column("body"),
+        Column("url"),
+        Column("read_at"),
+    ]
