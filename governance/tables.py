@@ -1,9 +1,29 @@
 """Governance's list tables (common.tables): policies, violations, exceptions, instance scores. The
 violation and score columns are also the API's CSV export (governance.api: violations/compliance export)."""
 
+from django.db.models import Case, Value, When
 from django.utils import timezone
 
 from common.tables import Column, Table
+
+from .choices import Severity
+
+SEVERITY_RANK = Case(
+    When(severity=Severity.CRITICAL, then=Value(3)),
+    When(severity=Severity.WARNING, then=Value(2)),
+    default=Value(1),
+)
+# The violations list's sortable columns, for the page and GET /api/governance/violations/export alike.
+VIOLATION_SORT = {
+    "severity": SEVERITY_RANK,
+    "status": "status",
+    "policy": "policy_name",
+    "instance": "instance__name",
+    "rule": "rule",
+    "first": "first_detected_at",
+    "last": "last_seen_at",
+}
+SCORE_SORT = {"instance": "instance__name", "met": "met", "exempt": "exempt", "score": "score"}
 
 
 def _can_write(view) -> bool:

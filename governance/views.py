@@ -3,7 +3,6 @@ from datetime import timedelta
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db import transaction
-from django.db.models import Case, Value, When
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -20,11 +19,11 @@ from fleet.models import Group, Instance
 from fleet.selectors import instances_in_scope
 
 from . import evaluators, selectors, services
-from .choices import PolicyType, Severity, SnapshotKind
+from .choices import PolicyType, SnapshotKind
 from .filters import ExceptionFilterSet, InstanceScoreFilterSet, PolicyFilterSet, ViolationFilterSet
 from .forms import POLICY_FORMS, TYPE_HELP, ExceptionForm
 from .models import ComplianceSnapshot, InstanceCompliance, Policy, PolicyException, Violation
-from .tables import ExceptionTable, PolicyTable, ScoreTable, ViolationTable
+from .tables import SCORE_SORT, VIOLATION_SORT, ExceptionTable, PolicyTable, ScoreTable, ViolationTable
 from .tasks import take_compliance_snapshot
 
 PAGE_SIZE = 50
@@ -79,13 +78,6 @@ class DashboardView(RoleRequiredMixin, HtmxPartialMixin, TemplateView):
         )
 
 
-SEVERITY_RANK = Case(
-    When(severity=Severity.CRITICAL, then=Value(3)),
-    When(severity=Severity.WARNING, then=Value(2)),
-    default=Value(1),
-)
-
-
 class _GovernanceListView(TableListMixin, RoleRequiredMixin, ListView):
     """A governance list: its FilterSet over `model`, then `select(queryset)` (the selector), sorted. A
     filter that is not valid shows its error on the field and the unfiltered list."""
@@ -115,7 +107,7 @@ class ScoreListView(_GovernanceListView):
     filterset_class = InstanceScoreFilterSet
     model = InstanceCompliance
     title = "Instance compliance scores"
-    sort_fields = {"instance": "instance__name", "met": "met", "exempt": "exempt", "score": "score"}
+    sort_fields = SCORE_SORT
 
     def select(self, queryset):
         return selectors.instance_scores(queryset=queryset)
@@ -333,15 +325,7 @@ class ViolationListView(HtmxPartialMixin, _GovernanceListView):
     filterset_class = ViolationFilterSet
     model = Violation
     title = "Violations"
-    sort_fields = {
-        "severity": SEVERITY_RANK,
-        "status": "status",
-        "policy": "policy_name",
-        "instance": "instance__name",
-        "rule": "rule",
-        "first": "first_detected_at",
-        "last": "last_seen_at",
-    }
+    sort_fields = VIOLATION_SORT
 
     def select(self, queryset):
         return selectors.violation_list(queryset=queryset)
