@@ -2,10 +2,11 @@ from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.generic import FormView, TemplateView, View
+from django.views.generic import FormView, ListView, TemplateView, View
 
 from common.choices import Role
 from common.exceptions import ApplicationError, UpgradeRequired
+from common.tables import TableListMixin
 from common.views import RoleRequiredMixin, ServiceFormMixin, add_service_errors
 from fleet.choices import FINISHED_RUN_STATUSES
 from fleet.licensing_store import require_feature
@@ -16,6 +17,7 @@ from .choices import Phase
 from .filters import HealthPollFilter
 from .forms import CanaryForm, ReasonForm, form_errors
 from .models import CanaryDeployment
+from .tables import CanaryTable
 
 
 class CanaryViewMixin(RoleRequiredMixin):
@@ -37,8 +39,18 @@ class LicensedCanaryViewMixin(FeatureRequiredMixin, CanaryViewMixin):
     license_feature = services.FEATURE
 
 
-class CanaryListView(CanaryViewMixin, TemplateView):
+class CanaryListView(TableListMixin, CanaryViewMixin, ListView):
     template_name = "canary/list.html"
+    table_class = CanaryTable
+    context_object_name = "deployments"
+    paginate_by = 25
+    sort_fields = {
+        "id": "id",
+        "phase": "phase",
+        "canary": "canary_count",
+        "reached": "reached_count",
+        "started": "started_at",
+    }
 
     def get(self, request, *args, **kwargs):
         upgrade = self.licensed()
@@ -51,23 +63,24 @@ class CanaryListView(CanaryViewMixin, TemplateView):
             return ["canary/_list_rows.html"]
         return [self.template_name]
 
-    def get_context_data(self, **kwargs):
-        context = super().get_context_data(**kwargs)
-        qs = selectors.canary_list()
+    @property
+    def phase(self) -> str | None:
         phase = self.request.GET.get("phase")
-        if phase in Phase.values:
-            qs = qs.filter(phase=phase)
-        page = Paginator(qs, 25).get_page(self.request.GET.get("page"))
-        context.update(
-            page_obj=page,
-            deployments=page.object_list,
+        return phase if phase in Phase.values else None
+
+    def get_queryset(self):
+        qs = selectors.canary_list()
+        return self.sorted(qs.filter(phase=self.phase) if self.phase else qs)
+
+    def get_context_data(self, **kwargs):
+        return super().get_context_data(
             phases=Phase.choices,
-            phase=phase,
-            filtered=phase in Phase.values,
+            phase=self.phase,
+            filtered=self.phase is not None,
             title="Canary deployments",
             upgrade=self.licensed(),
+            **kwargs,
         )
-        return context
 
 
 class CanaryCreateView(LicensedCanaryViewMixin, ServiceFormMixin, FormView):

@@ -17,10 +17,11 @@ from .exceptions import NON_FIELD, ApplicationError
 from .filters import AuditFilterSet
 from .forms import UserCreateForm, UserUpdateForm, style_form
 from .models import ApiToken, AuditEntry, Notification, User
+from .tables import AuditTable, NotificationTable, TableListMixin, UserTable
 from .validators import parse_id
 
 # Query parameters of a list that do not filter it.
-LIST_PARAMS = ("page", "sort")
+LIST_PARAMS = ("page", "sort", "export")
 
 
 class RoleRequiredMixin(LoginRequiredMixin):
@@ -191,15 +192,23 @@ class PlaceholderView(RoleRequiredMixin, TemplateView):
 # --- Settings > Users --------------------------------------------------------------------------
 
 
-class UserListView(RoleRequiredMixin, ListView):
+class UserListView(TableListMixin, RoleRequiredMixin, ListView):
     required_role = Role.ADMIN  # the user directory is for administrators, like GET /api/users
     template_name = "common/user_list.html"
+    table_class = UserTable
     context_object_name = "users"
     paginate_by = 50
+    sort_fields = {
+        "username": "username",
+        "email": "email",
+        "role": "role",
+        "active": "is_active",
+        "last_login": "last_login",
+    }
 
     def get_queryset(self):
         # The date only: the key of an existing token is never shown again.
-        return User.objects.annotate(api_token_created=F("api_token__created")).order_by("username")
+        return self.sorted(User.objects.annotate(api_token_created=F("api_token__created")).order_by("username"))
 
 
 class UserCreateView(RoleRequiredMixin, ServiceFormMixin, FormView):
@@ -352,24 +361,23 @@ class ApiTokenRevokeView(ApiTokenActionView):
 # --- Settings > Audit log ---------------------------------------------------------------------
 
 
-class AuditListView(RoleRequiredMixin, ListView):
+class AuditListView(TableListMixin, RoleRequiredMixin, ListView):
     """Every state-changing action, newest first, filtered like GET /api/audit. A filter that is not
     valid shows its error on the field and no entries (not the unfiltered log)."""
 
     template_name = "common/audit_list.html"
+    table_class = AuditTable
     context_object_name = "entries"
     paginate_by = 50
+    sort_fields = {"created": "created", "actor": "actor_label", "action": "action"}
 
     def get_queryset(self):
         self.filterset = AuditFilterSet(self.request.GET or None, queryset=AuditEntry.objects.all())
         valid = not self.filterset.is_bound or self.filterset.is_valid()
-        return self.filterset.qs if valid else AuditEntry.objects.none()
+        return self.sorted(self.filterset.qs if valid else AuditEntry.objects.none())
 
     def get_context_data(self, **kwargs):
-        filtered = any(v for k, v in self.request.GET.items() if k != "page")
-        context = super().get_context_data(filter=self.filterset, filtered=filtered, **kwargs)
-        link_audit_objects(context["entries"])
-        return context
+        return super().get_context_data(filter=self.filterset, **kwargs)
 
 
 def link_audit_objects(entries) -> None:
@@ -395,8 +403,11 @@ def link_audit_objects(entries) -> None:
 # --- Notifications -----------------------------------------------------------------------------
 
 
-class NotificationListView(RoleRequiredMixin, ListView):
+class NotificationListView(TableListMixin, RoleRequiredMixin, ListView):
+    """The person's own notifications (as cards); the CSV has the same ones."""
+
     template_name = "common/notification_list.html"
+    table_class = NotificationTable
     context_object_name = "notifications"
     paginate_by = 30
 

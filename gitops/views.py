@@ -5,10 +5,11 @@ from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
 from django.utils.functional import cached_property
-from django.views.generic import DetailView, FormView, TemplateView, View
+from django.views.generic import DetailView, FormView, ListView, View
 
 from common.choices import Role
 from common.exceptions import ApplicationError
+from common.tables import TableListMixin, export_url
 from common.validators import parse_id
 from common.views import RoleRequiredMixin, ServiceFormMixin, redirect_next
 from fleet.mixins import FeatureRequiredMixin
@@ -25,6 +26,7 @@ from .forms import (
     SyncToRevisionForm,
 )
 from .models import Conflict, DesiredEntry, Repository, SyncRun
+from .tables import ConflictTable, RepositoryTable, SyncRunTable
 
 
 class GitOpsViewMixin(FeatureRequiredMixin, RoleRequiredMixin):
@@ -36,21 +38,33 @@ def _partial(request, name: str) -> bool:
     return bool(request.headers.get("HX-Request")) and request.GET.get("partial") == name
 
 
-class RepositoryListView(GitOpsViewMixin, TemplateView):
+class RepositoryListView(TableListMixin, GitOpsViewMixin, ListView):
     template_name = "gitops/list.html"
+    table_class = RepositoryTable
+    context_object_name = "repositories"
+    paginate_by = 50
+    sort_fields = {
+        "name": "name",
+        "branch": "branch",
+        "status": "status",
+        "last_sync": "last_sync_at",
+        "next_sync": "next_sync_at",
+        "conflicts": "open_conflicts",
+    }
 
     def get_template_names(self):
         return ["gitops/_repository_rows.html"] if _partial(self.request, "rows") else [self.template_name]
 
+    def get_queryset(self):
+        return self.sorted(selectors.repository_list())
+
     def get_context_data(self, **kwargs):
-        context = super().get_context_data(**kwargs)
-        context.update(
+        return super().get_context_data(
             title="GitOps",
-            repositories=selectors.repository_list(),
             conflicts=selectors.conflicts_open()[:50],
             can_sync=self.request.user.has_role(Role.OPERATOR),
+            **kwargs,
         )
-        return context
 
 
 class RepositoryConnectView(GitOpsViewMixin, ServiceFormMixin, FormView):
@@ -82,6 +96,11 @@ class RepositoryDetailView(GitOpsViewMixin, DetailView):
 
     def get_template_names(self):
         return ["gitops/_repository_live.html"] if _partial(self.request, "live") else [self.template_name]
+
+    def get(self, request, *args, **kwargs):
+        if request.GET.get("export") == "csv":  # the sync history, every run
+            return SyncRunTable().csv_response(selectors.repository_runs(self.get_object()))
+        return super().get(request, *args, **kwargs)
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
@@ -124,6 +143,8 @@ class RepositoryDetailView(GitOpsViewMixin, DetailView):
             title=repo.name,
             page_obj=page,
             runs=page.object_list,
+            table=SyncRunTable(self),
+            export_url=export_url(self.request),
             conflicts=selectors.conflicts_open(repo),
             confirm_form=HostKeyConfirmForm(initial={"fingerprint": repo.pending_host_key_fingerprint}),
             disconnect_form=DisconnectForm(),
@@ -261,16 +282,24 @@ class SyncRunDetailView(GitOpsViewMixin, DetailView):
         return ["gitops/_run_body.html"] if _partial(self.request, "run") else [self.template_name]
 
 
-class ConflictListView(GitOpsViewMixin, TemplateView):
+class ConflictListView(TableListMixin, GitOpsViewMixin, ListView):
+    """Open conflicts as cards (the values side by side and the resolve buttons); CSV like every list."""
+
     template_name = "gitops/conflicts.html"
+    table_class = ConflictTable
+    context_object_name = "conflicts"
+    paginate_by = 50
+
+    @cached_property
+    def repository(self):
+        repository_id = parse_id(self.request.GET.get("repository"))
+        return get_object_or_404(Repository, pk=repository_id) if repository_id else None
+
+    def get_queryset(self):
+        return selectors.conflicts_open(self.repository).order_by("-detected_at", "-id")
 
     def get_context_data(self, **kwargs):
-        context = super().get_context_data(**kwargs)
-        repo = None
-        if repository_id := parse_id(self.request.GET.get("repository")):
-            repo = get_object_or_404(Repository, pk=repository_id)
-        context.update(title="GitOps conflicts", repository=repo, conflicts=selectors.conflicts_open(repo))
-        return context
+        return super().get_context_data(title="GitOps conflicts", repository=self.repository, **kwargs)
 
 
 class ConflictResolveView(GitOpsViewMixin, View):

@@ -1,30 +1,29 @@
-import csv
 from datetime import timedelta
 
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db import transaction
-from django.db.models import Case, Value, When
-from django.http import Http404, StreamingHttpResponse
+from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views import View
-from django.views.generic import FormView, TemplateView
+from django.views.generic import FormView, ListView, TemplateView
 
 from common.choices import Role
 from common.exceptions import ApplicationError
-from common.sorting import SortableListMixin
+from common.tables import TableListMixin
 from common.validators import parse_id
 from common.views import HtmxPartialMixin, RoleRequiredMixin, ServiceFormMixin, redirect_next
 from fleet.models import Group, Instance
 from fleet.selectors import instances_in_scope
 
 from . import evaluators, selectors, services
-from .choices import ExceptionStatus, PolicyType, Severity, SnapshotKind
+from .choices import PolicyType, SnapshotKind
 from .filters import ExceptionFilterSet, InstanceScoreFilterSet, PolicyFilterSet, ViolationFilterSet
 from .forms import POLICY_FORMS, TYPE_HELP, ExceptionForm
 from .models import ComplianceSnapshot, InstanceCompliance, Policy, PolicyException, Violation
+from .tables import SCORE_SORT, VIOLATION_SORT, ExceptionTable, PolicyTable, ScoreTable, ViolationTable
 from .tasks import take_compliance_snapshot
 
 PAGE_SIZE = 50
@@ -79,46 +78,54 @@ class DashboardView(RoleRequiredMixin, HtmxPartialMixin, TemplateView):
         )
 
 
-SEVERITY_RANK = Case(
-    When(severity=Severity.CRITICAL, then=Value(3)),
-    When(severity=Severity.WARNING, then=Value(2)),
-    default=Value(1),
-)
+class _GovernanceListView(TableListMixin, RoleRequiredMixin, ListView):
+    """A governance list: its FilterSet over `model`, then `select(queryset)` (the selector), sorted. A
+    filter that is not valid shows its error on the field and the unfiltered list."""
+
+    paginate_by = PAGE_SIZE
+    filterset_class = None
+    model = None
+    title = ""
+
+    def select(self, queryset):  # pragma: no cover - each list implements it
+        raise NotImplementedError
+
+    def get_queryset(self):
+        self.filterset = self.filterset_class(self.request.GET or None, queryset=self.model.objects.all())
+        valid = self.filterset.is_bound and self.filterset.is_valid()
+        return self.sorted(self.select(self.filterset.qs if valid else self.model.objects.all()))
+
+    def get_context_data(self, **kwargs):
+        return super().get_context_data(title=self.title, filter=self.filterset, **kwargs)
 
 
-class ScoreListView(SortableListMixin, RoleRequiredMixin, TemplateView):
+class ScoreListView(_GovernanceListView):
     """Drill-down: every instance's score."""
 
     template_name = "governance/score_list.html"
-    sort_fields = {"instance": "instance__name", "met": "met", "exempt": "exempt", "score": "score"}
+    table_class = ScoreTable
+    filterset_class = InstanceScoreFilterSet
+    model = InstanceCompliance
+    title = "Instance compliance scores"
+    sort_fields = SCORE_SORT
 
-    def get_context_data(self, **kwargs):
-        filterset = InstanceScoreFilterSet(self.request.GET or None, queryset=InstanceCompliance.objects.all())
-        qs = filterset.qs if filterset.is_bound and filterset.is_valid() else InstanceCompliance.objects.all()
-        return super().get_context_data(
-            title="Instance compliance scores",
-            filter=filterset,
-            page_obj=_page(self.request, self.sorted(selectors.instance_scores(queryset=qs))),
-            **kwargs,
-        )
+    def select(self, queryset):
+        return selectors.instance_scores(queryset=queryset)
 
 
 # --- Policies ---------------------------------------------------------------------------------
 
 
-class PolicyListView(SortableListMixin, RoleRequiredMixin, TemplateView):
+class PolicyListView(_GovernanceListView):
     template_name = "governance/policy_list.html"
+    table_class = PolicyTable
+    filterset_class = PolicyFilterSet
+    model = Policy
+    title = "Policies"
     sort_fields = {"name": "name", "type": "policy_type", "open": "open_violations", "enabled": "enabled"}
 
-    def get_context_data(self, **kwargs):
-        filterset = PolicyFilterSet(self.request.GET or None, queryset=Policy.objects.all())
-        qs = filterset.qs if filterset.is_bound and filterset.is_valid() else Policy.objects.all()
-        return super().get_context_data(
-            title="Policies",
-            filter=filterset,
-            page_obj=_page(self.request, self.sorted(selectors.policy_list(queryset=qs))),
-            **kwargs,
-        )
+    def select(self, queryset):
+        return selectors.policy_list(queryset=queryset)
 
 
 class PolicyTypeChooseView(RoleRequiredMixin, TemplateView):
@@ -311,99 +318,47 @@ class PolicyDeleteView(RoleRequiredMixin, View):
 # --- Violations -------------------------------------------------------------------------------
 
 
-class ViolationListView(SortableListMixin, RoleRequiredMixin, HtmxPartialMixin, TemplateView):
+class ViolationListView(HtmxPartialMixin, _GovernanceListView):
     template_name = "governance/violation_list.html"
     partial_template_name = "governance/_violation_table.html"
-    sort_fields = {
-        "severity": SEVERITY_RANK,
-        "status": "status",
-        "policy": "policy_name",
-        "instance": "instance__name",
-        "rule": "rule",
-        "first": "first_detected_at",
-        "last": "last_seen_at",
-    }
+    table_class = ViolationTable
+    filterset_class = ViolationFilterSet
+    model = Violation
+    title = "Violations"
+    sort_fields = VIOLATION_SORT
 
-    def filtered(self):
-        filterset = ViolationFilterSet(self.request.GET or None, queryset=Violation.objects.all())
-        qs = filterset.qs if filterset.is_bound and filterset.is_valid() else Violation.objects.all()
-        return filterset, self.sorted(selectors.violation_list(queryset=qs))
+    def select(self, queryset):
+        return selectors.violation_list(queryset=queryset)
 
     def get_context_data(self, **kwargs):
-        filterset, qs = self.filtered()
-        return super().get_context_data(
-            title="Violations",
-            filter=filterset,
-            page_obj=_page(self.request, qs),
-            query=self.request.GET.urlencode(),
-            **kwargs,
-        )
-
-
-class _Echo:
-    def write(self, value):
-        return value
+        return super().get_context_data(query=self.request.GET.urlencode(), **kwargs)
 
 
 class ViolationExportView(ViolationListView):
-    """CSV of the filtered violations (all pages)."""
-
-    COLUMNS = [
-        "id",
-        "severity",
-        "status",
-        "policy",
-        "instance",
-        "rule",
-        "evidence",
-        "first_detected_at",
-        "last_seen_at",
-        "resolved_at",
-    ]
+    """The first export URL (violations/export.csv), kept for bookmarks: the list's ?export=csv."""
 
     def get(self, request, *args, **kwargs):
-        _filterset, qs = self.filtered()
-        writer = csv.writer(_Echo())
-
-        def rows():
-            yield writer.writerow(self.COLUMNS)
-            for v in qs.iterator(chunk_size=2000):
-                yield writer.writerow(
-                    [
-                        v.pk,
-                        v.severity,
-                        v.status,
-                        v.policy_name,
-                        v.instance.name,
-                        v.rule,
-                        v.evidence,
-                        v.first_detected_at.isoformat(),
-                        v.last_seen_at.isoformat(),
-                        v.resolved_at.isoformat() if v.resolved_at else "",
-                    ]
-                )
-
-        response = StreamingHttpResponse(rows(), content_type="text/csv")
-        response["Content-Disposition"] = f'attachment; filename="violations-{timezone.now():%Y%m%d-%H%M}.csv"'
-        return response
+        return self.get_table().csv_response(self.get_export_queryset())
 
 
 # --- Exceptions -------------------------------------------------------------------------------
 
 
-class ExceptionListView(RoleRequiredMixin, TemplateView):
+class ExceptionListView(_GovernanceListView):
     template_name = "governance/exception_list.html"
+    table_class = ExceptionTable
+    filterset_class = ExceptionFilterSet
+    model = PolicyException
+    title = "Exceptions"
+    sort_fields = {
+        "policy": "policy__name",
+        "rule": "rule_key",
+        "expires": "expires_at",
+        "created_by": "created_by__username",
+    }
 
-    def get_context_data(self, **kwargs):
-        filterset = ExceptionFilterSet(self.request.GET or None, queryset=PolicyException.objects.all())
-        qs = filterset.qs if filterset.is_bound and filterset.is_valid() else PolicyException.objects.all()
-        now = timezone.now()
-        page = _page(self.request, selectors.exception_list(queryset=qs))
-        for e in page:
-            e.current_status = e.status_at(now)
-        return super().get_context_data(
-            title="Exceptions", filter=filterset, page_obj=page, statuses=ExceptionStatus, **kwargs
-        )
+    def select(self, queryset):
+        return selectors.exception_list(queryset=queryset)
 
 
 class ExceptionCreateView(RoleRequiredMixin, ServiceFormMixin, FormView):

@@ -7,7 +7,7 @@ from django.views.generic import DetailView, FormView, ListView, TemplateView
 
 from common.choices import Role
 from common.exceptions import ApplicationError
-from common.sorting import SortableListMixin
+from common.tables import TableListMixin
 from common.validators import parse_id
 from common.views import HtmxPartialMixin, RoleRequiredMixin, ServiceActionView, ServiceFormMixin
 from fleet import selectors, services
@@ -16,6 +16,7 @@ from fleet.commands import describe
 from fleet.filters import CommandFilterSet
 from fleet.forms import CommandForm, ScopeForm
 from fleet.models import Command, CommandRun
+from fleet.tables import CommandTable
 
 PREVIEW_NAMES = 10
 
@@ -23,9 +24,10 @@ PREVIEW_NAMES = 10
 # --- Operations: the command queue -------------------------------------------------------------
 
 
-class CommandListView(HtmxPartialMixin, SortableListMixin, RoleRequiredMixin, ListView):
+class CommandListView(HtmxPartialMixin, TableListMixin, RoleRequiredMixin, ListView):
     template_name = "fleet/command_list.html"
     partial_template_name = "fleet/_command_rows.html"
+    table_class = CommandTable
     context_object_name = "commands"
     paginate_by = 25
     sort_fields = {"id": "id", "kind": "kind", "source": "source", "runs": "run_total", "created": "created"}
@@ -38,8 +40,7 @@ class CommandListView(HtmxPartialMixin, SortableListMixin, RoleRequiredMixin, Li
         return self.sorted(selectors.command_list(queryset=matching).order_by("-created", "-id"))
 
     def get_context_data(self, **kwargs):
-        filtered = any(v for k, v in self.request.GET.items() if k != "page")
-        context = super().get_context_data(filter=self.filterset, filtered=filtered, **kwargs)
+        context = super().get_context_data(filter=self.filterset, **kwargs)
         # Rows with runs under way refresh every 3 s; a settled page every 30 s (new commands still arrive).
         context["busy"] = any(c.run_pending or c.run_running for c in context["commands"])
         return context

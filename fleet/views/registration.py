@@ -6,23 +6,27 @@ from django.urls import reverse, reverse_lazy
 from django.views.generic import FormView, ListView
 
 from common.choices import Role
+from common.tables import TableListMixin
 from common.views import RoleRequiredMixin, ServiceActionView, ServiceFormMixin
 from fleet import selectors, services
 from fleet.forms import LicenseUploadForm, RegistrationTokenForm
 from fleet.licensing import FEATURES
 from fleet.licensing_store import current_license_status
 from fleet.models import Instance, License, RegistrationToken
+from fleet.tables import TokenTable
 
 # --- Registration tokens -----------------------------------------------------------------------
 
 
-class TokenListView(RoleRequiredMixin, ListView):
+class TokenListView(TableListMixin, RoleRequiredMixin, ListView):
     template_name = "fleet/token_list.html"
+    table_class = TokenTable
+    sort_fields = {"name": "name", "uses": "use_count", "expires": "expires_at", "created": "created"}
     context_object_name = "tokens"
     paginate_by = 50
 
     def get_queryset(self):
-        return selectors.registration_token_list()
+        return self.sorted(selectors.registration_token_list())
 
 
 class TokenCreateView(RoleRequiredMixin, ServiceFormMixin, FormView):

@@ -13,12 +13,13 @@ from django.views import View
 from django.views.generic import DetailView, FormView, ListView, TemplateView
 
 from common.choices import Role
-from common.sorting import SortableListMixin
+from common.tables import TableListMixin
 from common.views import HtmxPartialMixin, RoleRequiredMixin, ServiceActionView, ServiceFormMixin
 from fleet import selectors, services
 from fleet.filters import InstanceFilterSet
 from fleet.forms import GroupForm, InstanceEditForm
 from fleet.models import Group, Instance
+from fleet.tables import GroupTable, ServerTable
 
 from .dashboard import panel_urls
 
@@ -34,11 +35,13 @@ UPDATES_SHOWN = 100
 HAS_COMPLIANCE = hasattr(Instance, "compliance")
 
 
-class ServerListView(HtmxPartialMixin, SortableListMixin, RoleRequiredMixin, ListView):
+class ServerListView(HtmxPartialMixin, TableListMixin, RoleRequiredMixin, ListView):
     template_name = "fleet/server_list.html"
     partial_template_name = "fleet/_server_rows.html"
+    table_class = ServerTable
     context_object_name = "instances"
     paginate_by = 25
+    show_compliance = HAS_COMPLIANCE
     sort_fields = {
         "name": "name",
         "status": "status",
@@ -179,13 +182,15 @@ class ServerDeleteView(ServiceActionView):
 # --- Groups ------------------------------------------------------------------------------------
 
 
-class GroupListView(RoleRequiredMixin, ListView):
+class GroupListView(TableListMixin, RoleRequiredMixin, ListView):
     template_name = "fleet/group_list.html"
+    table_class = GroupTable
+    sort_fields = {"name": "name", "servers": "instance_count"}
     context_object_name = "groups"
     paginate_by = 50
 
     def get_queryset(self):
-        return selectors.group_list()
+        return self.sorted(selectors.group_list())
 
 
 class GroupDetailView(RoleRequiredMixin, ListView):

@@ -9,15 +9,17 @@ from django.utils.functional import cached_property
 from django.views.generic import FormView, ListView
 
 from common.choices import Role
-from common.sorting import SortableListMixin
+from common.tables import TableListMixin
 from common.views import RoleRequiredMixin, ServiceActionView, ServiceFormMixin
-from fleet import selectors, services
+from fleet import services
 from fleet.forms import TagForm
 from fleet.models import Tag
+from fleet.tables import TagTable
 
 
-class TagListView(SortableListMixin, RoleRequiredMixin, ListView):
+class TagListView(TableListMixin, RoleRequiredMixin, ListView):
     template_name = "fleet/tag_list.html"
+    table_class = TagTable
     context_object_name = "tags"
     paginate_by = 50
     write_role = Role.OPERATOR
@@ -33,9 +35,6 @@ class TagListView(SortableListMixin, RoleRequiredMixin, ListView):
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(q=self.request.GET.get("q", ""), **kwargs)
-        usage = selectors.tag_usage()
-        for tag in context["tags"]:
-            tag.selected_by = usage.get(str(tag), [])
         context["filtered"] = bool(context["q"])
         return context
 

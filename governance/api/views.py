@@ -8,6 +8,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from common.api.export import EXPORT_RENDERERS, ExportMixin, export_response, export_schema, sorted_rows
 from common.api.pagination import Pagination
 from common.exceptions import ApplicationError
 from fleet.models import Instance
@@ -16,6 +17,7 @@ from fleet.scopes import Scope
 from .. import selectors, services
 from ..filters import ExceptionFilterSet, InstanceScoreFilterSet, PolicyFilterSet, ViolationFilterSet
 from ..models import InstanceCompliance, Policy, PolicyException, Violation
+from ..tables import SCORE_SORT, VIOLATION_SORT, ScoreTable, ViolationTable
 from .serializers import (
     FleetComplianceSerializer,
     GroupScoreSerializer,
@@ -110,13 +112,23 @@ class PolicyViewSet(viewsets.ModelViewSet):
     list=extend_schema(summary="List violations (filter by severity, status, policy, group, tag, instance)"),
     retrieve=extend_schema(summary="Get one violation"),
 )
-class ViolationViewSet(viewsets.ReadOnlyModelViewSet):
+class ViolationViewSet(ExportMixin, viewsets.ReadOnlyModelViewSet):
     serializer_class = ViolationSerializer
     filterset_class = ViolationFilterSet
     queryset = Violation.objects.all()
 
     def get_queryset(self):
         return selectors.violation_list()
+
+    @export_schema(
+        "Export the filtered violations, every page, as JSON or CSV (?format=csv: the violations page's CSV)",
+        ViolationSerializer,
+        sort=VIOLATION_SORT,
+    )
+    @action(detail=False, renderer_classes=EXPORT_RENDERERS, pagination_class=None)
+    def export(self, request):
+        qs = sorted_rows(request, self.filter_queryset(self.get_queryset()), VIOLATION_SORT)
+        return export_response(request, qs, table=ViolationTable(), serializer_class=ViolationSerializer)
 
 
 @extend_schema_view(
@@ -166,7 +178,21 @@ class ComplianceSummaryView(APIView):
         return Response(FleetComplianceSerializer(data).data)
 
 
-class ComplianceViewSet(viewsets.GenericViewSet):
+SCORE_FILTERS = [
+    OpenApiParameter("group", OpenApiTypes.INT),
+    OpenApiParameter("tag", OpenApiTypes.STR),
+    OpenApiParameter("below", OpenApiTypes.NUMBER),
+]
+
+
+def _filtered_scores(request):
+    filterset = InstanceScoreFilterSet(request.query_params or None, queryset=InstanceCompliance.objects.all())
+    if filterset.is_bound and not filterset.is_valid():
+        raise serializers.ValidationError(filterset.errors)
+    return selectors.instance_scores(queryset=filterset.qs)
+
+
+class ComplianceViewSet(ExportMixin, viewsets.GenericViewSet):
     """Compliance scores per instance, per policy, per group, and history."""
 
     queryset = InstanceCompliance.objects.all()
@@ -177,22 +203,26 @@ class ComplianceViewSet(viewsets.GenericViewSet):
 
     @extend_schema(
         summary="Per-instance scores, lowest first",
-        parameters=[
-            OpenApiParameter("group", OpenApiTypes.INT),
-            OpenApiParameter("tag", OpenApiTypes.STR),
-            OpenApiParameter("below", OpenApiTypes.NUMBER),
-        ],
+        parameters=SCORE_FILTERS,
         responses=InstanceScorePageSerializer,
     )
     @action(detail=False)
     def instances(self, request):
-        filterset = InstanceScoreFilterSet(request.query_params or None, queryset=InstanceCompliance.objects.all())
-        if filterset.is_bound and not filterset.is_valid():
-            raise serializers.ValidationError(filterset.errors)
-        qs = selectors.instance_scores(queryset=filterset.qs)
+        qs = _filtered_scores(request)
         paginator = Pagination()
         page = paginator.paginate_queryset(qs, request, view=self)
         return paginator.get_paginated_response(InstanceScoreSerializer(page, many=True).data)
+
+    @export_schema(
+        "Export the per-instance scores, every instance, as JSON or CSV (?format=csv: the scores page's CSV)",
+        InstanceScoreSerializer,
+        parameters=SCORE_FILTERS,
+        sort=SCORE_SORT,
+    )
+    @action(detail=False, url_path="instances/export", renderer_classes=EXPORT_RENDERERS)
+    def instances_export(self, request):
+        qs = sorted_rows(request, _filtered_scores(request), SCORE_SORT)
+        return export_response(request, qs, table=ScoreTable(), serializer_class=InstanceScoreSerializer)
 
     @extend_schema(
         operation_id="governance_compliance_instance_detail",
