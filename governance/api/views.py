@@ -14,8 +14,10 @@ from fleet.models import Instance
 from fleet.scopes import Scope
 
 from .. import selectors, services
+from ..choices import PolicyMode, VersionSource
 from ..filters import ExceptionFilterSet, InstanceScoreFilterSet, PolicyFilterSet, ViolationFilterSet
 from ..models import InstanceCompliance, Policy, PolicyException, Violation
+from .policyfiles import PolicyFilesMixin
 from .serializers import (
     FleetComplianceSerializer,
     GroupScoreSerializer,
@@ -40,7 +42,7 @@ from .serializers import (
     partial_update=extend_schema(summary="Change part of a policy"),
     destroy=extend_schema(summary="Delete a policy (its violations are kept as resolved history)"),
 )
-class PolicyViewSet(viewsets.ModelViewSet):
+class PolicyViewSet(PolicyFilesMixin, viewsets.ModelViewSet):
     serializer_class = PolicySerializer
     filterset_class = PolicyFilterSet
     queryset = Policy.objects.all()
@@ -60,6 +62,8 @@ class PolicyViewSet(viewsets.ModelViewSet):
             rules=d["rules"],
             scope=d.get("scope") or Scope(),
             enabled=d.get("enabled", True),
+            mode=d.get("mode", PolicyMode.AUDIT),
+            source=VersionSource.API,
         )
 
     def perform_update(self, serializer):
@@ -73,10 +77,12 @@ class PolicyViewSet(viewsets.ModelViewSet):
             rules=d.get("rules", policy.rules),
             scope=d.get("scope", policy.scope),
             enabled=d.get("enabled", policy.enabled),
+            mode=d.get("mode", policy.mode),
+            source=VersionSource.API,
         )
 
     def perform_destroy(self, instance):
-        services.policy_delete(actor=self.request.user, policy=instance)
+        services.policy_delete(actor=self.request.user, policy=instance, source=VersionSource.API)
 
     @extend_schema(
         summary="Preview a policy without saving: instances in scope and which would violate it",
@@ -96,13 +102,13 @@ class PolicyViewSet(viewsets.ModelViewSet):
     @extend_schema(summary="Enable a policy", request=None, responses=PolicySerializer)
     @action(detail=True, methods=["post"])
     def enable(self, request, pk=None):
-        policy = services.policy_enable(actor=request.user, policy=self.get_object())
+        policy = services.policy_enable(actor=request.user, policy=self.get_object(), source=VersionSource.API)
         return Response(PolicySerializer(selectors.policy_list().get(pk=policy.pk)).data)
 
     @extend_schema(summary="Disable a policy", request=None, responses=PolicySerializer)
     @action(detail=True, methods=["post"])
     def disable(self, request, pk=None):
-        policy = services.policy_disable(actor=request.user, policy=self.get_object())
+        policy = services.policy_disable(actor=request.user, policy=self.get_object(), source=VersionSource.API)
         return Response(PolicySerializer(selectors.policy_list().get(pk=policy.pk)).data)
 
 
