@@ -1,6 +1,7 @@
 """Type-specific rule editors. Each reads one rule per line and produces the canonical rules JSON,
 validated by the same function the API uses (evaluators.validate_rules)."""
 
+import base64
 import json
 import re
 
@@ -296,3 +297,40 @@ class ExceptionForm(ScopeFormMixin, forms.Form):
         if value <= timezone.now():
             raise forms.ValidationError("The expiry must be in the future.")
         return value
+
+
+class PolicyImportForm(forms.Form):
+    """Policy files to import: an uploaded .yaml or .zip, or YAML pasted (the upload wins)."""
+
+    upload = forms.FileField(
+        label="Upload", required=False, help_text="A policy file, the export's YAML, or a zip of policies/*.yaml."
+    )
+    text = forms.CharField(
+        label="Or paste YAML",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 14, "class": "mono", "spellcheck": "false"}),
+    )
+    # The zip of the previewed upload, carried to the Apply step (base64).
+    zip_base64 = forms.CharField(required=False, widget=forms.HiddenInput)
+    prune = forms.BooleanField(
+        label="Disable the policies that are not in the import", required=False, help_text="Git-owned ones are kept."
+    )
+
+    MAX_BYTES = 10 * 1024 * 1024
+
+    def clean(self):
+        data = super().clean()
+        upload = data.get("upload")
+        if upload is not None:
+            if upload.size > self.MAX_BYTES:
+                raise forms.ValidationError("The upload is larger than 10 MB.")
+            content = upload.read()
+            if content[:2] == b"PK":
+                data["zip_base64"] = base64.b64encode(content).decode()
+                data["text"] = ""
+            else:
+                data["text"], data["zip_base64"] = content.decode("utf-8", errors="replace"), ""
+            data["filename"] = upload.name
+        if not (data.get("text") or "").strip() and not data.get("zip_base64"):
+            raise forms.ValidationError("Upload a file or paste the policies' YAML.")
+        return data
