@@ -195,7 +195,8 @@ class UpdateRulesForm(PolicyForm):
         label="App updates: deadlines",
         required=False,
         widget=forms.Textarea(attrs={"rows": 4, "class": "mono"}),
-        help_text="One per line: 'app-name: hours', e.g. 'nginx: 48'. The clock starts at the oldest pending release.",
+        help_text="One per line: 'app-name: hours', e.g. 'nginx: 48'; '*: 72' for every other app, newly installed ones "
+        "too. The clock starts at the oldest pending release.",
     )
 
     def rules_initial(self, rules):
@@ -222,7 +223,7 @@ class BaselineForm(PolicyForm):
     os_version = forms.CharField(
         label="OS version", required=False, max_length=64, help_text="E.g. 24.04.2. Empty: no OS rule."
     )
-    os_match = forms.ChoiceField(label="OS match", choices=OsMatch.choices, initial=OsMatch.MINIMUM)
+    os_match = forms.ChoiceField(label="OS match", choices=OsMatch.choices, initial=OsMatch.EXACT)
     settings = forms.CharField(
         label="Settings",
         required=False,
@@ -233,7 +234,7 @@ class BaselineForm(PolicyForm):
     def rules_initial(self, rules):
         return {
             "os_version": rules.get("os_version") or "",
-            "os_match": rules.get("os_match") or OsMatch.MINIMUM,
+            "os_match": rules.get("os_match") or OsMatch.EXACT,
             "settings": "\n".join(
                 f"{k} = {json.dumps(v) if not isinstance(v, str) else v}"
                 for k, v in (rules.get("settings") or {}).items()
