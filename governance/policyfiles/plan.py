@@ -8,11 +8,15 @@ The same plan serves an import (`repository=None`) and a GitOps sync (`repositor
 Applying goes through governance.services (checks, audit, versions, evaluation), all in the caller's
 transaction: any refusal raises and nothing of the plan stays. `check` applies inside a savepoint
 that is always rolled back, which is how a dry run finds the conflicts only applying can find.
+
+What serialises it: `lock_policy_files()` — a transaction-level advisory lock on PostgreSQL (SQLite
+has one writer at a time anyway) taken by every import and every sync's policies section before it
+reads the stored policies, so two of them never plan against the same state and both create a name.
 """
 
 from dataclasses import dataclass, field
 
-from django.db import transaction
+from django.db import connection, transaction
 
 from common.exceptions import ApplicationError
 from common.yamlfiles import FilesInvalid, Issue
@@ -26,6 +30,14 @@ from ..services import policies as services
 from ..services.versions import GitOrigin, policy_document
 
 FIELDS = ("name", "description", "enabled", "mode", "scope", "rules")
+LOCK_KEY = 7303 << 40  # beside governance.evaluation.locks' keys
+
+
+def lock_policy_files() -> None:
+    """Hold the policy-files lock until the end of the current transaction (see the module docstring)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [LOCK_KEY])
 
 
 @dataclass
@@ -67,7 +79,8 @@ def _where(policy: Policy) -> str:
 
 
 def make_plan(docs: list[dict], *, repository=None, prune: bool = False) -> Plan:
-    """Compare documents with the stored policies (matched by name, case-insensitive)."""
+    """Compare documents with the stored policies (matched by name, case-insensitive), under the lock."""
+    lock_policy_files()
     plan = Plan(prune=prune)
     stored = {
         p.name.lower(): p
