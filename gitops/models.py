@@ -161,6 +161,8 @@ class SyncRun(models.Model):
     # [{"command_id", "kind", "params", "instances"}]
     commands = models.JSONField(default=list, blank=True)
     commands_issued = models.PositiveIntegerField(default=0)
+    # The policies/ section: [{"policy", "action" (created | changed | disabled), "file", "fields"}]
+    policy_changes = models.JSONField(default=list, blank=True)
     conflicts_opened = models.PositiveIntegerField(default=0)
     errors = models.JSONField(default=list, blank=True)
     log = models.TextField(blank=True)

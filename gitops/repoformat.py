@@ -18,17 +18,16 @@ import yaml
 
 from common import versions
 from common.validators import unstorable_reason
+from common.yamlfiles import STR_TAG, FilesInvalid, Issue, Loader, compose, construct, line, pairs
 from fleet.commands import NAME_RE, SETTING_KEY_RE, VERSION_RE
 from fleet.scopes import ScopeError, parse_tag
 
 from .choices import Level
 
-Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 APP_PREFIX = "app:"
 ABSENT = "absent"
 FILE_RE = re.compile(r"^(?:(?P<dir>groups|tags|instances)/)?(?P<name>[^/]+)\.ya?ml$")
 TOP_KEYS = ("settings", "apps", "description")
-STR_TAG = "tag:yaml.org,2002:str"
 SCALAR_TAGS = {
     "tag:yaml.org,2002:bool": "boolean",
     "tag:yaml.org,2002:int": "number",
@@ -42,24 +41,8 @@ DIR_LEVEL = {"groups": Level.GROUP, "tags": Level.TAG, "instances": Level.INSTAN
 DesiredMap = dict[tuple[str, str, str], object]
 
 
-@dataclass(frozen=True)
-class Issue:
-    path: str
-    line: int
-    message: str
-
-    def __str__(self):
-        return f"{self.path}, line {self.line}: {self.message}"
-
-
-class CommitInvalid(Exception):
-    """The commit cannot be applied; `issues` lists every problem found."""
-
-    def __init__(self, issues: list[Issue]):
-        self.issues = issues
-        shown = "; ".join(str(i) for i in issues[:10])
-        more = f" (and {len(issues) - 10} more)" if len(issues) > 10 else ""
-        super().__init__(f"Invalid commit: {shown}{more}")
+# The file:line mechanism is shared with the policy files (governance.policyfiles).
+CommitInvalid = FilesInvalid
 
 
 def is_config_path(path: str) -> bool:
@@ -69,12 +52,7 @@ def is_config_path(path: str) -> bool:
     return "/" not in path or path.split("/", 1)[0] in DIR_LEVEL
 
 
-def _construct(node):
-    return yaml.constructor.SafeConstructor().construct_object(node, deep=True)
-
-
-def _line(node) -> int:
-    return node.start_mark.line + 1
+_construct, _line = construct, line
 
 
 def _locate(path: str, groups: set[str], instances: set[str]) -> tuple[tuple[str, str] | None, str | None]:
@@ -105,22 +83,7 @@ def _locate(path: str, groups: set[str], instances: set[str]) -> tuple[tuple[str
     return (Level.TAG, f"{key}={value}"), None
 
 
-def _pairs(path, node, what, issues):
-    """Key/value node pairs of a mapping node, reporting duplicate and non-string keys."""
-    if not isinstance(node, yaml.MappingNode):
-        issues.append(Issue(path, _line(node), f"'{what}' must be a mapping of key: value"))
-        return []
-    seen, pairs = set(), []
-    for key_node, value_node in node.value:
-        if not isinstance(key_node, yaml.ScalarNode) or key_node.tag != STR_TAG:
-            issues.append(Issue(path, _line(key_node), f"keys under '{what}' must be plain names"))
-            continue
-        if key_node.value in seen:
-            issues.append(Issue(path, _line(key_node), f"'{key_node.value}' appears twice under '{what}'"))
-            continue
-        seen.add(key_node.value)
-        pairs.append((key_node, value_node))
-    return pairs
+_pairs = pairs
 
 
 def _setting_problem(name: str, node) -> str | None:
@@ -143,15 +106,9 @@ def parse_file(path: str, text: bytes | str, level: str, target: str) -> tuple[D
     issues: list[Issue] = []
     result: DesiredMap = {}
     lines: dict = {}
-    try:
-        root = yaml.compose(text, Loader=Loader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else 1
-        reason = " ".join(filter(None, [exc.context, exc.problem])) or "YAML syntax error"
-        return {}, [Issue(path, line, f"YAML syntax error: {reason}")], {}
-    except yaml.YAMLError as exc:
-        return {}, [Issue(path, 1, f"YAML error: {exc}")], {}
+    root, syntax = compose(path, text)
+    if syntax:
+        return {}, syntax, {}
     if root is None:
         return {}, [], {}
     for key_node, value_node in _pairs(path, root, "the file", issues):

@@ -71,3 +71,13 @@ class ExceptionStatus(models.TextChoices):
     ACTIVE = "active", "Active"
     EXPIRED = "expired", "Expired"
     REVOKED = "revoked", "Revoked"
+
+
+class VersionSource(models.TextChoices):
+    """Where a change of a policy came from (PolicyVersion.source)."""
+
+    UI = "ui", "UI"
+    API = "api", "API"
+    IMPORT = "import", "Import"
+    GIT = "git", "Git commit"
+    SYSTEM = "system", "System"

@@ -9,7 +9,7 @@ Rule formats (the canonical JSON stored on the policy; forms and the API both pr
 
 - required_apps: {"apps": [{"name", "min_version": str|None, "running": bool}]}
 - blocked_apps:  {"apps": [{"pattern" (name or glob), "min_version": str|None, "below_version": str|None}]}
-- update_rules:  {"os_deadline_hours": int|None, "apps": [{"name", "deadline_hours": int}]}
+- update_rules:  {"os_deadline_hours": int|None, "apps": [{"name" (or "*": every other app), "deadline_hours": int}]}
 - baseline:      {"os_version": str|None, "os_match": "exact"|"minimum", "settings": {key: value}}
 """
 
@@ -176,8 +176,11 @@ class Checker:
             targets = []
             if rules.get("os_deadline_hours"):
                 targets.append(("os", "os", rules["os_deadline_hours"]))
-            targets += [("app", a["name"], a["deadline_hours"]) for a in rules.get("apps", [])]
+            targets += [("app", a["name"], a["deadline_hours"]) for a in rules.get("apps", []) if a["name"] != "*"]
             self._items = targets
+            # "*": every installed app the rules do not name, whenever it was installed.
+            self._every_app = next((a["deadline_hours"] for a in rules.get("apps", []) if a["name"] == "*"), None)
+            self._named = {name for kind, name, _ in targets if kind == "app"}
 
     def _check_required_apps(self, facts: Facts, now, pending_since=None) -> list[Failure]:
         failures = []
@@ -232,8 +235,12 @@ class Checker:
         """`pending_since[target]`: when the oldest recorded pending release became available, as a
         datetime or a (datetime, version) pair; the evidence names the release that set the deadline."""
         failures = []
-        pending = facts.pending_updates() if self._items else {}
-        for kind, name, hours in self._items:
+        pending = facts.pending_updates() if self._items or self._every_app else {}
+        items = self._items
+        if self._every_app:
+            extra = [("app", n, self._every_app) for k, n in pending if k == "app" and n not in self._named]
+            items = items + sorted(extra)
+        for kind, name, hours in items:
             offered = pending.get((kind, name))
             if not offered:
                 continue  # nothing newer is offered: up to date
@@ -367,7 +374,10 @@ def rule_keys(policy_type: str, rules: dict) -> list[tuple[str, str]]:
             else []
         )
         return keys + [
-            (f"update:app:{a['name']}", f"{a['name']} updates within {a['deadline_hours']} h") for a in rules["apps"]
+            (f"update:app:{a['name']}", f"{a['name']} updates within {a['deadline_hours']} h")
+            if a["name"] != "*"
+            else ("update:app:<name>", f"every other app updates within {a['deadline_hours']} h")
+            for a in rules["apps"]
         ]
     keys = [("os_version", f"OS {rules['os_version']}")] if rules.get("os_version") else []
     return keys + [(f"setting:{k}", f"{k} = {_json(v)}") for k, v in (rules.get("settings") or {}).items()]

@@ -1,6 +1,7 @@
 """Type-specific rule editors. Each reads one rule per line and produces the canonical rules JSON,
 validated by the same function the API uses (evaluators.validate_rules)."""
 
+import base64
 import json
 import re
 
@@ -194,7 +195,8 @@ class UpdateRulesForm(PolicyForm):
         label="App updates: deadlines",
         required=False,
         widget=forms.Textarea(attrs={"rows": 4, "class": "mono"}),
-        help_text="One per line: 'app-name: hours', e.g. 'nginx: 48'. The clock starts at the oldest pending release.",
+        help_text="One per line: 'app-name: hours', e.g. 'nginx: 48'; '*: 72' for every other app, newly installed ones "
+        "too. The clock starts at the oldest pending release.",
     )
 
     def rules_initial(self, rules):
@@ -221,7 +223,7 @@ class BaselineForm(PolicyForm):
     os_version = forms.CharField(
         label="OS version", required=False, max_length=64, help_text="E.g. 24.04.2. Empty: no OS rule."
     )
-    os_match = forms.ChoiceField(label="OS match", choices=OsMatch.choices, initial=OsMatch.MINIMUM)
+    os_match = forms.ChoiceField(label="OS match", choices=OsMatch.choices, initial=OsMatch.EXACT)
     settings = forms.CharField(
         label="Settings",
         required=False,
@@ -232,7 +234,7 @@ class BaselineForm(PolicyForm):
     def rules_initial(self, rules):
         return {
             "os_version": rules.get("os_version") or "",
-            "os_match": rules.get("os_match") or OsMatch.MINIMUM,
+            "os_match": rules.get("os_match") or OsMatch.EXACT,
             "settings": "\n".join(
                 f"{k} = {json.dumps(v) if not isinstance(v, str) else v}"
                 for k, v in (rules.get("settings") or {}).items()
@@ -296,3 +298,40 @@ class ExceptionForm(ScopeFormMixin, forms.Form):
         if value <= timezone.now():
             raise forms.ValidationError("The expiry must be in the future.")
         return value
+
+
+class PolicyImportForm(forms.Form):
+    """Policy files to import: an uploaded .yaml or .zip, or YAML pasted (the upload wins)."""
+
+    upload = forms.FileField(
+        label="Upload", required=False, help_text="A policy file, the export's YAML, or a zip of policies/*.yaml."
+    )
+    text = forms.CharField(
+        label="Or paste YAML",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 14, "class": "mono", "spellcheck": "false"}),
+    )
+    # The zip of the previewed upload, carried to the Apply step (base64).
+    zip_base64 = forms.CharField(required=False, widget=forms.HiddenInput)
+    prune = forms.BooleanField(
+        label="Disable the policies that are not in the import", required=False, help_text="Git-owned ones are kept."
+    )
+
+    MAX_BYTES = 10 * 1024 * 1024
+
+    def clean(self):
+        data = super().clean()
+        upload = data.get("upload")
+        if upload is not None:
+            if upload.size > self.MAX_BYTES:
+                raise forms.ValidationError("The upload is larger than 10 MB.")
+            content = upload.read()
+            if content[:2] == b"PK":
+                data["zip_base64"] = base64.b64encode(content).decode()
+                data["text"] = ""
+            else:
+                data["text"], data["zip_base64"] = content.decode("utf-8", errors="replace"), ""
+            data["filename"] = upload.name
+        if not (data.get("text") or "").strip() and not data.get("zip_base64"):
+            raise forms.ValidationError("Upload a file or paste the policies' YAML.")
+        return data

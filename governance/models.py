@@ -2,6 +2,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.urls import reverse
+from django.utils import timezone
 
 from fleet.models import Group, Instance, ScopedModel
 
@@ -14,6 +15,7 @@ from .choices import (
     ReleaseOutcome,
     Severity,
     SnapshotKind,
+    VersionSource,
     ViolationStatus,
 )
 from .evaluation import diff
@@ -33,6 +35,12 @@ class Policy(ScopedModel):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # Owned by a GitOps repository (policies/ in it): read-only in the panel; see docs/policies.md.
+    git_repository = models.ForeignKey(
+        "gitops.Repository", null=True, blank=True, on_delete=models.SET_NULL, related_name="policies"
+    )
+    git_path = models.CharField(max_length=500, blank=True)
+    git_commit = models.CharField(max_length=64, blank=True, help_text="The commit that last changed it")
 
     class Meta:
         ordering = ["name"]
@@ -269,3 +277,36 @@ class InstanceSnapshot(models.Model):
         if self.stale or not self.applicable:
             return None
         return self.met == self.applicable
+
+
+# --- Policies as code: versions (#16) -----------------------------------------------------------
+
+
+class PolicyVersion(models.Model):
+    """One change of a policy: its whole policy-file document after the change, who made it and from where.
+
+    Kept when the policy is deleted (policy set to NULL, `policy_name` keeps it readable; the last
+    version then has `change` "deleted"). Numbered 1, 2, … per policy."""
+
+    policy = models.ForeignKey(Policy, null=True, blank=True, on_delete=models.SET_NULL, related_name="versions")
+    policy_name = models.CharField(max_length=120)
+    number = models.PositiveIntegerField()
+    change = models.CharField(max_length=16)  # created | changed | enabled | disabled | deleted
+    # The policy as a policy file has it (governance.policyfiles.document): name, type, rules, scope…
+    snapshot = models.JSONField()
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    actor_label = models.CharField(max_length=150, blank=True)
+    source = models.CharField(max_length=8, choices=VersionSource.choices)
+    repository_name = models.CharField(max_length=100, blank=True)
+    commit_sha = models.CharField(max_length=64, blank=True)
+    git_path = models.CharField(max_length=500, blank=True)
+    created = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        constraints = [models.UniqueConstraint(fields=["policy", "number"], name="policy_version_unique_number")]
+
+    def __str__(self):
+        return f"{self.policy_name} v{self.number}"

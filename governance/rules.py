@@ -33,7 +33,7 @@ class RuleError(ValueError):
 TOP_KEYS = {
     PolicyType.REQUIRED_APPS: ("apps",),
     PolicyType.BLOCKED_APPS: ("apps",),
-    PolicyType.UPDATE_RULES: ("os_deadline_hours", "apps"),
+    PolicyType.UPDATE_RULES: ("os_deadline_hours", "apps", "deadline_hours"),
     PolicyType.BASELINE: ("os_version", "os_match", "settings"),
 }
 APP_KEYS = {
@@ -137,12 +137,28 @@ def _blocked_apps(problems: _Problems, rules: dict) -> dict:
     return {"apps": clean}
 
 
+ALL_APPS = "*"
+
+
 def _update_rules(problems: _Problems, rules: dict) -> dict:
+    """`apps` lists apps by name; an entry named "*" covers every installed app not named (newly
+    installed ones too). Shorthand: `apps: "*"` with `deadline_hours` covers every app and the OS
+    (the OS at `os_deadline_hours` when that is given too)."""
+    rules = dict(rules)
+    if "deadline_hours" in rules and rules.get("apps") != ALL_APPS:
+        problems.add("deadline_hours", "'deadline_hours' goes with apps: \"*\" (every app and the OS).")
+    if rules.get("apps") == ALL_APPS:
+        hours = problems.hours(rules.get("deadline_hours"), "deadline_hours")
+        rules["apps"] = [{"name": ALL_APPS, "deadline_hours": hours}]
+        if rules.get("os_deadline_hours") in (None, ""):
+            rules["os_deadline_hours"] = hours
     os_hours = rules.get("os_deadline_hours")
     os_hours = None if os_hours in (None, "") else problems.hours(os_hours, "os_deadline_hours")
     clean, seen = [], set()
     for path, item in _apps(problems, PolicyType.UPDATE_RULES, rules):
-        name = problems.name(item.get("name"), f"{path}.name", example="nginx")
+        name = item.get("name")
+        if name != ALL_APPS:
+            name = problems.name(name, f"{path}.name", example="nginx (or * for every app)")
         _unique(problems, seen, name, f"{path}.name")
         clean.append(
             {"name": name, "deadline_hours": problems.hours(item.get("deadline_hours"), f"{path}.deadline_hours")}
@@ -154,7 +170,8 @@ def _update_rules(problems: _Problems, rules: dict) -> dict:
 
 def _baseline(problems: _Problems, rules: dict) -> dict:
     os_version = problems.version(rules.get("os_version"), "os_version")
-    os_match = rules.get("os_match") or OsMatch.MINIMUM
+    # The spec's baseline is "a specific Cloud OS version": exact unless minimum is asked for.
+    os_match = rules.get("os_match") or OsMatch.EXACT
     if os_match not in OsMatch.values:
         problems.add("os_match", "'os_match' must be 'exact' or 'minimum'.")
     settings = rules.get("settings") or {}

@@ -165,7 +165,7 @@ def policy_scores() -> list[dict]:
 def policy_list(*, queryset: QuerySet | None = None) -> QuerySet:
     qs = Policy.objects.all() if queryset is None else queryset
     return (
-        qs.select_related("compliance")
+        qs.select_related("compliance", "git_repository")
         .prefetch_related("scope_groups", "scope_instances")
         .annotate(open_violations=Count("violations", filter=Q(violations__status=ViolationStatus.OPEN)))
         .order_by("name")

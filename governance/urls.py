@@ -1,6 +1,7 @@
 from django.urls import path
 
 from . import views
+from .policyfiles.views import PolicyImportView
 
 app_name = "governance"
 urlpatterns = [
@@ -9,6 +10,7 @@ urlpatterns = [
     path("policies/", views.PolicyListView.as_view(), name="policy_list"),
     path("policies/new/", views.PolicyTypeChooseView.as_view(), name="policy_type_choose"),
     path("policies/new/<str:policy_type>/", views.PolicyCreateView.as_view(), name="policy_create"),
+    path("policies/import/", PolicyImportView.as_view(), name="policy_import"),
     path("policies/preview/<str:policy_type>/", views.PolicyPreviewView.as_view(), name="policy_preview"),
     path("policies/<int:pk>/", views.PolicyDetailView.as_view(), name="policy_detail"),
     path("policies/<int:pk>/edit/", views.PolicyEditView.as_view(), name="policy_edit"),

@@ -19,10 +19,11 @@ from fleet.models import Group, Instance
 from fleet.selectors import instances_in_scope
 
 from . import evaluators, selectors, services
-from .choices import PolicyType, SnapshotKind
+from .choices import PolicyType, SnapshotKind, VersionSource
 from .filters import ExceptionFilterSet, InstanceScoreFilterSet, PolicyFilterSet, ViolationFilterSet
 from .forms import POLICY_FORMS, TYPE_HELP, ExceptionForm
 from .models import ComplianceSnapshot, InstanceCompliance, Policy, PolicyException, Violation
+from .policyfiles.history import versions_with_diffs
 from .tables import SCORE_SORT, VIOLATION_SORT, ExceptionTable, PolicyTable, ScoreTable, ViolationTable
 from .tasks import take_compliance_snapshot
 
@@ -176,6 +177,14 @@ class _PolicyFormView(RoleRequiredMixin, ServiceFormMixin, FormView):
         )
 
 
+def policy_managed_message(policy: Policy) -> str:
+    try:
+        services.policy_check_writable(policy)
+    except ApplicationError as exc:
+        return exc.message
+    return ""
+
+
 class PolicyCreateView(_PolicyFormView):
     def load(self):
         if self.kwargs["policy_type"] not in PolicyType.values:
@@ -195,6 +204,7 @@ class PolicyCreateView(_PolicyFormView):
             rules=d["rules"],
             scope=d["scope"],
             enabled=d["enabled"],
+            source=VersionSource.UI,
         )
         messages.success(self.request, f"Policy '{policy.name}' created; its scope is being evaluated.")
         return redirect(policy.get_absolute_url())
@@ -206,7 +216,18 @@ class PolicyEditView(_PolicyFormView):
         self.policy_type = self.policy.policy_type
 
     def get_context_data(self, **kwargs):
-        return super().get_context_data(title=f"Edit {self.policy.name}", **kwargs)
+        return super().get_context_data(
+            title=f"Edit {self.policy.name}", managed=policy_managed_message(self.policy), **kwargs
+        )
+
+    def post(self, request, *args, **kwargs):
+        """A policy a GitOps repository owns is changed there: 409, the page says where it lives."""
+        self.load()
+        if self.policy.git_repository_id:
+            form = self.get_form()
+            form.add_error(None, policy_managed_message(self.policy))
+            return self.render_to_response(self.get_context_data(form=form), status=409)
+        return super().post(request, *args, **kwargs)
 
     def perform(self, form):
         d = form.cleaned_data
@@ -218,6 +239,7 @@ class PolicyEditView(_PolicyFormView):
             rules=d["rules"],
             scope=d["scope"],
             enabled=d["enabled"],
+            source=VersionSource.UI,
         )
         messages.success(self.request, f"Policy '{policy.name}' saved; its old and new scope are being re-evaluated.")
         return redirect(policy.get_absolute_url())
@@ -287,6 +309,8 @@ class PolicyDetailView(RoleRequiredMixin, HtmxPartialMixin, TemplateView):
             exceptions=selectors.exception_list(
                 queryset=policy.exceptions.filter(revoked_at__isnull=True, expires_at__gt=timezone.now())
             ),
+            versions=versions_with_diffs(policy),
+            trend=ComplianceSnapshot.objects.filter(kind=SnapshotKind.POLICY, policy=policy).order_by("-date")[:30],
             **kwargs,
         )
 
@@ -296,10 +320,10 @@ class PolicyToggleView(RoleRequiredMixin, View):
         policy = get_object_or_404(Policy, pk=pk)
         try:
             if policy.enabled:
-                services.policy_disable(actor=request.user, policy=policy)
+                services.policy_disable(actor=request.user, policy=policy, source=VersionSource.UI)
                 messages.success(request, f"Policy '{policy.name}' disabled; its violations will be resolved.")
             else:
-                services.policy_enable(actor=request.user, policy=policy)
+                services.policy_enable(actor=request.user, policy=policy, source=VersionSource.UI)
                 messages.success(request, f"Policy '{policy.name}' enabled; its scope is being evaluated.")
         except ApplicationError as exc:
             messages.error(request, exc.message)
@@ -310,7 +334,11 @@ class PolicyDeleteView(RoleRequiredMixin, View):
     def post(self, request, pk):
         policy = get_object_or_404(Policy, pk=pk)
         name = policy.name
-        services.policy_delete(actor=request.user, policy=policy)
+        try:
+            services.policy_delete(actor=request.user, policy=policy, source=VersionSource.UI)
+        except ApplicationError as exc:
+            messages.error(request, exc.message)
+            return redirect(policy.get_absolute_url())
         messages.success(request, f"Policy '{name}' deleted; its violations are kept as resolved history.")
         return redirect("governance:policy_list")
 

@@ -200,6 +200,7 @@ class SyncRunSerializer(serializers.ModelSerializer):
             "finished_at",
             "duration",
             "changes",
+            "policy_changes",
             "commands",
             "commands_issued",
             "conflicts_opened",

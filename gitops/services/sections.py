@@ -2,7 +2,7 @@
 transaction, so a commit is applied entirely or not at all.
 
 The desired configuration (`fleet.yaml`, `groups/`, `tags/`, `instances/`) is the built-in section.
-Another part of the repository (say a `policies/` directory) becomes part of every sync by adding a
+Another part of the repository (the `policies/` directory: PolicySection) becomes part of every sync by adding a
 `Section` to `SECTIONS`: its `parse` problems make the commit invalid with the others', its `plan`
 runs inside the sync's transaction, its conflicts pause the sync with the others', and its `apply`
 commits or rolls back with them. A preview calls `parse`, `plan` and `preview`, never `apply`.
@@ -15,6 +15,10 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from fleet.models import Group, Instance
+from governance.choices import VersionSource
+from governance.policyfiles.format import is_policy_file
+from governance.policyfiles.format import parse_files as parse_policy_files
+from governance.policyfiles.plan import apply_plan, check_plan, known_names, make_plan
 
 from ..choices import ConflictStatus, Level
 from ..models import Conflict, DesiredEntry, Repository, SyncRun
@@ -50,6 +54,7 @@ class SyncContext:
     issues: list[Issue] = field(default_factory=list)
     changes: list = field(default_factory=list)
     commands: list = field(default_factory=list)
+    policy_changes: list = field(default_factory=list)
 
     @property
     def actor_label(self):
@@ -258,4 +263,45 @@ def _write(repo: Repository, plan: DesiredPlan) -> tuple[int, int, int]:
     return len(creates), len(updates) - len(plan.moved), len(deletes)
 
 
-SECTIONS: list[Section] = [DesiredConfigSection()]
+class PolicySection(Section):
+    """policies/*.yaml → governance policies this repository owns (governance.policyfiles: the format
+    and the plan). Created, changed, or — gone from the commit — disabled and handed back to the panel;
+    a name another repository owns makes the commit invalid. Applying is tried in a savepoint while
+    planning, so a policy the services would refuse (a required/blocked conflict) makes the commit
+    invalid with its file and line instead of failing half-way."""
+
+    name = "policies"
+
+    def wants(self, path: str) -> bool:
+        return path.startswith("policies/") and is_policy_file(path)
+
+    def parse(self, files, ctx):
+        prefix = f"{ctx.repository.path}/" if ctx.repository.path else ""
+        return parse_policy_files({p: c for p, c in files.items() if self.wants(p)}, **known_names(), prefix=prefix)
+
+    def plan(self, parsed, ctx):
+        if parsed is None:  # the commit in force: Git-owned policies are read-only, nothing drifts
+            return None
+        plan = make_plan(parsed, repository=ctx.repository)
+        ctx.issues.extend(plan.issues)
+        if not plan.issues:
+            ctx.issues.extend(self._attempt(check_plan, plan, ctx))
+        ctx.policy_changes = plan.changes()
+        for change in ctx.policy_changes:
+            ctx.log(f"policy {change['action']}: {change['policy']} ({change['file']})")
+        return plan
+
+    @staticmethod
+    def _attempt(func, plan, ctx):
+        return func(plan, actor=ctx.actor_label, source=VersionSource.GIT, repository=ctx.repository, commit=ctx.commit)
+
+    def apply(self, plan, ctx):
+        if plan is not None:
+            self._attempt(apply_plan, plan, ctx)
+            ctx.log(f"policies: {len(ctx.policy_changes)} changed")
+
+    def preview(self, plan, ctx):
+        pass  # ctx.policy_changes already says what a sync would do
+
+
+SECTIONS: list[Section] = [DesiredConfigSection(), PolicySection()]

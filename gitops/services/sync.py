@@ -99,7 +99,7 @@ def _finish(ctx: SyncContext, status, *, errors=(), backoff=False, repo_status=N
     repo, run, log = ctx.repository, ctx.run, ctx.log
     now = timezone.now()
     run.status, run.finished_at, run.errors, run.commit_sha = status, now, list(errors), ctx.commit
-    run.changes, run.commands = ctx.changes, ctx.commands
+    run.changes, run.commands, run.policy_changes = ctx.changes, ctx.commands, ctx.policy_changes
     run.commands_issued = 0 if ctx.dry_run else len(ctx.commands)
     for e in list(errors)[:20]:
         log(f"error: {e}")
@@ -255,7 +255,7 @@ def _read(ctx: SyncContext, remote: GitRemote, refs: list[str]) -> dict | None:
 def _invalid(ctx: SyncContext, issues: list[Issue]) -> None:
     repo, head = ctx.repository, ctx.commit
     errors = [str(i) for i in issues]
-    ctx.changes, ctx.commands = [], []
+    ctx.changes, ctx.commands, ctx.policy_changes = [], [], []
     ctx.log(f"commit {head[:12]} is invalid: nothing applied, the last good state stays in force")
     if ctx.dry_run:
         _finish(ctx, SyncStatus.INVALID, errors=errors)
@@ -301,14 +301,19 @@ def _plan_and_apply(ctx: SyncContext, parsed: dict) -> None:
         return
     for section, plan in plans:
         section.apply(plan, ctx)
-    writes = any(c["effect"] != "kept" for c in ctx.changes)
+    writes = any(c["effect"] != "kept" for c in ctx.changes) or bool(ctx.policy_changes)
     log(f"{len(ctx.commands)} command(s) queued for {sum(c['instance_count'] for c in ctx.commands)} instance run(s)")
     if not ctx.reassert or writes:
         audit_log(
             actor=ctx.actor_label,
             action="gitops.repository.sync",
             obj=repo,
-            details={"commit": ctx.commit, "changes": len(ctx.changes), "commands": len(ctx.commands)},
+            details={
+                "commit": ctx.commit,
+                "changes": len(ctx.changes),
+                "commands": len(ctx.commands),
+                "policies": len(ctx.policy_changes),
+            },
         )
     _finish(
         ctx,
@@ -327,7 +332,7 @@ def _pause(ctx: SyncContext, plans, conflicts: int) -> None:
             section.record_conflicts(plan, ctx)
     ctx.run.conflicts_opened = conflicts
     ctx.changes = [c for c in ctx.changes if c["action"] == "conflict"]
-    ctx.commands = []
+    ctx.commands, ctx.policy_changes = [], []
     ctx.log(f"{conflicts} conflict(s) between Git and the panel: sync paused, nothing applied")
     notify_admins(
         title=f"GitOps: {conflicts} conflict(s) in {ctx.repository.name}",

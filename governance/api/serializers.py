@@ -20,11 +20,19 @@ class PolicyCompliancePartSerializer(serializers.Serializer):
     unknown = serializers.IntegerField()
 
 
+class GitOwnerSerializer(serializers.Serializer):
+    repository = serializers.IntegerField()
+    repository_name = serializers.CharField()
+    path = serializers.CharField()
+    commit = serializers.CharField()
+
+
 class PolicySerializer(serializers.ModelSerializer):
     scope = ScopeSerializer(required=False)
     rules = RulesField()
     severity = serializers.ChoiceField(choices=Severity.choices, read_only=True)
     compliance = serializers.SerializerMethodField()
+    git = serializers.SerializerMethodField(help_text="Where the policy lives when a GitOps repository owns it")
 
     class Meta:
         model = Policy
@@ -36,8 +44,10 @@ class PolicySerializer(serializers.ModelSerializer):
             "severity",
             "rules",
             "enabled",
+            "mode",
             "scope",
             "compliance",
+            "git",
             "created",
             "updated",
         ]
@@ -56,6 +66,14 @@ class PolicySerializer(serializers.ModelSerializer):
             "exempt": pc.exempt,
             "unknown": pc.unknown,
         }
+
+    @extend_schema_field(GitOwnerSerializer(allow_null=True))
+    def get_git(self, obj):
+        """None for a policy the panel owns; otherwise it is read-only here (change it in the repository)."""
+        if not obj.git_repository_id:
+            return None
+        repo = obj.git_repository
+        return {"repository": repo.pk, "repository_name": repo.name, "path": obj.git_path, "commit": obj.git_commit}
 
     def validate(self, attrs):
         if self.instance is not None and "policy_type" in attrs and attrs["policy_type"] != self.instance.policy_type:

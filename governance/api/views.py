@@ -15,9 +15,11 @@ from fleet.models import Instance
 from fleet.scopes import Scope
 
 from .. import selectors, services
+from ..choices import PolicyMode, VersionSource
 from ..filters import ExceptionFilterSet, InstanceScoreFilterSet, PolicyFilterSet, ViolationFilterSet
 from ..models import InstanceCompliance, Policy, PolicyException, Violation
 from ..tables import SCORE_SORT, VIOLATION_SORT, ScoreTable, ViolationTable
+from .policyfiles import PolicyFilesMixin
 from .serializers import (
     FleetComplianceSerializer,
     GroupScoreSerializer,
@@ -42,7 +44,7 @@ from .serializers import (
     partial_update=extend_schema(summary="Change part of a policy"),
     destroy=extend_schema(summary="Delete a policy (its violations are kept as resolved history)"),
 )
-class PolicyViewSet(viewsets.ModelViewSet):
+class PolicyViewSet(PolicyFilesMixin, viewsets.ModelViewSet):
     serializer_class = PolicySerializer
     filterset_class = PolicyFilterSet
     queryset = Policy.objects.all()
@@ -62,6 +64,8 @@ class PolicyViewSet(viewsets.ModelViewSet):
             rules=d["rules"],
             scope=d.get("scope") or Scope(),
             enabled=d.get("enabled", True),
+            mode=d.get("mode", PolicyMode.AUDIT),
+            source=VersionSource.API,
         )
 
     def perform_update(self, serializer):
@@ -75,10 +79,12 @@ class PolicyViewSet(viewsets.ModelViewSet):
             rules=d.get("rules", policy.rules),
             scope=d.get("scope", policy.scope),
             enabled=d.get("enabled", policy.enabled),
+            mode=d.get("mode", policy.mode),
+            source=VersionSource.API,
         )
 
     def perform_destroy(self, instance):
-        services.policy_delete(actor=self.request.user, policy=instance)
+        services.policy_delete(actor=self.request.user, policy=instance, source=VersionSource.API)
 
     @extend_schema(
         summary="Preview a policy without saving: instances in scope and which would violate it",
@@ -98,13 +104,13 @@ class PolicyViewSet(viewsets.ModelViewSet):
     @extend_schema(summary="Enable a policy", request=None, responses=PolicySerializer)
     @action(detail=True, methods=["post"])
     def enable(self, request, pk=None):
-        policy = services.policy_enable(actor=request.user, policy=self.get_object())
+        policy = services.policy_enable(actor=request.user, policy=self.get_object(), source=VersionSource.API)
         return Response(PolicySerializer(selectors.policy_list().get(pk=policy.pk)).data)
 
     @extend_schema(summary="Disable a policy", request=None, responses=PolicySerializer)
     @action(detail=True, methods=["post"])
     def disable(self, request, pk=None):
-        policy = services.policy_disable(actor=request.user, policy=self.get_object())
+        policy = services.policy_disable(actor=request.user, policy=self.get_object(), source=VersionSource.API)
         return Response(PolicySerializer(selectors.policy_list().get(pk=policy.pk)).data)
 
 

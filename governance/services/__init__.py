@@ -14,6 +14,7 @@ from .evaluation import (
     recount_due_policies,
 )
 from .policies import (
+    policy_check_writable,
     policy_conflicts,
     policy_create,
     policy_delete,
@@ -39,6 +40,7 @@ __all__ = [
     "exception_create",
     "exception_revoke",
     "exceptions_expire",
+    "policy_check_writable",
     "policy_conflicts",
     "policy_create",
     "policy_delete",

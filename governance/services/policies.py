@@ -7,7 +7,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from common.exceptions import ApplicationError, ErrorCollector, NotFoundError
+from common.exceptions import ApplicationError, ConflictError, ErrorCollector, NotFoundError
 from common.services import audit_log
 from fleet.choices import InstanceStatus
 from fleet.scopes import Scope
@@ -15,10 +15,11 @@ from fleet.selectors import instances_in_scope
 from fleet.services import scope_apply
 
 from .. import evaluators
-from ..choices import CURRENT_STATUSES, SEVERITY_BY_TYPE, PolicyType, ViolationStatus
+from ..choices import CURRENT_STATUSES, SEVERITY_BY_TYPE, PolicyMode, PolicyType, VersionSource, ViolationStatus
 from ..evaluation.locks import lock_policies
 from ..models import Policy, PolicyCompliance, ReleaseRecord, Violation
 from .evaluation import enqueue_scope_evaluation, scope_instance_ids
+from .versions import GitOrigin, version_record
 
 
 def _is_stale(status: str, last_seen_at, now) -> bool:
@@ -33,6 +34,31 @@ def policy_get(pk: int) -> Policy:
         return Policy.objects.get(pk=pk)
     except Policy.DoesNotExist:
         raise NotFoundError("No such policy.") from None
+
+
+def policy_check_writable(policy: Policy, git: GitOrigin | None = None) -> None:
+    """A policy a GitOps repository owns changes only through that repository's commits (409 otherwise)."""
+    if policy.git_repository_id is None:
+        return
+    if git is not None and git.repository.pk == policy.git_repository_id:
+        return
+    repository = policy.git_repository.name if policy.git_repository else "a GitOps repository"
+    raise ConflictError(
+        f"Policy '{policy.name}' is managed by GitOps repository '{repository}' ({policy.git_path}): "
+        "change it there, the next sync applies it.",
+        code="policy_managed_by_git",
+    )
+
+
+def _own(policy: Policy, git: GitOrigin | None) -> None:
+    if git is not None:
+        policy.git_repository, policy.git_path, policy.git_commit = git.repository, git.path, git.commit
+
+
+def _clean_mode(mode) -> str:
+    if mode not in PolicyMode.values:
+        raise ApplicationError(f"'mode' must be {' or '.join(PolicyMode.values)}.", field="mode")
+    return mode
 
 
 def _clean_rules(policy_type: str, rules, problems: ErrorCollector | None = None) -> dict | None:
@@ -114,20 +140,34 @@ def _check_name(name: str, exclude_id=None) -> str:
 
 @transaction.atomic
 def policy_create(
-    *, actor, name: str, policy_type: str, rules: dict, scope: Scope, description: str = "", enabled: bool = True
+    *,
+    actor,
+    name: str,
+    policy_type: str,
+    rules: dict,
+    scope: Scope,
+    description: str = "",
+    enabled: bool = True,
+    mode: str = PolicyMode.AUDIT,
+    source: str = VersionSource.SYSTEM,
+    git: GitOrigin | None = None,
 ) -> Policy:
-    """Create a policy; its scope is evaluated after commit."""
+    """Create a policy (its version 1 is recorded); its scope is evaluated after commit."""
     name, clean = _clean_name_and_rules(name, policy_type, rules)
+    mode = _clean_mode(mode)
     if enabled:
         _check_conflicts(name=name, policy_type=policy_type, rules=clean, scope=scope)
-    policy = Policy.objects.create(
+    policy = Policy(
         name=name,
         description=description,
         policy_type=policy_type,
         rules=clean,
         enabled=enabled,
+        mode=mode,
         created_by=actor if getattr(actor, "pk", None) else None,
     )
+    _own(policy, git)
+    policy.save()
     scope_apply(policy, scope)
     policy.save()  # bump `updated` after the scope is stored: evaluation caches key on it
     PolicyCompliance.objects.create(policy=policy)
@@ -135,39 +175,69 @@ def policy_create(
         actor=actor,
         action="policy.create",
         obj=policy,
-        details={"type": policy_type, "rules": clean, "enabled": enabled},
+        details={"type": policy_type, "rules": clean, "enabled": enabled, "source": source},
     )
+    version_record(policy=policy, change="created", actor=actor, source=source, git=git)
     enqueue_scope_evaluation(policy.pk, [])
     return policy
 
 
 @transaction.atomic
 def policy_update(
-    *, actor, policy: Policy, name: str, rules: dict, scope: Scope, description: str = "", enabled: bool | None = None
+    *,
+    actor,
+    policy: Policy,
+    name: str,
+    rules: dict,
+    scope: Scope,
+    description: str = "",
+    enabled: bool | None = None,
+    mode: str | None = None,
+    source: str = VersionSource.SYSTEM,
+    git: GitOrigin | None = None,
 ) -> Policy:
-    """Change a policy's name, rules, scope (its type is fixed). Old and new scope are re-evaluated."""
+    """Change a policy's name, rules, scope, mode (its type is fixed). Old and new scope are re-evaluated.
+    Refused (409) for a policy a GitOps repository owns, unless `git` is that repository's sync."""
     policy = Policy.objects.select_for_update().get(pk=policy.pk)
+    policy_check_writable(policy, git)
     name, clean = _clean_name_and_rules(name, policy.policy_type, rules, exclude_id=policy.pk)
     enabled = policy.enabled if enabled is None else enabled
+    mode = policy.mode if mode is None else _clean_mode(mode)
     if enabled:
         _check_conflicts(name=name, policy_type=policy.policy_type, rules=clean, scope=scope, exclude_id=policy.pk)
     previous = scope_instance_ids(policy.scope)
     before = {"name": policy.name, "rules": policy.rules, "scope": policy.scope_label, "enabled": policy.enabled}
     policy.name, policy.description, policy.rules, policy.enabled = name, description, clean, enabled
+    policy.mode = mode
+    _own(policy, git)
     policy.save()
     scope_apply(policy, scope)
     policy.save()
     audit_log(
-        actor=actor, action="policy.update", obj=policy, details={"before": before, "rules": clean, "enabled": enabled}
+        actor=actor,
+        action="policy.update",
+        obj=policy,
+        details={"before": before, "rules": clean, "enabled": enabled, "source": source},
     )
+    version_record(policy=policy, change="changed", actor=actor, source=source, git=git)
     enqueue_scope_evaluation(policy.pk, previous)
     return policy
 
 
 @transaction.atomic
-def policy_set_enabled(*, actor, policy: Policy, enabled: bool) -> Policy:
+def policy_set_enabled(
+    *,
+    actor,
+    policy: Policy,
+    enabled: bool,
+    source: str = VersionSource.SYSTEM,
+    git: GitOrigin | None = None,
+    release: bool = False,
+) -> Policy:
+    """Enable or disable. `release` (a sync whose commit no longer has the policy): the panel owns it again."""
     policy = Policy.objects.select_for_update().get(pk=policy.pk)
-    if policy.enabled == enabled:
+    policy_check_writable(policy, git)
+    if policy.enabled == enabled and not release:
         return policy
     if enabled:
         _check_conflicts(
@@ -177,29 +247,36 @@ def policy_set_enabled(*, actor, policy: Policy, enabled: bool) -> Policy:
             scope=policy.scope,
             exclude_id=policy.pk,
         )
+    changed = policy.enabled != enabled
     policy.enabled = enabled
+    if release:
+        policy.git_repository, policy.git_path = None, ""
+        policy.git_commit = git.commit if git else policy.git_commit
     policy.save()
     audit_log(actor=actor, action="policy.enable" if enabled else "policy.disable", obj=policy)
-    enqueue_scope_evaluation(policy.pk, [])
+    version_record(policy=policy, change="enabled" if enabled else "disabled", actor=actor, source=source, git=git)
+    if changed:
+        enqueue_scope_evaluation(policy.pk, [])
     return policy
 
 
-def policy_enable(*, actor, policy: Policy) -> Policy:
-    return policy_set_enabled(actor=actor, policy=policy, enabled=True)
+def policy_enable(*, actor, policy: Policy, source: str = VersionSource.SYSTEM) -> Policy:
+    return policy_set_enabled(actor=actor, policy=policy, enabled=True, source=source)
 
 
-def policy_disable(*, actor, policy: Policy) -> Policy:
-    return policy_set_enabled(actor=actor, policy=policy, enabled=False)
+def policy_disable(*, actor, policy: Policy, source: str = VersionSource.SYSTEM) -> Policy:
+    return policy_set_enabled(actor=actor, policy=policy, enabled=False, source=source)
 
 
 @transaction.atomic
-def policy_delete(*, actor, policy: Policy) -> None:
+def policy_delete(*, actor, policy: Policy, source: str = VersionSource.SYSTEM) -> None:
     """Delete a policy. Its current violations are resolved (kept as history); its scope is re-scored.
 
     Waits for running evaluations first (evaluation.locks.lock_policies), so none of them is left
     holding rows of a policy that is gone."""
     lock_policies(exclusive=True)
     policy = Policy.objects.select_for_update().get(pk=policy.pk)
+    policy_check_writable(policy)
     previous = scope_instance_ids(policy.scope)
     now = timezone.now()
     affected = set(
@@ -211,6 +288,7 @@ def policy_delete(*, actor, policy: Policy) -> None:
     audit_log(
         actor=actor, action="policy.delete", obj=policy, details={"type": policy.policy_type, "rules": policy.rules}
     )
+    version_record(policy=policy, change="deleted", actor=actor, source=source)
     policy.delete()
     enqueue_scope_evaluation(None, None if previous is None else sorted(set(previous) | affected))
 

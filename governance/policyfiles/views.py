@@ -1,0 +1,64 @@
+"""The policy Import page: upload or paste policy files, see the dry run's diff, then Apply (admins only)."""
+
+import base64
+import binascii
+
+from django.contrib import messages
+from django.shortcuts import redirect, render
+from django.views import View
+
+from common.choices import Role
+from common.views import RoleRequiredMixin
+from common.yamlfiles import FilesInvalid, Issue
+
+from ..forms import PolicyImportForm
+from .format import read_zip
+from .plan import policy_files_import
+
+
+def _files(data: dict) -> dict:
+    if data.get("zip_base64"):
+        try:
+            return read_zip(base64.b64decode(data["zip_base64"], validate=True))
+        except binascii.Error:
+            raise FilesInvalid([Issue("upload.zip", 1, "the upload could not be read again; upload it once more")])
+    return {data.get("filename") or "pasted.yaml": data["text"]}
+
+
+class PolicyImportView(RoleRequiredMixin, View):
+    required_role = Role.ADMIN
+    template_name = "governance/policy_import.html"
+
+    def get(self, request):
+        return self._render(PolicyImportForm())
+
+    def _render(self, form, status=200, **context):
+        return render(
+            request=self.request,
+            template_name=self.template_name,
+            status=status,
+            context={"title": "Import policies", "form": form, "can_write": True, **context},
+        )
+
+    def post(self, request):
+        form = PolicyImportForm(request.POST, request.FILES)
+        if not form.is_valid():
+            return self._render(form, status=400)
+        data, apply = form.cleaned_data, request.POST.get("action") == "apply"
+        try:
+            plan = policy_files_import(_files(data), actor=request.user, apply=apply, prune=data["prune"])
+        except FilesInvalid as exc:
+            return self._render(form, status=400, issues=exc.issues)
+        if apply:
+            s = plan.summary()
+            messages.success(
+                request,
+                f"Imported: {len(s['created'])} created, {len(s['changed'])} changed, {len(s['removed'])} disabled, "
+                f"{s['unchanged']} unchanged.",
+            )
+            return redirect("governance:policy_list")
+        # Carry what was previewed to the Apply step (an upload cannot be re-sent by the browser).
+        form = PolicyImportForm(
+            initial={"text": data.get("text", ""), "zip_base64": data.get("zip_base64", ""), "prune": data["prune"]}
+        )
+        return self._render(form, plan=plan.summary(), changes=plan.changes(removed_as="disabled"))
