@@ -263,6 +263,8 @@ CELERY_BEAT_SCHEDULER = "common.liveness:LivenessScheduler"
 LIVENESS_INTERVAL = env.int("LIVENESS_INTERVAL", default=15)
 # A worker or beat not seen for longer: the banner on every page, "degraded" in /healthz.
 LIVENESS_STALE_SECONDS = env.int("LIVENESS_STALE_SECONDS", default=60)
+# Enforce mode (#16): how often the beat settles attempts and queues fixes (governance/remediation).
+REMEDIATION_TICK_SECONDS = env.int("REMEDIATION_TICK_SECONDS", default=15)
 # Beat schedule in code; each entry expires just below its period so a backlog cannot pile up.
 CELERY_BEAT_SCHEDULE = {
     "fleet-mark-offline": {
@@ -299,6 +301,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "gitops.tasks.sync_due_repositories",
         "schedule": timedelta(seconds=15),
         "options": {"expires": 14},
+    },
+    # --- Enforce mode and reports (#16): governance/remediation, governance/reports ---
+    "governance-remediation-tick": {
+        "task": "governance.tasks.remediation_tick",
+        "schedule": timedelta(seconds=REMEDIATION_TICK_SECONDS),
+        "options": {"expires": max(1, REMEDIATION_TICK_SECONDS - 1)},
     },
 }
 
