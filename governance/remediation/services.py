@@ -354,3 +354,16 @@ def status_of(policy: Policy, now=None) -> dict:
         "fixed": counts["fixed"],
         "failed": counts["failed"],
     }
+
+
+def attempt_run_finished(*, run_id: int) -> int:
+    """A command run finished (fleet's command_run_finished): settle the attempt it belongs to, if any."""
+    attempt = (
+        RemediationAttempt.objects.filter(run_id=run_id, outcome=AttemptOutcome.PENDING, canary_deployment_id=None)
+        .select_related("run")
+        .first()
+    )
+    if attempt is None or attempt.run.status not in (RunStatus.COMPLETED, RunStatus.FAILED):
+        return 0
+    outcome = AttemptOutcome.COMPLETED if attempt.run.status == RunStatus.COMPLETED else AttemptOutcome.FAILED
+    return _settle(attempt, outcome, attempt.run.finished_at or timezone.now(), attempt.run.error)
