@@ -108,7 +108,7 @@ class PolicyViewSet(viewsets.ModelViewSet):
 
 @extend_schema_view(
     list=extend_schema(summary="List violations (filter by severity, status, policy, group, tag, instance)"),
-    retrieve=extend_schema(summary="Get one violation"),
+    retrieve=extend_schema(summary="Get one violation with its remediation attempts"),
 )
 class ViolationViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = ViolationSerializer
@@ -117,6 +117,11 @@ class ViolationViewSet(viewsets.ReadOnlyModelViewSet):
 
     def get_queryset(self):
         return selectors.violation_list()
+
+    def get_serializer_class(self):
+        from .remediation import ViolationDetailSerializer  # with its remediation attempts (enforce mode)
+
+        return ViolationDetailSerializer if self.action == "retrieve" else ViolationSerializer
 
 
 @extend_schema_view(
