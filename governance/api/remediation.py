@@ -1,6 +1,6 @@
 """Enforce mode in the API: a policy's mode and safety rails (`/policies/{id}/remediation`), the preview,
-resuming after the breaker, and a violation's attempts. Reading needs any role; changing the mode or the
-rails and resuming are for admins (RolePermission's default write role); previews only read."""
+resuming after the breaker, and a violation's attempts. Reading (a saved policy's preview too) needs any
+role; changing the mode or the rails, previewing unsaved rules and resuming are for admins."""
 
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema, extend_schema_field
@@ -8,7 +8,6 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from common.choices import Role
 from common.exceptions import ApplicationError
 from fleet.api.fields import ScopeSerializer
 from fleet.scopes import Scope
@@ -177,14 +176,11 @@ class PolicyRemediationView(APIView):
 class PolicyRemediationPreviewView(APIView):
     """What enforce mode would queue now for a saved policy (waived rules left out)."""
 
-    write_role = Role.VIEWER  # a POST that only reads
-
     @extend_schema(
         summary="Preview: which instances would get which commands (nothing is queued)",
-        request=None,
         responses=RemediationPreviewSerializer,
     )
-    def post(self, request, pk: int):
+    def get(self, request, pk: int):
         policy = get_object_or_404(Policy, pk=pk)
         result = remediation.remediation_preview(
             policy_type=policy.policy_type, rules=policy.rules, scope=policy.scope, policy=policy
@@ -193,9 +189,7 @@ class PolicyRemediationPreviewView(APIView):
 
 
 class RemediationPreviewView(APIView):
-    """The same for rules and a scope not saved yet (the policy form, before saving)."""
-
-    write_role = Role.VIEWER
+    """The same for rules and a scope not saved yet (the policy form, before saving; admins, who edit policies)."""
 
     @extend_schema(
         summary="Preview the commands enforce mode would queue for unsaved rules and scope",

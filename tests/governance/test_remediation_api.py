@@ -91,18 +91,19 @@ def test_unknown_settings_are_refused(admin_api, policy):
     assert response.json()["errors"] == {"colour": ["Unknown setting."]}
 
 
-def test_the_preview_of_a_saved_policy_and_of_unsaved_rules(viewer_api, policy):
-    response = viewer_api.post(url(policy, "/preview"))
+def test_the_preview_of_a_saved_policy_and_of_unsaved_rules(viewer_api, admin_api, policy):
+    response = viewer_api.get(url(policy, "/preview"))
     assert_status(response, 200)
     body = response.json()
     assert body["instances"] == 3
     assert body["commands"][0]["command"] == "install_app monitoring-agent → 2.4.0"
     assert body["commands"][0]["count"] == 3
     draft = {"policy_type": "baseline", "rules": {"settings": {"ssh.password_auth": False}}}
-    response = viewer_api.post("/api/governance/remediation/preview", draft, format="json")
+    assert_status(viewer_api.post("/api/governance/remediation/preview", draft, format="json"), 403)
+    response = admin_api.post("/api/governance/remediation/preview", draft, format="json")
     assert_status(response, 200)
     assert response.json()["commands"][0]["command"] == "set_config ssh.password_auth=false"
-    bad = viewer_api.post(
+    bad = admin_api.post(
         "/api/governance/remediation/preview", {"policy_type": "baseline", "rules": {"x": 1}}, format="json"
     )
     assert_status(bad, 400)
