@@ -3,6 +3,7 @@ page (loaded with htmx), and a violation's attempts. Reading: any role; changing
 
 from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect
+from django.utils.functional import cached_property
 from django.views import View
 from django.views.generic import FormView, TemplateView
 
@@ -27,9 +28,9 @@ class RemediationEditView(RoleRequiredMixin, ServiceFormMixin, FormView):
     template_name = "governance/remediation/form.html"
     form_class = RemediationForm
 
-    def dispatch(self, request, *args, **kwargs):
-        self.policy = get_object_or_404(Policy, pk=kwargs["pk"])
-        return super().dispatch(request, *args, **kwargs)
+    @cached_property
+    def policy(self) -> Policy:  # looked up after the role check (dispatch), so a viewer's POST is a 403
+        return get_object_or_404(Policy, pk=self.kwargs["pk"])
 
     def get_initial(self):
         return _initial(self.policy)
