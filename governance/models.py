@@ -343,3 +343,20 @@ class RemediationAttempt(models.Model):
 
     def __str__(self):
         return f"Attempt {self.number} on violation {self.violation_id}: {self.outcome}"
+
+
+class ComplianceDigest(models.Model):
+    """One weekly e-mail digest: its week (the Monday) is unique, so it goes out once per week however often
+    the beat asks (governance/reports/digest.py)."""
+
+    week = models.DateField(unique=True)
+    created = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    recipients = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-week"]
+
+    def __str__(self):
+        return f"Digest of the week of {self.week}"

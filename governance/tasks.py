@@ -51,3 +51,10 @@ def remediate_policy(policy_id: int):
     from .remediation.services import remediate_policy as run
 
     return run(policy_id=policy_id)
+
+
+@shared_task(name="governance.tasks.send_weekly_digest")
+def send_weekly_digest():
+    from .reports.digest import weekly_digest_send
+
+    return weekly_digest_send()

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views, views_remediation
+from . import views, views_remediation, views_reports
 
 app_name = "governance"
 urlpatterns = [
@@ -15,6 +15,7 @@ urlpatterns = [
     path("policies/<int:pk>/toggle/", views.PolicyToggleView.as_view(), name="policy_toggle"),
     path("policies/<int:pk>/delete/", views.PolicyDeleteView.as_view(), name="policy_delete"),
     path("violations/", views.ViolationListView.as_view(), name="violation_list"),
+    path("reports/", views_reports.ComplianceReportView.as_view(), name="compliance_report"),
     # Enforce mode (governance/views_remediation.py)
     path("policies/<int:pk>/remediation/", views_remediation.RemediationEditView.as_view(), name="remediation_edit"),
     path(
