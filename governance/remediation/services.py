@@ -164,9 +164,13 @@ def pause(*, policy: Policy, reason: str, now=None) -> bool:
     return bool(won)
 
 
-def due_candidates(policy: Policy, rails: RemediationSettings, now) -> list[tuple[Violation, plan.Fix]]:
+CHUNK = 500
+
+
+def due_candidates(policy: Policy, rails: RemediationSettings, now):
     """Open violations that may get an attempt now, oldest first, each with its fix: no attempt in flight,
-    fewer than K attempts, the backoff since the last one elapsed, and a command that can fix it."""
+    fewer than K attempts, the backoff since the last one elapsed, and a command that can fix it.
+    A generator over chunks, so a round that needs five fixes reads about five violations' worth."""
     violations = (
         Violation.objects.filter(policy=policy, status=ViolationStatus.OPEN)
         .select_related("instance")
@@ -177,21 +181,23 @@ def due_candidates(policy: Policy, rails: RemediationSettings, now) -> list[tupl
         .filter(in_flight=0, tries__lt=rails.max_attempts)
         .order_by("first_detected_at", "pk")
     )
-    last = {}
-    for vid, number, finished in RemediationAttempt.objects.filter(policy=policy).values_list(
-        "violation_id", "number", "finished_at"
-    ):
-        if vid not in last or number > last[vid][0]:
-            last[vid] = (number, finished)
-    due = []
-    for violation in violations:
-        number, finished = last.get(violation.pk, (0, None))
-        if number and (finished is None or now < finished + plan.backoff_delay(number, rails.backoff_seconds)):
-            continue
-        fix = plan.fix_for(policy.policy_type, policy.rules, violation.rule_key, violation.instance.state)
-        if fix is not None:
-            due.append((violation, fix))
-    return due
+    offset = 0
+    while chunk := list(violations[offset : offset + CHUNK]):
+        offset += CHUNK
+        last = {}
+        tried = [v.pk for v in chunk if v.tries]
+        for vid, number, finished in RemediationAttempt.objects.filter(violation_id__in=tried).values_list(
+            "violation_id", "number", "finished_at"
+        ):
+            if vid not in last or number > last[vid][0]:
+                last[vid] = (number, finished)
+        for violation in chunk:
+            number, finished = last.get(violation.pk, (0, None))
+            if number and (finished is None or now < finished + plan.backoff_delay(number, rails.backoff_seconds)):
+                continue
+            fix = plan.fix_for(policy.policy_type, policy.rules, violation.rule_key, violation.instance.state)
+            if fix is not None:
+                yield violation, fix
 
 
 def _budget(policy: Policy, rails: RemediationSettings, now) -> tuple[int, set[int]]:
@@ -214,6 +220,8 @@ def select_within_budget(policy, rails, now) -> list[tuple[Violation, plan.Fix]]
     """The due candidates that fit the budget: one fix per instance and round, new instances up to the limit."""
     left, busy = _budget(policy, rails, now)
     chosen, taken = [], set()
+    if left <= 0:
+        return chosen
     for violation, fix in due_candidates(policy, rails, now):
         iid = violation.instance_id
         if iid in busy or iid in taken:
