@@ -25,6 +25,7 @@ from .choices import ExceptionStatus, PolicyType, Severity, SnapshotKind
 from .filters import ExceptionFilterSet, InstanceScoreFilterSet, PolicyFilterSet, ViolationFilterSet
 from .forms import POLICY_FORMS, TYPE_HELP, ExceptionForm
 from .models import ComplianceSnapshot, InstanceCompliance, Policy, PolicyException, Violation
+from .remediation.services import remediation_preview
 from .tasks import take_compliance_snapshot
 
 PAGE_SIZE = 50
@@ -234,6 +235,9 @@ class PolicyPreviewView(RoleRequiredMixin, View):
                     rules=d["rules"],
                     scope=d["scope"],
                     exclude_id=policy.pk if policy else None,
+                )
+                context["remediation"] = remediation_preview(  # what enforce mode would queue (#16)
+                    policy_type=policy_type, rules=context["preview"]["rules"], scope=d["scope"], policy=policy
                 )
             except ApplicationError as exc:
                 context["error"] = exc.message

@@ -115,3 +115,16 @@ def test_the_violation_page_lists_attempts_and_says_resolved_by_remediation(view
         f"/governance/violations/{RemediationAttempt.objects.filter(outcome='pending').first().violation_id}/"
         in listing
     )
+
+
+def test_the_policy_form_preview_also_says_what_enforce_mode_would_queue(admin_client, make_instance):
+    make_instance("db-1", apps=[("outdated-db", "1.4")])
+    make_instance("db-2", apps=[("outdated-db", "2.1")])
+    response = admin_client.post(
+        "/governance/policies/preview/blocked_apps/",
+        {"name": "x", "apps": "outdated-db < 2.0", "scope_kind": "all"},
+        HTTP_HX_REQUEST="true",
+    )
+    html = response.content.decode()
+    assert "what enforce mode would queue" in html
+    assert "uninstall_app outdated-db</span> on 1: db-1" in html
