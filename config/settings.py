@@ -263,6 +263,10 @@ CELERY_BEAT_SCHEDULER = "common.liveness:LivenessScheduler"
 LIVENESS_INTERVAL = env.int("LIVENESS_INTERVAL", default=15)
 # A worker or beat not seen for longer: the banner on every page, "degraded" in /healthz.
 LIVENESS_STALE_SECONDS = env.int("LIVENESS_STALE_SECONDS", default=60)
+# Enforce mode (#16): how often the beat settles attempts and queues fixes (governance/remediation).
+REMEDIATION_TICK_SECONDS = env.int("REMEDIATION_TICK_SECONDS", default=15)
+# The weekly compliance digest e-mailed to the admins (governance/reports/digest.py): off unless turned on.
+COMPLIANCE_DIGEST_ENABLED = env.bool("COMPLIANCE_DIGEST_ENABLED", default=False)
 # Beat schedule in code; each entry expires just below its period so a backlog cannot pile up.
 CELERY_BEAT_SCHEDULE = {
     "fleet-mark-offline": {
@@ -299,6 +303,17 @@ CELERY_BEAT_SCHEDULE = {
         "task": "gitops.tasks.sync_due_repositories",
         "schedule": timedelta(seconds=15),
         "options": {"expires": 14},
+    },
+    # --- Enforce mode and reports (#16): governance/remediation, governance/reports ---
+    "governance-remediation-tick": {
+        "task": "governance.tasks.remediation_tick",
+        "schedule": timedelta(seconds=REMEDIATION_TICK_SECONDS),
+        "options": {"expires": max(1, REMEDIATION_TICK_SECONDS - 1)},
+    },
+    "governance-weekly-digest": {  # daily: sends the week's digest once, on the first run of the week
+        "task": "governance.tasks.send_weekly_digest",
+        "schedule": crontab(minute=0, hour=7),
+        "options": {"expires": 3600},
     },
 }
 

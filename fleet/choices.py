@@ -30,6 +30,7 @@ class CommandSource(models.TextChoices):
     CANARY = "canary", "Canary deployment"
     ROLLBACK = "rollback", "Rollback"
     GITOPS = "gitops", "GitOps sync"
+    REMEDIATION = "remediation", "Policy remediation"
 
 
 class RunStatus(models.TextChoices):

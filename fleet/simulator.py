@@ -15,8 +15,8 @@ Faults follow the instance's state, so a deployment can break an instance the wa
 an installed app version containing `+fail` makes /health answer 500, `+hang` makes it hang (bounded
 by `hang_seconds`), `+down` closes the port (connection refused). The setting `sim.health` =
 fail/hang/down does the same. `inject(name, health)` forces a fault from outside ("ok" removes it;
-a fault that comes from the state stays), and `set_offline(name, True)` stops heartbeats and
-command polling. Everything runs on daemon threads; `stop()` returns within a few seconds.
+a fault that comes from the state stays), `fail_commands(name, True)` makes every command fail (as a
+broken package mirror would), and `set_offline(name, True)` stops heartbeats and command polling. Everything runs on daemon threads; `stop()` returns within a few seconds.
 
 Only `requests` and the standard library are needed, plus fleet.commands for command semantics.
 """
@@ -98,6 +98,7 @@ class SimInstance:
         self.instance_id: int | None = None
         self.offline = False
         self.injected: str | None = None
+        self.failing_commands = False
         self.registered = threading.Event()
         self.lock = threading.RLock()
         self.commands_done = 0
@@ -287,6 +288,8 @@ class SimInstance:
         self.fleet._stopping.wait(self.rng.uniform(low, high))
         with self.lock:
             try:
+                if self.failing_commands:
+                    raise CommandParamsError("simulated failure (fail_commands)")
                 new_state = apply(kind, params, self.state)
             except CommandParamsError as exc:
                 result = {"status": "failed", "error": f"{kind} failed: {exc}"}
@@ -418,6 +421,10 @@ class SimulatedFleet:
         inst = self.get(name)
         inst.injected = None if health == "ok" else health
         inst.sync_health_server()
+
+    def fail_commands(self, name: str, failing: bool = True) -> None:
+        """Make every command `name` runs fail (True) or apply again (False)."""
+        self.get(name).failing_commands = failing
 
     def set_offline(self, name: str, offline: bool = True) -> None:
         """Stop (or resume) heartbeats and command polling of `name`, as if its agent lost the network."""

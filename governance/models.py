@@ -19,6 +19,7 @@ from .choices import (
     ViolationStatus,
 )
 from .evaluation import diff
+from .remediation.choices import AttemptOutcome
 
 
 class Policy(ScopedModel):
@@ -310,3 +311,93 @@ class PolicyVersion(models.Model):
 
     def __str__(self):
         return f"{self.policy_name} v{self.number}"
+
+
+# --- Remediation (enforce mode, #16; governance/remediation/) -----------------------------------
+
+
+class RemediationSettings(models.Model):
+    """The safety rails of one policy's enforce mode. Absent: the defaults below (RemediationSettings())."""
+
+    policy = models.OneToOneField(Policy, on_delete=models.CASCADE, primary_key=True, related_name="remediation")
+    # Rate budget: at most N instances / P % of the scope with a fix in flight, at most M started per hour.
+    max_instances = models.PositiveIntegerField(null=True, blank=True, default=5)
+    max_percent = models.PositiveSmallIntegerField(null=True, blank=True)
+    max_per_hour = models.PositiveIntegerField(null=True, blank=True, default=20)
+    # Maintenance window: weekdays (0 = Monday; empty = every day) and hours (empty = all day), in a zone.
+    window_days = models.JSONField(default=list, blank=True)
+    window_start = models.TimeField(null=True, blank=True)
+    window_end = models.TimeField(null=True, blank=True)
+    window_timezone = models.CharField(max_length=64, default="UTC")
+    # Attempts: at most K per violation; after a failure wait backoff × 2^(n-1).
+    max_attempts = models.PositiveSmallIntegerField(default=3)
+    backoff_seconds = models.PositiveIntegerField(default=300)
+    # Circuit breaker: more than X % of the attempts finished in the last hour failed (of at least
+    # breaker_min_attempts) pauses the policy's remediation and notifies the admins.
+    breaker_percent = models.PositiveSmallIntegerField(default=50)
+    breaker_min_attempts = models.PositiveSmallIntegerField(default=3)
+    paused_at = models.DateTimeField(null=True, blank=True)
+    pause_reason = models.CharField(max_length=300, blank=True)
+    resumed_at = models.DateTimeField(null=True, blank=True)  # the breaker counts attempts finished after it
+    # Through a canary deployment (canary.services.canary_create) instead of straight to every instance.
+    use_canary = models.BooleanField(default=False)
+    canary_percentage = models.PositiveSmallIntegerField(default=20)
+    canary_criteria = models.JSONField(default=list, blank=True)  # empty: online + health check
+    canary_check_interval = models.PositiveIntegerField(default=30)
+    canary_max_duration = models.PositiveIntegerField(default=600)
+    # The tick's lease: claimed by a conditional UPDATE, so one worker at a time spends the budget.
+    tick_claimed_until = models.DateTimeField(null=True, blank=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    def __str__(self):
+        return f"Remediation of {self.policy_id}"
+
+
+class RemediationAttempt(models.Model):
+    """One try at fixing one violation: the command queued (or the canary deployment it went through),
+    its run on the instance, and how it ended. Numbered 1..K per violation; (violation, number) is unique,
+    so two workers can never record the same attempt twice."""
+
+    violation = models.ForeignKey(Violation, on_delete=models.CASCADE, related_name="remediation_attempts")
+    policy = models.ForeignKey(Policy, null=True, on_delete=models.SET_NULL, related_name="remediation_attempts")
+    instance = models.ForeignKey(Instance, on_delete=models.CASCADE, related_name="+")
+    number = models.PositiveSmallIntegerField()
+    kind = models.CharField(max_length=32)
+    params = models.JSONField(default=dict)
+    outcome = models.CharField(
+        max_length=16, choices=AttemptOutcome.choices, default=AttemptOutcome.PENDING, db_index=True
+    )
+    command = models.ForeignKey("fleet.Command", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    run = models.ForeignKey("fleet.CommandRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # A plain id, not a foreign key: canary already depends on governance, and models must not cycle.
+    canary_deployment_id = models.BigIntegerField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    created = models.DateTimeField(db_index=True)
+    finished_at = models.DateTimeField(null=True, blank=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["violation", "number"], name="remediation_attempt_one_per_number")
+        ]
+        indexes = [models.Index(fields=["policy", "outcome"], name="remediation_policy_outcome")]
+
+    def __str__(self):
+        return f"Attempt {self.number} on violation {self.violation_id}: {self.outcome}"
+
+
+class ComplianceDigest(models.Model):
+    """One weekly e-mail digest: its week (the Monday) is unique, so it goes out once per week however often
+    the beat asks (governance/reports/digest.py)."""
+
+    week = models.DateField(unique=True)
+    created = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    recipients = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-week"]
+
+    def __str__(self):
+        return f"Digest of the week of {self.week}"

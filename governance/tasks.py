@@ -33,3 +33,28 @@ def evaluate_time_based():
 @shared_task(name="governance.tasks.take_compliance_snapshot")
 def take_compliance_snapshot():
     return services.compliance_snapshot_take()
+
+
+# --- Remediation (enforce mode) and reports: governance/remediation, governance/reports ----------
+
+
+@shared_task(name="governance.tasks.remediation_tick")
+def remediation_tick():
+    """Beat: settle attempts, trip breakers, queue fixes for every enforce-mode policy."""
+    from .remediation.services import remediation_tick as tick
+
+    return {str(k): v for k, v in tick().items()}
+
+
+@shared_task(name="governance.tasks.remediate_policy")
+def remediate_policy(policy_id: int):
+    from .remediation.services import remediate_policy as run
+
+    return run(policy_id=policy_id)
+
+
+@shared_task(name="governance.tasks.send_weekly_digest")
+def send_weekly_digest():
+    from .reports.digest import weekly_digest_send
+
+    return weekly_digest_send()

@@ -24,6 +24,7 @@ from .filters import ExceptionFilterSet, InstanceScoreFilterSet, PolicyFilterSet
 from .forms import POLICY_FORMS, TYPE_HELP, ExceptionForm
 from .models import ComplianceSnapshot, InstanceCompliance, Policy, PolicyException, Violation
 from .policyfiles.history import versions_with_diffs
+from .remediation.services import remediation_preview
 from .tables import SCORE_SORT, VIOLATION_SORT, ExceptionTable, PolicyTable, ScoreTable, ViolationTable
 from .tasks import take_compliance_snapshot
 
@@ -263,6 +264,9 @@ class PolicyPreviewView(RoleRequiredMixin, View):
                     rules=d["rules"],
                     scope=d["scope"],
                     exclude_id=policy.pk if policy else None,
+                )
+                context["remediation"] = remediation_preview(  # what enforce mode would queue (#16)
+                    policy_type=policy_type, rules=context["preview"]["rules"], scope=d["scope"], policy=policy
                 )
             except ApplicationError as exc:
                 context["error"] = exc.message

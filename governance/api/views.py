@@ -116,7 +116,7 @@ class PolicyViewSet(PolicyFilesMixin, viewsets.ModelViewSet):
 
 @extend_schema_view(
     list=extend_schema(summary="List violations (filter by severity, status, policy, group, tag, instance)"),
-    retrieve=extend_schema(summary="Get one violation"),
+    retrieve=extend_schema(summary="Get one violation with its remediation attempts"),
 )
 class ViolationViewSet(ExportMixin, viewsets.ReadOnlyModelViewSet):
     serializer_class = ViolationSerializer
@@ -135,6 +135,10 @@ class ViolationViewSet(ExportMixin, viewsets.ReadOnlyModelViewSet):
     def export(self, request):
         qs = sorted_rows(request, self.filter_queryset(self.get_queryset()), VIOLATION_SORT)
         return export_response(request, qs, table=ViolationTable(), serializer_class=ViolationSerializer)
+    def get_serializer_class(self):
+        from .remediation import ViolationDetailSerializer  # with its remediation attempts (enforce mode)
+
+        return ViolationDetailSerializer if self.action == "retrieve" else ViolationSerializer
 
 
 @extend_schema_view(
