@@ -135,6 +135,7 @@ class ViolationViewSet(ExportMixin, viewsets.ReadOnlyModelViewSet):
     def export(self, request):
         qs = sorted_rows(request, self.filter_queryset(self.get_queryset()), VIOLATION_SORT)
         return export_response(request, qs, table=ViolationTable(), serializer_class=ViolationSerializer)
+
     def get_serializer_class(self):
         from .remediation import ViolationDetailSerializer  # with its remediation attempts (enforce mode)
 

@@ -79,9 +79,7 @@ def remediate_policy(*, policy_id: int, now=None) -> dict:
     try:
         settled = reconcile(policy_id=policy_id, now=now)
         rails = RemediationSettings.objects.get(pk=policy_id)
-        if rails.paused_at is None:
-            _maybe_trip(policy, rails, now)
-        if rails.paused_at is not None:
+        if rails.paused_at is not None or _maybe_trip(policy, rails, now):  # tripped now: nothing more this tick
             return {"settled": settled, "skipped": "paused"}
         if policy.mode != PolicyMode.ENFORCE or not policy.enabled:
             return {"settled": settled, "skipped": "not enforcing"}
