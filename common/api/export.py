@@ -31,6 +31,8 @@ class CSVRenderer(BaseRenderer):
 
 
 EXPORT_RENDERERS = [JSONRenderer, CSVRenderer]
+# Formats whose success is a file the view builds itself; DRF renders only their errors (ExportMixin).
+FILE_FORMATS = ("csv", "yaml", "zip")
 
 
 def export_schema(summary: str, serializer_class, *, parameters=(), sort: dict | None = None):
@@ -98,11 +100,12 @@ def export_response(request, queryset, *, table: Table, serializer_class, contex
 
 
 class ExportMixin:
-    # For viewsets with an export action: its errors keep the JSON envelope when CSV was asked for.
+    # For viewsets with an export action: its errors keep the JSON envelope when a file format (CSV,
+    # YAML, zip) was asked for: the file itself is an HttpResponse, anything DRF renders is the envelope.
     # (A comment, not a docstring: drf-spectacular would make it the description of every operation.)
 
     def finalize_response(self, request, response, *args, **kwargs):
         renderer = getattr(request, "accepted_renderer", None)
-        if isinstance(response, Response) and renderer is not None and renderer.format == "csv":
+        if isinstance(response, Response) and renderer is not None and renderer.format in FILE_FORMATS:
             request.accepted_renderer, request.accepted_media_type = JSONRenderer(), JSONRenderer.media_type
         return super().finalize_response(request, response, *args, **kwargs)

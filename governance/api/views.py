@@ -44,7 +44,7 @@ from .serializers import (
     partial_update=extend_schema(summary="Change part of a policy"),
     destroy=extend_schema(summary="Delete a policy (its violations are kept as resolved history)"),
 )
-class PolicyViewSet(PolicyFilesMixin, viewsets.ModelViewSet):
+class PolicyViewSet(ExportMixin, PolicyFilesMixin, viewsets.ModelViewSet):
     serializer_class = PolicySerializer
     filterset_class = PolicyFilterSet
     queryset = Policy.objects.all()
