@@ -86,8 +86,12 @@ class AuditFilterSet(FilterSet):
     """The audit log, for the Settings page and GET /api/audit alike."""
 
     actor = django_filters.CharFilter(field_name="actor_label", lookup_expr="icontains", label="Who")
-    action = django_filters.CharFilter(lookup_expr="startswith", label="Action (e.g. command.)")
-    object_type = django_filters.CharFilter(label="Object type (e.g. fleet.instance)")
+    action = django_filters.CharFilter(
+        lookup_expr="startswith", label="Action", widget=forms.TextInput(attrs={"placeholder": "command."})
+    )
+    object_type = django_filters.CharFilter(
+        label="Object type", widget=forms.TextInput(attrs={"placeholder": "fleet.instance"})
+    )
     since = BoundedIsoDateTimeFilter(field_name="created", lookup_expr="gte", label="From", widget=DateTimeInput)
     until = BoundedIsoDateTimeFilter(field_name="created", lookup_expr="lte", label="Until", widget=DateTimeInput)
 

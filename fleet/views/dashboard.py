@@ -44,11 +44,14 @@ def os_chart(counts: list[tuple[str, int]]) -> dict:
         "type": "bar",
         "data": {
             "labels": [name for name, _ in counts],
-            "datasets": [{"label": "Instances", "data": [n for _, n in counts], "backgroundColor": "#2563eb"}],
+            "datasets": [{"label": "Servers", "data": [n for _, n in counts], "backgroundColor": "#2563eb"}],
         },
         "options": {
             "plugins": {"legend": {"display": False}},
-            "scales": {"y": {"beginAtZero": True, "ticks": {"precision": 0}}},
+            "scales": {
+                "x": {"title": {"display": True, "text": "OS version"}},
+                "y": {"beginAtZero": True, "ticks": {"precision": 0}, "title": {"display": True, "text": "servers"}},
+            },
         },
     }
 
