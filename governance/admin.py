@@ -21,21 +21,28 @@ class PolicyAdmin(admin.ModelAdmin):
     def enable(self, request, queryset):
         for policy in queryset:
             try:
-                services.policy_enable(actor=request.user, policy=policy)
+                services.policy_enable(actor=request.user, policy=policy, source="ui")
             except services.ApplicationError as exc:
                 self.message_user(request, exc.message, messages.ERROR)
 
     @admin.action(description="Disable selected policies")
     def disable(self, request, queryset):
         for policy in queryset:
-            services.policy_disable(actor=request.user, policy=policy)
+            self._call(request, services.policy_disable, policy)
+
+    def _call(self, request, service, policy):
+        """A refusal (e.g. a policy a GitOps repository owns: 409) is a message, not an error page."""
+        try:
+            service(actor=request.user, policy=policy, source="ui")
+        except services.ApplicationError as exc:
+            self.message_user(request, exc.message, messages.ERROR)
 
     def delete_model(self, request, obj):
-        services.policy_delete(actor=request.user, policy=obj)
+        self._call(request, services.policy_delete, obj)
 
     def delete_queryset(self, request, queryset):
         for policy in queryset:
-            services.policy_delete(actor=request.user, policy=policy)
+            self._call(request, services.policy_delete, policy)
 
 
 @admin.register(Violation)
