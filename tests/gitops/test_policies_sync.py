@@ -33,7 +33,7 @@ rules:
 """
 
 
-def test_a_commit_adds_changes_and_removes_policies_and_the_run_lists_them(connect, git_repo, fleet):
+def test_a_commit_adds_changes_and_removes_policies_and_the_run_lists_them(connect, git_repo, fleet, admin_client):
     git_repo.write("policies/agent.yaml", AGENT)
     git_repo.write("policies/telnet.yaml", TELNET)
     first = git_repo.commit("policies")
@@ -73,6 +73,8 @@ def test_a_commit_adds_changes_and_removes_policies_and_the_run_lists_them(conne
     assert not telnet.enabled and telnet.git_repository is None  # disabled, and the panel owns it again
     assert [v.change for v in telnet.versions.order_by("number")] == ["created", "disabled"]
     assert agent.versions.order_by("-number").first().commit_sha == second
+    page = admin_client.get(run.get_absolute_url()).content.decode()
+    assert 'id="run-policy-changes"' in page and "No telnet" in page and "disabled" in page
 
 
 def test_an_invalid_policy_file_blocks_the_whole_commit(connect, git_repo, fleet):
