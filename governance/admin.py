@@ -1,7 +1,7 @@
 from django.contrib import admin, messages
 
 from . import services
-from .models import ComplianceSnapshot, InstanceCompliance, Policy, PolicyException, Violation
+from .models import ComplianceSnapshot, InstanceCompliance, Policy, PolicyException, PolicyVersion, Violation
 
 
 @admin.register(Policy)
@@ -96,3 +96,21 @@ class InstanceComplianceAdmin(admin.ModelAdmin):
 class ComplianceSnapshotAdmin(admin.ModelAdmin):
     list_display = ("date", "kind", "label", "score", "instances")
     list_filter = ("kind",)
+
+
+@admin.register(PolicyVersion)
+class PolicyVersionAdmin(admin.ModelAdmin):
+    """History: read-only (versions are written by the policy services only)."""
+
+    list_display = ("policy_name", "number", "change", "source", "actor_label", "commit_sha", "created")
+    list_filter = ("source", "change")
+    search_fields = ("policy_name", "commit_sha")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

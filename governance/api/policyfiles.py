@@ -107,6 +107,9 @@ class ImportResultSerializer(serializers.Serializer):
         child=serializers.CharField(), help_text="Policies not in the import: disabled when prune is set"
     )
     unchanged = serializers.IntegerField()
+    missing = serializers.ListField(
+        child=serializers.CharField(), help_text="The panel's enabled policies the import does not have"
+    )
     prune = serializers.BooleanField()
 
 

@@ -91,7 +91,7 @@ def test_import_is_a_dry_run_until_apply(admin_api, group):
     assert_status(response, 200)
     assert response.data["applied"] is False
     assert response.data["changed"] == [{"name": "Require agent", "fields": ["description", "scope", "rules"]}]
-    assert response.data["removed"] == []  # not asked to prune
+    assert response.data["removed"] == [] and response.data["missing"] == ["Old rule"]  # not asked to prune
     assert Policy.objects.get(name="Require agent").rules["apps"][0]["min_version"] is None
 
     response = admin_api.post(
