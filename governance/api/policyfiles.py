@@ -13,6 +13,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import parsers, renderers, serializers
 from rest_framework.decorators import action
+from rest_framework.exceptions import ParseError
 from rest_framework.response import Response
 
 from common.api.parsers import StrictJSONParser
@@ -28,13 +29,20 @@ from ..policyfiles.plan import policy_files_export, policy_files_import
 TRUE = ("1", "true", "yes", "on")
 
 
+def _read_capped(stream) -> bytes:
+    data = stream.read(policy_format.MAX_BYTES + 1) if stream is not None else b""
+    if len(data) > policy_format.MAX_BYTES:
+        raise ParseError("The body is larger than 10 MB.")
+    return data
+
+
 class YAMLParser(parsers.BaseParser):
     """A policy file (or the export's `policies:` document) as the request body."""
 
     media_type = "application/yaml"
 
     def parse(self, stream, media_type=None, parser_context=None):
-        return {"files": {"upload.yaml": stream.read()}}
+        return {"files": {"upload.yaml": _read_capped(stream)}}
 
 
 class TextYAMLParser(YAMLParser):
@@ -47,7 +55,7 @@ class ZipParser(parsers.BaseParser):
     media_type = "application/zip"
 
     def parse(self, stream, media_type=None, parser_context=None):
-        return {"zip": stream.read()}
+        return {"zip": _read_capped(stream)}
 
 
 def files_invalid(exc: FilesInvalid) -> ApplicationError:
@@ -210,7 +218,10 @@ class PolicyFilesMixin:
         parser_classes=[StrictJSONParser, YAMLParser, TextYAMLParser, ZipParser],
     )
     def import_(self, request):
-        files = request_files(request.data)
+        try:
+            files = request_files(request.data)
+        except FilesInvalid as exc:
+            raise files_invalid(exc) from exc
         return Response(import_policies(request, actor=request.user, files=files))
 
     @extend_schema(summary="A policy's versions, newest first", responses=PolicyVersionSerializer(many=True))

@@ -154,7 +154,12 @@ def open_as(chromium, live_server, user, viewport):
 
 # Failures of the connection itself (not an answer of the panel): Chromium reports them for a socket the
 # single-process test server closed under it. Only these earn a page a second load.
-TRANSPORT_FAILURES = ("net::ERR_SOCKET_NOT_CONNECTED", "net::ERR_CONNECTION_RESET", "net::ERR_CONNECTION_CLOSED", "net::ERR_EMPTY_RESPONSE")
+TRANSPORT_FAILURES = (
+    "net::ERR_SOCKET_NOT_CONNECTED",
+    "net::ERR_CONNECTION_RESET",
+    "net::ERR_CONNECTION_CLOSED",
+    "net::ERR_EMPTY_RESPONSE",
+)
 
 
 def _transport_failure(problem: str) -> bool:
