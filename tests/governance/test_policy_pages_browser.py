@@ -54,3 +54,24 @@ def test_a_bad_paste_shows_each_problem_with_file_and_line(admin_user, page):
     expect(page.locator("#import-errors")).to_contain_text("pasted.yaml, line 4")
     expect(page.locator("#import-apply")).to_have_count(0)
     assert not Policy.objects.exists()
+
+
+def test_a_git_owned_policy_says_where_it_lives_and_cannot_be_edited(admin_user, page):
+    from gitops.models import Repository
+
+    repo = Repository.objects.create(name="fleet-config", url="ssh://git@127.0.0.1/x", private_key_encrypted="-")
+    policy = make_policy(name="From Git")
+    Policy.objects.filter(pk=policy.pk).update(
+        git_repository=repo, git_path="policies/from-git.yaml", git_commit="ab" * 20
+    )
+    log_in(page, admin_user)
+    page.goto(policy.get_absolute_url())
+    expect(page.locator("#policy-git")).to_contain_text("fleet-config")
+    expect(page.locator("#policy-git")).to_contain_text("policies/from-git.yaml")
+    expect(page.locator("#policy-git")).to_contain_text("abababababab")
+    expect(page.get_by_role("button", name="Delete")).to_have_count(0)
+    page.goto(f"/governance/policies/{policy.pk}/edit/")
+    expect(page.locator("#policy-managed")).to_contain_text("change it there")
+    expect(page.get_by_role("button", name="Save")).to_be_disabled()
+    screenshot(page, "policy-git-owned-edit")
+    assert page.errors == []
