@@ -34,7 +34,7 @@ class FilesInvalid(Exception):
         self.issues = issues
         shown = "; ".join(str(i) for i in issues[:10])
         more = f" (and {len(issues) - 10} more)" if len(issues) > 10 else ""
-        super().__init__(f"Invalid commit: {shown}{more}")
+        super().__init__(f"Invalid files: {shown}{more}")
 
 
 def line(node) -> int:

@@ -1,7 +1,7 @@
 from django.contrib import admin, messages
 
 from . import services
-from .models import ComplianceSnapshot, InstanceCompliance, Policy, PolicyException, Violation
+from .models import ComplianceSnapshot, InstanceCompliance, Policy, PolicyException, PolicyVersion, Violation
 
 
 @admin.register(Policy)
@@ -21,21 +21,28 @@ class PolicyAdmin(admin.ModelAdmin):
     def enable(self, request, queryset):
         for policy in queryset:
             try:
-                services.policy_enable(actor=request.user, policy=policy)
+                services.policy_enable(actor=request.user, policy=policy, source="ui")
             except services.ApplicationError as exc:
                 self.message_user(request, exc.message, messages.ERROR)
 
     @admin.action(description="Disable selected policies")
     def disable(self, request, queryset):
         for policy in queryset:
-            services.policy_disable(actor=request.user, policy=policy)
+            self._call(request, services.policy_disable, policy)
+
+    def _call(self, request, service, policy):
+        """A refusal (e.g. a policy a GitOps repository owns: 409) is a message, not an error page."""
+        try:
+            service(actor=request.user, policy=policy, source="ui")
+        except services.ApplicationError as exc:
+            self.message_user(request, exc.message, messages.ERROR)
 
     def delete_model(self, request, obj):
-        services.policy_delete(actor=request.user, policy=obj)
+        self._call(request, services.policy_delete, obj)
 
     def delete_queryset(self, request, queryset):
         for policy in queryset:
-            services.policy_delete(actor=request.user, policy=policy)
+            self._call(request, services.policy_delete, policy)
 
 
 @admin.register(Violation)
@@ -89,3 +96,21 @@ class InstanceComplianceAdmin(admin.ModelAdmin):
 class ComplianceSnapshotAdmin(admin.ModelAdmin):
     list_display = ("date", "kind", "label", "score", "instances")
     list_filter = ("kind",)
+
+
+@admin.register(PolicyVersion)
+class PolicyVersionAdmin(admin.ModelAdmin):
+    """History: read-only (versions are written by the policy services only)."""
+
+    list_display = ("policy_name", "number", "change", "source", "actor_label", "commit_sha", "created")
+    list_filter = ("source", "change")
+    search_fields = ("policy_name", "commit_sha")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -13,6 +13,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import parsers, renderers, serializers
 from rest_framework.decorators import action
+from rest_framework.exceptions import ParseError
 from rest_framework.response import Response
 
 from common.api.parsers import StrictJSONParser
@@ -28,34 +29,24 @@ from ..policyfiles.plan import policy_files_export, policy_files_import
 TRUE = ("1", "true", "yes", "on")
 
 
+def _read_capped(stream) -> bytes:
+    data = stream.read(policy_format.MAX_BYTES + 1) if stream is not None else b""
+    if len(data) > policy_format.MAX_BYTES:
+        raise ParseError("The body is larger than 10 MB.")
+    return data
+
+
 class YAMLParser(parsers.BaseParser):
     """A policy file (or the export's `policies:` document) as the request body."""
 
     media_type = "application/yaml"
 
     def parse(self, stream, media_type=None, parser_context=None):
-        return {"files": {"upload.yaml": stream.read()}}
+        return {"files": {"upload.yaml": _read_capped(stream)}}
 
 
 class TextYAMLParser(YAMLParser):
     media_type = "text/yaml"
-
-
-class _FileRenderer(renderers.BaseRenderer):
-    """Lets ?format=yaml|zip through DRF's content negotiation; the view returns the bytes itself."""
-
-    charset = None
-
-    def render(self, data, accepted_media_type=None, renderer_context=None):
-        return data if isinstance(data, bytes) else str(data).encode()
-
-
-class YAMLRenderer(_FileRenderer):
-    media_type, format = "application/yaml", "yaml"
-
-
-class ZipRenderer(_FileRenderer):
-    media_type, format = "application/zip", "zip"
 
 
 class ZipParser(parsers.BaseParser):
@@ -64,7 +55,7 @@ class ZipParser(parsers.BaseParser):
     media_type = "application/zip"
 
     def parse(self, stream, media_type=None, parser_context=None):
-        return {"zip": stream.read()}
+        return {"zip": _read_capped(stream)}
 
 
 def files_invalid(exc: FilesInvalid) -> ApplicationError:
@@ -124,6 +115,9 @@ class ImportResultSerializer(serializers.Serializer):
         child=serializers.CharField(), help_text="Policies not in the import: disabled when prune is set"
     )
     unchanged = serializers.IntegerField()
+    missing = serializers.ListField(
+        child=serializers.CharField(), help_text="The panel's enabled policies the import does not have"
+    )
     prune = serializers.BooleanField()
 
 
@@ -174,6 +168,13 @@ class ComplianceOnSerializer(serializers.Serializer):
 class PolicyFilesMixin:
     """Actions on PolicyViewSet; see the module docstring."""
 
+    def perform_content_negotiation(self, request, force=False):
+        """Export's ?format=yaml|zip is its own parameter, not DRF's renderer override: its errors are JSON."""
+        if getattr(self, "action", None) == "export":
+            renderer = renderers.JSONRenderer()
+            return renderer, renderer.media_type
+        return super().perform_content_negotiation(request, force)
+
     @extend_schema(
         summary="Export every policy as policy-file YAML (one document), or ?format=zip for policies/<name>.yaml",
         parameters=[OpenApiParameter("format", OpenApiTypes.STR, enum=["yaml", "zip"])],
@@ -185,7 +186,6 @@ class PolicyFilesMixin:
         url_path="export",
         pagination_class=None,
         filter_backends=[],
-        renderer_classes=[renderers.JSONRenderer, YAMLRenderer, ZipRenderer],
     )
     def export(self, request):
         kind = request.query_params.get("format", "yaml")
@@ -218,7 +218,10 @@ class PolicyFilesMixin:
         parser_classes=[StrictJSONParser, YAMLParser, TextYAMLParser, ZipParser],
     )
     def import_(self, request):
-        files = request_files(request.data)
+        try:
+            files = request_files(request.data)
+        except FilesInvalid as exc:
+            raise files_invalid(exc) from exc
         return Response(import_policies(request, actor=request.user, files=files))
 
     @extend_schema(summary="A policy's versions, newest first", responses=PolicyVersionSerializer(many=True))

@@ -74,14 +74,23 @@ def _strip_nulls(value):
     return value
 
 
+def _ordered(doc: dict) -> dict:
+    """The file's key order (a document read back from jsonb has PostgreSQL's order), unset rule fields out."""
+    doc = _strip_nulls(doc)
+    ordered = {k: doc[k] for k in KEYS if k in doc}
+    if isinstance(ordered.get("scope"), dict):
+        ordered["scope"] = {"kind": ordered["scope"].get("kind"), **ordered["scope"]}
+    return ordered
+
+
 def render(doc: dict) -> str:
     """One policy file (unset rule fields left out: reading it back gives the same canonical rules)."""
-    return yaml.safe_dump(_strip_nulls(doc), sort_keys=False, allow_unicode=True, default_flow_style=False)
+    return yaml.safe_dump(_ordered(doc), sort_keys=False, allow_unicode=True, default_flow_style=False)
 
 
 def render_all(docs: list[dict]) -> str:
     return yaml.safe_dump(
-        {"policies": [_strip_nulls(d) for d in docs]}, sort_keys=False, allow_unicode=True, default_flow_style=False
+        {"policies": [_ordered(d) for d in docs]}, sort_keys=False, allow_unicode=True, default_flow_style=False
     )
 
 

@@ -46,6 +46,8 @@ class Plan:
     changed: list[tuple[Policy, dict, list[str]]] = field(default_factory=list)
     removed: list[Policy] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
+    # An import: the panel's policies it does not have (disabled only with prune: then also `removed`).
+    missing: list[str] = field(default_factory=list)
     issues: list[Issue] = field(default_factory=list)
     prune: bool = False
 
@@ -55,6 +57,7 @@ class Plan:
             "changed": [{"name": d["name"], "fields": fields} for _, d, fields in self.changed],
             "removed": [p.name for p in self.removed],
             "unchanged": len(self.unchanged),
+            "missing": self.missing,
             "prune": self.prune,
         }
 
@@ -123,8 +126,10 @@ def make_plan(docs: list[dict], *, repository=None, prune: bool = False) -> Plan
         if key in named:
             continue
         owned = repository is not None and policy.git_repository_id == repository.pk
-        pruned = repository is None and prune and policy.git_repository_id is None and policy.enabled
-        if owned or pruned:
+        absent = repository is None and policy.git_repository_id is None and policy.enabled
+        if absent:
+            plan.missing.append(policy.name)
+        if owned or (absent and prune):
             plan.removed.append(policy)
     return plan
 

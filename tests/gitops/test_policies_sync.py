@@ -4,6 +4,8 @@ blocks the whole commit; Git-owned policies are read-only in the API and the UI.
 import pytest
 
 from fleet.scopes import Scope
+from gitops import services as gitops_services
+from gitops import tasks
 from gitops.choices import Level, RepositoryStatus, SyncStatus
 from gitops.models import DesiredEntry
 from governance import services as governance
@@ -31,7 +33,7 @@ rules:
 """
 
 
-def test_a_commit_adds_changes_and_removes_policies_and_the_run_lists_them(connect, git_repo, fleet):
+def test_a_commit_adds_changes_and_removes_policies_and_the_run_lists_them(connect, git_repo, fleet, admin_client):
     git_repo.write("policies/agent.yaml", AGENT)
     git_repo.write("policies/telnet.yaml", TELNET)
     first = git_repo.commit("policies")
@@ -71,6 +73,8 @@ def test_a_commit_adds_changes_and_removes_policies_and_the_run_lists_them(conne
     assert not telnet.enabled and telnet.git_repository is None  # disabled, and the panel owns it again
     assert [v.change for v in telnet.versions.order_by("number")] == ["created", "disabled"]
     assert agent.versions.order_by("-number").first().commit_sha == second
+    page = admin_client.get(run.get_absolute_url()).content.decode()
+    assert 'id="run-policy-changes"' in page and "No telnet" in page and "disabled" in page
 
 
 def test_an_invalid_policy_file_blocks_the_whole_commit(connect, git_repo, fleet):
@@ -167,3 +171,45 @@ def test_git_owned_policies_are_read_only_in_the_api_and_the_ui(connect, git_rep
     admin_client.post(f"/governance/policies/{policy.pk}/delete/")
     policy.refresh_from_db()
     assert policy.name == "Require agent" and policy.enabled and policy.description == ""
+
+
+def test_a_preview_lists_the_policy_changes_and_applies_none(connect, git_repo, fleet, admin_api, queued_syncs):
+    git_repo.write("policies/agent.yaml", AGENT)
+    git_repo.commit()
+    repo = connect()
+    response = admin_api.post(f"/api/governance/gitops/{repo.pk}/preview")
+    assert response.status_code == 202
+    tasks.preview_repository(response.data["id"])
+    preview = admin_api.get(f"/api/governance/gitops/runs/{response.data['id']}").data
+    assert preview["status"] == SyncStatus.PREVIEW
+    assert preview["policy_changes"] == [
+        {"policy": "Require agent", "action": "created", "file": "policies/agent.yaml", "fields": []}
+    ]
+    assert not Policy.objects.exists()
+
+
+def test_syncing_back_to_an_older_commit_restores_its_policies_as_a_new_version(connect, git_repo, fleet):
+    git_repo.write("policies/agent.yaml", AGENT)
+    first = git_repo.commit()
+    repo = connect()
+    sync(repo)
+    git_repo.write("policies/agent.yaml", AGENT.replace('"1.4"', '"1.9"'))
+    git_repo.commit()
+    sync(repo)
+
+    run = governance_sync_to(repo, first)
+
+    assert run.status == SyncStatus.APPLIED, run.errors
+    policy = Policy.objects.get(name="Require agent")
+    assert policy.rules["apps"][0]["min_version"] == "1.4" and policy.git_commit == first
+    assert [(v.number, v.commit_sha == first) for v in policy.versions.order_by("number")] == [
+        (1, True),
+        (2, False),
+        (3, True),
+    ]
+
+
+def governance_sync_to(repo, revision):
+    run = gitops_services.repository_sync(repository_id=repo.pk, trigger="revision", revision=revision[:10])
+    repo.refresh_from_db()
+    return run

@@ -91,7 +91,7 @@ def test_import_is_a_dry_run_until_apply(admin_api, group):
     assert_status(response, 200)
     assert response.data["applied"] is False
     assert response.data["changed"] == [{"name": "Require agent", "fields": ["description", "scope", "rules"]}]
-    assert response.data["removed"] == []  # not asked to prune
+    assert response.data["removed"] == [] and response.data["missing"] == ["Old rule"]  # not asked to prune
     assert Policy.objects.get(name="Require agent").rules["apps"][0]["min_version"] is None
 
     response = admin_api.post(
@@ -152,3 +152,21 @@ def test_export_is_for_viewers_and_import_for_admins(viewer_api, operator_api, a
     assert_status(client.get("/api/governance/policies/export"), 401)
     assert Group.objects.filter(name="web").exists()
     assert_status(admin_api.post("/api/governance/policies/import", {"nothing": 1}, format="json"), 400)
+
+
+def test_a_body_over_ten_megabytes_is_refused_in_the_envelope(admin_api):
+    response = admin_api.post(
+        "/api/governance/policies/import", b"#" * (10 * 1024 * 1024 + 1), content_type="application/yaml"
+    )
+    assert_status(response, 400)
+    assert response.data["message"] == "The body is larger than 10 MB."
+    assert not Policy.objects.exists()
+
+
+def test_a_file_that_is_not_yaml_or_not_a_zip_is_named(admin_api):
+    response = admin_api.post("/api/governance/policies/import", b"PK\x03\x04garbage", content_type="application/zip")
+    assert_status(response, 400)
+    assert response.data["issues"][0]["file"] == "upload.zip" and "not a zip" in response.data["message"]
+    response = admin_api.post("/api/governance/policies/import", "name: [unclosed", content_type="application/yaml")
+    assert_status(response, 400)
+    assert "YAML syntax error" in response.data["issues"][0]["message"]
