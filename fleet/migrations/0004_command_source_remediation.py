@@ -4,15 +4,24 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('fleet', '0003_revalidate_heartbeats'),
+        ("fleet", "0003_revalidate_heartbeats"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='command',
-            name='source',
-            field=models.CharField(choices=[('manual', 'Manual'), ('canary', 'Canary deployment'), ('rollback', 'Rollback'), ('gitops', 'GitOps sync'), ('remediation', 'Policy remediation')], default='manual', max_length=16),
+            model_name="command",
+            name="source",
+            field=models.CharField(
+                choices=[
+                    ("manual", "Manual"),
+                    ("canary", "Canary deployment"),
+                    ("rollback", "Rollback"),
+                    ("gitops", "GitOps sync"),
+                    ("remediation", "Policy remediation"),
+                ],
+                default="manual",
+                max_length=16,
+            ),
         ),
     ]

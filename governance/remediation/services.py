@@ -74,25 +74,32 @@ def remediate_policy(*, policy_id: int, now=None) -> dict:
     if policy is None:
         return {"skipped": "no such policy"}
     RemediationSettings.objects.get_or_create(policy=policy)
-    if not _claim(policy_id, now):
+    lease = _claim(policy_id)
+    if lease is None:
         return {"skipped": "another worker holds the lease"}
     try:
         settled = reconcile(policy_id=policy_id, now=now)
-        rails = RemediationSettings.objects.get(pk=policy_id)
-        if rails.paused_at is not None or _maybe_trip(policy, rails, now):  # tripped now: nothing more this tick
-            return {"settled": settled, "skipped": "paused"}
         if policy.mode != PolicyMode.ENFORCE or not policy.enabled:
             return {"settled": settled, "skipped": "not enforcing"}
+        rails = RemediationSettings.objects.get(pk=policy_id)
+        if rails.paused_at is None and _maybe_trip(policy, rails, now):
+            rails.refresh_from_db()
+        if rails.paused_at is not None:
+            return {"settled": settled, "skipped": "paused"}
         if not window_of(rails).is_open(now):
             return {"settled": settled, "skipped": "outside the maintenance window"}
         return {"settled": settled, "queued": _queue_due(policy, rails, now)}
-    finally:
-        RemediationSettings.objects.filter(pk=policy_id).update(tick_claimed_until=None)
+    finally:  # only our own lease: one that ran out and was taken over stays with its new holder
+        RemediationSettings.objects.filter(pk=policy_id, tick_claimed_until=lease).update(tick_claimed_until=None)
 
 
-def _claim(policy_id: int, now) -> bool:
-    free = Q(tick_claimed_until__isnull=True) | Q(tick_claimed_until__lt=now)
-    return RemediationSettings.objects.filter(free, pk=policy_id).update(tick_claimed_until=now + LEASE) == 1
+def _claim(policy_id: int, now=None):
+    """The lease's expiry if this worker won it (a conditional UPDATE matched the row), else None."""
+    clock = timezone.now()  # the lease runs on the real clock, whatever `now` the round is planned for
+    until = clock + LEASE
+    free = Q(tick_claimed_until__isnull=True) | Q(tick_claimed_until__lt=clock)
+    won = RemediationSettings.objects.filter(free, pk=policy_id).update(tick_claimed_until=until)
+    return until if won == 1 else None
 
 
 def reconcile(*, policy_id: int, now=None) -> int:
@@ -239,11 +246,37 @@ def _queue_due(policy: Policy, rails: RemediationSettings, now) -> int:
         from .canary import queue_through_canary
 
         return queue_through_canary(policy, rails, chosen, now=now)
+    chosen = _refuse_invalid(policy, chosen, now)
     try:
-        return _queue_direct(policy, chosen, now)
+        return _queue_direct(policy, chosen, now) if chosen else 0
     except IntegrityError:
         logger.warning("remediation of policy %s: an attempt was recorded concurrently; nothing queued", policy.pk)
         return 0
+
+
+def _refuse_invalid(policy: Policy, chosen, now) -> list:
+    """A fix the command queue would refuse (e.g. an app name an agent reported that no command accepts)
+    becomes a failed attempt with the reason, so it counts towards K and the breaker; the rest go on."""
+    valid = []
+    for violation, fix in chosen:
+        try:
+            command_logic.validate_params(fix.kind, fix.params)
+        except command_logic.CommandParamsError as exc:
+            RemediationAttempt.objects.create(
+                violation=violation,
+                policy=policy,
+                instance_id=violation.instance_id,
+                number=next_number(violation),
+                kind=fix.kind,
+                params=fix.params,
+                outcome=AttemptOutcome.FAILED,
+                error=f"The command queue refused the fix: {exc}",
+                created=now,
+                finished_at=now,
+            )
+        else:
+            valid.append((violation, fix))
+    return valid
 
 
 @transaction.atomic

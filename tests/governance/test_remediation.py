@@ -213,3 +213,37 @@ def test_window_time_given_as_time_is_kept(enforced, admin_user):
     )
     rails = RemediationSettings.objects.get(pk=enforced.pk)
     assert (rails.window_start, rails.window_end, rails.window_days) == (time(1), time(5), [0])
+
+
+def test_a_fix_the_command_queue_refuses_is_a_failed_attempt_with_the_reason(admin_user, make_instance):
+    make_instance(apps=[("Legacy_Tool", "1.0")])  # an agent reported a name no command accepts
+    fine = make_instance(apps=[("legacy-tool", "1.0")])
+    policy = make_policy(
+        admin_user, name="No legacy", policy_type="blocked_apps", rules={"apps": [{"pattern": "*egacy*"}]}
+    )
+    remediation_update(actor=admin_user, policy=policy, data={"mode": "enforce"})
+    assert remediate_policy(policy_id=policy.pk)["queued"] == 1
+    refused = RemediationAttempt.objects.get(outcome="failed")
+    assert "refused the fix" in refused.error and "'app' must be an app name" in refused.error
+    queued = RemediationAttempt.objects.get(outcome="pending")
+    assert queued.instance_id == fine.pk and queued.command.kind == "uninstall_app"
+
+
+def test_a_round_costs_the_same_queries_for_three_fixes_as_for_twelve(admin_user, make_instance):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def round_queries(count, name):
+        for _ in range(count):
+            make_instance(apps=[])
+        policy = make_policy(admin_user, name=name, rules=AGENT, scope=None)
+        remediation_update(actor=admin_user, policy=policy, data={"mode": "enforce", "max_instances": 100})
+        Violation.objects.exclude(policy=policy).delete()
+        with CaptureQueriesContext(connection) as queries:
+            assert remediate_policy(policy_id=policy.pk)["queued"] == Violation.objects.filter(policy=policy).count()
+        services.policy_disable(actor=admin_user, policy=policy)
+        Violation.objects.all().delete()
+        Instance.objects.all().delete()
+        return len(queries)
+
+    assert round_queries(3, "Three") == round_queries(12, "Twelve")
