@@ -8,10 +8,10 @@ logger = logging.getLogger(__name__)
 
 
 def _enqueue_instance(instance_id: int) -> None:
-    from .tasks import evaluate_instance_task
+    from .services import queue_instance_evaluation
 
     try:
-        evaluate_instance_task.delay(instance_id)
+        queue_instance_evaluation(instance_id=instance_id)
     except Exception:  # a broker outage must not fail the heartbeat; the 5-minute sweep catches up
         logger.exception("could not enqueue the evaluation of instance %s", instance_id)
 

@@ -11,6 +11,11 @@ def evaluate_instance_task(instance_id: int):
 
 
 @shared_task
+def evaluate_pending_task():
+    return services.evaluate_pending()
+
+
+@shared_task
 def recount_policies_task():
     return services.recount_due_policies()
 

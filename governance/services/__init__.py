@@ -9,8 +9,10 @@ from .evaluation import (
     evaluate_fleet,
     evaluate_instance,
     evaluate_instances,
+    evaluate_pending,
     evaluate_policy_scope,
     evaluate_time_based,
+    queue_instance_evaluation,
     recount_due_policies,
 )
 from .policies import (
@@ -34,6 +36,7 @@ __all__ = [
     "evaluate_fleet",
     "evaluate_instance",
     "evaluate_instances",
+    "evaluate_pending",
     "evaluate_policy_scope",
     "evaluate_time_based",
     "exception_create",
@@ -48,6 +51,7 @@ __all__ = [
     "policy_preview",
     "policy_set_enabled",
     "policy_update",
+    "queue_instance_evaluation",
     "recount_due_policies",
     "snapshot_day",
 ]

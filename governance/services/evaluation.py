@@ -8,7 +8,7 @@ from fleet.scopes import Scope
 from fleet.selectors import instances_in_scope
 
 from ..choices import CURRENT_STATUSES
-from ..evaluation import run, store
+from ..evaluation import pending, run, store
 from ..models import Policy, Violation
 
 
@@ -20,6 +20,17 @@ def evaluate_instances(*, instance_ids: list[int] | None = None, now=None) -> di
 def evaluate_instance(*, instance_id: int, now=None) -> dict:
     """After a heartbeat changed one instance's state (or its groups/tags); policy counts follow shortly."""
     return run.evaluate([instance_id], now=now, recount_later=True)
+
+
+def queue_instance_evaluation(*, instance_id: int) -> None:
+    """After a heartbeat changed one instance's state (or its groups/tags): queue its evaluation, which
+    a worker runs in a batch with the others queued meanwhile (evaluation.pending)."""
+    pending.queue(instance_id)
+
+
+def evaluate_pending() -> dict:
+    """The worker's side of queue_instance_evaluation: claim queued instances and evaluate them."""
+    return pending.drain()
 
 
 @transaction.atomic
