@@ -6,9 +6,13 @@ class GovernanceConfig(AppConfig):
     verbose_name = "Governance"
 
     def ready(self):
+        from django.db.models.signals import pre_delete
+
+        from fleet.models import Instance
         from fleet.signals import instance_state_changed, instances_went_offline
 
         from . import receivers
 
         instance_state_changed.connect(receivers.on_instance_state_changed, dispatch_uid="governance.state_changed")
         instances_went_offline.connect(receivers.on_instances_went_offline, dispatch_uid="governance.went_offline")
+        pre_delete.connect(receivers.on_instance_deleting, sender=Instance, dispatch_uid="governance.instance_deleting")

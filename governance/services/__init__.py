@@ -13,6 +13,7 @@ from .evaluation import (
     evaluate_policy_scope,
     evaluate_time_based,
     queue_instance_evaluation,
+    recount_after_instance_delete,
     recount_due_policies,
 )
 from .policies import (
@@ -52,6 +53,7 @@ __all__ = [
     "policy_set_enabled",
     "policy_update",
     "queue_instance_evaluation",
+    "recount_after_instance_delete",
     "recount_due_policies",
     "snapshot_day",
 ]
