@@ -294,6 +294,7 @@ def main() -> None:
         Violation.objects.filter(rule_key__endswith="#floor").delete()
         del floor_rows
     full_s, floor_s = statistics.median(full_times), statistics.median(floor_times)
+    target_s = 5 if INSTANCES <= 10_000 else 40 * INSTANCES / 100_000  # issue #12: 10k ≤ 5 s, 100k ≤ 40 s
     sample = list(
         Violation.objects.values("policy_id", "policy_name", "instance_id", "rule_key", "rule", "evidence", "severity")
     )
@@ -307,7 +308,7 @@ def main() -> None:
         f"1. Full evaluation of {INSTANCES:,} instances x {POLICIES} policies ({result['opened']:,} violations opened, {rows:,} rows)"
     )
     print(
-        f"   wall time (median of {REPEAT}):           {full_s:6.2f} s   (target <= 5 s; runs: "
+        f"   wall time (median of {REPEAT}):           {full_s:6.2f} s   (target <= {target_s:g} s; runs: "
         + ", ".join(f"{t:.2f}" for t in full_times)
         + ")"
     )
@@ -321,11 +322,11 @@ def main() -> None:
     if APPS:
         print(f"   with {APPS:,} packages per instance: {INSTANCES / full_s:,.0f} instance evaluations/s")
     report(
-        "governance full evaluation 10k x 50",
+        f"governance full evaluation {INSTANCES // 1000}k x 50" + (f", {APPS} apps" if APPS else ""),
         full_s,
         "s",
-        "<= 5 s",
-        full_s <= 5 and full_s / floor_s <= 3,
+        f"<= {target_s:g} s",
+        full_s <= target_s and peak_mib <= 1024 and full_s / floor_s <= 3,
         full_s / floor_s,
         "<= 3x bulk write",
     )
