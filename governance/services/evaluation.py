@@ -19,7 +19,8 @@ def evaluate_instances(*, instance_ids: list[int] | None = None, now=None) -> di
 
 
 def evaluate_instance(*, instance_id: int, now=None) -> dict:
-    """After a heartbeat changed one instance's state (or its groups/tags); policy counts follow shortly."""
+    """Evaluate one instance now (evaluation.single's fast read); policy counts follow shortly.
+    Heartbeats queue theirs instead (queue_instance_evaluation), to be evaluated in batches."""
     return run.evaluate([instance_id], now=now, recount_later=True)
 
 
