@@ -70,7 +70,7 @@ def lock_and_read(instance_id: int) -> tuple[list, tuple | None, tuple | None]:
     → (store.read's rows: [] if it is gone, the policies' version, the waivers' version)."""
     if connection.vendor != "postgresql":
         lock_instances([instance_id])
-        return store.read([instance_id]), None, None
+        return list(store.read([instance_id])), None, None
     sql = _SQL.get("read") or _SQL.setdefault("read", _read_sql())
     with connection.cursor() as cursor:
         cursor.execute(LOCK_SQL, [INSTANCE_KEYS + instance_id, POLICIES_KEY])

@@ -52,7 +52,7 @@ def test_the_one_instance_read_returns_what_the_chunk_read_does(evaluated):
         rows, policies_version, waivers_version = single.lock_and_read(evaluated.pk)
         fast = len(queries)
     with transaction.atomic():
-        general = store.read([evaluated.pk])
+        general = list(store.read([evaluated.pk]))
 
     def by_id(rows):  # the order of the open rows does not matter to diff
         return [

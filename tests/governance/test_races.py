@@ -32,7 +32,7 @@ def fleet(postgres_required, make_instance, monkeypatch):
     read = store.read
 
     def slow_read(ids):  # widen the window between an evaluation's read and its writes
-        rows = read(ids)
+        rows = list(read(ids))
         time.sleep(0.01)
         return rows
 
