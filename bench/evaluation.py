@@ -2,18 +2,24 @@
 
     .venv/bin/python bench/evaluation.py   (DATABASE_URL, default postgres://postgres@127.0.0.1:5432/bench_evaluation)
 
-Creates and migrates its own database, builds 10,000 instances and 50 policies, and prints:
-1. full evaluation of 10,000 × 50 (cold: every violation is new) and the ratio to PostgreSQL
-   bulk-writing the same number of violation rows in the same run (targets ≤ 5 s and ≤ 3×); each
-   timed BENCH_REPEAT (3) times, interleaved, medians compared;
+Creates and migrates its own database, builds BENCH_INSTANCES (10,000) instances and 50 policies,
+and prints:
+1. full evaluation of the fleet × 50 (cold: every violation is new), run in a fresh process of its
+   own so that its peak RSS is the evaluation's, and the ratio to PostgreSQL bulk-writing (COPY) the
+   same violation rows in the same run (targets at 10,000: ≤ 5 s; at 100,000: ≤ 40 s and ≤ 1 GiB);
+   each timed BENCH_REPEAT (3) times, interleaved, medians compared. BENCH_SWEEP_ONLY=1 stops here;
+   BENCH_APPS=3000 gives every instance that many installed packages (a real Debian server's list);
 2. incremental evaluation of one instance after its state changed, median (target ≤ 5 ms);
 3. governance dashboard render at 10,000 instances and 100,000 violations, median (target ≤ 150 ms).
 """
 
 import gc
+import json
 import os
 import random
+import resource
 import statistics
+import subprocess
 import sys
 import time
 from datetime import timedelta
@@ -33,6 +39,8 @@ os.environ.setdefault("LOG_LEVEL", "WARNING")
 INSTANCES = int(os.environ.get("BENCH_INSTANCES", 10_000))
 POLICIES = 50
 REPEAT = int(os.environ.get("BENCH_REPEAT", 3))  # timings of the full evaluation and of its floor
+APPS = int(os.environ.get("BENCH_APPS", 0))  # installed packages per instance (0: the 8 or so below)
+SWEEP_ONLY = os.environ.get("BENCH_SWEEP_ONLY") == "1"
 DASHBOARD_VIOLATIONS = 100_000
 
 
@@ -66,11 +74,50 @@ from common.models import User  # noqa: E402
 from fleet.choices import InstanceStatus, ScopeKind  # noqa: E402
 from fleet.models import Group, Instance, Tag  # noqa: E402
 from governance import evaluators, services  # noqa: E402
-from governance.evaluation import specs  # noqa: E402
 from governance.models import InstanceCompliance, Policy, PolicyCompliance, ReleaseRecord, Violation  # noqa: E402
 
 rng = random.Random(42)
 APP_POOL = [f"app-{i:02d}" for i in range(30)] + ["monitoring-agent", "log-collector", "outdated-db", "insecure-tool"]
+
+
+# A Debian 12 server's package names and version shapes (dpkg-query -W), repeated with numbered
+# suffixes up to BENCH_APPS packages per instance.
+DEBIAN_PACKAGES = [
+    ("adduser", "3.134"),
+    ("apt", "2.6.1"),
+    ("base-files", "12.4+deb12u5"),
+    ("bash", "5.2.15-2+b2"),
+    ("coreutils", "9.1-1"),
+    ("dpkg", "1.21.22"),
+    ("e2fsprogs", "1.47.0-2"),
+    ("gcc-12-base", "12.2.0-14"),
+    ("libc6", "2.36-9+deb12u4"),
+    ("libssl3", "3.0.11-1~deb12u2"),
+    ("libsystemd0", "252.22-1~deb12u1"),
+    ("openssh-server", "1:9.2p1-2+deb12u2"),
+    ("openssl", "3.0.11-1~deb12u2"),
+    ("perl-base", "5.36.0-7+deb12u1"),
+    ("python3.11", "3.11.2-6"),
+    ("systemd", "252.22-1~deb12u1"),
+    ("tzdata", "2024a-0+deb12u1"),
+    ("zlib1g", "1:1.2.13.dfsg-1"),
+    ("libpam-modules", "1.5.2-6+deb12u1"),
+    ("sudo", "1.9.13p3-1+deb12u1"),
+]
+
+
+def debian_packages(n: int) -> list[dict]:
+    out = []
+    for i in range(n):
+        name, version = DEBIAN_PACKAGES[i % len(DEBIAN_PACKAGES)]
+        out.append(
+            {
+                "name": f"{name}-{i // len(DEBIAN_PACKAGES)}" if i >= len(DEBIAN_PACKAGES) else name,
+                "version": version,
+                "running": False,
+            }
+        )
+    return out
 
 
 def median_ms(fn, runs: int) -> float:
@@ -94,8 +141,12 @@ def build_fleet(now) -> None:
         [Tag(key="env", value=v) for v in ("production", "staging", "dev")]
         + [Tag(key="role", value=v) for v in ("web", "db", "cache")]
     )
+    packages = debian_packages(APPS) if APPS else []
     instances = []
     for i in range(INSTANCES):
+        if len(instances) == 2000:  # built and written in parts: 100,000 instances at once would not fit
+            Instance.objects.bulk_create(instances, batch_size=500)
+            instances = []
         apps = [
             {"name": n, "version": f"{rng.randint(1, 3)}.{rng.randint(0, 12)}", "running": rng.random() > 0.05}
             for n in rng.sample(APP_POOL, 8)
@@ -116,9 +167,11 @@ def build_fleet(now) -> None:
                     "released_at": (now - timedelta(hours=rng.randint(1, 120))).isoformat(),
                 }
             )
+        if packages:
+            apps += packages[: APPS - len(apps)]
         instances.append(
             Instance(
-                name=f"srv-{i:05d}",
+                name=f"srv-{i:06d}",
                 os_version=rng.choice(["24.04.1", "24.04.2"] * 9 + ["22.04"]),
                 status=InstanceStatus.ONLINE,
                 last_seen_at=now,
@@ -127,7 +180,7 @@ def build_fleet(now) -> None:
                 updates=updates,
             )
         )
-    Instance.objects.bulk_create(instances, batch_size=2000)
+    Instance.objects.bulk_create(instances, batch_size=500)
     ids = list(Instance.objects.values_list("pk", flat=True))
     Instance.groups.through.objects.bulk_create(
         [Instance.groups.through(instance_id=pk, group_id=groups[pk % 10].pk) for pk in ids], batch_size=5000
@@ -177,6 +230,37 @@ def build_fleet(now) -> None:
             policy.save()
 
 
+def sweep_in_fresh_process(now) -> tuple[float, dict, float]:
+    """The cold sweep in a process of its own, started as a worker is (Django set up, URLconf loaded),
+    so that its peak RSS is the evaluation's and not the fleet builder's: → (seconds, result, MiB)."""
+    cmd = [sys.executable, __file__, "--sweep", now.isoformat()]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=os.environ)
+    data = json.loads(out.stdout.strip().splitlines()[-1])
+    return data["seconds"], data["result"], data["peak_mib"]
+
+
+def _sweep_child(now_text: str) -> None:
+    from datetime import datetime
+
+    from config.celery import warm_up
+
+    warm_up()
+    start = time.perf_counter()
+    result = services.evaluate_fleet(now=datetime.fromisoformat(now_text))
+    seconds = time.perf_counter() - start
+    print(json.dumps({"seconds": seconds, "result": result, "peak_mib": _peak_rss_mib()}))
+
+
+def _peak_rss_mib() -> float:
+    """This process's own peak RSS (VmHWM). Not getrusage's ru_maxrss: Linux carries that across
+    exec from the forked parent, so it reported the fleet builder's peak."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def main() -> None:
     print(f"PostgreSQL: {connection.settings_dict['NAME']} — migrating…", flush=True)
     call_command("migrate", verbosity=0)
@@ -199,10 +283,8 @@ def main() -> None:
                 "TRUNCATE governance_violation, governance_instancecompliance, governance_policycompliance, "
                 "governance_releaserecord"
             )
-        specs.clear_cache()
-        start = time.perf_counter()
-        result = services.evaluate_fleet(now=now)
-        full_times.append(time.perf_counter() - start)
+        seconds, result, peak_mib = sweep_in_fresh_process(now)
+        full_times.append(seconds)
         rows = Violation.objects.count()
 
         # Floor: a plain COPY of the same number of violation rows (prebuilt tuples), committed; then
@@ -221,6 +303,7 @@ def main() -> None:
         Violation.objects.filter(rule_key__endswith="#floor").delete()
         del floor_rows
     full_s, floor_s = statistics.median(full_times), statistics.median(floor_times)
+    target_s = 5 if INSTANCES <= 10_000 else 40 * INSTANCES / 100_000  # issue #12: 10k ≤ 5 s, 100k ≤ 40 s
     sample = list(
         Violation.objects.values("policy_id", "policy_name", "instance_id", "rule_key", "rule", "evidence", "severity")
     )
@@ -234,7 +317,7 @@ def main() -> None:
         f"1. Full evaluation of {INSTANCES:,} instances x {POLICIES} policies ({result['opened']:,} violations opened, {rows:,} rows)"
     )
     print(
-        f"   wall time (median of {REPEAT}):           {full_s:6.2f} s   (target <= 5 s; runs: "
+        f"   wall time (median of {REPEAT}):           {full_s:6.2f} s   (target <= {target_s:g} s; runs: "
         + ", ".join(f"{t:.2f}" for t in full_times)
         + ")"
     )
@@ -244,20 +327,21 @@ def main() -> None:
         + ")"
     )
     print(f"   ratio to floor:                    {full_s / floor_s:6.2f} x  (target <= 3x)")
-    import resource
-
-    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"   peak RSS of this process:          {peak_mib:6.0f} MiB (target <= 1024 MiB at 100,000)")
+    print(f"   peak RSS of the evaluating process: {peak_mib:5.0f} MiB (target <= 1024 MiB at 100,000)")
+    if APPS:
+        print(f"   with {APPS:,} packages per instance: {INSTANCES / full_s:,.0f} instance evaluations/s")
     report(
-        "governance full evaluation 10k x 50",
+        f"governance full evaluation {INSTANCES // 1000}k x 50" + (f", {APPS} apps" if APPS else ""),
         full_s,
         "s",
-        "<= 5 s",
-        full_s <= 5 and full_s / floor_s <= 3,
+        f"<= {target_s:g} s",
+        full_s <= target_s and peak_mib <= 1024 and full_s / floor_s <= 3,
         full_s / floor_s,
         "<= 3x bulk write",
     )
     print(f"   re-evaluation, nothing changed:    {steady_s:6.2f} s")
+    if SWEEP_ONLY:
+        return
 
     # The benchmark's own scaffolding is not part of a worker that evaluates heartbeats: let it go, so
     # the garbage collector does not walk it during the measurement.
@@ -364,4 +448,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--sweep"]:
+        _sweep_child(sys.argv[2])
+    else:
+        main()

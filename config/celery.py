@@ -1,7 +1,7 @@
 import os
 
 from celery import Celery
-from celery.signals import worker_init
+from celery.signals import task_postrun, task_prerun, worker_init
 
 from common import broker, liveness
 
@@ -25,3 +25,16 @@ def warm_up() -> None:
 @worker_init.connect
 def _warm_up_worker(**_kwargs):
     warm_up()  # in the parent, before the pool forks: every child starts warm
+
+
+@task_prerun.connect
+@task_postrun.connect
+def _close_old_connections(sender=None, **_kwargs):
+    """Around each task what Django does around each request: drop a connection that is broken or
+    older than CONN_MAX_AGE, and re-arm its health check. (Celery would otherwise open a new one for
+    every task; see CELERY_DB_REUSE_MAX in settings.) Not for a task run eagerly inside the caller's
+    transaction, as Celery's own fixup."""
+    from django.db import close_old_connections
+
+    if not getattr(getattr(sender, "request", None), "is_eager", False):
+        close_old_connections()

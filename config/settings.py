@@ -254,6 +254,11 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Celery's Django fixup closes the database connection before and after every task unless this is
+# set: a new PostgreSQL connection per task was 25 ms of a heartbeat's 30 ms evaluation in the worker
+# (bench/evaluation_worker.py). Connections are kept as for web requests instead (CONN_MAX_AGE,
+# health checks; config/celery.py) and recycled after this many tasks.
+CELERY_DB_REUSE_MAX = 1000
 CELERY_TASK_TIME_LIMIT = 300
 CELERY_TASK_SOFT_TIME_LIMIT = 240
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True

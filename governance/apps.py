@@ -6,6 +6,9 @@ class GovernanceConfig(AppConfig):
     verbose_name = "Governance"
 
     def ready(self):
+        from django.db.models.signals import pre_delete
+
+        from fleet.models import Instance
         from fleet.signals import command_run_finished, instance_state_changed, instances_went_offline
 
         from . import receivers
@@ -16,3 +19,4 @@ class GovernanceConfig(AppConfig):
         command_run_finished.connect(
             remediation_receivers.on_command_run_finished, dispatch_uid="governance.remediation.run_finished"
         )
+        pre_delete.connect(receivers.on_instance_deleting, sender=Instance, dispatch_uid="governance.instance_deleting")

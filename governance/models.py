@@ -199,6 +199,17 @@ class PolicyCompliance(models.Model):
         return scores.display(100 * self.compliant / self.applicable) if self.applicable else None
 
 
+class PendingEvaluation(models.Model):
+    """An instance whose state changed and whose evaluation is queued; workers claim these in batches
+    (governance.evaluation.pending)."""
+
+    instance = models.OneToOneField(Instance, on_delete=models.CASCADE, primary_key=True, related_name="+")
+    queued_at = models.DateTimeField()
+
+    def __str__(self):
+        return f"evaluation of {self.instance_id} queued at {self.queued_at}"
+
+
 class ReleaseRecord(models.Model):
     """A release offered to an instance, from when it was first pending until it was applied.
 

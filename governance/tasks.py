@@ -7,7 +7,14 @@ from . import services
 
 @shared_task
 def evaluate_instance_task(instance_id: int):
+    """One instance now. Heartbeats queue theirs for evaluate_pending_task; kept for messages already
+    queued and for callers that want one instance evaluated at once."""
     return services.evaluate_instance(instance_id=instance_id)
+
+
+@shared_task
+def evaluate_pending_task():
+    return services.evaluate_pending()
 
 
 @shared_task

@@ -5,6 +5,7 @@ from django.db import transaction
 from common.exceptions import ApplicationError
 from common.services import audit_log
 from fleet.choices import ScopeKind
+from fleet.locks import lock_instances
 from fleet.models import Group, Instance, Tag
 from fleet.scopes import Scope, ScopeError, parse_tag_filter
 from fleet.signals import instance_state_changed
@@ -79,6 +80,9 @@ def instance_update(
 
 @transaction.atomic
 def instance_delete(*, actor, instance: Instance) -> None:
+    """Delete an instance and what hangs off it. Takes the instance's lock first (fleet.locks), so a
+    governance evaluation running meanwhile finishes before its rows are collected for deletion."""
+    lock_instances([instance.pk])
     audit_log(actor=actor, action="instance.delete", obj=instance)
     instance.delete()
 

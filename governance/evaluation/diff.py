@@ -277,7 +277,7 @@ def _check_shape(report: dict) -> None:
         if items is not None and not (isinstance(items, list) and all(isinstance(i, dict) for i in items)):
             raise StateInvalid(f"{what} is not a list of objects")
     for i, item in enumerate(report["apps"] or ()):
-        if not isinstance(item.get("name", ""), str) or not isinstance(item.get("version", ""), str | int | float):
+        if not isinstance(item.get("name", ""), str) or not isinstance(item.get("version", ""), (str, int, float)):
             raise StateInvalid(f"apps[{i}]: name or version is not text")
     for i, item in enumerate(report["updates"] or ()):
         if not all(isinstance(item.get(k, ""), str | None) for k in ("kind", "name", "version", "released_at")):
@@ -292,9 +292,10 @@ def _check_shape(report: dict) -> None:
     texts += [
         v for item in (*(report["apps"] or ()), *(report["updates"] or ())) for v in item.values() if isinstance(v, str)
     ]
-    for text in texts:
-        if "\x00" in text or not (text.isascii() or _encodable(text)):
-            raise StateInvalid("the reported state contains NUL or unpaired surrogate characters")
+    # One pass over all of it at C speed (a server reports up to 10,000 packages).
+    joined = "".join(texts)
+    if "\x00" in joined or not (joined.isascii() or _encodable(joined)):
+        raise StateInvalid("the reported state contains NUL or unpaired surrogate characters")
 
 
 def _check_storable(changes: Changes) -> None:

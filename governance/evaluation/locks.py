@@ -6,6 +6,9 @@
   (settings: transaction_mode), so there is one writer at a time and the call is a no-op. Whatever
   an evaluation reads after the lock is what it overwrites: a stale sweep cannot undo a newer
   heartbeat evaluation, which either finished before (and is read) or waits.
+- Deleting an instance (fleet.services.instance_delete) takes the same instance lock
+  (fleet.locks), so an evaluation never writes rows for an instance that is gone: it either
+  finished before the delete collected the instance's rows, or it waits and then reads nothing.
 - Deleting a policy waits for running evaluations, and evaluations starting meanwhile wait for the
   delete: `lock_policies(exclusive=...)`, one advisory lock taken shared by every evaluation and
   exclusively by `policy_delete`, so an evaluation never inserts a row for a policy that is gone.
@@ -14,9 +17,11 @@
 
 from django.db import connection
 
+from fleet import locks as fleet_locks
+
 # Advisory lock keys (bigint): a governance prefix in the high bits keeps clear of other users.
 POLICIES_KEY = 7302 << 40
-INSTANCE_KEYS = 7301 << 40  # + instance id
+INSTANCE_KEYS = fleet_locks.INSTANCE_KEYS  # + instance id
 
 
 def lock_policies(*, exclusive: bool = False) -> None:
@@ -34,12 +39,7 @@ def lock_instances(ids: list[int]) -> None:
     (max_locks_per_transaction × max_connections, 6,400 by default), so chunks stay well below that."""
     if connection.vendor != "postgresql" or not ids:
         return
-    assert connection.in_atomic_block, "lock_instances needs a transaction: the locks end with it"
-    with connection.cursor() as cursor:
-        # The policies' shared lock first, as everywhere: a waiting policy_delete then holds nothing
-        # an evaluation needs.
-        cursor.execute("SELECT pg_advisory_xact_lock_shared(%s)", [POLICIES_KEY])
-        cursor.execute(
-            "SELECT count(pg_advisory_xact_lock(%s + i)) FROM (SELECT unnest(%s::bigint[]) AS i ORDER BY 1) AS ids",
-            [INSTANCE_KEYS, sorted(ids)],
-        )
+    # The policies' shared lock first, as everywhere: a waiting policy_delete then holds nothing an
+    # evaluation needs.
+    lock_policies()
+    fleet_locks.lock_instances(ids)

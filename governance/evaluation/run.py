@@ -20,7 +20,7 @@ from common.services import notify_admins
 from fleet.models import Instance
 
 from ..models import InstanceCompliance
-from . import diff, specs, store
+from . import diff, single, specs, store
 from .locks import lock_instances
 
 logger = logging.getLogger(__name__)
@@ -60,9 +60,10 @@ def evaluate(instance_ids: list[int] | None = None, *, now=None, recount_later: 
     return {k: totals[k] for k in ("instances", "opened", "updated", "resolved", "critical_opened", "invalid")}
 
 
-def _context(now) -> diff.Context:
+def _context(now, policies_version=None, waivers_version=None) -> diff.Context:
     stale_after = getattr(settings, "GOVERNANCE_STALE_AFTER_SECONDS", 3600)
-    return diff.Context(specs.policy_specs(), specs.exception_specs(now), now, timedelta(seconds=stale_after))
+    policies, waivers = specs.policy_specs(policies_version), specs.exception_specs(now, waivers_version)
+    return diff.Context(policies, waivers, now, timedelta(seconds=stale_after))
 
 
 def _evaluate_chunk(ids: list[int], now, *, refresh: bool, recount: str) -> tuple[dict, list]:
@@ -85,10 +86,15 @@ def _evaluate_chunk(ids: list[int], now, *, refresh: bool, recount: str) -> tupl
 
 
 def _evaluate_locked(ids: list[int], now, *, refresh: bool, recount: str) -> tuple[dict, list]:
-    """Lock, then read everything (specs included): a policy or waiver changed before the lock is seen."""
-    lock_instances(ids)
-    ctx = _context(now)
-    batch = [diff.diff(ctx, *row) for row in store.read(ids)]
+    """Lock, then read everything (specs included): a policy or waiver changed before the lock is seen.
+    One instance (a heartbeat's) takes the fast path, single.lock_and_read."""
+    if len(ids) == 1:
+        rows, policies_version, waivers_version = single.lock_and_read(ids[0])
+        ctx = _context(now, policies_version, waivers_version)
+    else:
+        lock_instances(ids)
+        ctx, rows = _context(now), store.read(ids)
+    batch = [diff.diff(ctx, *row) for row in rows]
     result = store.apply(batch, now, refresh=refresh)
     touched = set().union(*(c.touched_policies() for c in batch)) if recount != "end" and batch else set()
     if touched and recount == "now":

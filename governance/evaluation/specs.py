@@ -2,8 +2,9 @@
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import datetime
 
-from django.db.models import Count, Max, Q
+from django.db.models import Count, Max
 from django.utils import timezone
 
 from fleet.choices import ScopeKind
@@ -59,6 +60,7 @@ class ExceptionSpec:
     policy_id: int
     rule_key: str  # "": the whole policy
     matcher: ScopeMatcher
+    expires_at: datetime
 
 
 def policies_version() -> tuple:
@@ -67,7 +69,14 @@ def policies_version() -> tuple:
     return agg["n"], agg["updated"], agg["top"]
 
 
-_cache: dict = {"version": None, "specs": None}
+def exceptions_version() -> tuple:
+    """What identifies the current set of waivers: creating, revoking or deleting one moves it (waivers
+    are never edited otherwise; expiry is a matter of the clock, applied in exception_specs)."""
+    agg = PolicyException.objects.aggregate(n=Count("pk"), top=Max("pk"), revoked=Max("revoked_at"))
+    return agg["n"], agg["top"], agg["revoked"]
+
+
+_cache: dict = {"version": None, "specs": None, "waivers_version": None, "waivers": None}
 
 
 def policy_specs(version: tuple | None = None) -> list[PolicySpec]:
@@ -91,14 +100,23 @@ def policy_specs(version: tuple | None = None) -> list[PolicySpec]:
 
 
 def clear_cache() -> None:
-    _cache.update(version=None, specs=None)
+    _cache.update(version=None, specs=None, waivers_version=None, waivers=None)
 
 
-def exception_specs(now=None) -> dict[int, list[ExceptionSpec]]:
-    """Active waivers by policy id."""
+def exception_specs(now=None, version: tuple | None = None) -> dict[int, list[ExceptionSpec]]:
+    """Active waivers by policy id. The unrevoked ones are cached per process until
+    `exceptions_version()` moves; which of them are still active is decided by `now` on every call."""
     now = now or timezone.now()
+    version = exceptions_version() if version is None else version
+    if _cache["waivers_version"] != version or _cache["waivers"] is None:
+        unrevoked = PolicyException.objects.filter(revoked_at__isnull=True)
+        waivers = [
+            ExceptionSpec(e.pk, e.policy_id, e.rule_key, ScopeMatcher(e.scope), e.expires_at)
+            for e in unrevoked.prefetch_related("scope_groups", "scope_instances")
+        ]
+        _cache.update(waivers_version=version, waivers=waivers)
     result = defaultdict(list)
-    active = Q(revoked_at__isnull=True, expires_at__gt=now)
-    for e in PolicyException.objects.filter(active).prefetch_related("scope_groups", "scope_instances"):
-        result[e.policy_id].append(ExceptionSpec(e.pk, e.policy_id, e.rule_key, ScopeMatcher(e.scope)))
+    for e in _cache["waivers"]:
+        if e.expires_at > now:
+            result[e.policy_id].append(e)
     return dict(result)

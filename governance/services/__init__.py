@@ -9,8 +9,11 @@ from .evaluation import (
     evaluate_fleet,
     evaluate_instance,
     evaluate_instances,
+    evaluate_pending,
     evaluate_policy_scope,
     evaluate_time_based,
+    queue_instance_evaluation,
+    recount_after_instance_delete,
     recount_due_policies,
 )
 from .policies import (
@@ -35,6 +38,7 @@ __all__ = [
     "evaluate_fleet",
     "evaluate_instance",
     "evaluate_instances",
+    "evaluate_pending",
     "evaluate_policy_scope",
     "evaluate_time_based",
     "exception_create",
@@ -50,6 +54,8 @@ __all__ = [
     "policy_preview",
     "policy_set_enabled",
     "policy_update",
+    "queue_instance_evaluation",
+    "recount_after_instance_delete",
     "recount_due_policies",
     "snapshot_day",
 ]

@@ -8,8 +8,9 @@ from fleet.scopes import Scope
 from fleet.selectors import instances_in_scope
 
 from ..choices import CURRENT_STATUSES
-from ..evaluation import run, store
-from ..models import Policy, Violation
+from ..evaluation import pending, run, store
+from ..evaluation.diff import decode_states
+from ..models import InstanceCompliance, Policy, Violation
 
 
 def evaluate_instances(*, instance_ids: list[int] | None = None, now=None) -> dict:
@@ -18,8 +19,31 @@ def evaluate_instances(*, instance_ids: list[int] | None = None, now=None) -> di
 
 
 def evaluate_instance(*, instance_id: int, now=None) -> dict:
-    """After a heartbeat changed one instance's state (or its groups/tags); policy counts follow shortly."""
+    """Evaluate one instance now (evaluation.single's fast read); policy counts follow shortly.
+    Heartbeats queue theirs instead (queue_instance_evaluation), to be evaluated in batches."""
     return run.evaluate([instance_id], now=now, recount_later=True)
+
+
+def queue_instance_evaluation(*, instance_id: int) -> None:
+    """After a heartbeat changed one instance's state (or its groups/tags): queue its evaluation, which
+    a worker runs in a batch with the others queued meanwhile (evaluation.pending)."""
+    pending.queue(instance_id)
+
+
+def evaluate_pending() -> dict:
+    """The worker's side of queue_instance_evaluation: claim queued instances and evaluate them."""
+    return pending.drain()
+
+
+def recount_after_instance_delete(*, instance_id: int) -> None:
+    """An instance is being deleted (its lock held, its standing about to go): the policies it was
+    counted in are marked due and recounted after the commit, without it."""
+    standing = InstanceCompliance.objects.filter(instance_id=instance_id).values_list("states", flat=True).first()
+    policy_ids = sorted(int(pid) for pid in decode_states(standing or ""))
+    if policy_ids and store.mark_recount_due(policy_ids):
+        from ..tasks import recount_policies_task
+
+        transaction.on_commit(lambda: recount_policies_task.apply_async(countdown=run.RECOUNT_DELAY))
 
 
 @transaction.atomic

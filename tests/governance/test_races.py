@@ -10,13 +10,15 @@ from datetime import timedelta
 
 import pytest
 from django.db import connection
+from django.db.models.signals import post_delete
 from django.utils import timezone
 
+from fleet import services as fleet_services
 from fleet.models import Instance
 from fleet.scopes import Scope
 from governance import services
 from governance.evaluation import run, store
-from governance.models import InstanceCompliance, Policy, PolicyCompliance, Violation
+from governance.models import InstanceCompliance, PendingEvaluation, Policy, PolicyCompliance, ReleaseRecord, Violation
 from tests.governance.conftest import make_policy
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -30,7 +32,7 @@ def fleet(postgres_required, make_instance, monkeypatch):
     read = store.read
 
     def slow_read(ids):  # widen the window between an evaluation's read and its writes
-        rows = read(ids)
+        rows = list(read(ids))
         time.sleep(0.01)
         return rows
 
@@ -189,4 +191,81 @@ def test_a_waiver_expiring_during_a_sweep(fleet):
 
     race(sweeping, expiry)
     assert not Violation.objects.filter(status="exempted").exists()
+    assert_equals_quiet_reevaluation()
+
+
+def test_instances_deleted_during_sweeps_and_heartbeat_evaluations(fleet, monkeypatch, caplog):
+    """Issue #12's locking gap: deleting an instance while it is evaluated failed one of the two
+    (IntegrityError: a violation written between the delete's collection and its commit) or left
+    counts of an instance that is gone."""
+    instances, _ = fleet
+    doomed = [inst.pk for inst in instances[::4]]
+    apply = store.apply
+
+    def slow_apply(*args, **kwargs):  # widen the window between an evaluation's writes and its commit
+        result = apply(*args, **kwargs)
+        time.sleep(0.01)
+        return result
+
+    monkeypatch.setattr(store, "apply", slow_apply)
+
+    def slow_commit(**kwargs):  # and the delete's, between collecting the instance's rows and its commit
+        time.sleep(0.02)
+
+    post_delete.connect(slow_commit, sender=Instance, dispatch_uid="test.slow_delete")
+    rng = random.Random(3)
+
+    def heartbeats():
+        for _ in range(3):
+            for inst in instances:
+                toggle_agent(inst.pk, rng)
+                services.evaluate_instance(instance_id=inst.pk)
+
+    def operator():
+        for pk in doomed:
+            time.sleep(0.03)
+            fleet_services.instance_delete(actor=None, instance=Instance.objects.get(pk=pk))
+
+    try:
+        race(sweeps(4), heartbeats, operator)
+    finally:
+        post_delete.disconnect(dispatch_uid="test.slow_delete", sender=Instance)
+    assert not [r.getMessage() for r in caplog.records if "could not be stored" in r.getMessage()]
+    assert not Instance.objects.filter(pk__in=doomed).exists()
+    for model in (Violation, InstanceCompliance, ReleaseRecord, PendingEvaluation):
+        assert not model.objects.filter(instance_id__in=doomed).exists(), model.__name__
+    assert not InstanceCompliance.objects.exclude(invalid_reason="").exists()  # no evaluation failed
+    # One more deletion, nothing else running: the counts are without it at once (no sweep recounts).
+    fleet_services.instance_delete(actor=None, instance=Instance.objects.get(pk=instances[1].pk))
+    counted = sum(c.compliant + c.noncompliant + c.unknown for c in PolicyCompliance.objects.all())
+    assert counted == sum(
+        len(InstanceCompliance.decode_states(s)) for s in InstanceCompliance.objects.values_list("states", flat=True)
+    )
+    assert_equals_quiet_reevaluation()
+
+
+def test_two_workers_draining_queued_heartbeats(fleet):
+    """Queued heartbeat evaluations claimed in batches by two workers while heartbeats keep queuing
+    (with eager tasks the queuing thread drains too): every instance ends as a quiet evaluation
+    would leave it, and nothing is left queued."""
+    instances, _ = fleet
+    rng = random.Random(4)
+    done = threading.Event()
+
+    def heartbeats():
+        for _ in range(4):
+            for inst in instances:
+                toggle_agent(inst.pk, rng)
+                services.queue_instance_evaluation(instance_id=inst.pk)
+        done.set()
+
+    def worker():
+        while not done.is_set():
+            services.evaluate_pending()
+            time.sleep(0.005)
+        services.evaluate_pending()
+
+    race(heartbeats, worker, worker)
+    services.evaluate_pending()
+    assert not PendingEvaluation.objects.exists()
     assert_equals_quiet_reevaluation()
