@@ -4,13 +4,15 @@ A barrier releases threads together, but on a loaded machine one thread can stil
 other has read the deployment; the second then meets a decided phase, which is a different (and, for
 a rollback after a promotion, legitimate) sequence. Races that must overlap pass `overlapping` to
 `race`: the test holds the deployment's row lock until every worker is queued behind it, so each has
-read the phase it races for before any of them can write.
+read the phase it races for before any of them can write. Workers that advance the deployment get one
+`now`, so a worker scheduled late does not find the next round due (that too is a different sequence).
 """
 
 import threading
 
 import pytest
 from django.db import connection, transaction
+from django.utils import timezone
 
 from canary import services
 from canary.choices import Phase
@@ -101,7 +103,8 @@ def test_two_simultaneous_promotions_send_the_rollout_once(deployment, operator_
     assert sorted(type(r).__name__ for r in results) == ["CanaryDeployment", "ConflictError"]
     loser = next(r for r in results if isinstance(r, ConflictError))
     assert "already rolling out" in loser.message
-    race(3, lambda i: services.canary_advance(deployment_id=deployment.pk))  # three workers send the rollout
+    now = timezone.now()
+    race(3, lambda i: services.canary_advance(deployment_id=deployment.pk, now=now))  # three send the rollout
     assert Command.objects.filter(source=CommandSource.CANARY, description__endswith="rollout").count() == 1
     assert AuditEntry.objects.filter(action="canary.promote").count() == 1
 
@@ -129,7 +132,8 @@ def test_a_promotion_racing_a_rollback_leaves_exactly_one_outcome(deployment, op
     winner = Phase.ROLLBACK if isinstance(promoted, ConflictError) else Phase.ROLLOUT
     loser = promoted if winner == Phase.ROLLBACK else rolled_back
     assert loser.extra["phase"] == winner  # the loser is told what it found
-    race(2, lambda i: services.canary_advance(deployment_id=deployment.pk))
+    now = timezone.now()
+    race(2, lambda i: services.canary_advance(deployment_id=deployment.pk, now=now))
     deployment.refresh_from_db()
     rollouts = Command.objects.filter(description__endswith="rollout").count()
     reverts = Command.objects.filter(source=CommandSource.ROLLBACK).count()
@@ -149,7 +153,10 @@ def test_two_workers_advancing_the_same_due_round_poll_and_promote_once(deployme
     services.canary_advance(deployment_id=deployment.pk)  # → evaluation, first round due now
     deployment.refresh_from_db()
     assert deployment.phase == Phase.EVALUATION
-    race(4, lambda i: services.canary_advance(deployment_id=deployment.pk))
+    # One instant for all four: a worker the machine schedules a check interval late would otherwise
+    # rightly find the next round due and poll again.
+    now = timezone.now()
+    race(4, lambda i: services.canary_advance(deployment_id=deployment.pk, now=now))
     deployment.refresh_from_db()
     assert deployment.phase == Phase.ROLLOUT
     assert deployment.poll_round == 1 and deployment.rounds_recorded == 1
