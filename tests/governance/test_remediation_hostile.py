@@ -168,3 +168,24 @@ def test_compliance_on_an_unknown_policy_is_a_404_in_the_envelope(viewer_api):
     response = viewer_api.get(f"/api/governance/policies/{2**63}/compliance-on?instance=x&date=2026-01-01")
     assert_status(response, 404)
     assert response.json()["error"] == "not_found"
+
+
+def test_the_schema_documents_the_bounds_the_rails_enforce(admin_api, policy):
+    """`make fuzz` sent schema-valid integers the rails refuse: the schema now says what is accepted."""
+    from drf_spectacular.generators import SchemaGenerator
+
+    from governance.remediation.rails import NUMBERS
+
+    properties = SchemaGenerator().get_schema(request=None, public=True)["components"]["schemas"][
+        "RemediationUpdateRequest"
+    ]["properties"]
+    for field, (low, high, optional) in NUMBERS.items():
+        assert (properties[field]["minimum"], properties[field]["maximum"]) == (low, high), field
+        assert properties[field]["nullable"] is optional
+        for value in (low, high):
+            response = admin_api.put(f"/api/governance/policies/{policy.pk}/remediation", {field: value}, format="json")
+            assert_status(response, 200)
+        response = admin_api.put(f"/api/governance/policies/{policy.pk}/remediation", {field: high + 1}, format="json")
+        assert_status(response, 400)
+        assert response.json()["errors"][field] == [f"Must be between {low} and {high:,}."]
+    assert properties["window_days"]["items"]["maximum"] == 6
