@@ -209,3 +209,11 @@ def test_the_import_page_refuses_a_zip_bomb_upload(admin_client):
     assert response.status_code == 400
     assert "10 MB" in response.content.decode()
     assert not Policy.objects.exists()
+
+
+def test_a_json_body_over_djangos_cap_is_refused_in_the_envelope_with_the_limit(admin_api):
+    """DRF reads JSON through request.body, so DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB) bounds every JSON body;
+    it was a bare "could not be understood" and now says the limit and the way round it."""
+    body = b'{"yaml": "' + b"x" * (3 * 1024 * 1024) + b'"}'
+    response = admin_api.post("/api/governance/policies/import", body, content_type="application/json")
+    assert _refused(response, "2.5 MB", "YAML or zip")["error"] == "parse_error"
