@@ -10,6 +10,9 @@ the page's own view. The template is `includes/table.html`.
 
 CSV cells are spreadsheet-safe: a text cell starting with = + - @ tab or CR (a formula to Excel or
 LibreOffice) is prefixed with ' (OWASP's CSV injection advice).
+
+A query with a NUL in any value is a 400 for the page and its CSV alike: no filter can match it, and
+PostgreSQL refuses it in a text comparison (a 500 otherwise, in whichever view filters on it).
 """
 
 import csv
@@ -19,12 +22,14 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
+from django.core.exceptions import BadRequest
 from django.db.models import QuerySet
 from django.http import StreamingHttpResponse
 from django.utils import timezone
 from django.utils.text import slugify
 
 from .sorting import SortableListMixin
+from .validators import unstorable_reason
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 CHUNK = 2000
@@ -151,6 +156,9 @@ class TableListMixin(SortableListMixin):
         return self.table_class(self)
 
     def get(self, request, *args, **kwargs):
+        for name, values in request.GET.lists():
+            if unstorable_reason(name) or any(unstorable_reason(v) for v in values):
+                raise BadRequest(f"The filter '{name[:40]}' is not valid: {unstorable_reason(name + ''.join(values))}")
         if request.GET.get("export") == "csv":
             return self.get_table().csv_response(self.get_export_queryset())
         return super().get(request, *args, **kwargs)

@@ -3,6 +3,11 @@
 Pure logic. A file is composed into nodes first (`compose`), so each value keeps the line it was
 written on; `line_of` finds the line of a value from its path (`rules.apps[1].min_version`), which is
 how a validator that knows nothing about YAML (governance.rules) still gets its errors placed.
+
+Plain data only, checked before anything is built (`compose`): no anchors or aliases (a "billion laughs"
+expands nine aliases nine times over), no tags beyond the plain ones (`!!python/...` and `!custom`
+have no meaning here), nesting at most `MAX_DEPTH` levels, every scalar constructible (`2026-02-30`
+looks like a date and is not one) and with `storable`, storable (no NUL). Each refusal is an Issue on its line.
 """
 
 import re
@@ -10,8 +15,12 @@ from dataclasses import dataclass
 
 import yaml
 
+from common.validators import unstorable_reason
+
 Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 STR_TAG = "tag:yaml.org,2002:str"
+MAX_DEPTH = 32
+PLAIN_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "seq", "map")} | {"!"}
 
 
 @dataclass(frozen=True)
@@ -45,10 +54,13 @@ def construct(node):
     return yaml.constructor.SafeConstructor().construct_object(node, deep=True)
 
 
-def compose(path: str, text: bytes | str) -> tuple[yaml.Node | None, list[Issue]]:
-    """The node tree of one file, or the syntax error as an Issue on its line."""
+def compose(path: str, text: bytes | str, *, storable: bool = False) -> tuple[yaml.Node | None, list[Issue]]:
+    """The node tree of one file, or why it is refused (syntax, or not plain data) as an Issue on its line.
+    `storable`: also refuse a string with NUL (for callers that do not check their strings themselves)."""
     try:
-        return yaml.compose(text, Loader=Loader), []
+        if issue := _not_plain(path, text):
+            return None, [issue]
+        root = yaml.compose(text, Loader=Loader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         at = mark.line + 1 if mark else 1
@@ -56,6 +68,52 @@ def compose(path: str, text: bytes | str) -> tuple[yaml.Node | None, list[Issue]
         return None, [Issue(path, at, f"YAML syntax error: {reason}")]
     except yaml.YAMLError as exc:
         return None, [Issue(path, 1, f"YAML error: {exc}")]
+    issue = _unreadable_value(path, root, storable)
+    return (None, [issue]) if issue else (root, [])
+
+
+def _not_plain(path: str, text: bytes | str) -> Issue | None:
+    """The first anchor, alias, unknown tag or over-deep nesting, from the event stream (nothing built)."""
+    depth = 0
+    for event in yaml.parse(text, Loader=Loader):
+        at = event.start_mark.line + 1
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+            return Issue(path, at, "anchors and aliases (&name, *name) are not accepted: write each value out")
+        tag = getattr(event, "tag", None)
+        if tag and tag not in PLAIN_TAGS:
+            return Issue(
+                path, at, f"the tag {tag.replace('tag:yaml.org,2002:', '!!')} is not accepted: plain data only"
+            )
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                return Issue(path, at, f"nested deeper than {MAX_DEPTH} levels")
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+    return None
+
+
+def _unreadable_value(path: str, root, storable: bool) -> Issue | None:
+    """The first scalar that cannot be built or stored (a date that does not exist, a NUL), or a key that
+    is a list or mapping. Aliases are refused already, so this visits each node once."""
+    stack = [root] if root is not None else []
+    while stack:
+        node = stack.pop()
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                if not isinstance(key_node, yaml.ScalarNode):
+                    return Issue(path, line(key_node), "a key must be a plain name, not a list or mapping")
+                stack += [key_node, value_node]
+        elif isinstance(node, yaml.SequenceNode):
+            stack += node.value
+        else:
+            try:
+                value = construct(node)
+            except (yaml.YAMLError, ValueError, TypeError, OverflowError) as exc:
+                return Issue(path, line(node), f"'{node.value[:40]}' cannot be read: {exc}")
+            if storable and isinstance(value, str) and (reason := unstorable_reason(value)):
+                return Issue(path, line(node), reason)
+    return None
 
 
 def pairs(path: str, node, what: str, issues: list[Issue]) -> list[tuple[yaml.Node, yaml.Node]]:

@@ -1,4 +1,5 @@
-from django.core.exceptions import PermissionDenied
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
 from rest_framework import exceptions, status
@@ -19,6 +20,11 @@ def exception_handler(exc, context):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied()
+    elif isinstance(exc, RequestDataTooBig):  # DRF reads a JSON body through request.body: Django's cap
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE / (1024 * 1024)
+        exc = exceptions.ParseError(
+            f"A JSON body larger than {limit:g} MB is not accepted; send policy files as YAML or zip."
+        )
     response = drf_exception_handler(exc, context)
     if response is None:
         return None

@@ -18,6 +18,7 @@ from rest_framework.response import Response
 
 from common.api.parsers import StrictJSONParser
 from common.exceptions import ApplicationError
+from common.validators import unstorable_reason
 from common.yamlfiles import FilesInvalid
 from fleet.models import Instance
 
@@ -165,6 +166,12 @@ class ComplianceOnSerializer(serializers.Serializer):
         ]
 
 
+class PolicyFilesDocumentSerializer(serializers.Serializer):
+    """The YAML export is one document: `policies:` with a list of policy files (governance.policyfiles.format)."""
+
+    policies = serializers.ListField(child=serializers.DictField(), help_text="One mapping per policy file")
+
+
 class PolicyFilesMixin:
     """Actions on PolicyViewSet; see the module docstring."""
 
@@ -178,7 +185,10 @@ class PolicyFilesMixin:
     @extend_schema(
         summary="Export every policy as policy-file YAML (one document), or ?format=zip for policies/<name>.yaml",
         parameters=[OpenApiParameter("format", OpenApiTypes.STR, enum=["yaml", "zip"])],
-        responses={(200, "application/yaml"): OpenApiTypes.STR, (200, "application/zip"): OpenApiTypes.BINARY},
+        responses={
+            (200, "application/yaml"): PolicyFilesDocumentSerializer,
+            (200, "application/zip"): OpenApiTypes.BINARY,
+        },
     )
     @action(
         detail=False,
@@ -243,6 +253,8 @@ class PolicyFilesMixin:
         policy = self.get_object()
         problems = {}
         name = request.query_params.get("instance", "")
+        if reason := unstorable_reason(name):
+            raise ApplicationError(reason, field="instance")
         instance = Instance.objects.filter(name=name).first()
         if instance is None and name.isascii() and name.isdecimal() and len(name) < 19:
             instance = Instance.objects.filter(pk=int(name)).first()

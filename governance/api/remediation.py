@@ -46,26 +46,42 @@ class RemediationSerializer(serializers.Serializer):
     status = RemediationStatusSerializer()
 
 
+def _documented_integer(schema: dict) -> type[serializers.IntegerField]:
+    return extend_schema_field(schema)(type("DocumentedInteger", (serializers.IntegerField,), {}))
+
+
+def _rail(field: str, **kwargs) -> serializers.IntegerField:
+    """An integer setting whose bounds the schema documents (rails.NUMBERS) and rails.validate enforces, so
+    every problem of a request is reported at once with the same words as the settings page."""
+    low, high, optional = rails_service.NUMBERS[field]
+    documented = {"type": "integer", "minimum": low, "maximum": high, "nullable": optional}
+    return _documented_integer(documented)(required=False, allow_null=optional, **kwargs)
+
+
+def _weekday() -> serializers.IntegerField:
+    return _documented_integer({"type": "integer", "minimum": 0, "maximum": 6, "description": "0 = Monday"})()
+
+
 class RemediationUpdateSerializer(serializers.Serializer):
     """Any of the settings; those left out keep their value. Validated all at once (errors per field)."""
 
     mode = serializers.ChoiceField(choices=PolicyMode.choices, required=False)
-    max_instances = serializers.IntegerField(required=False, allow_null=True)
-    max_percent = serializers.IntegerField(required=False, allow_null=True)
-    max_per_hour = serializers.IntegerField(required=False, allow_null=True)
-    window_days = serializers.ListField(child=serializers.IntegerField(), required=False)
+    max_instances = _rail("max_instances")
+    max_percent = _rail("max_percent")
+    max_per_hour = _rail("max_per_hour")
+    window_days = serializers.ListField(child=_weekday(), required=False)
     window_start = serializers.TimeField(required=False, allow_null=True)
     window_end = serializers.TimeField(required=False, allow_null=True)
     window_timezone = serializers.CharField(required=False)
-    max_attempts = serializers.IntegerField(required=False)
-    backoff_seconds = serializers.IntegerField(required=False)
-    breaker_percent = serializers.IntegerField(required=False)
-    breaker_min_attempts = serializers.IntegerField(required=False)
+    max_attempts = _rail("max_attempts")
+    backoff_seconds = _rail("backoff_seconds")
+    breaker_percent = _rail("breaker_percent")
+    breaker_min_attempts = _rail("breaker_min_attempts")
     use_canary = serializers.BooleanField(required=False)
-    canary_percentage = serializers.IntegerField(required=False)
+    canary_percentage = _rail("canary_percentage")
     canary_criteria = serializers.ListField(child=serializers.CharField(), required=False)
-    canary_check_interval = serializers.IntegerField(required=False)
-    canary_max_duration = serializers.IntegerField(required=False)
+    canary_check_interval = _rail("canary_check_interval")
+    canary_max_duration = _rail("canary_max_duration")
 
 
 class PreviewCommandSerializer(serializers.Serializer):

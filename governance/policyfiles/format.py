@@ -18,6 +18,7 @@ import zipfile
 
 import yaml
 
+from common.validators import unstorable_reason
 from common.yamlfiles import STR_TAG, FilesInvalid, Issue, compose, construct, line, line_of, pairs
 from fleet.choices import ScopeKind
 from fleet.scopes import ScopeError, parse_tag_filter
@@ -113,16 +114,47 @@ def render_zip(docs: list[dict]) -> bytes:
     return buffer.getvalue()
 
 
+MAX_ENTRIES = 20 * MAX_FILES
+_DRIVE = re.compile(r"^[A-Za-z]:")
+
+
+def bad_path(path: str) -> str | None:
+    """Why a file's name cannot be taken (it must be a relative path inside the upload), or None."""
+    if not path or "\0" in path or unstorable_reason(path):
+        return "a file name must be text without NUL characters"
+    if path.startswith("/") or "\\" in path or _DRIVE.match(path) or ".." in path.split("/"):
+        return f"the file name '{path[:200]}' is not a relative path inside the upload ('..', '/', '\\' and drives are not)"
+    return None
+
+
 def read_zip(data: bytes) -> dict[str, bytes]:
-    """The YAML files of a zip upload (others ignored); FilesInvalid when it is not a usable zip."""
+    """The YAML files of a zip upload (others ignored); FilesInvalid when it is not a usable zip.
+
+    Bounded by what is inflated, not what the headers declare: each member is read at most to what is
+    left of MAX_BYTES. Member names must be relative paths inside the archive."""
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
-        members = [m for m in archive.infolist() if not m.is_dir() and is_policy_file(m.filename)]
+        entries = archive.infolist()
+        if len(entries) > MAX_ENTRIES:
+            raise FilesInvalid([Issue("upload.zip", 1, f"at most {MAX_ENTRIES} entries in one zip")])
+        members = [m for m in entries if not m.is_dir() and is_policy_file(m.filename)]
+        names = [bad_path(m.orig_filename) for m in entries]
+        if named := [Issue("upload.zip", 1, why) for why in names if why]:
+            raise FilesInvalid(named)
         if len(members) > MAX_FILES or sum(m.file_size for m in members) > MAX_BYTES:
             raise FilesInvalid([Issue("upload.zip", 1, f"at most {MAX_FILES} files and 10 MB of YAML in one zip")])
-        return {m.filename: archive.read(m) for m in members}
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError) as exc:
+        files, left = {}, MAX_BYTES
+        for m in members:
+            with archive.open(m) as member:
+                files[m.filename] = member.read(left + 1)
+            left -= len(files[m.filename])
+            if left < 0:
+                raise FilesInvalid([Issue("upload.zip", 1, "the zip inflates to more than 10 MB of YAML")])
+        return files
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, UnicodeDecodeError, ValueError) as exc:
         raise FilesInvalid([Issue("upload.zip", 1, f"not a zip file: {exc}")]) from exc
+    except NotImplementedError as exc:
+        raise FilesInvalid([Issue("upload.zip", 1, f"this zip cannot be read: {exc}")]) from exc
 
 
 class _File:
@@ -241,7 +273,10 @@ def parse_files(files: dict[str, bytes | str], *, groups: set[str], instances: s
         if not is_policy_file(path):
             continue
         f = _File(prefix + path, issues)
-        root, syntax = compose(f.path, files[path])
+        if why := bad_path(path):
+            f.issues.append(Issue("upload", 1, why))
+            continue
+        root, syntax = compose(f.path, files[path], storable=True)
         issues.extend(syntax)
         if root is None:
             continue
