@@ -1,6 +1,6 @@
 """Template helpers shared by every page: sortable column headers and relative times."""
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django import template
 from django.utils import timezone
@@ -49,6 +49,22 @@ def ago(value, now=None):
             return "just now"
         words = f"{seconds} second{'s' if seconds != 1 else ''}"
         return f"{words} ago" if delta > 0 else f"in {words}"
+    # Django truncates ("in 11 months" for a licence ending in a year less a few seconds): a time within half
+    # of the next smaller unit below a whole one is said as that whole one.
+    size = abs(delta)
+    half = next((smaller for unit, smaller in _ROUNDING if size >= unit), 0) / 2
+    rounded = timedelta(seconds=size + half)
     if delta > 0:
-        return f"{timesince(value, now, depth=1)} ago"
-    return f"in {timeuntil(value, now, depth=1)}"
+        return f"{timesince(now - rounded, now, depth=1)} ago"
+    return f"in {timeuntil(now + rounded, now, depth=1)}"
+
+
+# (a unit in seconds, the next smaller one): year, month, week, day, hour, minute.
+_ROUNDING = (
+    (365 * 86400, 30 * 86400),
+    (30 * 86400, 7 * 86400),
+    (7 * 86400, 86400),
+    (86400, 3600),
+    (3600, 60),
+    (60, 1),
+)
