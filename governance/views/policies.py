@@ -3,6 +3,7 @@
 from datetime import timedelta
 
 from django.contrib import messages
+from django.db import transaction
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -12,16 +13,19 @@ from django.views.generic import FormView, TemplateView
 
 from common.choices import Role
 from common.exceptions import ApplicationError
+from common.forms import style_form
 from common.validators import parse_id
-from common.views import HtmxPartialMixin, RoleRequiredMixin, ServiceFormMixin, redirect_next
+from common.views import HtmxPartialMixin, RoleRequiredMixin, ServiceFormMixin, add_service_errors, redirect_next
 from fleet.selectors import instances_in_scope
 
 from .. import evaluators, selectors, services
-from ..choices import PolicyType, SnapshotKind, VersionSource
+from ..choices import PolicyMode, PolicyType, SnapshotKind, VersionSource
 from ..forms import POLICY_FORMS, TYPE_HELP
-from ..models import ComplianceSnapshot, Policy, Violation
+from ..models import ComplianceSnapshot, Policy, RemediationSettings, Violation
 from ..policyfiles.history import versions_with_diffs
-from ..remediation.services import remediation_preview
+from ..remediation import rails as rails_service
+from ..remediation.forms import RailsForm
+from ..remediation.services import remediation_preview, settings_for
 from .lists import _page
 
 
@@ -34,7 +38,28 @@ class PolicyTypeChooseView(RoleRequiredMixin, TemplateView):
         return super().get_context_data(title="Create policy", types=types, **kwargs)
 
 
+def rails_initial(policy: Policy | None) -> dict:
+    rails = settings_for(policy) if policy is not None else RemediationSettings()
+    return {f: getattr(rails, f) for f in rails_service.FIELDS}
+
+
+def rails_checked(rails_form: RailsForm, policy: Policy | None) -> bool:
+    """The embedded rails checked as the service will (rails.validate), errors on their fields; writes nothing."""
+    if not rails_form.is_valid():
+        return False
+    try:
+        rails_service.validate(rails_form.data_for_service(), settings_for(policy) if policy else RemediationSettings())
+    except ApplicationError as exc:
+        add_service_errors(rails_form, exc)
+        return False
+    return True
+
+
 class _PolicyFormView(RoleRequiredMixin, ServiceFormMixin, FormView):
+    """The policy form with its Mode and, for enforce, the remediation rails (the `rails-` fields). Both are
+    validated before anything is written; the policy and its rails are then saved in one transaction, so a
+    policy is never saved with rails that were refused."""
+
     required_role = Role.ADMIN
     template_name = "governance/policy_form.html"
     policy: Policy | None = None
@@ -60,11 +85,46 @@ class _PolicyFormView(RoleRequiredMixin, ServiceFormMixin, FormView):
         kwargs["policy"] = self.policy
         return kwargs
 
+    def get_rails_form(self) -> RailsForm:
+        if not hasattr(self, "_rails_form"):
+            # No rails fields posted (a client of the old form): the saved rails stay as they are.
+            posted = self.request.method == "POST" and any(k.startswith("rails-") for k in self.request.POST)
+            self._rails_form = RailsForm(self.request.POST if posted else None, initial=rails_initial(self.policy))
+        return self._rails_form
+
+    def enforcing(self, form) -> bool:
+        return (form.cleaned_data if form.is_valid() else form.data).get("mode") == PolicyMode.ENFORCE
+
+    def rails_ok(self) -> bool:
+        if not hasattr(self, "_rails_ok"):  # once: a second check would add its errors twice
+            rails_form = self.get_rails_form()
+            self._rails_ok = not rails_form.is_bound or rails_checked(rails_form, self.policy)
+        return self._rails_ok
+
+    def form_valid(self, form):
+        if self.enforcing(form) and not self.rails_ok():
+            return self.form_invalid(form)
+        return super().form_valid(form)  # ServiceFormMixin: perform(), a service's refusal on the fields
+
+    def form_invalid(self, form):
+        if self.enforcing(form):  # every error at once: the rails' too
+            self.rails_ok()
+        return super().form_invalid(form)
+
+    def save_rails(self, policy: Policy, form) -> None:
+        """Inside perform's transaction: an invalid rail (checked already) would roll the policy back too."""
+        if form.cleaned_data["mode"] == PolicyMode.ENFORCE and self.get_rails_form().is_bound:
+            rails_service.remediation_update(
+                actor=self.request.user, policy=policy, data=self.get_rails_form().data_for_service()
+            )
+
     def get_context_data(self, **kwargs):
         preview_url = reverse("governance:policy_preview", args=[self.policy_type])
         if self.policy is not None:
             preview_url += f"?policy={self.policy.pk}"
+        rails_form = style_form(self.get_rails_form())
         return super().get_context_data(
+            rails_form=rails_form,
             policy=self.policy,
             policy_type=PolicyType(self.policy_type),
             type_help=TYPE_HELP[self.policy_type],
@@ -90,6 +150,7 @@ class PolicyCreateView(_PolicyFormView):
     def get_context_data(self, **kwargs):
         return super().get_context_data(title=f"Create {PolicyType(self.policy_type).label.lower()} policy", **kwargs)
 
+    @transaction.atomic
     def perform(self, form):
         d = form.cleaned_data
         policy = services.policy_create(
@@ -100,8 +161,10 @@ class PolicyCreateView(_PolicyFormView):
             rules=d["rules"],
             scope=d["scope"],
             enabled=d["enabled"],
+            mode=d["mode"],
             source=VersionSource.UI,
         )
+        self.save_rails(policy, form)
         messages.success(self.request, f"Policy '{policy.name}' created; its scope is being evaluated.")
         return redirect(policy.get_absolute_url())
 
@@ -125,6 +188,7 @@ class PolicyEditView(_PolicyFormView):
             return self.render_to_response(self.get_context_data(form=form), status=409)
         return super().post(request, *args, **kwargs)
 
+    @transaction.atomic
     def perform(self, form):
         d = form.cleaned_data
         policy = services.policy_update(
@@ -135,8 +199,10 @@ class PolicyEditView(_PolicyFormView):
             rules=d["rules"],
             scope=d["scope"],
             enabled=d["enabled"],
+            mode=d["mode"],
             source=VersionSource.UI,
         )
+        self.save_rails(policy, form)
         messages.success(self.request, f"Policy '{policy.name}' saved; its old and new scope are being re-evaluated.")
         return redirect(policy.get_absolute_url())
 
@@ -165,6 +231,11 @@ class PolicyPreviewView(RoleRequiredMixin, View):
                 )
             except ApplicationError as exc:
                 context["error"] = exc.message
+        if request.POST.get("mode") == PolicyMode.ENFORCE:  # the rails typed, shown before saving
+            rails_form = RailsForm(request.POST, initial=rails_initial(policy))
+            context.update(enforce=True, rails_form=rails_form, rails_valid=rails_checked(rails_form, policy))
+            context["rails"] = rails_form.cleaned_data if context["rails_valid"] else None
+        context["policy"] = policy
         return render(request, "governance/_preview.html", context)
 
 
