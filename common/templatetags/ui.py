@@ -68,3 +68,12 @@ _ROUNDING = (
     (3600, 60),
     (60, 1),
 )
+
+
+WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+
+@register.filter
+def weekdays(days) -> str:
+    """[5, 6] → "Sat, Sun" (0 is Monday, as Python's weekday())."""
+    return ", ".join(WEEKDAYS[d] for d in days or () if isinstance(d, int) and 0 <= d < 7)

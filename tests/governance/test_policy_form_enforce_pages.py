@@ -125,10 +125,12 @@ def test_a_form_without_mode_keeps_the_policys_mode(admin_client, admin_user):
 
 def test_the_preview_in_enforce_mode_lists_the_commands_and_the_rails_before_saving(admin_client, fleet):
     url = reverse("governance:policy_preview", args=["required_apps"])
-    html = admin_client.post(url, {**POLICY, "mode": "enforce", **RAILS}).content.decode()
+    html = admin_client.post(
+        url, {**POLICY, "mode": "enforce", **RAILS, "rails-window_days": ["5", "6"]}
+    ).content.decode()
     assert "3</strong> instances would get these commands" in html
     assert "install_app monitoring-agent → 2.4.0" in html
-    assert "These rails, before saving" in html and "22:00–04:00" in html and "Europe/Berlin" in html
+    assert "These rails, before saving" in html and "22:00–04:00 on Sat, Sun" in html and "Europe/Berlin" in html
     bad = admin_client.post(url, {**POLICY, "mode": "enforce", **RAILS, "rails-max_percent": "150"}).content.decode()
     assert "Remediation rails:" in bad and "between 1 and 100" in bad
     audit = admin_client.post(url, {**POLICY, "mode": "audit", **RAILS}).content.decode()
