@@ -268,6 +268,7 @@ class PolicyDetailView(RoleRequiredMixin, HtmxPartialMixin, TemplateView):
             queryset=Violation.objects.filter(policy=policy, status__in=("open", "exempted"))
         )
         compliance = getattr(policy, "compliance", None)
+        trend = list(ComplianceSnapshot.objects.filter(kind=SnapshotKind.POLICY, policy=policy).order_by("-date")[:30])
         return super().get_context_data(
             title=policy.name,
             policy=policy,
@@ -280,9 +281,26 @@ class PolicyDetailView(RoleRequiredMixin, HtmxPartialMixin, TemplateView):
                 queryset=policy.exceptions.filter(revoked_at__isnull=True, expires_at__gt=timezone.now())
             ),
             versions=versions_with_diffs(policy),
-            trend=ComplianceSnapshot.objects.filter(kind=SnapshotKind.POLICY, policy=policy).order_by("-date")[:30],
+            trend=trend[:10],
+            trend_chart=policy_trend_chart(trend),
             **kwargs,
         )
+
+
+def policy_trend_chart(trend: list[ComplianceSnapshot]) -> dict | None:
+    """Chart.js config of the policy's daily share of passing instances (newest first in), oldest left;
+    None below two days, where a line has nothing to show."""
+    points = [s for s in reversed(trend) if s.score is not None]
+    if len(points) < 2:
+        return None
+    return {
+        "type": "line",
+        "data": {
+            "labels": [s.date.isoformat() for s in points],
+            "datasets": [{"label": "Passing (%)", "data": [s.score for s in points], "borderColor": "#2563eb"}],
+        },
+        "options": {"scales": {"y": {"min": 0, "max": 100}}, "plugins": {"legend": {"display": False}}},
+    }
 
 
 class PolicyToggleView(RoleRequiredMixin, View):
