@@ -67,6 +67,10 @@ def site(admin_user, install_license):
         max_duration=300,
     )
     remediation = _enforce_with_an_attempt(admin_user, policy)
+    from governance.services.snapshots import compliance_snapshot_take
+
+    for days_ago in (2, 1, 0):  # the reports and the policy's compliance over time have days to show
+        compliance_snapshot_take(day=timezone.localdate() - timezone.timedelta(days=days_ago))
     return {
         **remediation,
         "sync_run": _sync_run_with_policy_changes(policy),
