@@ -77,3 +77,22 @@ WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 def weekdays(days) -> str:
     """[5, 6] → "Sat, Sun" (0 is Monday, as Python's weekday())."""
     return ", ".join(WEEKDAYS[d] for d in days or () if isinstance(d, int) and 0 <= d < 7)
+
+
+@register.filter
+def diff_lines(text) -> list[tuple[str, str]]:
+    """A unified diff's lines, each with its kind for colouring: add, del, hunk, or "" (context, headers)."""
+    lines = []
+    for line in (text or "").splitlines():
+        if line.startswith(("+++", "---")):
+            kind = "head"
+        elif line.startswith("+"):
+            kind = "add"
+        elif line.startswith("-"):
+            kind = "del"
+        elif line.startswith("@@"):
+            kind = "hunk"
+        else:
+            kind = ""
+        lines.append((kind, line))
+    return lines

@@ -58,3 +58,14 @@ def test_the_policy_header_buttons_are_small_like_the_other_pages(admin_client):
     assert f'<a class="btn btn-sm btn-outline-secondary" href="/governance/policies/{policy.pk}/edit/">Edit</a>' in html
     assert '<button class="btn btn-sm btn-outline-secondary">Disable</button>' in html
     assert '<button class="btn btn-sm btn-outline-danger">Delete</button>' in html
+
+
+def test_a_versions_diff_marks_added_and_removed_lines(admin_client):
+    from fleet.scopes import Scope
+    from governance import services
+
+    policy = make_policy(name="Agent")
+    services.policy_update(actor=None, policy=policy, name="Agent", rules={"apps": [{"name": "nginx"}]}, scope=Scope())
+    html = admin_client.get(policy.get_absolute_url()).content.decode()
+    assert '<span class="diff-del">-  - name: monitoring-agent</span>' in html
+    assert '<span class="diff-add">+  - name: nginx</span>' in html
