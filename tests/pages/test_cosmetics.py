@@ -92,3 +92,19 @@ def test_the_canary_form_shows_the_percentage_or_the_instance_picker_for_the_sel
     assert html.count('data-kinds="percentage"') == 1 and html.count('data-kinds="instances"') == 1
     percentage = html.split('data-kinds="percentage"')[1].split("</div></div>")[0]
     assert 'name="canary_percentage"' in percentage
+
+
+def test_the_notifications_empty_state_speaks_to_the_person(client, admin_user, viewer_user):
+    client.force_login(viewer_user)
+    text = client.get(reverse("common:notification_list")).content.decode()
+    assert "notified to administrators" in text and "need your attention" not in text
+    client.force_login(admin_user)
+    text = client.get(reverse("common:notification_list")).content.decode()
+    assert "need your attention" in text
+
+
+def test_the_server_panel_offers_an_exception_as_a_small_button_that_does_not_wrap(client, admin_user, site):
+    client.force_login(admin_user)
+    html = client.get(reverse("governance:server_panel", args=[site["server"].pk])).content.decode()
+    assert 'class="btn btn-sm btn-outline-secondary text-nowrap"' in html and ">Add exception</a>" in html
+    assert "Exempt…" not in html
