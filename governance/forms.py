@@ -315,18 +315,25 @@ class ExceptionForm(ScopeFormMixin, forms.Form):
 class PolicyImportForm(forms.Form):
     """Policy files to import: an uploaded .yaml or .zip, or YAML pasted (the upload wins)."""
 
+    # Classes set here: the import view renders the form itself (no style_form).
     upload = forms.FileField(
-        label="Upload", required=False, help_text="A policy file, the export's YAML, or a zip of policies/*.yaml."
+        label="Upload",
+        required=False,
+        help_text="A policy file, the export's YAML, or a zip of policies/*.yaml.",
+        widget=forms.ClearableFileInput(attrs={"class": "form-control"}),
     )
     text = forms.CharField(
         label="Or paste YAML",
         required=False,
-        widget=forms.Textarea(attrs={"rows": 14, "class": "mono", "spellcheck": "false"}),
+        widget=forms.Textarea(attrs={"rows": 14, "class": "form-control mono", "spellcheck": "false"}),
     )
     # The zip of the previewed upload, carried to the Apply step (base64).
     zip_base64 = forms.CharField(required=False, widget=forms.HiddenInput)
     prune = forms.BooleanField(
-        label="Disable the policies that are not in the import", required=False, help_text="Git-owned ones are kept."
+        label="Disable the policies that are not in the import",
+        required=False,
+        help_text="Git-owned ones are kept.",
+        widget=forms.CheckboxInput(attrs={"class": "form-check-input"}),
     )
 
     MAX_BYTES = 10 * 1024 * 1024

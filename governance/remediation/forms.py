@@ -24,7 +24,7 @@ class RemediationForm(forms.Form):
         coerce=int,
         required=False,
         widget=forms.CheckboxSelectMultiple,
-        label="Maintenance window: days",
+        label="Days",
         help_text="None ticked: every day.",
     )
     window_start = forms.TimeField(required=False, label="From", help_text="Empty (both): all day.")
