@@ -130,6 +130,7 @@ def test_the_preview_in_enforce_mode_lists_the_commands_and_the_rails_before_sav
     ).content.decode()
     assert "3</strong> instances would get these commands" in html
     assert "install_app monitoring-agent → 2.4.0" in html
+    assert "At once: at most 2 instances; per hour: 10" in html
     assert "These rails, before saving" in html and "22:00–04:00 on Sat, Sun" in html and "Europe/Berlin" in html
     bad = admin_client.post(url, {**POLICY, "mode": "enforce", **RAILS, "rails-max_percent": "150"}).content.decode()
     assert "Remediation rails:" in bad and "between 1 and 100" in bad
