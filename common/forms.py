@@ -56,8 +56,8 @@ def style_form(form, *, small: bool = False):
     for name, field in form.fields.items():
         widget = field.widget
         input_type = getattr(widget, "input_type", None)
-        if input_type == "radio":
-            continue  # Django puts a widget's class on the radio group's container too; app.css styles them
+        if input_type == "radio" or isinstance(widget, forms.CheckboxSelectMultiple):
+            continue  # Django puts a widget's class on the group's container too; app.css styles them
         if input_type == "checkbox":
             css = "form-check-input"
         elif isinstance(widget, forms.Select | forms.SelectMultiple) and not isinstance(widget, forms.RadioSelect):

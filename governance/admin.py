@@ -1,7 +1,17 @@
 from django.contrib import admin, messages
 
 from . import services
-from .models import ComplianceSnapshot, InstanceCompliance, Policy, PolicyException, PolicyVersion, Violation
+from .models import (
+    ComplianceDigest,
+    ComplianceSnapshot,
+    InstanceCompliance,
+    Policy,
+    PolicyException,
+    PolicyVersion,
+    RemediationAttempt,
+    RemediationSettings,
+    Violation,
+)
 
 
 @admin.register(Policy)
@@ -114,3 +124,39 @@ class PolicyVersionAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+class _ReadOnlyAdmin(admin.ModelAdmin):
+    """For inspection only: these rows are written by the remediation and digest services (the rails through
+    the policy's Remediation page or the API, which validate them all at once)."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(RemediationSettings)
+class RemediationSettingsAdmin(_ReadOnlyAdmin):
+    list_display = ("policy", "max_instances", "max_percent", "max_per_hour", "window_timezone", "paused_at")
+    list_filter = ("use_canary",)
+    search_fields = ("policy__name", "pause_reason")
+    list_select_related = ("policy",)
+
+
+@admin.register(RemediationAttempt)
+class RemediationAttemptAdmin(_ReadOnlyAdmin):
+    list_display = ("violation", "policy", "instance", "number", "kind", "outcome", "created", "finished_at")
+    list_filter = ("outcome", "kind")
+    search_fields = ("policy__name", "instance__name", "error")
+    list_select_related = ("violation", "policy", "instance")
+    raw_id_fields = ("violation", "policy", "instance", "command", "run")
+
+
+@admin.register(ComplianceDigest)
+class ComplianceDigestAdmin(_ReadOnlyAdmin):
+    list_display = ("week", "created", "sent_at", "recipients", "error")

@@ -11,7 +11,7 @@ from django.utils import timezone
 from fleet.forms import ScopeFormMixin
 
 from . import evaluators
-from .choices import OsMatch, PolicyType
+from .choices import OsMatch, PolicyMode, PolicyType
 from .models import Policy
 
 _VERSION = r"[A-Za-z0-9][A-Za-z0-9._+\-~]*"
@@ -45,6 +45,14 @@ class PolicyForm(ScopeFormMixin, forms.Form):
     name = forms.CharField(max_length=120)
     description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
     enabled = forms.BooleanField(required=False, initial=True)
+    mode = forms.ChoiceField(
+        choices=PolicyMode.choices,
+        initial=PolicyMode.AUDIT,
+        required=False,  # not sent (a client of the old form): the policy's mode as it is
+        widget=forms.RadioSelect,
+        help_text="Audit reports violations. Enforce also queues each open violation's fix through the command "
+        "queue, within the remediation rails below.",
+    )
 
     field_order = ["name", "description"]
 
@@ -54,10 +62,14 @@ class PolicyForm(ScopeFormMixin, forms.Form):
                 "name": policy.name,
                 "description": policy.description,
                 "enabled": policy.enabled,
+                "mode": policy.mode,
                 **self.scope_initial(policy),
                 **self.rules_initial(policy.rules),
             }
         super().__init__(*args, **kwargs)
+
+    def clean_mode(self):
+        return self.cleaned_data.get("mode") or self.initial.get("mode") or PolicyMode.AUDIT
 
     # The rule editor's fields; `rules_field` shows the rule errors (and the API's `rules` errors).
     rule_fields: tuple[str, ...] = ("apps",)
@@ -303,18 +315,25 @@ class ExceptionForm(ScopeFormMixin, forms.Form):
 class PolicyImportForm(forms.Form):
     """Policy files to import: an uploaded .yaml or .zip, or YAML pasted (the upload wins)."""
 
+    # Classes set here: the import view renders the form itself (no style_form).
     upload = forms.FileField(
-        label="Upload", required=False, help_text="A policy file, the export's YAML, or a zip of policies/*.yaml."
+        label="Upload",
+        required=False,
+        help_text="A policy file, the export's YAML, or a zip of policies/*.yaml.",
+        widget=forms.ClearableFileInput(attrs={"class": "form-control"}),
     )
     text = forms.CharField(
         label="Or paste YAML",
         required=False,
-        widget=forms.Textarea(attrs={"rows": 14, "class": "mono", "spellcheck": "false"}),
+        widget=forms.Textarea(attrs={"rows": 14, "class": "form-control mono", "spellcheck": "false"}),
     )
     # The zip of the previewed upload, carried to the Apply step (base64).
     zip_base64 = forms.CharField(required=False, widget=forms.HiddenInput)
     prune = forms.BooleanField(
-        label="Disable the policies that are not in the import", required=False, help_text="Git-owned ones are kept."
+        label="Disable the policies that are not in the import",
+        required=False,
+        help_text="Git-owned ones are kept.",
+        widget=forms.CheckboxInput(attrs={"class": "form-check-input"}),
     )
 
     MAX_BYTES = 10 * 1024 * 1024

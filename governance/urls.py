@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views, views_remediation, views_reports
+from . import views
 from .policyfiles.views import PolicyImportView
 
 app_name = "governance"
@@ -17,20 +17,20 @@ urlpatterns = [
     path("policies/<int:pk>/toggle/", views.PolicyToggleView.as_view(), name="policy_toggle"),
     path("policies/<int:pk>/delete/", views.PolicyDeleteView.as_view(), name="policy_delete"),
     path("violations/", views.ViolationListView.as_view(), name="violation_list"),
-    path("reports/", views_reports.ComplianceReportView.as_view(), name="compliance_report"),
-    # Enforce mode (governance/views_remediation.py)
-    path("policies/<int:pk>/remediation/", views_remediation.RemediationEditView.as_view(), name="remediation_edit"),
+    path("reports/", views.ComplianceReportView.as_view(), name="compliance_report"),
+    # Enforce mode (governance/views.py)
+    path("policies/<int:pk>/remediation/", views.RemediationEditView.as_view(), name="remediation_edit"),
     path(
         "policies/<int:pk>/remediation/panel/",
-        views_remediation.RemediationPanelView.as_view(),
+        views.RemediationPanelView.as_view(),
         name="remediation_panel",
     ),
     path(
         "policies/<int:pk>/remediation/resume/",
-        views_remediation.RemediationResumeView.as_view(),
+        views.RemediationResumeView.as_view(),
         name="remediation_resume",
     ),
-    path("violations/<int:pk>/", views_remediation.ViolationRemediationView.as_view(), name="violation_detail"),
+    path("violations/<int:pk>/", views.ViolationRemediationView.as_view(), name="violation_detail"),
     path("violations/export.csv", views.ViolationExportView.as_view(), name="violation_export"),
     path("exceptions/", views.ExceptionListView.as_view(), name="exception_list"),
     path("exceptions/new/", views.ExceptionCreateView.as_view(), name="exception_create"),

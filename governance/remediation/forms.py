@@ -24,7 +24,7 @@ class RemediationForm(forms.Form):
         coerce=int,
         required=False,
         widget=forms.CheckboxSelectMultiple,
-        label="Maintenance window: days",
+        label="Days",
         help_text="None ticked: every day.",
     )
     window_start = forms.TimeField(required=False, label="From", help_text="Empty (both): all day.")
@@ -47,3 +47,13 @@ class RemediationForm(forms.Form):
 
     def data_for_service(self) -> dict:
         return dict(self.cleaned_data)
+
+
+class RailsForm(RemediationForm):
+    """The rails alone, embedded in the policy form (prefix `rails`), whose own Mode field chooses enforce."""
+
+    mode = None
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("prefix", "rails")
+        super().__init__(*args, **kwargs)

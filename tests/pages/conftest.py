@@ -66,7 +66,14 @@ def site(admin_user, install_license):
         check_interval=30,
         max_duration=300,
     )
+    remediation = _enforce_with_an_attempt(admin_user, policy)
+    from governance.services.snapshots import compliance_snapshot_take
+
+    for days_ago in (2, 1, 0):  # the reports and the policy's compliance over time have days to show
+        compliance_snapshot_take(day=timezone.localdate() - timezone.timedelta(days=days_ago))
     return {
+        **remediation,
+        "sync_run": _sync_run_with_policy_changes(policy),
         "server": servers[0],
         "group": group,
         "policy": policy,
@@ -75,3 +82,49 @@ def site(admin_user, install_license):
         "token": token,
         "canary": deployment,
     }
+
+
+def _enforce_with_an_attempt(admin_user, policy) -> dict:
+    """The policy edited once (a second version with a diff), switched to enforce with rails, and one round
+    of remediation: web-01's telnetd violation gets an uninstall attempt with its command run."""
+    from governance.models import RemediationAttempt
+    from governance.remediation.rails import remediation_update
+    from governance.remediation.services import remediate_policy
+
+    policy = governance.policy_update(
+        actor=admin_user,
+        policy=policy,
+        name=policy.name,
+        description="Telnet sends passwords in clear text.",
+        rules={"apps": [{"pattern": "telnetd", "below_version": "3"}]},
+        scope=policy.scope,
+    )
+    governance.evaluate_fleet()
+    remediation_update(
+        actor=admin_user,
+        policy=policy,
+        data={"mode": "enforce", "max_instances": 1, "max_per_hour": 10, "window_timezone": "Europe/Berlin"},
+    )
+    remediate_policy(policy_id=policy.pk)
+    attempt = RemediationAttempt.objects.select_related("violation").first()
+    assert attempt is not None, "the enforce round queued no fix"
+    return {"policy": policy, "violation": attempt.violation}
+
+
+def _sync_run_with_policy_changes(policy):
+    from gitops.models import Repository, SyncRun
+
+    repository = Repository.objects.create(
+        name="policies-repo", url="ssh://git@127.0.0.1/policies.git", private_key_encrypted="-"
+    )
+    return SyncRun.objects.create(
+        repository=repository,
+        status="applied",
+        trigger="manual",
+        commit_sha="ab" * 20,
+        finished_at=timezone.now(),
+        policy_changes=[
+            {"policy": policy.name, "action": "changed", "file": "policies/no-telnet.yaml", "fields": ["rules"]},
+            {"policy": "Agent everywhere", "action": "created", "file": "policies/agent.yaml", "fields": []},
+        ],
+    )

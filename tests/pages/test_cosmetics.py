@@ -26,10 +26,22 @@ NOW = timezone.now()
         (timedelta(hours=5, minutes=3), "5\xa0hours ago"),
         (timedelta(seconds=-30), "in 30 seconds"),
         (timedelta(days=-2, hours=-1), "in 2\xa0days"),
+        # Rounded to the unit said, not truncated: a year less a few seconds is a year, not "11 months".
+        (timedelta(days=-365, seconds=5), "in 1\xa0year"),
+        (timedelta(hours=-2, seconds=20), "in 2\xa0hours"),
+        (timedelta(hours=1, minutes=59), "1\xa0hour ago"),
+        (timedelta(days=200), "6\xa0months ago"),
     ],
 )
 def test_relative_times_read_the_same_everywhere(delta, said):
     assert ago(NOW - delta, NOW) == said
+
+
+def test_the_license_page_says_a_licence_of_a_year_expires_in_a_year(client, viewer_user, install_license):
+    install_license("enterprise", days=365)
+    client.force_login(viewer_user)
+    text = client.get(reverse("fleet:license")).content.decode()
+    assert "(in 1\xa0year)" in text and "11\xa0months" not in text
 
 
 def test_relative_time_of_nothing_is_empty():
@@ -80,3 +92,19 @@ def test_the_canary_form_shows_the_percentage_or_the_instance_picker_for_the_sel
     assert html.count('data-kinds="percentage"') == 1 and html.count('data-kinds="instances"') == 1
     percentage = html.split('data-kinds="percentage"')[1].split("</div></div>")[0]
     assert 'name="canary_percentage"' in percentage
+
+
+def test_the_notifications_empty_state_speaks_to_the_person(client, admin_user, viewer_user):
+    client.force_login(viewer_user)
+    text = client.get(reverse("common:notification_list")).content.decode()
+    assert "notified to administrators" in text and "need your attention" not in text
+    client.force_login(admin_user)
+    text = client.get(reverse("common:notification_list")).content.decode()
+    assert "need your attention" in text
+
+
+def test_the_server_panel_offers_an_exception_as_a_small_button_that_does_not_wrap(client, admin_user, site):
+    client.force_login(admin_user)
+    html = client.get(reverse("governance:server_panel", args=[site["server"].pk])).content.decode()
+    assert 'class="btn btn-sm btn-outline-secondary text-nowrap"' in html and ">Add exception</a>" in html
+    assert "Exempt…" not in html

@@ -102,7 +102,14 @@ CASES = [
         "change",
         ["update_app web-app → 2.0"],
     ),
-    ("repositories", "gitops:list", "", ["id", "name", "url", "branch", "status"], "name", ["fleet-config"]),
+    (
+        "repositories",
+        "gitops:list",
+        "",
+        ["id", "name", "url", "branch", "status"],
+        "name",
+        ["fleet-config", "policies-repo"],
+    ),
     ("conflicts", "gitops:conflicts", "", ["id", "repository", "level", "target", "key"], "key", ["ssh.port"]),
     (
         "audit",

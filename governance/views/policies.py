@@ -1,133 +1,32 @@
+"""Policy pages: choose a type, create and edit (with mode and the remediation rails), preview, detail, toggle, delete."""
+
 from datetime import timedelta
 
 from django.contrib import messages
-from django.core.paginator import Paginator
 from django.db import transaction
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views import View
-from django.views.generic import FormView, ListView, TemplateView
+from django.views.generic import FormView, TemplateView
 
 from common.choices import Role
 from common.exceptions import ApplicationError
-from common.tables import TableListMixin
+from common.forms import style_form
 from common.validators import parse_id
-from common.views import HtmxPartialMixin, RoleRequiredMixin, ServiceFormMixin, redirect_next
-from fleet.models import Group, Instance
+from common.views import HtmxPartialMixin, RoleRequiredMixin, ServiceFormMixin, add_service_errors, redirect_next
 from fleet.selectors import instances_in_scope
 
-from . import evaluators, selectors, services
-from .choices import PolicyType, SnapshotKind, VersionSource
-from .filters import ExceptionFilterSet, InstanceScoreFilterSet, PolicyFilterSet, ViolationFilterSet
-from .forms import POLICY_FORMS, TYPE_HELP, ExceptionForm
-from .models import ComplianceSnapshot, InstanceCompliance, Policy, PolicyException, Violation
-from .policyfiles.history import versions_with_diffs
-from .remediation.services import remediation_preview
-from .tables import SCORE_SORT, VIOLATION_SORT, ExceptionTable, PolicyTable, ScoreTable, ViolationTable
-from .tasks import take_compliance_snapshot
-
-PAGE_SIZE = 50
-
-
-def _page(request, queryset, size=PAGE_SIZE):
-    return Paginator(queryset, size).get_page(request.GET.get("page"))
-
-
-def _dashboard_filters(request) -> tuple[Group | None, str]:
-    group_id = parse_id(request.GET.get("group"))
-    group = Group.objects.filter(pk=group_id).first() if group_id else None
-    return group, request.GET.get("tag", "").strip()
-
-
-def ensure_todays_snapshot() -> bool:
-    """The trend starts the day the panel starts, not at the first midnight: the first dashboard load of a
-    day without a snapshot queues one (the daily beat task keeps doing the rest). Queued, not taken here:
-    a page view writes nothing, and two loads at once only queue two runs, each replacing the day.
-    Returns whether one was queued."""
-    if ComplianceSnapshot.objects.filter(date=timezone.localdate(), kind=SnapshotKind.FLEET).exists():
-        return False
-    transaction.on_commit(take_compliance_snapshot.delay)
-    return True
-
-
-class DashboardView(RoleRequiredMixin, HtmxPartialMixin, TemplateView):
-    """Governance dashboard; htmx refreshes its live part every few seconds."""
-
-    template_name = "governance/dashboard.html"
-    partial_template_name = "governance/_dashboard_body.html"
-
-    def get_context_data(self, **kwargs):
-        if not self.is_htmx:  # the page, not its 10-second refreshes
-            ensure_todays_snapshot()
-        group, tag = _dashboard_filters(self.request)
-        counts = selectors.violation_counts(group=group, tag=tag)
-        return super().get_context_data(
-            title="Governance",
-            groups=Group.objects.all(),
-            group=group,
-            tag=tag,
-            fleet=selectors.fleet_compliance(group=group, tag=tag),
-            counts=counts,
-            top_policies=selectors.top_failing_policies(group=group, tag=tag),
-            lowest=selectors.lowest_scoring_instances(group=group, tag=tag),
-            group_scores=selectors.group_scores() if group is None and not tag else [],
-            trend_chart=selectors.trend_chart(),
-            severity_chart=selectors.severity_chart(counts),
-            query=self.request.GET.urlencode(),
-            **kwargs,
-        )
-
-
-class _GovernanceListView(TableListMixin, RoleRequiredMixin, ListView):
-    """A governance list: its FilterSet over `model`, then `select(queryset)` (the selector), sorted. A
-    filter that is not valid shows its error on the field and the unfiltered list."""
-
-    paginate_by = PAGE_SIZE
-    filterset_class = None
-    model = None
-    title = ""
-
-    def select(self, queryset):  # pragma: no cover - each list implements it
-        raise NotImplementedError
-
-    def get_queryset(self):
-        self.filterset = self.filterset_class(self.request.GET or None, queryset=self.model.objects.all())
-        valid = self.filterset.is_bound and self.filterset.is_valid()
-        return self.sorted(self.select(self.filterset.qs if valid else self.model.objects.all()))
-
-    def get_context_data(self, **kwargs):
-        return super().get_context_data(title=self.title, filter=self.filterset, **kwargs)
-
-
-class ScoreListView(_GovernanceListView):
-    """Drill-down: every instance's score."""
-
-    template_name = "governance/score_list.html"
-    table_class = ScoreTable
-    filterset_class = InstanceScoreFilterSet
-    model = InstanceCompliance
-    title = "Instance compliance scores"
-    sort_fields = SCORE_SORT
-
-    def select(self, queryset):
-        return selectors.instance_scores(queryset=queryset)
-
-
-# --- Policies ---------------------------------------------------------------------------------
-
-
-class PolicyListView(_GovernanceListView):
-    template_name = "governance/policy_list.html"
-    table_class = PolicyTable
-    filterset_class = PolicyFilterSet
-    model = Policy
-    title = "Policies"
-    sort_fields = {"name": "name", "type": "policy_type", "open": "open_violations", "enabled": "enabled"}
-
-    def select(self, queryset):
-        return selectors.policy_list(queryset=queryset)
+from .. import evaluators, selectors, services
+from ..choices import PolicyMode, PolicyType, SnapshotKind, VersionSource
+from ..forms import POLICY_FORMS, TYPE_HELP
+from ..models import ComplianceSnapshot, Policy, RemediationSettings, Violation
+from ..policyfiles.history import versions_with_diffs
+from ..remediation import rails as rails_service
+from ..remediation.forms import RailsForm
+from ..remediation.services import remediation_preview, settings_for
+from .lists import _page
 
 
 class PolicyTypeChooseView(RoleRequiredMixin, TemplateView):
@@ -139,7 +38,28 @@ class PolicyTypeChooseView(RoleRequiredMixin, TemplateView):
         return super().get_context_data(title="Create policy", types=types, **kwargs)
 
 
+def rails_initial(policy: Policy | None) -> dict:
+    rails = settings_for(policy) if policy is not None else RemediationSettings()
+    return {f: getattr(rails, f) for f in rails_service.FIELDS}
+
+
+def rails_checked(rails_form: RailsForm, policy: Policy | None) -> bool:
+    """The embedded rails checked as the service will (rails.validate), errors on their fields; writes nothing."""
+    if not rails_form.is_valid():
+        return False
+    try:
+        rails_service.validate(rails_form.data_for_service(), settings_for(policy) if policy else RemediationSettings())
+    except ApplicationError as exc:
+        add_service_errors(rails_form, exc)
+        return False
+    return True
+
+
 class _PolicyFormView(RoleRequiredMixin, ServiceFormMixin, FormView):
+    """The policy form with its Mode and, for enforce, the remediation rails (the `rails-` fields). Both are
+    validated before anything is written; the policy and its rails are then saved in one transaction, so a
+    policy is never saved with rails that were refused."""
+
     required_role = Role.ADMIN
     template_name = "governance/policy_form.html"
     policy: Policy | None = None
@@ -165,11 +85,46 @@ class _PolicyFormView(RoleRequiredMixin, ServiceFormMixin, FormView):
         kwargs["policy"] = self.policy
         return kwargs
 
+    def get_rails_form(self) -> RailsForm:
+        if not hasattr(self, "_rails_form"):
+            # No rails fields posted (a client of the old form): the saved rails stay as they are.
+            posted = self.request.method == "POST" and any(k.startswith("rails-") for k in self.request.POST)
+            self._rails_form = RailsForm(self.request.POST if posted else None, initial=rails_initial(self.policy))
+        return self._rails_form
+
+    def enforcing(self, form) -> bool:
+        return (form.cleaned_data if form.is_valid() else form.data).get("mode") == PolicyMode.ENFORCE
+
+    def rails_ok(self) -> bool:
+        if not hasattr(self, "_rails_ok"):  # once: a second check would add its errors twice
+            rails_form = self.get_rails_form()
+            self._rails_ok = not rails_form.is_bound or rails_checked(rails_form, self.policy)
+        return self._rails_ok
+
+    def form_valid(self, form):
+        if self.enforcing(form) and not self.rails_ok():
+            return self.form_invalid(form)
+        return super().form_valid(form)  # ServiceFormMixin: perform(), a service's refusal on the fields
+
+    def form_invalid(self, form):
+        if self.enforcing(form):  # every error at once: the rails' too
+            self.rails_ok()
+        return super().form_invalid(form)
+
+    def save_rails(self, policy: Policy, form) -> None:
+        """Inside perform's transaction: an invalid rail (checked already) would roll the policy back too."""
+        if form.cleaned_data["mode"] == PolicyMode.ENFORCE and self.get_rails_form().is_bound:
+            rails_service.remediation_update(
+                actor=self.request.user, policy=policy, data=self.get_rails_form().data_for_service()
+            )
+
     def get_context_data(self, **kwargs):
         preview_url = reverse("governance:policy_preview", args=[self.policy_type])
         if self.policy is not None:
             preview_url += f"?policy={self.policy.pk}"
+        rails_form = style_form(self.get_rails_form())
         return super().get_context_data(
+            rails_form=rails_form,
             policy=self.policy,
             policy_type=PolicyType(self.policy_type),
             type_help=TYPE_HELP[self.policy_type],
@@ -195,6 +150,7 @@ class PolicyCreateView(_PolicyFormView):
     def get_context_data(self, **kwargs):
         return super().get_context_data(title=f"Create {PolicyType(self.policy_type).label.lower()} policy", **kwargs)
 
+    @transaction.atomic
     def perform(self, form):
         d = form.cleaned_data
         policy = services.policy_create(
@@ -205,8 +161,10 @@ class PolicyCreateView(_PolicyFormView):
             rules=d["rules"],
             scope=d["scope"],
             enabled=d["enabled"],
+            mode=d["mode"],
             source=VersionSource.UI,
         )
+        self.save_rails(policy, form)
         messages.success(self.request, f"Policy '{policy.name}' created; its scope is being evaluated.")
         return redirect(policy.get_absolute_url())
 
@@ -230,6 +188,7 @@ class PolicyEditView(_PolicyFormView):
             return self.render_to_response(self.get_context_data(form=form), status=409)
         return super().post(request, *args, **kwargs)
 
+    @transaction.atomic
     def perform(self, form):
         d = form.cleaned_data
         policy = services.policy_update(
@@ -240,8 +199,10 @@ class PolicyEditView(_PolicyFormView):
             rules=d["rules"],
             scope=d["scope"],
             enabled=d["enabled"],
+            mode=d["mode"],
             source=VersionSource.UI,
         )
+        self.save_rails(policy, form)
         messages.success(self.request, f"Policy '{policy.name}' saved; its old and new scope are being re-evaluated.")
         return redirect(policy.get_absolute_url())
 
@@ -270,6 +231,11 @@ class PolicyPreviewView(RoleRequiredMixin, View):
                 )
             except ApplicationError as exc:
                 context["error"] = exc.message
+        if request.POST.get("mode") == PolicyMode.ENFORCE:  # the rails typed, shown before saving
+            rails_form = RailsForm(request.POST, initial=rails_initial(policy))
+            context.update(enforce=True, rails_form=rails_form, rails_valid=rails_checked(rails_form, policy))
+            context["rails"] = rails_form.cleaned_data if context["rails_valid"] else None
+        context["policy"] = policy
         return render(request, "governance/_preview.html", context)
 
 
@@ -302,6 +268,7 @@ class PolicyDetailView(RoleRequiredMixin, HtmxPartialMixin, TemplateView):
             queryset=Violation.objects.filter(policy=policy, status__in=("open", "exempted"))
         )
         compliance = getattr(policy, "compliance", None)
+        trend = list(ComplianceSnapshot.objects.filter(kind=SnapshotKind.POLICY, policy=policy).order_by("-date")[:30])
         return super().get_context_data(
             title=policy.name,
             policy=policy,
@@ -314,9 +281,26 @@ class PolicyDetailView(RoleRequiredMixin, HtmxPartialMixin, TemplateView):
                 queryset=policy.exceptions.filter(revoked_at__isnull=True, expires_at__gt=timezone.now())
             ),
             versions=versions_with_diffs(policy),
-            trend=ComplianceSnapshot.objects.filter(kind=SnapshotKind.POLICY, policy=policy).order_by("-date")[:30],
+            trend=trend[:10],
+            trend_chart=policy_trend_chart(trend),
             **kwargs,
         )
+
+
+def policy_trend_chart(trend: list[ComplianceSnapshot]) -> dict | None:
+    """Chart.js config of the policy's daily share of passing instances (newest first in), oldest left;
+    None below two days, where a line has nothing to show."""
+    points = [s for s in reversed(trend) if s.score is not None]
+    if len(points) < 2:
+        return None
+    return {
+        "type": "line",
+        "data": {
+            "labels": [s.date.isoformat() for s in points],
+            "datasets": [{"label": "Passing (%)", "data": [s.score for s in points], "borderColor": "#2563eb"}],
+        },
+        "options": {"scales": {"y": {"min": 0, "max": 100}}, "plugins": {"legend": {"display": False}}},
+    }
 
 
 class PolicyToggleView(RoleRequiredMixin, View):
@@ -345,117 +329,3 @@ class PolicyDeleteView(RoleRequiredMixin, View):
             return redirect(policy.get_absolute_url())
         messages.success(request, f"Policy '{name}' deleted; its violations are kept as resolved history.")
         return redirect("governance:policy_list")
-
-
-# --- Violations -------------------------------------------------------------------------------
-
-
-class ViolationListView(HtmxPartialMixin, _GovernanceListView):
-    template_name = "governance/violation_list.html"
-    partial_template_name = "governance/_violation_table.html"
-    table_class = ViolationTable
-    filterset_class = ViolationFilterSet
-    model = Violation
-    title = "Violations"
-    sort_fields = VIOLATION_SORT
-
-    def select(self, queryset):
-        return selectors.violation_list(queryset=queryset)
-
-    def get_context_data(self, **kwargs):
-        return super().get_context_data(query=self.request.GET.urlencode(), **kwargs)
-
-
-class ViolationExportView(ViolationListView):
-    """The first export URL (violations/export.csv), kept for bookmarks: the list's ?export=csv."""
-
-    def get(self, request, *args, **kwargs):
-        return self.get_table().csv_response(self.get_export_queryset())
-
-
-# --- Exceptions -------------------------------------------------------------------------------
-
-
-class ExceptionListView(_GovernanceListView):
-    template_name = "governance/exception_list.html"
-    table_class = ExceptionTable
-    filterset_class = ExceptionFilterSet
-    model = PolicyException
-    title = "Exceptions"
-    sort_fields = {
-        "policy": "policy__name",
-        "rule": "rule_key",
-        "expires": "expires_at",
-        "created_by": "created_by__username",
-    }
-
-    def select(self, queryset):
-        return selectors.exception_list(queryset=queryset)
-
-
-class ExceptionCreateView(RoleRequiredMixin, ServiceFormMixin, FormView):
-    required_role = Role.ADMIN
-    template_name = "governance/exception_form.html"
-    form_class = ExceptionForm
-
-    def get_initial(self):
-        initial = super().get_initial()
-        for key in ("policy", "rule_key"):
-            if self.request.GET.get(key):
-                initial[key] = self.request.GET[key]
-        if instance_id := parse_id(self.request.GET.get("instance")):
-            instance = Instance.objects.filter(pk=instance_id).first()
-            if instance:
-                initial.update(scope_kind="instances", scope_instances=[instance])
-        return initial
-
-    def get_context_data(self, **kwargs):
-        return super().get_context_data(title="Create exception", rule_choices=selectors.rule_choices(), **kwargs)
-
-    def perform(self, form):
-        d = form.cleaned_data
-        exception = services.exception_create(
-            actor=self.request.user,
-            policy=d["policy"],
-            rule_key=d["rule_key"].strip(),
-            scope=d["scope"],
-            justification=d["justification"],
-            expires_at=d["expires_at"],
-        )
-        messages.success(self.request, f"{exception} created until {exception.expires_at:%Y-%m-%d %H:%M}.")
-        return redirect("governance:exception_list")
-
-
-class ExceptionRevokeView(RoleRequiredMixin, View):
-    def post(self, request, pk):
-        exception = get_object_or_404(PolicyException, pk=pk)
-        try:
-            services.exception_revoke(actor=request.user, exception=exception)
-            messages.success(request, f"{exception} revoked; its violations re-open if still failing.")
-        except ApplicationError as exc:
-            messages.error(request, exc.message)
-        return redirect("governance:exception_list")
-
-
-# --- Panels loaded by fleet pages -------------------------------------------------------------
-
-
-class ServerPanelView(RoleRequiredMixin, TemplateView):
-    """htmx fragment for the server detail page: score, open violations, history, exceptions."""
-
-    template_name = "governance/panels/server.html"
-
-    def get_context_data(self, **kwargs):
-        instance = get_object_or_404(Instance, pk=self.kwargs["pk"])
-        return super().get_context_data(**selectors.instance_panel(instance), **kwargs)
-
-
-class FleetCompliancePanelView(RoleRequiredMixin, TemplateView):
-    """htmx fragment for the Fleet Dashboard: the average compliance score and a small breakdown."""
-
-    template_name = "governance/panels/fleet_compliance.html"
-
-    def get_context_data(self, **kwargs):
-        return super().get_context_data(
-            fleet=selectors.fleet_compliance(), counts=selectors.violation_counts(), **kwargs
-        )

@@ -10,10 +10,10 @@ from django.views.generic import FormView, TemplateView
 from common.exceptions import ApplicationError
 from common.views import RoleRequiredMixin, ServiceFormMixin
 
-from .models import Policy, Violation
-from .remediation import rails as rails_service
-from .remediation import services as remediation
-from .remediation.forms import RemediationForm
+from ..models import Policy, Violation
+from ..remediation import rails as rails_service
+from ..remediation import services as remediation
+from ..remediation.forms import RemediationForm
 
 
 def _initial(policy: Policy) -> dict:
@@ -87,7 +87,7 @@ class ViolationRemediationView(RoleRequiredMixin, TemplateView):
     template_name = "governance/remediation/violation.html"
 
     def get_context_data(self, **kwargs):
-        from .api.remediation import attempts_of
+        from ..api.remediation import attempts_of
 
         violation = get_object_or_404(Violation.objects.select_related("instance", "policy"), pk=self.kwargs["pk"])
         return super().get_context_data(

@@ -5,8 +5,8 @@ from django.views.generic import TemplateView
 from common.exceptions import ApplicationError
 from common.views import RoleRequiredMixin
 
-from .reports.compliance import compliance_report, parse_range
-from .services.snapshots import snapshot_day
+from ..reports.compliance import compliance_report, parse_range
+from ..services.snapshots import snapshot_day
 
 
 class ComplianceReportView(RoleRequiredMixin, TemplateView):
