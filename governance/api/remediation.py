@@ -12,7 +12,7 @@ from common.exceptions import ApplicationError
 from fleet.api.fields import ScopeSerializer
 from fleet.scopes import Scope
 
-from ..choices import PolicyMode, PolicyType
+from ..choices import PolicyMode, PolicyType, VersionSource
 from ..models import Policy, RemediationAttempt, RemediationSettings, Violation
 from ..remediation import rails as rails_service
 from ..remediation import services as remediation
@@ -183,7 +183,9 @@ class PolicyRemediationView(APIView):
         unknown = sorted(set(request.data) - set(req.fields))
         if unknown:
             raise ApplicationError.from_errors({key: ["Unknown setting."] for key in unknown})
-        rails_service.remediation_update(actor=request.user, policy=policy, data=dict(req.validated_data))
+        rails_service.remediation_update(
+            actor=request.user, policy=policy, data=dict(req.validated_data), source=VersionSource.API
+        )
         return Response(RemediationSerializer(_body(Policy.objects.get(pk=pk))).data)
 
     patch = put

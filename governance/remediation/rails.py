@@ -10,7 +10,7 @@ from django.utils import timezone
 from common.exceptions import ConflictError, ErrorCollector
 from common.services import audit_log
 
-from ..choices import PolicyMode
+from ..choices import PolicyMode, VersionSource
 from ..models import Policy, RemediationSettings
 
 # field: (smallest, largest, may be empty)
@@ -90,17 +90,26 @@ def validate(data: dict, current: RemediationSettings) -> dict:
 
 
 @transaction.atomic
-def remediation_update(*, actor, policy: Policy, data: dict) -> RemediationSettings:
-    """Save the policy's mode (audit | enforce) and rails. Nothing is saved when anything is invalid."""
+def remediation_update(*, actor, policy: Policy, data: dict, source: str = VersionSource.UI) -> RemediationSettings:
+    """Save the policy's mode (audit | enforce) and rails. Nothing is saved when anything is invalid.
+
+    The mode is part of the policy (its policy file, its versions): changing it here records a new
+    version, and is refused for a policy a GitOps repository owns (the rails are the panel's own)."""
+    from ..services.policies import policy_check_writable
+    from ..services.versions import version_record
+
     rails, _ = RemediationSettings.objects.select_for_update().get_or_create(policy=policy)
     clean = validate(data, rails)
+    mode = data.get("mode", policy.mode)
+    if mode != policy.mode:
+        policy_check_writable(policy)
     for field, value in clean.items():
         setattr(rails, field, value)
     rails.save()
-    mode = data.get("mode", policy.mode)
     if mode != policy.mode:
         Policy.objects.filter(pk=policy.pk).update(mode=mode, updated=timezone.now())
         policy.mode = mode
+        version_record(policy=policy, change="changed", actor=actor, source=source)
     audit_log(
         actor=actor,
         action="policy.remediation",

@@ -142,3 +142,29 @@ def test_a_violation_shows_its_attempts_runs_and_that_remediation_resolved_it(vi
     # The list stays lean: no attempts there.
     listed = viewer_api.get("/api/governance/violations").json()
     assert "remediation" not in listed["results"][0]
+
+
+def test_switching_the_mode_is_a_policy_version_saying_where_it_came_from(admin_api, admin_client, policy):
+    from governance.models import PolicyVersion
+
+    before = PolicyVersion.objects.filter(policy=policy).count()
+    assert_status(admin_api.patch(url(policy), {"mode": "enforce"}, format="json"), 200)
+    latest = PolicyVersion.objects.filter(policy=policy).order_by("-number").first()
+    assert PolicyVersion.objects.filter(policy=policy).count() == before + 1
+    assert (latest.snapshot["mode"], latest.source) == ("enforce", "api")
+    assert_status(admin_api.patch(url(policy), {"max_instances": 3}, format="json"), 200)  # rails only
+    assert PolicyVersion.objects.filter(policy=policy).count() == before + 1
+
+
+def test_the_mode_of_a_git_owned_policy_is_refused_but_its_rails_are_the_panels(admin_api, policy):
+    from gitops.models import Repository
+    from governance.models import Policy
+
+    repo = Repository.objects.create(name="fleet-config", url="ssh://git@127.0.0.1/x", private_key_encrypted="-")
+    Policy.objects.filter(pk=policy.pk).update(git_repository=repo, git_path="policies/agent.yaml")
+    response = admin_api.patch(url(policy), {"mode": "enforce", "max_instances": 2}, format="json")
+    assert_status(response, 409)
+    assert response.json()["error"] == "policy_managed_by_git" and "fleet-config" in response.json()["message"]
+    policy.refresh_from_db()
+    assert policy.mode == "audit" and not RemediationSettings.objects.filter(pk=policy.pk, max_instances=2).exists()
+    assert_status(admin_api.patch(url(policy), {"max_instances": 2}, format="json"), 200)
