@@ -9,15 +9,14 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from common.exceptions import ApplicationError
-from fleet.api.fields import ScopeSerializer
 from fleet.scopes import Scope
 
-from ..choices import PolicyMode, PolicyType, VersionSource
+from ..choices import PolicyMode, VersionSource
 from ..models import Policy, RemediationAttempt, RemediationSettings, Violation
 from ..remediation import rails as rails_service
 from ..remediation import services as remediation
 from ..remediation.choices import AttemptOutcome
-from .serializers import ViolationSerializer, clean_rules
+from .serializers import RulesRequestSerializer, ViolationSerializer
 
 
 class RemediationSettingsSerializer(serializers.ModelSerializer):
@@ -97,17 +96,8 @@ class RemediationPreviewSerializer(serializers.Serializer):
     commands = PreviewCommandSerializer(many=True)
 
 
-class RemediationPreviewRequestSerializer(serializers.Serializer):
-    policy_type = serializers.ChoiceField(choices=PolicyType.choices)
-    rules = serializers.JSONField()
-    scope = ScopeSerializer(required=False)
-
-    def validate(self, attrs):
-        try:
-            attrs["rules"] = clean_rules(attrs["policy_type"], attrs["rules"])
-        except serializers.ValidationError as exc:
-            raise serializers.ValidationError({"rules": exc.detail}) from exc
-        return attrs
+class RemediationPreviewRequestSerializer(RulesRequestSerializer):
+    """A would-be policy whose enforce-mode commands to preview."""
 
 
 class AttemptSerializer(serializers.ModelSerializer):

@@ -97,13 +97,12 @@ def clean_rules(policy_type: str, rules):
         raise serializers.ValidationError(exc.errors) from exc
 
 
-class PolicyPreviewRequestSerializer(serializers.Serializer):
+class RulesRequestSerializer(serializers.Serializer):
+    """A would-be policy (type, rules, scope) to preview: the rules checked as on save, errors on `rules`."""
+
     policy_type = serializers.ChoiceField(choices=PolicyType.choices)
     rules = RulesField()
     scope = ScopeSerializer(required=False)
-    policy = serializers.IntegerField(
-        required=False, help_text="When editing: the policy being changed (left out of the conflict check)"
-    )
 
     def validate(self, attrs):
         try:
@@ -111,6 +110,12 @@ class PolicyPreviewRequestSerializer(serializers.Serializer):
         except serializers.ValidationError as exc:
             raise serializers.ValidationError({"rules": exc.detail}) from exc
         return attrs
+
+
+class PolicyPreviewRequestSerializer(RulesRequestSerializer):
+    policy = serializers.IntegerField(
+        required=False, help_text="When editing: the policy being changed (left out of the conflict check)"
+    )
 
 
 class FailureSerializer(serializers.Serializer):

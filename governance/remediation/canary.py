@@ -23,7 +23,7 @@ def queue_through_canary(policy, rails, chosen, *, now) -> int:
     from canary.choices import MissingAppPolicy, SelectionKind
     from canary.services import canary_create
 
-    from .services import next_number, pause
+    from .services import new_attempt, pause
 
     groups = defaultdict(list)
     for violation, fix in chosen:
@@ -57,17 +57,14 @@ def queue_through_canary(policy, rails, chosen, *, now) -> int:
         with transaction.atomic():
             RemediationAttempt.objects.bulk_create(
                 [
-                    RemediationAttempt(
-                        violation=v,
-                        policy=policy,
-                        instance_id=v.instance_id,
-                        number=next_number(v),
-                        kind=fix.kind,
-                        params=fix.params,
+                    new_attempt(
+                        v,
+                        policy,
+                        fix,
+                        now,
                         canary_deployment_id=deployment.pk if deployment else None,
                         outcome=AttemptOutcome.PENDING if deployment else AttemptOutcome.FAILED,
                         error=error,
-                        created=now,
                         finished_at=None if deployment else now,
                     )
                     for v, _ in items

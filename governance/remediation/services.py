@@ -262,18 +262,15 @@ def _refuse_invalid(policy: Policy, chosen, now) -> list:
         try:
             command_logic.validate_params(fix.kind, fix.params)
         except command_logic.CommandParamsError as exc:
-            RemediationAttempt.objects.create(
-                violation=violation,
-                policy=policy,
-                instance_id=violation.instance_id,
-                number=next_number(violation),
-                kind=fix.kind,
-                params=fix.params,
+            new_attempt(
+                violation,
+                policy,
+                fix,
+                now,
                 outcome=AttemptOutcome.FAILED,
                 error=f"The command queue refused the fix: {exc}",
-                created=now,
                 finished_at=now,
-            )
+            ).save()
         else:
             valid.append((violation, fix))
     return valid
@@ -297,21 +294,25 @@ def _queue_direct(policy: Policy, chosen, now) -> int:
     runs = {r.command_id: r for r in CommandRun.objects.filter(command__in=commands)}
     RemediationAttempt.objects.bulk_create(
         [
-            RemediationAttempt(
-                violation=v,
-                policy=policy,
-                instance_id=v.instance_id,
-                number=next_number(v),
-                kind=fix.kind,
-                params=command.params,
-                command=command,
-                run=runs.get(command.pk),
-                created=now,
-            )
+            new_attempt(v, policy, fix, now, params=command.params, command=command, run=runs.get(command.pk))
             for (v, fix), command in zip(chosen, commands, strict=True)
         ]
     )
     return len(chosen)
+
+
+def new_attempt(violation: Violation, policy: Policy, fix, now, **fields) -> RemediationAttempt:
+    """The violation's next attempt at `fix` (unsaved); `fields` add its command, run, canary or outcome."""
+    values = {"params": fix.params, **fields}
+    return RemediationAttempt(
+        violation=violation,
+        policy=policy,
+        instance_id=violation.instance_id,
+        number=next_number(violation),
+        kind=fix.kind,
+        created=now,
+        **values,
+    )
 
 
 def next_number(violation: Violation) -> int:

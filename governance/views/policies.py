@@ -154,19 +154,16 @@ class PolicyCreateView(_PolicyFormView):
     def perform(self, form):
         d = form.cleaned_data
         policy = services.policy_create(
-            actor=self.request.user,
-            name=d["name"],
-            description=d["description"],
-            policy_type=self.policy_type,
-            rules=d["rules"],
-            scope=d["scope"],
-            enabled=d["enabled"],
-            mode=d["mode"],
-            source=VersionSource.UI,
+            actor=self.request.user, policy_type=self.policy_type, source=VersionSource.UI, **_policy_fields(d)
         )
         self.save_rails(policy, form)
         messages.success(self.request, f"Policy '{policy.name}' created; its scope is being evaluated.")
         return redirect(policy.get_absolute_url())
+
+
+def _policy_fields(cleaned: dict) -> dict:
+    """What the create and edit forms hand the policy services."""
+    return {key: cleaned[key] for key in ("name", "description", "rules", "scope", "enabled", "mode")}
 
 
 class PolicyEditView(_PolicyFormView):
@@ -192,15 +189,7 @@ class PolicyEditView(_PolicyFormView):
     def perform(self, form):
         d = form.cleaned_data
         policy = services.policy_update(
-            actor=self.request.user,
-            policy=self.policy,
-            name=d["name"],
-            description=d["description"],
-            rules=d["rules"],
-            scope=d["scope"],
-            enabled=d["enabled"],
-            mode=d["mode"],
-            source=VersionSource.UI,
+            actor=self.request.user, policy=self.policy, source=VersionSource.UI, **_policy_fields(d)
         )
         self.save_rails(policy, form)
         messages.success(self.request, f"Policy '{policy.name}' saved; its old and new scope are being re-evaluated.")
