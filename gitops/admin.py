@@ -11,7 +11,7 @@ from common.exceptions import ApplicationError
 from . import services
 from .choices import ConflictStatus, Resolution
 from .models import Conflict, DesiredEntry, Repository, SyncRun
-from .repoformat import parse_value_text
+from .repoformat import parse_value_text, validate_value
 
 
 def _require_fleet_admin(request):
@@ -114,8 +114,11 @@ class ConflictResolveForm(forms.ModelForm):
     def clean(self):
         cleaned = super().clean()
         if cleaned.get("choice") == Resolution.CUSTOM:
+            # The service's own rules, so that a value it would refuse is this field's error (not a
+            # "changed successfully" page with an error message beside it).
             try:
-                cleaned["parsed_value"] = parse_value_text(cleaned.get("custom_value") or "")
+                parsed = parse_value_text(cleaned.get("custom_value") or "")
+                cleaned["parsed_value"] = validate_value(self.instance.key, parsed)[1]
             except ValueError as exc:
                 self.add_error("custom_value", str(exc))
         return cleaned

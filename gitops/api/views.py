@@ -227,7 +227,10 @@ class DesiredEntryViewSet(GitOpsAPIMixin, mixins.DestroyModelMixin, viewsets.Rea
     @extend_schema(request=s.DesiredEntryWriteSerializer, responses=s.DesiredEntrySerializer)
     def update(self, request, pk=None):
         entry = self.get_object()
-        value = request.data.get("value", entry.value) if isinstance(request.data, dict) else entry.value
+        if not isinstance(request.data, dict) or "value" not in request.data:
+            # Without it the PUT would answer 200 and change nothing: say what is missing instead.
+            raise ApplicationError('Send the new value: {"value": …} (null unsets the key).', field="value")
+        value = request.data["value"]
         entry = services.desired_entry_set(
             actor=request.user, level=entry.level, target=entry.target, key=entry.key, value=value
         )

@@ -357,6 +357,11 @@ def test_bad_desired_config_input_gets_a_clear_error(admin_api, enterprise_licen
         response = admin_api.post(f"{API}/desired-config", body, format="json")
         assert response.status_code == 400 and message in response.data["message"], (body, response.data)
     assert not DesiredEntry.objects.exists()
+    entry = services.desired_entry_set(actor=None, level="fleet", target="", key="motd", value="hi")
+    for body in ({}, {"velue": "typo"}, ["hi"]):
+        response = admin_api.put(f"{API}/desired-config/{entry.pk}", body, format="json")
+        assert response.status_code == 400 and list(response.data["errors"]) == ["value"], (body, response.data)
+    assert DesiredEntry.objects.get().value == "hi"
 
 
 def test_a_pending_command_is_not_queued_twice(admin_api, enterprise_license, fleet, admin_user):

@@ -119,3 +119,81 @@ def test_a_brand_new_repository_takes_over_an_equal_panel_key_without_a_conflict
     assert run.status == SyncStatus.APPLIED and [c["action"] for c in run.changes] == ["converged"]
     entry = DesiredEntry.objects.get(key="ntp.server")
     assert entry.repository == repo and (entry.git_path, entry.git_line) == ("fleet.yaml", 2)
+
+
+def test_the_issue_scenario_two_repositories_a_disconnect_a_panel_edit_and_a_brand_new_repository(
+    connect, git_repo, other_git_repo, tmp_path, fleet, admin_api
+):
+    """Issue #14, "what was seen" 1, step by step: nothing of one repository is removed, re-applied or
+    paused on by another, before or after a disconnect."""
+    from .sshd import GitRepo
+
+    Instance.objects.create(name="acc-04")
+    git_repo.write_config("fleet.yaml", {"k1": 1})
+    git_repo.commit()
+    other_git_repo.write_config("instances/acc-04.yaml", {"k2": 2})
+    other_git_repo.commit()
+    a, b = connect(name="a"), connect(name="b", git=other_git_repo)
+    assert sync(a).status == SyncStatus.APPLIED
+
+    run_b = sync(b)
+    assert run_b.status == SyncStatus.APPLIED and "store: 1 added, 0 changed, 0 removed" in run_b.log
+    keys = {
+        (e["level"], e["target"], e["key"]): e["value"] for e in admin_api.get(f"{API}/desired-config").data["results"]
+    }
+    assert keys == {("fleet", "", "k1"): 1, ("instance", "acc-04", "k2"): 2}
+
+    run_a = sync(a)  # A's head has not moved
+    assert run_a.status == SyncStatus.NOOP and run_a.changes == []
+    assert value(Level.FLEET, "", "k1") == 1 and value(Level.INSTANCE, "acc-04", "k2") == 2
+
+    assert admin_api.delete(f"{API}/{b.pk}?entries=keep").status_code == 204
+    k2 = DesiredEntry.objects.get(key="k2")
+    assert admin_api.put(f"{API}/desired-config/{k2.pk}", {"value": 3}, format="json").status_code == 200
+    assert sync(a).status == SyncStatus.NOOP  # A never had k2: nothing to ask about
+    git_repo.write_config("fleet.yaml", {"k1": 10})
+    git_repo.commit()
+    run_a = sync(a)
+    assert run_a.status == SyncStatus.APPLIED and [c["key"] for c in run_a.changes] == ["k1"]
+    assert not Conflict.objects.exists() and value(Level.INSTANCE, "acc-04", "k2") == 3
+
+    newcomer = GitRepo(tmp_path / "git-new")
+    newcomer.write_config("fleet.yaml", {"k3": 3})
+    newcomer.commit()
+    c = connect(name="c", git=newcomer, strategy=ConflictStrategy.MANUAL)
+    run_c = sync(c)
+    assert run_c.status == SyncStatus.APPLIED and [c["key"] for c in run_c.changes] == ["k3"]
+    assert not Conflict.objects.exists()
+    assert (value(Level.FLEET, "", "k1"), value(Level.INSTANCE, "acc-04", "k2"), value(Level.FLEET, "", "k3")) == (
+        10,
+        3,
+        3,
+    )
+    assert DesiredEntry.objects.get(key="k2").repository is None  # still the panel's
+
+
+def test_a_new_repository_defining_a_kept_key_with_another_value_asks_under_manual_and_takes_it_under_git_wins(
+    side_by_side, admin_api, tmp_path, connect
+):
+    """A kept entry is the panel's: a commit that defines it again is decided like any panel key both
+    sides added — never paused on when the commit does not define it (test above)."""
+    from .sshd import GitRepo
+
+    a, b = side_by_side
+    sync(b)
+    assert admin_api.delete(f"{API}/{b.pk}?entries=keep").status_code == 204
+    for name, strategy in (("manual", ConflictStrategy.MANUAL), ("gitwins", ConflictStrategy.GIT_WINS)):
+        git = GitRepo(tmp_path / f"git-{name}")
+        git.write_config("instances/db-01.yaml", {"k2": 7})
+        git.commit()
+        repo = connect(name=name, git=git, strategy=strategy)
+        run = sync(repo)
+        if strategy == ConflictStrategy.MANUAL:
+            assert run.status == SyncStatus.PAUSED and [(c["key"], c["before"], c["git"]) for c in run.changes] == [
+                ("k2", 2, 7)
+            ]
+            assert value(Level.INSTANCE, "db-01", "k2") == 2
+            services.repository_delete(actor=None, repository=repo)
+        else:
+            assert run.status == SyncStatus.APPLIED and value(Level.INSTANCE, "db-01", "k2") == 7
+            assert DesiredEntry.objects.get(key="k2").repository == repo

@@ -147,3 +147,18 @@ def test_keys_removed_from_git_are_unset_on_instances_only_with_prune(prune, con
         assert not Command.objects.filter(kind=CommandType.UNINSTALL_APP).exists()  # an app pin is released
     else:
         assert unsets == {}
+
+
+def test_a_repository_pinned_to_a_commit_stays_there_when_the_branch_moves(connect, git_repo, fleet, admin_user):
+    first, second, third = _three_commits(git_repo)
+    repo = connect(revision=second)
+
+    run = sync(repo)
+
+    assert run.status == SyncStatus.APPLIED and run.commit_sha == second and value("release") == 2
+    git_repo.write_config("fleet.yaml", {"release": 4})
+    git_repo.commit("release 4")
+    assert sync(repo).status == SyncStatus.NOOP and value("release") == 2
+    services.repository_update(actor=admin_user, repository=repo, revision=first[:12])
+    run = sync(repo)
+    assert (run.status, run.commit_sha, run.revision, value("release")) == (SyncStatus.APPLIED, first, first[:12], 1)

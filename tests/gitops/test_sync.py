@@ -408,6 +408,24 @@ def test_an_admin_resolves_a_conflict_in_the_django_admin_change_form(connect, g
     assert sync(repo).status == SyncStatus.APPLIED
 
 
+def test_a_custom_value_the_store_refuses_is_an_error_of_the_admin_form_and_resolves_nothing(
+    connect, git_repo, fleet, admin_user, client
+):
+    repo, conflict = _paused(connect, git_repo, admin_user)
+    admin_user.is_staff = admin_user.is_superuser = True
+    admin_user.save()
+    client.force_login(admin_user)
+
+    response = client.post(
+        f"/admin/gitops/conflict/{conflict.pk}/change/", {"choice": "custom", "custom_value": "x" * 5000}
+    )
+
+    assert response.status_code == 200  # the form again, with the field's error
+    assert "is longer than 4096 characters" in response.content.decode()
+    conflict.refresh_from_db()
+    assert conflict.status == ConflictStatus.OPEN
+
+
 def test_an_admin_resolves_conflicts_with_an_admin_action(connect, git_repo, fleet, admin_user, client):
     repo, conflict = _paused(connect, git_repo, admin_user)
     admin_user.is_staff = admin_user.is_superuser = True
