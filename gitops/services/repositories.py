@@ -276,7 +276,8 @@ UPDATABLE = ("branch", "sync_interval", "conflict_strategy", "path", "revision",
 @transaction.atomic
 def repository_update(*, actor, repository: Repository, **changes) -> Repository:
     """Change branch, interval, strategy, sub-directory, pinned revision or pruning. A new branch, path or
-    revision is read from scratch at the next sync, which is due at once."""
+    revision is read from scratch at the next sync, which is due at once. Leaving `manual` closes the
+    repository's open conflicts (resolution left blank): the new strategy decides those keys then."""
     unknown = set(changes) - set(UPDATABLE)
     if unknown:
         raise ApplicationError(f"These cannot be changed: {', '.join(sorted(unknown))}.")
@@ -295,9 +296,20 @@ def repository_update(*, actor, repository: Repository, **changes) -> Repository
         repository.head_sha = ""
         if repository.status == RepositoryStatus.INVALID:
             repository.status = RepositoryStatus.NEVER_SYNCED
+    closed = 0
+    leaving_manual = before.get("conflict_strategy") == ConflictStrategy.MANUAL != repository.conflict_strategy
+    if leaving_manual:
+        # Leaving manual: the open conflicts are the new strategy's to decide, at the sync due now (an
+        # admin who switches to git_wins to get out of a pause means exactly that).
+        closed = repository.conflicts.filter(status=ConflictStatus.OPEN).update(
+            status=ConflictStatus.RESOLVED, resolved_at=timezone.now(), resolved_by=actor_user(actor)
+        )
     repository.next_sync_at = timezone.now() if repository.host_key else None
     repository.save()
-    audit_log(actor=actor, action="gitops.repository.update", obj=repository, details={"before": before, **changes})
+    details = {"before": before, **changes, **({"conflicts_closed": closed} if closed else {})}
+    audit_log(actor=actor, action="gitops.repository.update", obj=repository, details=details)
+    if closed:
+        enqueue_sync(repository.pk, trigger="strategy changed")
     return repository
 
 

@@ -355,6 +355,40 @@ def _paused(connect, git_repo, admin_user):
     return repo, Conflict.objects.get()
 
 
+@pytest.mark.parametrize(
+    ("strategy", "action", "kept"),
+    [
+        (ConflictStrategy.GIT_WINS, "conflict_git_taken", "git"),
+        (ConflictStrategy.SERVER_WINS, "git_overridden", "panel"),
+    ],
+)
+def test_leaving_manual_while_paused_lets_the_new_strategy_decide_the_open_conflicts(
+    strategy, action, kept, connect, git_repo, fleet, admin_user, admin_api, queued_syncs
+):
+    repo, conflict = _paused(connect, git_repo, admin_user)
+
+    response = admin_api.patch(f"/api/governance/gitops/{repo.pk}", {"conflict_strategy": strategy}, format="json")
+
+    assert response.status_code == 200, response.data
+    conflict.refresh_from_db()
+    assert conflict.status == ConflictStatus.RESOLVED and conflict.resolved_by == admin_user
+    run = sync(repo)
+    assert run.status == SyncStatus.APPLIED and repo.status == RepositoryStatus.OK
+    assert [c["action"] for c in run.changes if c["key"] == "ntp.server"] == [action]
+    assert entry(Level.FLEET, "", "ntp.server").value == kept
+    audit = AuditEntry.objects.filter(action="gitops.repository.update").latest("id")
+    assert audit.details["conflicts_closed"] == 1
+
+
+def test_other_settings_changes_leave_open_conflicts_open(connect, git_repo, fleet, admin_user):
+    repo, conflict = _paused(connect, git_repo, admin_user)
+
+    services.repository_update(actor=admin_user, repository=repo, sync_interval=120, conflict_strategy="manual")
+
+    conflict.refresh_from_db()
+    assert conflict.status == ConflictStatus.OPEN and sync(repo).status == SyncStatus.PAUSED
+
+
 def test_resolving_the_last_conflict_through_the_api_resumes_the_sync(
     connect, git_repo, fleet, admin_user, admin_api, django_capture_on_commit_callbacks, queued_syncs
 ):
