@@ -88,6 +88,17 @@ def test_a_push_to_another_branch_a_tag_or_a_ping_is_answered_and_ignored(hooked
     assert queued_syncs == []
 
 
+def test_a_push_to_a_repository_pinned_to_a_revision_is_ignored_and_says_why(hooked, client, admin_user, queued_syncs):
+    repo, secret, url = hooked
+    services.repository_update(actor=admin_user, repository=repo, revision="v1")
+    body = push_body()
+
+    response = post(client, url, body, signed("github", secret, body))
+
+    assert response.status_code == 200 and response.json()["status"] == "ignored"
+    assert "pinned to 'v1'" in response.json()["reason"] and queued_syncs == []
+
+
 def test_a_repository_without_a_secret_refuses_webhooks_and_a_new_secret_replaces_the_old(
     connect, admin_api, client, viewer_api
 ):
