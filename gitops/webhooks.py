@@ -99,4 +99,4 @@ def parse(forge: str, headers, body: bytes, content_type: str = "") -> Push:
 
 
 def is_push(push: Push) -> bool:
-    return push.event.lower() in ("push", "push hook")
+    return push.event.lower() in ("push", "push hook", "tag push hook")  # GitLab names tag pushes apart

@@ -27,8 +27,8 @@ def webhook_receive(*, repository_id: int, headers, body: bytes, content_type: s
     """Verify a forge's push webhook with the repository's secret and queue a sync of the tracked branch.
 
     A missing repository, an unknown forge and a wrong or missing signature are the same 403. A push of
-    another branch, a tag or a non-push event, and any push to a repository pinned to a revision, is
-    answered and ignored. Replaying a delivery is harmless:
+    another branch, a tag or a non-push event is answered and ignored; a repository pinned to a revision
+    follows only pushes of that tag (a pinned commit never moves). Replaying a delivery is harmless:
     it queues one more sync of the same head, which finds the commit in force and changes nothing.
     """
     repo = Repository.objects.filter(pk=repository_id).first()
@@ -48,10 +48,14 @@ def webhook_receive(*, repository_id: int, headers, body: bytes, content_type: s
     answer = {"repository": repo.name, "forge": forge, "event": push.event, "ref": push.ref}
     if not is_push(push):
         return {**answer, "status": "ignored", "reason": f"'{push.event}' is not a push event."}
-    if push.branch != repo.branch:
-        return {**answer, "status": "ignored", "reason": f"This repository tracks branch '{repo.branch}'."}
-    if repo.revision:  # a sync would read the pinned revision, not the pushed head
-        reason = f"This repository is pinned to '{repo.revision}': clear the pinned revision to follow pushes."
+    # What a sync reads: the tracked branch, or the pinned revision (a tag moved by a push is followed).
+    wanted = f"refs/tags/{repo.revision}" if repo.revision else f"refs/heads/{repo.branch}"
+    if push.ref != wanted:
+        reason = (
+            f"This repository is pinned to '{repo.revision}': clear the pinned revision to follow branch pushes."
+            if repo.revision
+            else f"This repository tracks branch '{repo.branch}'."
+        )
         return {**answer, "status": "ignored", "reason": reason}
     if not repo.host_key or repo.conflicts.filter(status=ConflictStatus.OPEN).exists():
         return {**answer, "status": "ignored", "reason": "The repository is waiting for a host key or paused."}

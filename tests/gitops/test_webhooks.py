@@ -88,15 +88,25 @@ def test_a_push_to_another_branch_a_tag_or_a_ping_is_answered_and_ignored(hooked
     assert queued_syncs == []
 
 
-def test_a_push_to_a_repository_pinned_to_a_revision_is_ignored_and_says_why(hooked, client, admin_user, queued_syncs):
+@pytest.mark.parametrize("forge", ["github", "gitlab"])
+def test_a_repository_pinned_to_a_tag_follows_pushes_of_that_tag_only(
+    forge, hooked, client, admin_user, queued_syncs, django_capture_on_commit_callbacks
+):
     repo, secret, url = hooked
     services.repository_update(actor=admin_user, repository=repo, revision="v1")
-    body = push_body()
+    tag_event = "Tag Push Hook" if forge == "gitlab" else ""
 
-    response = post(client, url, body, signed("github", secret, body))
-
+    body = push_body()  # the branch moved: the pin stays where it is
+    response = post(client, url, body, signed(forge, secret, body))
     assert response.status_code == 200 and response.json()["status"] == "ignored"
     assert "pinned to 'v1'" in response.json()["reason"] and queued_syncs == []
+    body = push_body(ref="refs/tags/v2")
+    assert post(client, url, body, signed(forge, secret, body, event=tag_event)).json()["status"] == "ignored"
+
+    body = push_body(ref="refs/tags/v1")  # the pinned tag moved
+    with django_capture_on_commit_callbacks(execute=True):
+        response = post(client, url, body, signed(forge, secret, body, event=tag_event))
+    assert response.status_code == 202 and queued_syncs == [(repo.pk, f"webhook:{forge}")]
 
 
 def test_a_repository_without_a_secret_refuses_webhooks_and_a_new_secret_replaces_the_old(
