@@ -25,6 +25,18 @@ from .repoformat import ABSENT, APP_PREFIX
 Key = tuple[str, str, str]
 MISSING = object()
 
+# What each `action` of a run's `changes` means, in the words the run page shows.
+DECISIONS = {
+    "git_applied": "Git's change applied",
+    "converged": "panel already had Git's value",
+    "drift_reverted": "panel edit reverted to Git (git_wins)",
+    "drift_kept": "panel edit kept over Git (server_wins)",
+    "conflict_git_taken": "both changed: Git's value taken (git_wins)",
+    "git_overridden": "both changed: panel kept, Git's change overridden (server_wins)",
+    "override_kept": "value an admin kept in a conflict stays (manual)",
+    "conflict": "conflict: an admin decides (manual)",
+}
+
 
 def same(a, b) -> bool:
     """Equality that tells True from 1 and "1" from 1, as a configuration value must."""

@@ -2,6 +2,8 @@ import json
 
 from django import template
 
+from ..reconcile import DECISIONS
+
 register = template.Library()
 
 
@@ -11,3 +13,9 @@ def as_yaml_value(value) -> str:
     if isinstance(value, str):
         return value
     return json.dumps(value)
+
+
+@register.filter
+def decision(action: str) -> str:
+    """What the strategy decided about a key (a run's `changes[].action`), in words."""
+    return DECISIONS.get(action, action)

@@ -465,7 +465,7 @@ def test_the_repository_page_shows_sync_history_and_each_run_what_it_changed(con
     detail = admin_client.get(f"/governance/gitops/{repo.pk}/").content.decode()
     assert f'href="/governance/gitops/runs/{run.pk}/"' in detail and 'data-chart="sync-chart"' in detail
     page = admin_client.get(f"/governance/gitops/runs/{run.pk}/").content.decode()
-    assert "ntp.server" in page and "git_applied" in page
+    assert "ntp.server" in page and "Git&#x27;s change applied" in page and "git_applied" in page
     live = admin_client.get(f"/governance/gitops/{repo.pk}/?partial=live", HTTP_HX_REQUEST="true").content.decode()
     assert repo.last_commit_sha in live and "<html" not in live
 

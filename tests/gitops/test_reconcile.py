@@ -2,7 +2,7 @@
 
 from fleet.choices import CommandType
 from gitops.choices import ConflictStrategy as S
-from gitops.reconcile import EntryIndex, StoreState, merge, plan_commands
+from gitops.reconcile import DECISIONS, EntryIndex, StoreState, merge, plan_commands
 
 K = ("fleet", "", "ntp.server")
 
@@ -144,3 +144,20 @@ def test_commands_move_reported_state_to_the_desired_one():
 
 def test_an_instance_already_in_the_desired_state_needs_no_command():
     assert plan_commands({"a": 1, "app:x": "1"}, {"settings": {"a": 1}, "apps": [{"name": "x", "version": "1"}]}) == []
+
+
+def test_every_decision_the_merge_records_has_words_for_the_run_page():
+    accepted = store(value="panel")
+    accepted[K].accepted = True
+    cases = [
+        (store(), {K: "b"}, S.MANUAL),  # git_applied
+        (store(value="b"), {K: "b"}, S.MANUAL),  # converged
+        (store(value="panel"), {K: "a"}, S.GIT_WINS),  # drift_reverted
+        (store(value="panel"), {K: "b"}, S.GIT_WINS),  # conflict_git_taken
+        (store(value="panel"), {K: "a"}, S.SERVER_WINS),  # drift_kept
+        (store(value="panel"), {K: "b"}, S.SERVER_WINS),  # git_overridden
+        (accepted, {K: "a"}, S.MANUAL),  # override_kept
+        (store(value="panel"), {K: "b"}, S.MANUAL),  # conflict
+    ]
+    recorded = [merge(st, git, strategy).changes[0]["action"] for st, git, strategy in cases]
+    assert sorted(recorded) == sorted(DECISIONS)  # each case its own decision, each with its words
