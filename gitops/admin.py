@@ -65,6 +65,11 @@ class RepositoryAdmin(admin.ModelAdmin):
     def has_change_permission(self, request, obj=None):
         return False
 
+    def has_delete_permission(self, request, obj=None):
+        # Disconnect on the GitOps page: it asks whether to keep or remove the repository's entries and
+        # audits it. A bare delete here would leave them half-owned (Git's base without a repository).
+        return False
+
 
 @admin.register(SyncRun)
 class SyncRunAdmin(admin.ModelAdmin):
@@ -99,6 +104,9 @@ class DesiredEntryAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # removing a Git-owned key must leave a tombstone for the strategy: the editor does
 
 
 class ConflictResolveForm(forms.ModelForm):

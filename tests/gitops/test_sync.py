@@ -460,6 +460,22 @@ def test_a_custom_value_the_store_refuses_is_an_error_of_the_admin_form_and_reso
     assert conflict.status == ConflictStatus.OPEN
 
 
+def test_the_django_admin_cannot_delete_repositories_or_entries_around_the_services(
+    connect, git_repo, fleet, admin_user, client
+):
+    repo = _baseline(connect, git_repo, ConflictStrategy.MANUAL)
+    admin_user.is_staff = admin_user.is_superuser = True
+    admin_user.save()
+    client.force_login(admin_user)
+    entry_pk = DesiredEntry.objects.get(key="ntp.server").pk
+
+    assert client.get(f"/admin/gitops/repository/{repo.pk}/delete/").status_code == 403
+    assert client.get(f"/admin/gitops/desiredentry/{entry_pk}/delete/").status_code == 403
+    for model, pk in (("repository", repo.pk), ("desiredentry", entry_pk)):
+        client.post(f"/admin/gitops/{model}/", {"action": "delete_selected", "_selected_action": [pk], "post": "yes"})
+    assert type(repo).objects.filter(pk=repo.pk).exists() and DesiredEntry.objects.filter(pk=entry_pk).exists()
+
+
 def test_an_admin_resolves_conflicts_with_an_admin_action(connect, git_repo, fleet, admin_user, client):
     repo, conflict = _paused(connect, git_repo, admin_user)
     admin_user.is_staff = admin_user.is_superuser = True
