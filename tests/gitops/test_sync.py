@@ -1,5 +1,7 @@
 """Syncs against a real sshd serving a real bare Git repository."""
 
+import logging
+
 import pytest
 
 from common.models import AuditEntry, Notification
@@ -139,15 +141,26 @@ def test_schema_errors_report_every_problem_with_file_and_line(connect, git_repo
     assert DesiredEntry.objects.count() == 0
 
 
-def test_a_changed_host_key_is_refused_with_both_fingerprints(connect, git_repo, fleet, sshd):
+def assert_one_quiet_line(caplog):
+    """A refused connection is one WARNING of the sync, without a traceback; paramiko says nothing."""
+    loud = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [(r.name, r.exc_info) for r in loud] == [("gitops.sync", None)], [r.getMessage() for r in loud]
+    assert not [r for r in caplog.records if r.name.startswith("paramiko") and r.levelno >= logging.ERROR]
+
+
+def test_a_changed_host_key_is_refused_with_both_fingerprints(connect, git_repo, fleet, sshd, caplog):
     git_repo.write_config("fleet.yaml", {"ssh.password_auth": False})
     git_repo.commit()
     repo = connect()
     pinned = repo.host_key_fingerprint
     sshd.new_host_key()
     sshd.restart()
+    caplog.clear()
 
-    run = sync(repo)
+    with caplog.at_level(logging.DEBUG):
+        run = sync(repo)
+
+    assert_one_quiet_line(caplog)
 
     from gitops.sshkeys import fingerprint, host_key_from_text
 
@@ -159,7 +172,7 @@ def test_a_changed_host_key_is_refused_with_both_fingerprints(connect, git_repo,
 
 
 def test_a_private_key_the_server_does_not_accept_is_refused(
-    sshd, git_repo, fleet, admin_user, settings_dir, enterprise_license
+    sshd, git_repo, fleet, admin_user, settings_dir, enterprise_license, caplog
 ):
     git_repo.write_config("fleet.yaml", {"ssh.password_auth": False})
     git_repo.commit()
@@ -169,9 +182,12 @@ def test_a_private_key_the_server_does_not_accept_is_refused(
         url=sshd.url(git_repo),
         known_hosts=sshd.host_key_path.with_suffix(".pub").read_text(),
     )  # its deploy key is never authorized
+    caplog.clear()
 
-    run = sync(repo)
+    with caplog.at_level(logging.DEBUG):
+        run = sync(repo)
 
+    assert_one_quiet_line(caplog)
     assert run.status == SyncStatus.FAILED
     assert "refused the repository's SSH key" in run.errors[0]
     assert repo.status == RepositoryStatus.ERROR
