@@ -280,3 +280,6 @@ def test_a_downgraded_panel_stops_driving_the_fleet_from_git(connect, git_repo, 
     assert SyncRun.objects.count() == 1
     assert services.instance_reconcile(instance_id=fleet["web-01"].pk) == []
     assert tasks.sync_due_repositories() == 0
+    preview = services.repository_preview_request(actor=admin_user, repository=repo)  # queued before the downgrade
+    preview = services.repository_preview(run_id=preview.pk)
+    assert preview.status == SyncStatus.FAILED and preview.errors == ["The license does not include gitops."]
