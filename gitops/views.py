@@ -15,7 +15,7 @@ from common.views import RoleRequiredMixin, ServiceFormMixin, redirect_next
 from fleet.mixins import FeatureRequiredMixin
 
 from . import selectors, services
-from .choices import HostKeyScan, Level, SyncStatus
+from .choices import ConflictStatus, HostKeyScan, Level, SyncStatus
 from .forms import (
     ConflictResolveForm,
     ConnectForm,
@@ -222,7 +222,10 @@ class RepositoryFormView(GitOpsViewMixin, ServiceFormMixin, FormView):
 class RepositorySettingsView(RepositoryFormView):
     form_class = RepositorySettingsForm
     heading = "Settings"
-    intro = "A new branch, directory or revision is read from scratch at the next sync, which starts at once."
+    intro = (
+        "A new branch, directory or revision is read from scratch at the next sync, which starts at once. "
+        "Leaving the manual strategy closes the open conflicts: the new strategy decides those keys."
+    )
 
     def get_initial(self):
         repo = self.repository
@@ -236,8 +239,15 @@ class RepositorySettingsView(RepositoryFormView):
         }
 
     def perform(self, form):
-        services.repository_update(actor=self.request.user, repository=self.repository, **form.cleaned_data)
-        messages.success(self.request, "Repository settings saved.")
+        open_conflicts = self.repository.conflicts.filter(status=ConflictStatus.OPEN).count()
+        repo = services.repository_update(actor=self.request.user, repository=self.repository, **form.cleaned_data)
+        closed = open_conflicts - repo.conflicts.filter(status=ConflictStatus.OPEN).count()
+        extra = (
+            f" {closed} open conflict(s) closed: the sync now queued decides them by the new strategy."
+            if closed
+            else ""
+        )
+        messages.success(self.request, "Repository settings saved." + extra)
         return redirect(self.repository.get_absolute_url())
 
 

@@ -396,6 +396,19 @@ def test_leaving_manual_while_paused_lets_the_new_strategy_decide_the_open_confl
     assert audit.details["conflicts_closed"] == 1
 
 
+def test_the_settings_page_says_how_many_conflicts_leaving_manual_closed(
+    connect, git_repo, fleet, admin_user, admin_client, queued_syncs, django_capture_on_commit_callbacks
+):
+    repo, conflict = _paused(connect, git_repo, admin_user)
+    form = {"branch": "main", "path": "", "revision": "", "sync_interval": 60, "conflict_strategy": "git_wins"}
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(f"/governance/gitops/{repo.pk}/settings/", form, follow=True)
+
+    assert "1 open conflict(s) closed" in response.content.decode()
+    assert queued_syncs[-1] == (repo.pk, "strategy changed")
+
+
 def test_other_settings_changes_leave_open_conflicts_open(connect, git_repo, fleet, admin_user):
     repo, conflict = _paused(connect, git_repo, admin_user)
 
