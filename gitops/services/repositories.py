@@ -370,7 +370,10 @@ def _require_syncable(repository: Repository) -> None:
         raise ConflictError("Confirm the repository's SSH host key before syncing.")
     open_conflicts = repository.conflicts.filter(status=ConflictStatus.OPEN).count()
     if open_conflicts:
-        raise ConflictError(f"The sync is paused: resolve the {open_conflicts} open conflict(s) first.")
+        raise ConflictError(
+            f"The sync is paused: resolve the {open_conflicts} open conflict(s) first, "
+            "or switch the repository to another conflict strategy."
+        )
 
 
 @transaction.atomic

@@ -382,6 +382,8 @@ def test_leaving_manual_while_paused_lets_the_new_strategy_decide_the_open_confl
     strategy, action, kept, connect, git_repo, fleet, admin_user, admin_api, queued_syncs
 ):
     repo, conflict = _paused(connect, git_repo, admin_user)
+    refused = admin_api.post(f"/api/governance/gitops/{repo.pk}/sync")
+    assert refused.status_code == 409 and "another conflict strategy" in refused.data["message"]
 
     response = admin_api.patch(f"/api/governance/gitops/{repo.pk}", {"conflict_strategy": strategy}, format="json")
 
