@@ -4,8 +4,9 @@ import pytest
 
 from fleet.choices import CommandSource, CommandType
 from fleet.models import Command
+from gitops import tasks
 from gitops.choices import ConflictStrategy, Level, SyncStatus
-from gitops.models import DesiredEntry
+from gitops.models import DesiredEntry, SyncRun
 
 from .conftest import sync
 
@@ -28,12 +29,19 @@ def set_config_values():
     ]
 
 
-def test_git_wins_reasserts_git_over_a_panel_edit_on_an_unchanged_head(connect, git_repo, fleet, admin_api):
+def test_git_wins_reasserts_git_over_a_panel_edit_on_an_unchanged_head(
+    connect, git_repo, fleet, admin_api, queued_syncs, django_capture_on_commit_callbacks
+):
     repo, entry = _git_says_five(connect, git_repo, ConflictStrategy.GIT_WINS)
     response = admin_api.put(f"{API}/desired-config/{entry.pk}", {"value": 99}, format="json")
     assert response.status_code == 200 and set_config_values()[-1] == {"max.sessions": 99}
 
-    run = sync(repo, trigger="manual:alice")  # the same commit as before
+    with django_capture_on_commit_callbacks(execute=True):
+        assert admin_api.post(f"{API}/{repo.pk}/sync").status_code == 202  # the same commit as before
+    pk, trigger = queued_syncs[-1]
+    assert pk == repo.pk and trigger.startswith("manual:")
+    tasks.sync_repository(pk, trigger)  # what the worker runs
+    run = SyncRun.objects.filter(repository=repo).latest("id")
 
     entry.refresh_from_db()
     assert run.status == SyncStatus.APPLIED and entry.value == 5
