@@ -197,3 +197,17 @@ def test_a_new_repository_defining_a_kept_key_with_another_value_asks_under_manu
         else:
             assert run.status == SyncStatus.APPLIED and value(Level.INSTANCE, "db-01", "k2") == 7
             assert DesiredEntry.objects.get(key="k2").repository == repo
+
+
+def test_the_repository_page_disconnects_keeping_or_removing_the_entries(side_by_side, admin_client):
+    a, b = side_by_side
+    sync(b)
+    page = admin_client.get(f"/governance/gitops/{a.pk}/").content.decode()
+    assert 'name="entries" value="keep"' in page and 'name="entries" value="remove"' in page
+
+    response = admin_client.post(f"/governance/gitops/{a.pk}/delete/", {"entries": "remove"}, follow=True)
+    assert "Disconnected a; 1 desired-configuration entries removed." in response.content.decode()
+    response = admin_client.post(f"/governance/gitops/{b.pk}/delete/", {"entries": "keep"}, follow=True)
+    assert "Disconnected b; 1 desired-configuration entries kept as panel-owned." in response.content.decode()
+
+    assert list(DesiredEntry.objects.values_list("key", "repository")) == [("k2", None)]
