@@ -52,6 +52,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--instances", type=int, default=10_000)
     parser.add_argument("--drift", type=float, default=0.05, help="share of instances whose reported state differs")
+    parser.add_argument("--rounds", type=int, default=3, help="(preview, first sync) pairs; medians are reported")
     args = parser.parse_args()
 
     url = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/bench_gitops")
@@ -140,14 +141,11 @@ def main():
     remote = server.url(repo_dir)
 
     # Floors, measured now on the same machine, sshd and repository.
-    clone_dir = work / "clone.git"
-    floor_clone, _ = timed(
-        lambda: subprocess.run(
-            ["git", "clone", "-q", "--bare", "--single-branch", "-b", "main", remote, str(clone_dir)],
-            env=env,
-            check=True,
-        )
-    )
+    clones = []
+    for i in range(3):  # the median of three, as the figures it divides are medians
+        clone = ["git", "clone", "-q", "--bare", "--single-branch", "-b", "main", remote, str(work / f"clone{i}.git")]
+        clones.append(timed(lambda: subprocess.run(clone, env=env, check=True))[0])  # noqa: B023 - called at once
+    floor_clone = sorted(clones)[1]
     floor_ls, _ = timed(
         lambda: subprocess.run(
             ["git", "ls-remote", remote, "refs/heads/main"], env=env, check=True, capture_output=True
@@ -175,25 +173,35 @@ def main():
     # first SSH handshake, imports, the first queries over 10,000 instances), which a long-running
     # worker pays once, not per sync. Without it the preview ran first and its ls-remote, fetch and read
     # took 0.9 s longer than the same phases of the sync after it, more than the 0.4 s by which it then
-    # "missed" the sync. Each timed run still starts from an empty mirror.
+    # "missed" the sync. Then ROUNDS pairs (preview, first sync), each from an empty mirror and the
+    # first sync from an empty store and command queue, medians reported: the machine is shared, and a
+    # burst of someone else's work during one run moved a single figure by 2x.
     warm = _preview(services, admin, repo)
     assert warm.status == "preview", warm.errors
-    shutil.rmtree(services.mirror_path(repo))
-    t_preview, preview = timed(lambda: _preview(services, admin, repo))
-    assert preview.status == "preview", preview.errors
-    shutil.rmtree(services.mirror_path(repo))  # the first sync fetches from scratch, as the preview did
-    assert not DesiredEntry.objects.exists() and not SyncRun.objects.filter(dry_run=False).exists()
+    previews, firsts = [], []
+    for _ in range(args.rounds):
+        _reset(services, repo)
+        previews.append(timed(lambda: _preview(services, admin, repo)))
+        assert previews[-1][1].status == "preview", previews[-1][1].errors
+        _reset(services, repo)
+        assert not DesiredEntry.objects.exists() and not SyncRun.objects.filter(dry_run=False).exists()
+        if os.environ.get("BENCH_PROFILE"):
+            import cProfile
+            import pstats
 
-    if os.environ.get("BENCH_PROFILE"):
-        import cProfile
-        import pstats
-
-        prof = cProfile.Profile()
-        t_first, run = timed(lambda: prof.runcall(services.repository_sync, repository_id=repo.pk, trigger="bench"))
-        pstats.Stats(prof).sort_stats("cumulative").print_stats(45)
-    else:
-        t_first, run = timed(lambda: services.repository_sync(repository_id=repo.pk, trigger="bench"))
-    assert run.status == "applied", run.errors
+            prof = cProfile.Profile()
+            firsts.append(
+                timed(lambda p=prof: p.runcall(services.repository_sync, repository_id=repo.pk, trigger="bench"))
+            )
+            pstats.Stats(prof).sort_stats("cumulative").print_stats(45)
+        else:
+            firsts.append(timed(lambda: services.repository_sync(repository_id=repo.pk, trigger="bench")))
+        assert firsts[-1][1].status == "applied", firsts[-1][1].errors
+    t_preview, preview = sorted(previews, key=lambda p: p[0])[len(previews) // 2]
+    t_first, run = sorted(firsts, key=lambda p: p[0])[len(firsts) // 2]
+    print(
+        f"  previews {', '.join(f'{t:.2f}' for t, _ in previews)} s; first syncs {', '.join(f'{t:.2f}' for t, _ in firsts)} s"
+    )
     entries = DesiredEntry.objects.count()
     queued = sum(c["instance_count"] for c in run.commands)
     repo.refresh_from_db()
@@ -213,7 +221,7 @@ def main():
         f"({len(drifted)} drifted instances)"
     )
     print(
-        f"First sync:      {t_first:7.2f} s   floor (git clone --bare over ssh) {floor_clone:6.2f} s   ratio {t_first / floor_clone:5.1f}x   target ≤ 10 s  {'OK' if t_first <= 10 else 'MISSED'}"
+        f"First sync:      {t_first:7.2f} s   floor (git clone --bare over ssh) {floor_clone:6.2f} s   ratio {t_first / floor_clone:5.1f}x   target ≤ 10 s  {'OK' if t_first <= 10 else 'MISSED'}  (median of {args.rounds})"
     )
     print(
         f"  of which fetch+validate+store {store_done:.2f} s (ratio {store_done / floor_clone:.1f}x); computing every instance's "
@@ -225,7 +233,7 @@ def main():
     )
     print(
         f"Preview:         {t_preview:7.2f} s   floor (git clone --bare over ssh) {floor_clone:6.2f} s   ratio {t_preview / floor_clone:5.1f}x   "
-        f"target ≤ first sync ({t_first:.2f} s)  {'OK' if t_preview <= t_first else 'MISSED'}"
+        f"target ≤ first sync ({t_first:.2f} s)  {'OK' if t_preview <= t_first else 'MISSED'}  (median of {args.rounds})"
     )
     webhook, floor_queue = _webhook_latency(repo, admin)
     print(
@@ -286,6 +294,22 @@ def main():
     server.stop()
     connection.close()
     shutil.rmtree(work, ignore_errors=True)
+
+
+def _reset(services, repo):
+    """Back to before the first sync: no mirror, no store entries, no GitOps commands, never synced."""
+    from fleet.choices import CommandSource
+    from fleet.models import Command
+    from gitops.choices import RepositoryStatus
+    from gitops.models import DesiredEntry, Repository, SyncRun
+
+    shutil.rmtree(services.mirror_path(repo), ignore_errors=True)
+    DesiredEntry.objects.all().delete()
+    Command.objects.filter(source=CommandSource.GITOPS).delete()
+    SyncRun.objects.filter(dry_run=False).delete()
+    Repository.objects.filter(pk=repo.pk).update(
+        head_sha="", last_commit_sha="", status=RepositoryStatus.NEVER_SYNCED, sync_started_at=None
+    )
 
 
 def _preview(services, admin, repo):
