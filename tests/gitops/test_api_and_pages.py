@@ -325,6 +325,16 @@ def test_the_list_shows_each_repository_status(connect, git_repo, fleet, admin_a
     assert data["last_sync_at"] and data["next_sync_at"] and data["last_error"] == ""
 
 
+def test_the_dashboard_shows_a_pinned_revision_and_the_directory_beside_the_branch(connect, admin_client):
+    connect(name="pinned", revision="v1.2", path="clusters/prod")
+    connect(name="follows")
+
+    page = admin_client.get("/governance/gitops/").content.decode()
+
+    assert "pinned to v1.2" in page and "clusters/prod/" in page
+    assert page.count("pinned to ") == 1
+
+
 def test_desired_config_entries_are_editable_through_the_api_and_queue_commands(admin_api, enterprise_license, fleet):
     response = admin_api.post(
         f"{API}/desired-config",
