@@ -23,7 +23,7 @@ from django.core.exceptions import ValidationError
 
 from common.exceptions import ApplicationError
 
-_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)\Z")
 
 
 class OutboundRefused(ApplicationError):

@@ -71,7 +71,7 @@ def older(a: str, b: str) -> bool:
 
 # What a version looks like: a digit first (after an optional "v"), then digits, letters and the
 # separators package managers use (Debian's epoch "1:", revision "-1ubuntu2", "~rc1", "+deb12u1").
-_VALID = re.compile(r"^[vV]?\d[0-9A-Za-z.+~:_-]*$")
+_VALID = re.compile(r"^[vV]?\d[0-9A-Za-z.+~:_-]*\Z")
 MAX_VERSION_LENGTH = 64
 
 

@@ -93,11 +93,13 @@ def add_service_errors(form, exc: ApplicationError) -> None:
     if not exc.errors:
         form.add_error(None, exc.message)
         return
-    aliases = getattr(form, "service_fields", {})  # the API's field → the form field that edits it
+    aliases = getattr(form, "service_fields", {})  # the API's field (or whole path) → the form field
     for path, field_messages in exc.errors.items():
         top = path.split(".", 1)[0].split("[", 1)[0]
         rest = path[len(top) :].lstrip(".")
         top = aliases.get(top, top)
+        if path in aliases:
+            top, rest = aliases[path], ""
         for message in field_messages:
             if top in form.fields:
                 form.add_error(top, f"{rest}: {message}" if rest else message)

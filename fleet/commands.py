@@ -13,20 +13,32 @@ from common import versions
 from .choices import CommandType as T
 from .state import setting_value_problem
 
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._+\-]{0,99}$")
-VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+\-~]{0,63}$")
-SETTING_KEY_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$")
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._+\-]{0,99}\Z")
+VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+\-~]{0,63}\Z")
+SETTING_KEY_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}\Z")
 APP_TYPES = (T.INSTALL_APP, T.UNINSTALL_APP, T.UPDATE_APP, T.START_APP, T.STOP_APP, T.RESTART_APP)
 
 
 class CommandParamsError(ValueError):
-    """Parameters that do not fit the command type; the message says which and why."""
+    """Parameters that do not fit the command type; the message says which and why, and `field` names
+    the parameter (`app`, `version`, `values`, `unset`), `kind` for the type, None for the whole object."""
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.field = field
+
+    def path(self, prefix: str = "") -> str:
+        """Where the problem goes in the error envelope: `params.app`, `kind`, `params`, under `prefix`."""
+        where = self.field if self.field == "kind" else f"params.{self.field}" if self.field else "params"
+        return f"{prefix}{where}"
 
 
 def _app_name(params) -> str:
     name = params.get("app")
     if not isinstance(name, str) or not NAME_RE.match(name):
-        raise CommandParamsError("'app' must be an app name such as monitoring-agent (lowercase, digits, . _ + -).")
+        raise CommandParamsError(
+            "'app' must be an app name such as monitoring-agent (lowercase, digits, . _ + -).", "app"
+        )
     return name
 
 
@@ -35,14 +47,14 @@ def _version(params, *, required: bool, what: str = "version") -> str | None:
     if version in (None, "") and not required:
         return None
     if not isinstance(version, str) or not VERSION_RE.match(version) or not versions.is_valid(version):
-        raise CommandParamsError(f"'{what}' must be a version such as 1.4.2.")
+        raise CommandParamsError(f"'{what}' must be a version such as 1.4.2.", "version")
     return version
 
 
 def validate_params(kind: str, params: dict) -> dict:
     """Return the normalised parameters for `kind`, or raise CommandParamsError."""
     if kind not in T.values:
-        raise CommandParamsError(f"Unknown command type '{kind}'.")
+        raise CommandParamsError(f"Unknown command type '{kind}'.", "kind")
     if not isinstance(params, dict):
         raise CommandParamsError("Parameters must be an object.")
     if kind in (T.INSTALL_APP,):
@@ -63,19 +75,19 @@ def validate_params(kind: str, params: dict) -> dict:
     if not isinstance(values, dict) or not isinstance(unset, list):
         raise CommandParamsError("set_config takes 'values' (an object of key → value) and 'unset' (a list of keys).")
     if not values and not unset:
-        raise CommandParamsError("set_config needs at least one key in 'values' or 'unset'.")
+        raise CommandParamsError("set_config needs at least one key in 'values' or 'unset'.", "values")
     for key, value in values.items():
         if not SETTING_KEY_RE.match(key):
-            raise CommandParamsError(f"'{key}' is not a valid setting key (e.g. ssh.password_auth).")
+            raise CommandParamsError(f"'{key}' is not a valid setting key (e.g. ssh.password_auth).", "values")
         if not isinstance(value, (str, int, float, bool)):
-            raise CommandParamsError(f"Setting '{key}' must be a string, number or boolean.")
+            raise CommandParamsError(f"Setting '{key}' must be a string, number or boolean.", "values")
         if problem := setting_value_problem(value):  # what the agent reports back must pass its heartbeat
-            raise CommandParamsError(f"Setting '{key}': {problem}")
+            raise CommandParamsError(f"Setting '{key}': {problem}", "values")
     for key in unset:
         if not isinstance(key, str) or not SETTING_KEY_RE.match(key):
-            raise CommandParamsError(f"'{key}' is not a valid setting key.")
+            raise CommandParamsError(f"'{key}' is not a valid setting key.", "unset")
         if key in values:
-            raise CommandParamsError(f"'{key}' cannot be both set and unset.")
+            raise CommandParamsError(f"'{key}' cannot be both set and unset.", "unset")
     return {"values": dict(values), "unset": list(unset)}
 
 

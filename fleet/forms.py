@@ -206,6 +206,13 @@ class CommandForm(ScopeFormMixin):
     description = forms.CharField(label="Note", required=False, max_length=200)
 
     field_order = ["kind", "app", "version", "config_values", "config_unset", "description"]
+    # The command queue's parameter paths (fleet.commands.CommandParamsError.path) → the inputs.
+    service_fields = {
+        "params.app": "app",
+        "params.version": "version",
+        "params.values": "config_values",
+        "params.unset": "config_unset",
+    }
 
     def clean_config_values(self):
         values = {}

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from .choices import ScopeKind
 
-TAG_RE = re.compile(r"^(?P<key>[A-Za-z0-9_.\-/]{1,64})=(?P<value>[A-Za-z0-9_.\-/:]{1,128})$")
+TAG_RE = re.compile(r"^(?P<key>[A-Za-z0-9_.\-/]{1,64})=(?P<value>[A-Za-z0-9_.\-/:]{1,128})\Z")
 
 
 class ScopeError(ValueError):

@@ -26,7 +26,7 @@ from .choices import Level
 
 APP_PREFIX = "app:"
 ABSENT = "absent"
-FILE_RE = re.compile(r"^(?:(?P<dir>groups|tags|instances)/)?(?P<name>[^/]+)\.ya?ml$")
+FILE_RE = re.compile(r"^(?:(?P<dir>groups|tags|instances)/)?(?P<name>[^/]+)\.ya?ml\Z")
 TOP_KEYS = ("settings", "apps", "description")
 SCALAR_TAGS = {
     "tag:yaml.org,2002:bool": "boolean",

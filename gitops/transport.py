@@ -29,8 +29,8 @@ PARAMIKO_LOG_CHANNEL = "gitops.ssh"
 logging.getLogger(PARAMIKO_LOG_CHANNEL).setLevel(logging.CRITICAL)
 CONNECT_TIMEOUT = 10.0
 
-SCP_RE = re.compile(r"^(?:(?P<user>[^@/]+)@)?(?P<host>[^:/]+):(?P<path>[^/].*|/.*)$")
-SSH_URL_RE = re.compile(r"^ssh://(?:(?P<user>[^@/]+)@)?(?P<host>\[[^\]]+\]|[^:/]+)(?::(?P<port>\d+))?(?P<path>/.*)$")
+SCP_RE = re.compile(r"^(?:(?P<user>[^@/]+)@)?(?P<host>[^:/]+):(?P<path>[^/].*|/.*)\Z")
+SSH_URL_RE = re.compile(r"^ssh://(?:(?P<user>[^@/]+)@)?(?P<host>\[[^\]]+\]|[^:/]+)(?::(?P<port>\d+))?(?P<path>/.*)\Z")
 
 
 class RemoteError(Exception):

@@ -15,10 +15,10 @@ from .choices import OsMatch, PolicyMode, PolicyType
 from .models import Policy
 
 _VERSION = r"[A-Za-z0-9][A-Za-z0-9._+\-~]*"
-REQUIRED_LINE = re.compile(rf"^(?P<name>\S+)(?:\s*>=\s*(?P<min>{_VERSION}))?(?:\s+(?P<running>running))?$")
-BLOCKED_LINE = re.compile(rf"^(?P<pattern>\S+?)(?:\s*>=\s*(?P<min>{_VERSION}))?(?:\s*<\s*(?P<below>{_VERSION}))?$")
-DEADLINE_LINE = re.compile(r"^(?P<name>[^\s:]+)\s*[:=]?\s*(?P<hours>\d+)\s*h?$")
-SETTING_LINE = re.compile(r"^(?P<key>[^=\s]+)\s*=\s*(?P<value>.*)$")
+REQUIRED_LINE = re.compile(rf"^(?P<name>\S+)(?:\s*>=\s*(?P<min>{_VERSION}))?(?:\s+(?P<running>running))?\Z")
+BLOCKED_LINE = re.compile(rf"^(?P<pattern>\S+?)(?:\s*>=\s*(?P<min>{_VERSION}))?(?:\s*<\s*(?P<below>{_VERSION}))?\Z")
+DEADLINE_LINE = re.compile(r"^(?P<name>[^\s:]+)\s*[:=]?\s*(?P<hours>\d+)\s*h?\Z")
+SETTING_LINE = re.compile(r"^(?P<key>[^=\s]+)\s*=\s*(?P<value>.*)\Z")
 
 
 def _lines(text: str) -> list[tuple[int, str]]:

@@ -14,7 +14,7 @@ from fleet.commands import NAME_RE, SETTING_KEY_RE
 
 from .choices import OsMatch, PolicyType
 
-GLOB_RE = re.compile(r"^[a-z0-9.*?\[\]_+\-!]{1,100}$")
+GLOB_RE = re.compile(r"^[a-z0-9.*?\[\]_+\-!]{1,100}\Z")
 MAX_DEADLINE_HOURS = 24 * 365
 
 

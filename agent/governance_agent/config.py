@@ -16,8 +16,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 DEFAULT_CONFIG = "/etc/governance-agent/agent.toml"
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,99}$")
-FINGERPRINT_RE = re.compile(r"^(sha256:)?([0-9A-Fa-f]{2}:?){31}[0-9A-Fa-f]{2}$")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,99}\Z")
+FINGERPRINT_RE = re.compile(r"^(sha256:)?([0-9A-Fa-f]{2}:?){31}[0-9A-Fa-f]{2}\Z")
 CHECK_TYPES = ("http", "systemd", "tcp")
 
 

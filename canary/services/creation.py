@@ -30,7 +30,7 @@ from .scheduling import schedule_now
 MAX_STEPS = 20
 MAX_DURATION = 7 * 24 * 3600
 # A path, optionally with a query: no scheme, host, user info, fragment, backslash or whitespace.
-_PATH = re.compile(r"^/(?!/)[A-Za-z0-9\-._~!$&'()*+,;=:%/?]*$")
+_PATH = re.compile(r"^/(?!/)[A-Za-z0-9\-._~!$&'()*+,;=:%/?]*\Z")
 
 
 def health_path_problem(path) -> str:
@@ -54,14 +54,7 @@ def _params(problems: ErrorCollector, kind: str, params) -> dict:
     try:
         clean = command_logic.validate_params(kind, params)
     except command_logic.CommandParamsError as exc:
-        text = str(exc)
-        name = re.match(r"'(app|version)'", text)
-        where = (
-            f"change.params.{name.group(1)}"
-            if name
-            else ("change.params.values" if kind == CommandType.SET_CONFIG else "change.params")
-        )
-        problems.add(where, text)
+        problems.add(exc.path("change."), str(exc))
         return {}
     return clean
 

@@ -75,7 +75,7 @@ def command_create_many(*, actor, specs: list[CommandSpec]) -> list[Command]:
         try:
             clean = command_logic.validate_params(spec.kind, spec.params)
         except command_logic.CommandParamsError as exc:
-            raise ApplicationError(str(exc)) from exc
+            raise ApplicationError(str(exc), field=exc.path()) from exc
         targets = list(spec.instances) if spec.instances is not None else list(instances_in_scope(spec.scope))
         if not targets:
             raise ApplicationError("The target matches no instances: nothing would run.")

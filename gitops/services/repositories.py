@@ -26,8 +26,8 @@ MIN_INTERVAL = 30
 MAX_INTERVAL = 7 * 24 * 3600
 # A claim older than this belongs to a worker that died mid-sync.
 STALE_CLAIM = timedelta(seconds=getattr(settings, "CELERY_TASK_TIME_LIMIT", 300) + 60)
-_HEX = re.compile(r"^[0-9a-fA-F]{7,40}$")
-_PATH_PART = re.compile(r"^[A-Za-z0-9_.=+@-]+$")
+_HEX = re.compile(r"^[0-9a-fA-F]{7,40}\Z")
+_PATH_PART = re.compile(r"^[A-Za-z0-9_.=+@-]+\Z")
 
 
 def path_problem(path: str) -> str | None:

@@ -29,7 +29,7 @@ from .sections import SECTIONS, RunLog, SyncContext
 logger = logging.getLogger("gitops.sync")
 
 MAX_BACKOFF = 6 * 3600
-_HEX = re.compile(r"^[0-9a-f]{7,40}$")
+_HEX = re.compile(r"^[0-9a-f]{7,40}\Z")
 
 
 def _claim(repository_id: int) -> Repository | None:

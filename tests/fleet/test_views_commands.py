@@ -296,3 +296,22 @@ def test_run_detail_refreshes_itself_until_the_run_finishes(viewer_client, admin
     assert 'hx-select="#run-live"' in viewer_client.get(run.get_absolute_url()).content.decode()
     finish(run)
     assert 'hx-select="#run-live"' not in viewer_client.get(run.get_absolute_url()).content.decode()
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        ({"kind": "restart_app", "app": "Not An App"}, "app"),
+        ({"kind": "update_app", "app": "nginx", "version": "banana"}, "version"),
+        ({"kind": "set_config", "config_values": "bad key=1"}, "config_values"),
+    ],
+)
+def test_a_parameter_the_queue_refuses_is_shown_on_its_own_input(operator_client, fleet, data, field):
+    """The queue's `params.app` / `params.version` / `params.values` land on the input that edits them
+    (red outline and the message under it), as the API names them, not as a banner above the form."""
+    response = operator_client.post(reverse("fleet:command_create"), form_data(**data))
+    assert response.status_code == 200
+    form = response.context["form"]
+    assert list(form.errors) == [field], form.errors
+    assert not form.non_field_errors()
+    assert not Command.objects.exists()

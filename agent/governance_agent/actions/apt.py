@@ -25,8 +25,8 @@ APT_OPTIONS = [
     "-o",
     "DPkg::Lock::Timeout=300",
 ]
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9.+\-]{0,99}$")
-VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+~:\-]{0,63}$")
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9.+\-]{0,99}\Z")
+VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+~:\-]{0,63}\Z")
 _REMV = re.compile(r"^Remv (\S+)")
 
 

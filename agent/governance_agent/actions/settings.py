@@ -23,9 +23,9 @@ from ..sources import sshd as sshd_source
 from ..sources import sysctl as sysctl_source
 from . import CommandFailed, Context
 
-SYSCTL_KEY = re.compile(r"^[a-z0-9_\-]+(\.[A-Za-z0-9_\-]+)+$")
-SSH_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
-SAFE_TEXT = re.compile(r"^[^\x00-\x1f\x7f#\"\\]{1,512}$")
+SYSCTL_KEY = re.compile(r"^[a-z0-9_\-]+(\.[A-Za-z0-9_\-]+)+\Z")
+SSH_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}\Z")
+SAFE_TEXT = re.compile(r"^[^\x00-\x1f\x7f#\"\\]{1,512}\Z")
 HEADER = "Managed by governance-agent: the panel's {what}. Changes made here are overwritten."
 Undo = Callable[[], None]
 

@@ -17,7 +17,7 @@ from .os_release import newer, point_release_after
 
 # Inst libssl3 [3.0.11-1~deb12u2] (3.0.13-1~deb12u1 Debian:12.5/stable, Debian-Security:12/stable-security [amd64])
 _INST = re.compile(r"^Inst (\S+) \[([^\]]+)\] \((\S+) ?(.*?) \[([^\]]+)\]\)")
-_DEBIAN_POINT = re.compile(r"\+deb(\d+)u(\d+)$")
+_DEBIAN_POINT = re.compile(r"\+deb(\d+)u(\d+)\Z")
 OS_PACKAGE = "base-files"
 
 

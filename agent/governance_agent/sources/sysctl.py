@@ -8,7 +8,7 @@ import re
 
 from ._common import SourceError
 
-_LINE = re.compile(r"^([A-Za-z0-9_.\-/]+)\s*=\s?(.*)$")
+_LINE = re.compile(r"^([A-Za-z0-9_.\-/]+)\s*=\s?(.*)\Z")
 
 
 def parse_values(text: str) -> dict[str, str]:

@@ -10,7 +10,7 @@ from ._common import SourceError
 
 KEY = "unattended_upgrades.enabled"
 PACKAGE = "unattended-upgrades"
-_LINE = re.compile(r'^(\S+)\s+"(.*)";$')
+_LINE = re.compile(r'^(\S+)\s+"(.*)";\Z')
 
 
 def parse_dump(text: str) -> dict[str, str]:
