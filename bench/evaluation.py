@@ -281,7 +281,7 @@ def main() -> None:
         with connection.cursor() as cur:  # every violation new again (untimed)
             cur.execute(
                 "TRUNCATE governance_violation, governance_instancecompliance, governance_policycompliance, "
-                "governance_releaserecord"
+                "governance_releaserecord CASCADE"
             )
         seconds, result, peak_mib = sweep_in_fresh_process(now)
         full_times.append(seconds)
