@@ -71,8 +71,10 @@ from django.test import Client  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
 from common.models import User  # noqa: E402
+from fleet.app_index import apps_text  # noqa: E402
 from fleet.choices import InstanceStatus, ScopeKind  # noqa: E402
 from fleet.models import Group, Instance, Tag  # noqa: E402
+from fleet.state import validate_heartbeat  # noqa: E402
 from governance import evaluators, services  # noqa: E402
 from governance.models import InstanceCompliance, Policy, PolicyCompliance, ReleaseRecord, Violation  # noqa: E402
 
@@ -169,6 +171,7 @@ def build_fleet(now) -> None:
             )
         if packages:
             apps += packages[: APPS - len(apps)]
+        apps = validate_heartbeat({"apps": apps})[0]["apps"]  # stored as a heartbeat stores them
         instances.append(
             Instance(
                 name=f"srv-{i:06d}",
@@ -176,6 +179,7 @@ def build_fleet(now) -> None:
                 status=InstanceStatus.ONLINE,
                 last_seen_at=now,
                 apps=apps,
+                apps_text=apps_text(apps),
                 settings={"ssh.password_auth": rng.random() < 0.1, "firewall": "on"},
                 updates=updates,
             )
@@ -362,7 +366,7 @@ def main() -> None:
         pk = ids[i % len(ids)]
         inst = Instance.objects.get(pk=pk)
         apps = [dict(a, running=not a["running"]) if a["name"] == "log-collector" else a for a in inst.apps]
-        Instance.objects.filter(pk=pk).update(apps=apps)
+        Instance.objects.filter(pk=pk).update(apps=apps, apps_text=apps_text(apps))
         start = time.perf_counter()
         services.evaluate_instance(instance_id=pk)
         timings.append((time.perf_counter() - start) * 1000)
