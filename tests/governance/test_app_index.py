@@ -210,7 +210,7 @@ def test_apps_rewritten_behind_the_heartbeat_drop_the_index_and_are_checked_in_f
 def test_a_damaged_index_makes_that_state_invalid_and_nobody_else(fleet):
     good, damaged = fleet[0], fleet[1]
     # Only apps_text writes the index; were a line the evaluation looks at ever damaged, it says so.
-    Instance.objects.filter(pk=damaged.pk).update(apps_text="\nmonitoring-agent\t2.1\nlog-collector\t1\t1\n")
+    Instance.objects.filter(pk=damaged.pk).update(apps_text="\nlog-collector\t1\t1\nmonitoring-agent\t2.1\n")
 
     assert services.evaluate_fleet()["invalid"] == 1
     assert services.evaluate_instance(instance_id=damaged.pk)["invalid"] == 1
@@ -242,3 +242,5 @@ def test_select_finds_names_prefixes_and_every_app():
         AppIndex("nginx\t1\t1\n").select({"nginx"})
     with pytest.raises(IndexDamaged):
         AppIndex("\nnginx\t1\n").select({"nginx"})
+    # A version validation lets end in a newline cannot be a line: no index, the apps JSON is read.
+    assert apps_text([{"name": "a", "version": "1.0\n", "running": True}]) is None
