@@ -13,6 +13,7 @@ rewrites `apps` (a raw UPDATE, a script): a NULL index means "evaluate the `apps
 state stored behind validation's back is still checked in full and can still be state_invalid.
 """
 
+import re
 from bisect import bisect_left
 from dataclasses import dataclass
 
@@ -24,6 +25,10 @@ def apps_text(apps: list[dict]) -> str | None:
     lines = [f"{a['name']}\t{a['version']}\t{'1' if a['running'] else '0'}\n" for a in sorted(apps, key=_name)]
     text = "\n" + "".join(lines)
     return text if text.count("\n") == len(lines) + 1 and text.count("\t") == 2 * len(lines) else None
+
+
+# What every name a glob matches starts with (fnmatchcase: anything before the first *, ? or [ is literal).
+_GLOB_PREFIX = re.compile(r"[^*?\[]*")
 
 
 def _name(app: dict) -> str:
@@ -40,33 +45,54 @@ class AppIndex:
 
     text: str
 
-    def select(self, names, prefixes=(), *, every: bool = False) -> list[dict]:
-        """The apps named in `names` and those whose name starts with one of `prefixes` (every app
-        when `every`): a superset of what the caller looks at, as {name, version, running}.
+    def select(self, names, globs=()) -> list[dict]:
+        """The apps named in `names` and a superset of those the glob patterns `globs` match, as
+        {name, version, running}: a superset of what the caller looks at (it matches the globs itself).
 
         The lines are in name order, and a tab sorts before any character a name may hold, so
         "nginx\t…" < "nginx-common\t…" as "nginx" < "nginx-common": one split, then a binary search
-        per name or prefix (a str.find per name cost more than the rest of the evaluation)."""
+        per name and per glob prefix (a str.find per name cost more than the rest of the evaluation)."""
         text = self.text
         if not text.startswith("\n"):
             raise IndexDamaged("the apps index does not start with a newline")
         lines = text[1:].split("\n")
         if lines[-1] == "":
             lines.pop()
-        if every:
-            return [_app(line) for line in lines]
         found, end = {}, len(lines)
         for name in names:
             key = f"{name}\t"
             i = bisect_left(lines, key)
             if i < end and lines[i].startswith(key):
                 found[name] = lines[i]
-        for prefix in prefixes:
-            i = bisect_left(lines, prefix)
-            while i < end and lines[i].startswith(prefix):
-                found.setdefault(lines[i].partition("\t")[0], lines[i])
-                i += 1
+        for glob in globs:
+            for line in self._candidates(lines, glob):
+                found.setdefault(line.partition("\t")[0], line)
         return [_app(line) for line in found.values()]
+
+    def _candidates(self, lines: list[str], glob: str):
+        """Lines whose name may match `glob` (fnmatchcase): those starting with its literal prefix; for
+        a glob that starts with a wildcard, those whose name holds its longest literal part before any
+        bracket (`*-dev` → "-dev": a str.find over the text); every line when it has none (`*`, `[a-z]*`)."""
+        prefix = _GLOB_PREFIX.match(glob).group()
+        if prefix:
+            i = bisect_left(lines, prefix)
+            while i < len(lines) and lines[i].startswith(prefix):
+                yield lines[i]
+                i += 1
+            return
+        literal = max(re.split(r"[*?]", glob.partition("[")[0]), key=len)
+        if not literal:
+            yield from lines
+            return
+        text, i = self.text, 0
+        while (i := text.find(literal, i)) >= 0:
+            start = text.rfind("\n", 0, i) + 1
+            end = text.find("\n", i)
+            end = len(text) if end < 0 else end
+            line = text[start:end]
+            if i + len(literal) <= start + line.find("\t"):  # within the name
+                yield line
+            i = end + 1
 
 
 def _app(line: str) -> dict:

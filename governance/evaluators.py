@@ -14,7 +14,6 @@ Rule formats (the canonical JSON stored on the policy; forms and the API both pr
 """
 
 import json
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from fnmatch import fnmatchcase
@@ -149,9 +148,6 @@ def _blocked_text(pattern: str, low: str | None, below: str | None) -> str:
 
 # --- Checkers: compiled once per policy, run once per instance ---------------------------------
 
-# What every name a glob matches starts with (fnmatchcase: anything before the first *, ? or [ is literal).
-GLOB_PREFIX = re.compile(r"[^*?\[]*")
-
 
 class Checker:
     """The rules of one policy, pre-parsed. `check(facts, now, pending_since)` → failed rules."""
@@ -160,9 +156,9 @@ class Checker:
         self.policy_type = policy_type
         self.rules = rules
         self.check = getattr(self, f"_check_{policy_type}")
-        # The installed apps this policy looks at by name, and the name prefixes of its globs ("" for a
-        # glob that starts with a wildcard: every app). Update rules look only at apps an update names.
-        self.app_names, self.app_prefixes = frozenset(), ()
+        # The installed apps this policy looks at by name, and its glob patterns (fleet.app_index narrows
+        # by them). Update rules look only at apps an update names.
+        self.app_names, self.app_globs = frozenset(), ()
         if policy_type == PolicyType.REQUIRED_APPS:
             self._items = [(a["name"], a.get("min_version"), a.get("running", False)) for a in rules["apps"]]
             self.app_names = frozenset(a["name"] for a in rules["apps"])
@@ -176,7 +172,7 @@ class Checker:
                     (pattern, any(c in pattern for c in "*?["), low, below, rule, _range_text(low, below), {})
                 )
             self.app_names = frozenset(p for p, is_glob, *_ in self._items if not is_glob)
-            self.app_prefixes = tuple(GLOB_PREFIX.match(p).group() for p, is_glob, *_ in self._items if is_glob)
+            self.app_globs = tuple(p for p, is_glob, *_ in self._items if is_glob)
         elif policy_type == PolicyType.BASELINE:
             self._settings = [(k, v, f"{k} = {_json(v)}", _json(v)) for k, v in (rules.get("settings") or {}).items()]
             self._os_version = rules.get("os_version")

@@ -142,11 +142,10 @@ class Context:
     _by_membership: dict = field(default_factory=dict, compare=False, repr=False)
 
     @cached_property
-    def app_needs(self) -> tuple[frozenset, tuple, bool]:
-        """(app names, glob name prefixes, every app) the enabled policies look at (see narrow_apps)."""
+    def app_needs(self) -> tuple[frozenset, tuple]:
+        """(app names, glob patterns) the enabled policies look at (see narrow_apps)."""
         names = frozenset().union(*(p.checker.app_names for p in self.policies))
-        prefixes = tuple(sorted({x for p in self.policies for x in p.checker.app_prefixes}))
-        return names, prefixes, "" in prefixes
+        return names, tuple(sorted({g for p in self.policies for g in p.checker.app_globs}))
 
     def in_scope(self, state: InstanceState) -> "list[PolicySpec]":
         combo = (state.group_ids, state.tags)
@@ -255,17 +254,16 @@ def _diff_violations(state, desired: dict, violations: list[OpenViolation], chan
 
 def narrow_apps(ctx: Context, state: InstanceState, releases: list[OpenRelease]) -> list[dict]:
     """The installed apps this evaluation can look at, read from the instance's app index
-    (fleet.app_index): those the policies name, those their globs' prefixes cover, and those an offered
-    update or an open release record names (update rules, "*" included, and release tracking look at
-    no others). Any superset gives the same outcome as all apps: every check finds apps by name.
-
-    What it buys: see fleet.app_index. A glob that starts with a wildcard needs every app."""
-    names, prefixes, every = ctx.app_needs
+    (fleet.app_index): those the policies name, a superset of those their globs match, and those an
+    offered update or an open release record names (update rules, "*" included, and release tracking
+    look at no others). Any superset gives the same outcome as all apps: every check finds apps by
+    name. What it buys: see fleet.app_index. A glob without a literal part (`*`) reads every app."""
+    names, globs = ctx.app_needs
     wanted = set(names)
     if isinstance(state.updates, list):
         wanted.update(u.get("name") for u in state.updates if isinstance(u, dict) and isinstance(u.get("name"), str))
     wanted.update(r.name for r in releases if r.kind == "app")
-    return state.apps.select(wanted, prefixes, every=every)
+    return state.apps.select(wanted, globs)
 
 
 def _track_releases(ctx, report: dict, releases: list[OpenRelease], changes: Changes) -> dict:

@@ -55,7 +55,12 @@ STATES = [
     {"apps": [("monitoring-agent", "1.9"), ("log-collector", "1.2")]},
     # blocked: a prefix glob, a version range, a leading wildcard, a bracket
     {"apps": [("telnetd", "0.1"), ("telnet-client", "0.2"), ("outdated-db", "1.5"), ("monitoring-agent", "2.1")]},
-    {"apps": [("outdated-db", "2.5"), ("python3-dev", "3.11"), ("libxz1", "5.4"), ("libyz9", "1"), ("libzz1", "1")]},
+    {
+        "apps": [
+            *[("outdated-db", "2.5"), ("python3-dev", "3.11"), ("libxz1", "5.4"), ("libyz9", "1"), ("libzz1", "1")],
+            *[("manpages-doc", "6.03"), ("doc-base", "0.11"), ("lib-doc-x", "1"), ("boxly", "1"), ("box-y", "2")],
+        ]
+    },
     # updates: the OS, a named app, "*" over an app no rule names, one for an app not installed
     {
         "apps": [("nginx", "1.24"), ("openssl", "3.0.11"), ("curl", "7.88")],
@@ -98,14 +103,19 @@ def outcome():
     return violations, standings, releases
 
 
-@pytest.fixture(params=["named and prefixed", "a leading wildcard"])
+# Globs that start with a wildcard: one with a literal part (found by it), one without (every app).
+EXTRA_GLOBS = {"named and prefixed": [], "a leading wildcard": ["*-doc", "*x?y"], "no literal part": ["[b]ox?y"]}
+
+
+@pytest.fixture(params=list(EXTRA_GLOBS))
 def fleet(request, make_instance):
     """The states above, each stored by a heartbeat (so with an app index) and with 300 more packages;
-    once with globs that have a prefix, once with one that needs every app as well."""
+    with globs that have a prefix, then also with globs that start with a wildcard."""
     for name, policy_type, rules in POLICIES:
         make_policy(name=name, policy_type=policy_type, rules=rules)
-    if request.param == "a leading wildcard":
-        make_policy(name="No docs", policy_type="blocked_apps", rules={"apps": [{"pattern": "*-doc"}]})
+    if EXTRA_GLOBS[request.param]:
+        rules = {"apps": [{"pattern": g} for g in EXTRA_GLOBS[request.param]]}
+        make_policy(name="No docs", policy_type="blocked_apps", rules=rules)
     instances = []
     for spec in STATES:
         inst = make_instance()
@@ -227,17 +237,25 @@ def test_the_trigger_is_installed_on_this_database():
     assert Instance.objects.get(pk=inst.pk).apps_text is None
 
 
-def test_select_finds_names_prefixes_and_every_app():
+def test_select_finds_names_and_what_globs_may_match():
     apps = [
         {"name": "libxz1", "version": "5.4", "running": True},
         {"name": "nginx", "version": "1:1.24-2", "running": False},
         {"name": "nginx-common", "version": "1.24", "running": True},
+        {"name": "python3-dev", "version": "3.11", "running": True},
     ]
     index = AppIndex(apps_text(apps))
+
+    def names(*args):
+        return sorted(a["name"] for a in index.select(*args))
+
     assert index.select({"nginx", "absent"}) == [apps[1]]
-    assert sorted(a["name"] for a in index.select(set(), ("nginx", "lib"))) == ["libxz1", "nginx", "nginx-common"]
-    assert index.select({"nginx"}, (), every=True) == apps
-    assert index.select(set(), ("zz",)) == []
+    assert names(set(), ("nginx*", "lib?z*")) == ["libxz1", "nginx", "nginx-common"]
+    assert names(set(), ("*-dev",)) == ["python3-dev"]
+    assert names(set(), ("*1",)) == ["libxz1"]  # "1" in a name; python3-dev has it only in its version
+    assert names(set(), ("*.24",)) == []  # only versions hold ".24"
+    assert names(set(), ("[n]*",)) == names(set(), ("*",)) == [a["name"] for a in apps]
+    assert index.select(set(), ("zz*",)) == []
     with pytest.raises(IndexDamaged):
         AppIndex("nginx\t1\t1\n").select({"nginx"})
     with pytest.raises(IndexDamaged):
