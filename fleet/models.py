@@ -65,6 +65,9 @@ class Instance(models.Model):
     # heartbeat_record writes the state, so they always describe what is stored.
     state_hash = models.CharField(max_length=64, blank=True)
     apps_hash = models.CharField(max_length=64, blank=True)
+    # The same apps as compact text for governance (fleet.app_index); NULL: read `apps` instead. Written
+    # with `apps` by heartbeat_record; a trigger clears it when anything else rewrites `apps`.
+    apps_text = models.TextField(null=True, blank=True, editable=False)
     # SHA-256 of the exact bytes of the last heartbeat body the full path validated and stored: a body
     # with the same digest repeats that state and agent version, so it needs no parsing (heartbeat_touch).
     heartbeat_digest = models.CharField(max_length=64, blank=True)

@@ -156,8 +156,12 @@ class Checker:
         self.policy_type = policy_type
         self.rules = rules
         self.check = getattr(self, f"_check_{policy_type}")
+        # The installed apps this policy looks at by name, and its glob patterns (fleet.app_index narrows
+        # by them). Update rules look only at apps an update names.
+        self.app_names, self.app_globs = frozenset(), ()
         if policy_type == PolicyType.REQUIRED_APPS:
             self._items = [(a["name"], a.get("min_version"), a.get("running", False)) for a in rules["apps"]]
+            self.app_names = frozenset(a["name"] for a in rules["apps"])
         elif policy_type == PolicyType.BLOCKED_APPS:
             self._items = []
             for a in rules["apps"]:
@@ -167,6 +171,8 @@ class Checker:
                 self._items.append(
                     (pattern, any(c in pattern for c in "*?["), low, below, rule, _range_text(low, below), {})
                 )
+            self.app_names = frozenset(p for p, is_glob, *_ in self._items if not is_glob)
+            self.app_globs = tuple(p for p, is_glob, *_ in self._items if is_glob)
         elif policy_type == PolicyType.BASELINE:
             self._settings = [(k, v, f"{k} = {_json(v)}", _json(v)) for k, v in (rules.get("settings") or {}).items()]
             self._os_version = rules.get("os_version")

@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from common.exceptions import ApplicationError
 from common.services import secret_hash
+from fleet import app_index
 from fleet.choices import InstanceStatus
 from fleet.models import Instance
 from fleet.selectors import offline_cutoff
@@ -46,7 +47,7 @@ def _state_fields(instance: Instance, clean: dict, digests: tuple[str, str], now
         "state_changed_at": now,
     }
     if apps != instance.apps_hash:
-        fields.update(apps=clean["apps"], apps_hash=apps)
+        fields.update(apps=clean["apps"], apps_hash=apps, apps_text=app_index.apps_text(clean["apps"]))
     return fields
 
 

@@ -10,8 +10,10 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import TYPE_CHECKING
 
+from fleet.app_index import AppIndex
 from fleet.choices import InstanceStatus
 
 from .. import evaluators
@@ -139,6 +141,12 @@ class Context:
     # Instances with the same groups and tags are in the same scopes: matched once per combination.
     _by_membership: dict = field(default_factory=dict, compare=False, repr=False)
 
+    @cached_property
+    def app_needs(self) -> tuple[frozenset, tuple]:
+        """(app names, glob patterns) the enabled policies look at (see narrow_apps)."""
+        names = frozenset().union(*(p.checker.app_names for p in self.policies))
+        return names, tuple(sorted({g for p in self.policies for g in p.checker.app_globs}))
+
     def in_scope(self, state: InstanceState) -> "list[PolicySpec]":
         combo = (state.group_ids, state.tags)
         shared = self._by_membership.get(combo)
@@ -189,7 +197,8 @@ def _unknown(state, in_scope, violations, standing, *, stale: bool, reason: str 
 
 def _evaluate(ctx, state, in_scope, releases, violations, standing) -> Changes:
     """1. release records; 2. each policy in scope (waivers applied); 3. diff against open violations."""
-    report = {"os_version": state.os_version, "apps": state.apps, "settings": state.settings, "updates": state.updates}
+    apps = narrow_apps(ctx, state, releases) if isinstance(state.apps, AppIndex) else state.apps
+    report = {"os_version": state.os_version, "apps": apps, "settings": state.settings, "updates": state.updates}
     _check_shape(report)
     facts = evaluators.Facts(report)
     changes = Changes(state.id, Standing(), standing)
@@ -241,6 +250,20 @@ def _diff_violations(state, desired: dict, violations: list[OpenViolation], chan
         )
         if status == ViolationStatus.OPEN and p.severity == Severity.CRITICAL:
             changes.opened_critical.append((p.name, state.name, f.evidence))
+
+
+def narrow_apps(ctx: Context, state: InstanceState, releases: list[OpenRelease]) -> list[dict]:
+    """The installed apps this evaluation can look at, read from the instance's app index
+    (fleet.app_index): those the policies name, a superset of those their globs match, and those an
+    offered update or an open release record names (update rules, "*" included, and release tracking
+    look at no others). Any superset gives the same outcome as all apps: every check finds apps by
+    name. What it buys: see fleet.app_index. A glob without a literal part (`*`) reads every app."""
+    names, globs = ctx.app_needs
+    wanted = set(names)
+    if isinstance(state.updates, list):
+        wanted.update(u.get("name") for u in state.updates if isinstance(u, dict) and isinstance(u.get("name"), str))
+    wanted.update(r.name for r in releases if r.kind == "app")
+    return state.apps.select(wanted, globs)
 
 
 def _track_releases(ctx, report: dict, releases: list[OpenRelease], changes: Changes) -> dict:

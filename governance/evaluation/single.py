@@ -43,7 +43,8 @@ def _read_sql() -> str:
     }
     statuses = ", ".join(f"'{s.value}'" for s in CURRENT_STATUSES)
     return f"""
-        SELECT i.id, i.name, i.status, i.last_seen_at, i.os_version, i.apps, i.settings, i.updates,
+        SELECT i.id, i.name, i.status, i.last_seen_at, i.os_version,
+            CASE WHEN i.apps_text IS NULL THEN i.apps END, i.settings, i.updates, i.apps_text,
             ARRAY(SELECT g.group_id FROM {t["groups"]} g WHERE g.instance_id = i.id),
             ARRAY(SELECT t.key || '=' || t.value FROM {t["tags"]} it JOIN {t["tag"]} t ON t.id = it.tag_id
                   WHERE it.instance_id = i.id),
@@ -78,24 +79,16 @@ def lock_and_read(instance_id: int) -> tuple[list, tuple | None, tuple | None]:
         row = cursor.fetchone()
     if row is None:
         return [], None, None
-    iid, name, status, last_seen_at, os_version, apps, settings, updates, groups, tags = row[:10]
-    releases, violations, standing = row[10:13]
-    state = InstanceState(
-        iid,
-        name,
-        status,
-        last_seen_at,
-        os_version,
-        _json(apps),
-        _json(settings),
-        _json(updates),
-        group_ids=frozenset(groups),
-        tags=frozenset(tags),
+    iid, name, status, last_seen_at, os_version, apps, settings, updates, apps_text, groups, tags = row[:11]
+    releases, violations, standing = row[11:14]
+    fields = store.state_row(
+        (iid, name, status, last_seen_at, os_version, _json(apps), _json(settings), _json(updates), apps_text)
     )
+    state = InstanceState(*fields, group_ids=frozenset(groups), tags=frozenset(tags))
     open_releases = [OpenRelease(r[0], r[1], r[2], r[3], datetime.fromisoformat(r[4])) for r in releases or ()]
     open_violations = [OpenViolation(*v) for v in violations or ()]
     old = Standing(*standing) if standing is not None else None
-    return [(state, open_releases, open_violations, old)], tuple(row[13:16]), tuple(row[16:19])
+    return [(state, open_releases, open_violations, old)], tuple(row[14:17]), tuple(row[17:20])
 
 
 def _json(value):

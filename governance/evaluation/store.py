@@ -7,15 +7,17 @@ chunk: what is read is what is overwritten (see locks).
 from collections import defaultdict
 
 from django.db import connection
-from django.db.models import Q
+from django.db.models import Case, F, JSONField, Q, When
 
+from fleet.app_index import AppIndex
 from fleet.models import Instance
 
 from ..choices import CURRENT_STATUSES, PolicyState, ViolationStatus
 from ..models import InstanceCompliance, PolicyCompliance, ReleaseRecord, Violation
 from .diff import Changes, InstanceState, OpenRelease, OpenViolation, Standing
 
-STATE_COLUMNS = ("id", "name", "status", "last_seen_at", "os_version", "apps", "settings", "updates")
+# `full_apps`: the apps JSON only where there is no app index (see read); the index comes last.
+STATE_COLUMNS = ("id", "name", "status", "last_seen_at", "os_version", "full_apps", "settings", "updates", "apps_text")
 STANDING_COLUMNS = ("met", "applicable", "exempt", "score", "stale", "states", "invalid_reason")
 COUNT_FIELDS = {
     PolicyState.COMPLIANT: "compliant",
@@ -63,13 +65,23 @@ def read(ids: list[int]):
     # The states stream (a server-side cursor on PostgreSQL): a chunk of servers reporting 3,000
     # packages each is over a gigabyte once parsed (1.45 GiB peak RSS), so only STREAM of them are in
     # memory at a time.
-    states = Instance.objects.order_by("pk")
+    # An instance with an app index (fleet.app_index) sends that instead of its apps JSON.
+    full_apps = Case(When(apps_text__isnull=True, then=F("apps")), default=None, output_field=JSONField())
+    states = Instance.objects.order_by("pk").annotate(full_apps=full_apps)
     where = {"id__gte": lo, "id__lte": hi} if dense else {"id__in": ids}
     for row in states.filter(**where).values_list(*STATE_COLUMNS).iterator(chunk_size=STREAM):
         iid = row[0]
         if iid in wanted:
-            state = InstanceState(*row, group_ids=frozenset(groups[iid]), tags=frozenset(tags[iid]))
+            state = InstanceState(*state_row(row), group_ids=frozenset(groups[iid]), tags=frozenset(tags[iid]))
             yield state, releases[iid], violations[iid], standings.get(iid)
+
+
+def state_row(row) -> tuple:
+    """STATE_COLUMNS → InstanceState's fields: the app index, where there is one, stands for the apps."""
+    *fields, apps_text = row
+    if apps_text is not None:
+        fields[5] = AppIndex(apps_text)
+    return tuple(fields)
 
 
 def apply(batch: list[Changes], now, *, refresh: bool) -> dict:
