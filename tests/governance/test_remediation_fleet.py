@@ -154,7 +154,10 @@ def test_remediation_through_a_canary_that_breaks_health_rolls_back(enterprise_l
     canary_attempts = RemediationAttempt.objects.filter(policy=policy, run__isnull=False)
     assert canary_attempts.count() == 3  # the canary half got the change; the rest never did
     assert "rolled back" in canary_attempts.first().error
-    assert open_violations(policy).count() == 6  # max_attempts=1: nothing more is tried
+    # The removed app is found missing again once the worker re-evaluates those heartbeats; with
+    # max_attempts=1 nothing more is tried, so all 6 stay open.
+    wait_for(lambda: open_violations(policy).count() == 6, timeout=30, message="6 violations open again")
+    assert not RemediationAttempt.objects.filter(policy=policy, number__gt=1).exists()
 
 
 def auditd_free(instance: Instance) -> bool:
