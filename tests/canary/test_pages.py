@@ -294,3 +294,47 @@ def test_pause_resume_and_approve_buttons_follow_the_state(fleet, operator_user,
     assert "the next step was approved" in response.content.decode()
     deployment.refresh_from_db()
     assert deployment.phase == Phase.ROLLOUT
+
+
+def test_a_paused_deployment_says_what_pausing_holds_and_that_its_clock_is_stopped(fleet, operator_user, viewer_client):
+    from canary.services import canary_pause
+
+    deployment = start(operator_user, percentage=33)
+    before = viewer_client.get(deployment.get_absolute_url()).content.decode()
+    assert "Step deadline" in before and 'id="canary-paused"' not in before
+    canary_pause(actor=operator_user, deployment=deployment, reason="lunch")
+    html = viewer_client.get(deployment.get_absolute_url() + "?partial=live", HTTP_HX_REQUEST="true").content.decode()
+    assert 'id="canary-paused"' in html
+    note = html.split('id="canary-paused-note">')[1].split("</div>")[0]
+    assert note.startswith("lunch · no further instance gets the change") and "health is still watched" in note
+    assert "the step's clock is stopped" in html and "Step deadline" not in html  # the deadline shown would be wrong
+
+
+def test_viewers_get_no_approve_pause_or_resume_buttons_and_cannot_post_them(fleet, operator_user, viewer_client):
+    from canary.services import canary_pause
+
+    deployment = start(operator_user, steps=[{"percentage": 33, "approval": True}, {"percentage": 100}])
+    html = viewer_client.get(deployment.get_absolute_url()).content.decode()
+    assert ">Pause<" not in html and "Approve next step" not in html
+    canary_pause(actor=operator_user, deployment=deployment)
+    assert ">Resume<" not in viewer_client.get(deployment.get_absolute_url()).content.decode()
+    for action in ("approve", "pause", "resume"):
+        assert_status(viewer_client.post(f"/governance/canary/{deployment.pk}/{action}/"), 403)
+    deployment.refresh_from_db()
+    assert deployment.paused
+
+
+def test_after_a_rollback_the_latest_share_is_the_rollback_check_and_says_so(fleet, operator_user, operator_client):
+    from canary.services import canary_advance, canary_rollback
+
+    deployment = start(operator_user, percentage=33)
+    agent_finishes(canary_runs(deployment))
+    canary_advance(deployment_id=deployment.pk)
+    canary_rollback(actor=operator_user, deployment=deployment, reason="checking")
+    agent_finishes(list(CommandRun.objects.filter(command__in=deployment.targets.values("revert_command"))))
+    canary_advance(deployment_id=deployment.pk)
+    deployment.refresh_from_db()
+    assert deployment.phase == Phase.ROLLED_BACK, deployment.rollback_note
+    html = operator_client.get(deployment.get_absolute_url()).content.decode()
+    assert "Healthy (latest round, after the rollback)" in html
+    assert html.split('id="healthy-latest">')[1].startswith("100.0 %")  # every poll healthy: not 0.0 %

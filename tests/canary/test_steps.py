@@ -242,3 +242,29 @@ def test_a_rollout_instance_already_unhealthy_before_the_change_is_watched_not_j
     agent_finishes(pending_runs(deployment))
     advance(deployment)
     assert advance(deployment) == Phase.SUCCEEDED
+
+
+def test_named_instances_go_first_and_the_percentage_after_them_counts_the_whole_scope(five, operator_user):
+    web4 = five[3]
+    deployment = start(operator_user, steps=[{"instances": [web4.pk]}, {"percentage": 60}, {"percentage": 100}])
+    assert reached(deployment) == [("web-4", 1)]
+    assert deployment.canary_command.scope_label == "Instances: web-4"  # the queue says what it ran on
+    agent_finishes(pending_runs(deployment))
+    advance(deployment)
+    assert advance(deployment) == Phase.CANARY  # step 1 passed: step 2 tops the share up to 60 % (3 of 5)
+    assert reached(deployment) == [("web-1", 2), ("web-2", 2), ("web-4", 1)]
+
+
+def test_after_a_license_downgrade_the_worker_still_takes_a_running_deployment_to_its_end(
+    five, operator_user, install_license
+):
+    deployment = start(operator_user, percentage=20)
+    install_license("pro")
+    agent_finishes(pending_runs(deployment))
+    assert advance(deployment) == Phase.EVALUATION
+    assert advance(deployment) == Phase.ROLLOUT  # promoted by its evaluation, not by a person
+    agent_finishes(pending_runs(deployment))
+    advance(deployment)
+    assert advance(deployment) == Phase.SUCCEEDED
+    with pytest.raises(ApplicationError, match="Business"):
+        start(operator_user, percentage=20)  # a new one needs the license
