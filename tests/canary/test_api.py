@@ -217,7 +217,9 @@ def test_listing_costs_the_same_few_queries_for_many_deployments(
     assert len(response.json()["results"]) == 6
 
 
-def test_the_issues_healthy_canary_is_accepted_with_its_interval_reported_unchanged(make_fleet, canary_license, operator_api):
+def test_the_issues_healthy_canary_is_accepted_with_its_interval_reported_unchanged(
+    make_fleet, canary_license, operator_api
+):
     make_fleet(20)
     body = {
         "change": {"kind": "update_app", "params": {"app": "web-app", "version": "10.1.3"}},

@@ -506,7 +506,9 @@ def test_the_first_round_is_due_the_moment_the_canary_is_applied_and_the_rest_on
     advance(deployment, anchor + timedelta(seconds=7.01))
     advance(deployment, anchor + timedelta(seconds=15.5))  # a late worker: the slot at 14 s, none bunched
     assert advance(deployment, anchor + timedelta(seconds=15.6)) == Phase.EVALUATION  # 21 s is not due yet
-    due = list(EvaluationRound.objects.filter(deployment=deployment).order_by("number").values_list("due_at", flat=True))
+    due = list(
+        EvaluationRound.objects.filter(deployment=deployment).order_by("number").values_list("due_at", flat=True)
+    )
     assert [(d - anchor).total_seconds() for d in due] == [0, 7, 14]
     assert deployment.next_round_at == anchor + timedelta(seconds=21)
 
