@@ -175,7 +175,16 @@ def test_after_a_license_downgrade_a_running_deployment_can_still_be_read_paused
     deployment = start(operator_user, percentage=33)
     install_license("pro")  # the newest license is the one in force
     assert_status(operator_api.get("/api/fleet/canary"), 200)
-    assert_status(operator_api.get(f"/api/fleet/canary/{deployment.pk}"), 200)
+    status = operator_api.get(f"/api/fleet/canary/{deployment.pk}")
+    assert_status(status, 200)
+    # What the API says may be done is what it then allows: stopping yes, moving on no.
+    assert status.json()["actions"] == {
+        "promote": False,
+        "rollback": True,
+        "approve": False,
+        "pause": True,
+        "resume": False,
+    }
     assert_status(operator_api.get(f"/api/fleet/canary/{deployment.pk}/polls"), 200)
     assert_status(operator_api.post(f"/api/fleet/canary/{deployment.pk}/pause"), 200)
     assert_status(operator_api.post(f"/api/fleet/canary/{deployment.pk}/resume"), 402)

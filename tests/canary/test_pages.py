@@ -338,3 +338,32 @@ def test_after_a_rollback_the_latest_share_is_the_rollback_check_and_says_so(fle
     html = operator_client.get(deployment.get_absolute_url()).content.decode()
     assert "Healthy (latest round, after the rollback)" in html
     assert html.split('id="healthy-latest">')[1].startswith("100.0 %")  # every poll healthy: not 0.0 %
+
+
+def test_the_command_queue_says_which_instances_the_canary_ran_on(fleet, operator_user, viewer_client):
+    deployment = start(operator_user, percentage=33)
+    html = viewer_client.get("/operations/").content.decode()
+    row = html.split(f'href="/operations/{deployment.canary_command_id}/"')[1].split("</tr>")[0]
+    assert "Instances: web-1" in row and "All instances" not in row
+
+
+def test_the_poll_history_refreshes_itself_while_running_on_its_newest_page_only(fleet, operator_user, viewer_client):
+    from canary.services import canary_advance
+
+    deployment = start(operator_user, percentage=66, consecutive_healthy=3)
+    agent_finishes(canary_runs(deployment))
+    canary_advance(deployment_id=deployment.pk)
+    canary_advance(deployment_id=deployment.pk)
+    url = f"/governance/canary/{deployment.pk}/polls/"
+    newest = viewer_client.get(url, {"healthy": "true"}, HTTP_HX_REQUEST="true").content.decode()
+    form = newest.split("<form")[1].split(">")[0]
+    assert 'hx-trigger="submit, every 10s"' in form  # the form re-sends its own filters
+    from canary.models import HealthPoll
+
+    row = HealthPoll.objects.filter(deployment=deployment).values().first()
+    row.pop("id")
+    HealthPoll.objects.bulk_create([HealthPoll(**row) for _ in range(60)])  # more than one page of 50
+    older = viewer_client.get(url, {"page": 2}, HTTP_HX_REQUEST="true").content.decode()
+    assert 'aria-label="Poll pages"' in older and "every 10s" not in older  # a page being read stays put
+    CanaryDeployment.objects.filter(pk=deployment.pk).update(phase=Phase.SUCCEEDED)
+    assert "every 10s" not in viewer_client.get(url, HTTP_HX_REQUEST="true").content.decode()  # ended: it stops

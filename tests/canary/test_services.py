@@ -56,6 +56,7 @@ def test_creating_sends_the_change_to_the_canary_group_only(make_fleet, canary_l
     assert sorted(r.instance.name for r in runs) == ["web-1", "web-10"]  # 20 % of 10, by name
     assert deployment.canary_command.source == CommandSource.CANARY
     assert deployment.canary_command.params == {"app": "web-app", "version": "2.0"}
+    assert deployment.canary_command.scope_label == "Instances: web-1, web-10"  # the queue's target: not "All"
     assert runs[0].before_state == {"installed": True, "version": "1.0", "running": True}
     assert deployment.targets.filter(role=TargetRole.CANARY, excluded=False).count() == 2
     assert deployment.deadline_at == deployment.started_at + timedelta(seconds=30)
