@@ -12,6 +12,7 @@ from common.exceptions import ApplicationError, ConflictError
 from common.models import AuditEntry, Notification
 from fleet.choices import CommandSource, RunStatus
 from fleet.models import Command, CommandRun
+from fleet.scopes import Scope
 
 from .conftest import agent_finishes
 from .helpers import start
@@ -268,3 +269,21 @@ def test_after_a_license_downgrade_the_worker_still_takes_a_running_deployment_t
     assert advance(deployment) == Phase.SUCCEEDED
     with pytest.raises(ApplicationError, match="Business"):
         start(operator_user, percentage=20)  # a new one needs the license
+
+
+def test_a_second_deployment_setting_the_same_config_key_is_refused_another_key_is_not(five, operator_user):
+    def config(values, unset=()):
+        return services.canary_create(
+            actor=operator_user,
+            kind="set_config",
+            params={"values": values, "unset": list(unset)},
+            scope=Scope(),
+            percentage=20,
+            check_interval=1,
+            max_duration=30,
+        )
+
+    first = config({"log_level": "debug"})
+    with pytest.raises(ConflictError, match=f"#{first.pk}, canary\\) is already changing setting log_level on 5 of"):
+        config({"workers": 4}, unset=["log_level"])  # unsetting the key changes it too
+    assert config({"workers": 4}).phase == Phase.CANARY
