@@ -140,7 +140,7 @@ class _Round:
                 if now >= deadline:
                     self._read(0)  # answers already waiting are in time: the loop, not the instance, was late
                     break
-                self._start_more(now, deadline)
+                self._start_more(deadline)
                 wait = min(0.05, deadline - now, (self.expiries[0][0] - now) if self.expiries else 0.05)
                 self._read(max(0.0, wait))
                 self._expire(time.monotonic())
@@ -149,9 +149,10 @@ class _Round:
             self.selector.close()
         return self.results
 
-    def _start_more(self, now, deadline) -> None:
+    def _start_more(self, deadline) -> None:
         while self.queue and len(self.open) < MAX_IN_FLIGHT:
             index, addresses = self.queue.popleft()
+            now = time.monotonic()  # each probe's own start: opening 2,000 connections takes a while
             expires = min(now + self.timeout, deadline)
             probe = _Probe(index, self.targets[index], addresses, now, expires)
             if self._connect(probe):
