@@ -290,6 +290,10 @@ def test_pause_resume_and_approve_buttons_follow_the_state(fleet, operator_user,
     canary_advance(deployment_id=deployment.pk)
     html = operator_client.get(deployment.get_absolute_url()).content.decode()
     assert "Approve next step" in html and 'id="canary-awaiting"' in html
+    operator_client.post(f"/governance/canary/{deployment.pk}/pause/")
+    html = operator_client.get(deployment.get_absolute_url()).content.decode()
+    assert "Approve next step" not in html and "Resume it to approve the next step." in html  # why no button
+    operator_client.post(f"/governance/canary/{deployment.pk}/resume/")
     response = operator_client.post(f"/governance/canary/{deployment.pk}/approve/", follow=True)
     assert "the next step was approved" in response.content.decode()
     deployment.refresh_from_db()
