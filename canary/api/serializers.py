@@ -263,7 +263,9 @@ class CanaryDetailSerializer(serializers.ModelSerializer):
         return StepStatusSerializer(self.context["status"]["steps"], many=True).data
 
     def get_actions(self, obj) -> dict[str, bool]:
-        """Which of promote, rollback, approve, pause, resume the state and the license allow now (roles aside)."""
+        """Which of promote, rollback, approve, pause, resume the caller may take now: role, state and license."""
+        if not self.context.get("may_act", True):
+            return dict.fromkeys(evaluation.ACTIONS, False)
         return evaluation.allowed_actions(
             phase=obj.phase,
             paused=obj.paused,

@@ -52,7 +52,12 @@ class CanaryViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
 
     def _detail(self, deployment, code=status.HTTP_200_OK):
         deployment = selectors.canary_get(deployment.pk)
-        context = {"status": selectors.canary_status(deployment), "request": self.request, "licensed": _licensed()}
+        context = {
+            "status": selectors.canary_status(deployment),
+            "request": self.request,
+            "licensed": _licensed(),
+            "may_act": self.request.user.has_role(self.write_role),
+        }
         return Response(CanaryDetailSerializer(deployment, context=context).data, status=code)
 
     @extend_schema(summary="List canary deployments, newest first (filter by phase)")

@@ -273,6 +273,8 @@ def test_approve_pause_and_resume_through_the_api_return_the_new_state(fleet, op
 
 def test_viewers_cannot_approve_pause_or_resume(fleet, operator_user, viewer_api):
     deployment = start(operator_user, percentage=33)
+    actions = viewer_api.get(f"/api/fleet/canary/{deployment.pk}").json()["actions"]
+    assert actions == dict.fromkeys(("promote", "rollback", "approve", "pause", "resume"), False)  # not theirs
     for action in ("approve", "pause", "resume"):
         assert_status(viewer_api.post(f"/api/fleet/canary/{deployment.pk}/{action}"), 403)
     deployment.refresh_from_db()
