@@ -528,3 +528,24 @@ def test_a_failing_canary_is_decided_by_the_last_grid_round_at_or_before_its_max
     assert deployment.poll_round == 3
     assert "The success threshold was not met within the max duration (20 s)" in deployment.failure_reason
     assert deployment.failure_details == {"web-1": ["health_check: HTTP 500"]}
+
+
+def test_each_round_is_enqueued_for_its_own_due_time_not_a_scheduler_tick(
+    three, operator_user, monkeypatch, django_capture_on_commit_callbacks
+):
+    from canary import tasks
+
+    deployment = start(operator_user, percentage=33, consecutive_healthy=3, check_interval=7, max_duration=60)
+    to_evaluation(deployment)
+    sent = []
+    monkeypatch.setattr(tasks.advance_deployment, "apply_async", lambda args, **kw: sent.append((args, kw)))
+    with django_capture_on_commit_callbacks(execute=True):
+        advance(deployment, deployment.evaluation_started_at + timedelta(seconds=0.01))  # round 1
+    due = deployment.evaluation_started_at + timedelta(seconds=7)
+    assert deployment.next_poll_at == due
+    ((args, options),) = sent  # one task, after the commit, for exactly the next grid time
+    assert args == [deployment.pk]
+    assert options["eta"] == due and options["kwargs"] == {"due": due.timestamp()}
+    with django_capture_on_commit_callbacks(execute=True):
+        services.canary_advance(deployment_id=deployment.pk, now=deployment.evaluation_started_at)  # not due
+    assert len(sent) == 1  # its slot is already taken by that task: none piles up
