@@ -537,6 +537,8 @@ def test_each_round_is_enqueued_for_its_own_due_time_not_a_scheduler_tick(
 
     deployment = start(operator_user, percentage=33, consecutive_healthy=3, check_interval=7, max_duration=60)
     to_evaluation(deployment)
+    # This look is the task whose slot has come (the one the previous look enqueued, a few ms from now).
+    CanaryDeployment.objects.filter(pk=deployment.pk).update(next_poll_at=deployment.evaluation_started_at)
     sent = []
     monkeypatch.setattr(tasks.advance_deployment, "apply_async", lambda args, **kw: sent.append((args, kw)))
     with django_capture_on_commit_callbacks(execute=True):
