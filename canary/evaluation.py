@@ -82,6 +82,20 @@ def action_refusal(action: str, *, phase: str, paused: bool = False, awaiting_ap
     raise ValueError(f"unknown action {action}")
 
 
+# Moving a deployment on needs the license feature; watching it, pausing it and rolling it back do not,
+# so a downgrade never leaves a running deployment nobody may stop.
+LICENSED_ACTIONS = ("promote", "approve", "resume")
+
+
+def allowed_actions(*, phase: str, paused: bool, awaiting_approval: bool, licensed: bool = True) -> dict[str, bool]:
+    """Which actions a person with the role may take now: the state allows it, and the license if it needs one."""
+    return {
+        action: not action_refusal(action, phase=phase, paused=paused, awaiting_approval=awaiting_approval)
+        and (licensed or action not in LICENSED_ACTIONS)
+        for action in ACTIONS
+    }
+
+
 def _phase_refusal(phase: str, new: str) -> str:
     try:
         check_transition(phase, new)

@@ -138,20 +138,21 @@ class _Round:
             while self.queue or self.open:
                 now = time.monotonic()
                 if now >= deadline:
+                    self._read(0)  # answers already waiting are in time: the loop, not the instance, was late
                     break
-                self._start_more(now, deadline)
-                self._expire(now)
+                self._start_more(deadline)
                 wait = min(0.05, deadline - now, (self.expiries[0][0] - now) if self.expiries else 0.05)
-                for key, _mask in self.selector.select(max(0.0, wait)):
-                    self._ready(key.data)
+                self._read(max(0.0, wait))
+                self._expire(time.monotonic())
         finally:
             self._give_up()
             self.selector.close()
         return self.results
 
-    def _start_more(self, now, deadline) -> None:
+    def _start_more(self, deadline) -> None:
         while self.queue and len(self.open) < MAX_IN_FLIGHT:
             index, addresses = self.queue.popleft()
+            now = time.monotonic()  # each probe's own start: opening 2,000 connections takes a while
             expires = min(now + self.timeout, deadline)
             probe = _Probe(index, self.targets[index], addresses, now, expires)
             if self._connect(probe):
@@ -206,7 +207,16 @@ class _Round:
         self._close(probe)
         self._finish(probe, result)
 
+    def _read(self, wait: float) -> None:
+        for key, _mask in self.selector.select(wait):
+            self._ready(key.data)
+
     def _expire(self, now) -> None:
+        """Time out the probes past their expiry. Answers already in the socket buffers are read first: on
+        a busy loop (thousands of connections) an answer can sit there a while, and it came in time."""
+        if not (self.expiries and self.expiries[0][0] <= now):
+            return
+        self._read(0)
         while self.expiries and self.expiries[0][0] <= now:
             _, _, probe = heapq.heappop(self.expiries)
             if self.results[probe.index] is None:

@@ -176,13 +176,12 @@ class CanaryDetailView(CanaryViewMixin, TemplateView):
             raise Http404("No such canary deployment") from None
         status = selectors.canary_status(deployment)
         licensed = self.licensed() is None
-        allowed = {
-            action: not evaluation.action_refusal(
-                action, phase=deployment.phase, paused=deployment.paused, awaiting_approval=deployment.awaiting_approval
-            )
-            and (licensed or action in ("rollback", "pause"))
-            for action in evaluation.ACTIONS
-        }
+        allowed = evaluation.allowed_actions(
+            phase=deployment.phase,
+            paused=deployment.paused,
+            awaiting_approval=deployment.awaiting_approval,
+            licensed=licensed,
+        )
         context.update(
             deployment=deployment,
             status=status,

@@ -263,13 +263,15 @@ class CanaryDetailSerializer(serializers.ModelSerializer):
         return StepStatusSerializer(self.context["status"]["steps"], many=True).data
 
     def get_actions(self, obj) -> dict[str, bool]:
-        """Which of promote, rollback, approve, pause, resume the phase allows now (roles and license aside)."""
-        return {
-            action: not evaluation.action_refusal(
-                action, phase=obj.phase, paused=obj.paused, awaiting_approval=obj.awaiting_approval
-            )
-            for action in evaluation.ACTIONS
-        }
+        """Which of promote, rollback, approve, pause, resume the caller may take now: role, state and license."""
+        if not self.context.get("may_act", True):
+            return dict.fromkeys(evaluation.ACTIONS, False)
+        return evaluation.allowed_actions(
+            phase=obj.phase,
+            paused=obj.paused,
+            awaiting_approval=obj.awaiting_approval,
+            licensed=self.context.get("licensed", True),
+        )
 
     def get_polls(self, obj) -> str:
         """Every poll: GET this URL (paginated; ?instance=<id>&round=<n>&step=&purpose=&healthy=)."""

@@ -6,10 +6,11 @@ from rest_framework.response import Response
 
 from common.choices import Role
 from fleet.choices import ScopeKind
-from fleet.licensing_store import require_feature
+from fleet.licensing import plan_allows
+from fleet.licensing_store import current_license_status, require_feature
 from fleet.scopes import Scope
 
-from .. import selectors, services
+from .. import evaluation, selectors, services
 from ..choices import SelectionKind
 from ..filters import HealthPollFilter
 from .serializers import (
@@ -29,7 +30,11 @@ ERRORS = {
 CONFLICT = {409: OpenApiResponse(description="Not possible in its phase, or overlapping a running deployment")}
 # What needs the license. Reading and stopping a running deployment (rollback, pause) stay possible
 # after a downgrade, so nothing is left running that nobody may see or stop.
-LICENSED_ACTIONS = {"create", "promote", "approve", "resume"}
+LICENSED_ACTIONS = {"create", *evaluation.LICENSED_ACTIONS}
+
+
+def _licensed() -> bool:
+    return plan_allows(current_license_status().plan, services.FEATURE)
 
 
 class CanaryViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
@@ -47,7 +52,12 @@ class CanaryViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
 
     def _detail(self, deployment, code=status.HTTP_200_OK):
         deployment = selectors.canary_get(deployment.pk)
-        context = {"status": selectors.canary_status(deployment), "request": self.request}
+        context = {
+            "status": selectors.canary_status(deployment),
+            "request": self.request,
+            "licensed": _licensed(),
+            "may_act": self.request.user.has_role(self.write_role),
+        }
         return Response(CanaryDetailSerializer(deployment, context=context).data, status=code)
 
     @extend_schema(summary="List canary deployments, newest first (filter by phase)")

@@ -175,7 +175,16 @@ def test_after_a_license_downgrade_a_running_deployment_can_still_be_read_paused
     deployment = start(operator_user, percentage=33)
     install_license("pro")  # the newest license is the one in force
     assert_status(operator_api.get("/api/fleet/canary"), 200)
-    assert_status(operator_api.get(f"/api/fleet/canary/{deployment.pk}"), 200)
+    status = operator_api.get(f"/api/fleet/canary/{deployment.pk}")
+    assert_status(status, 200)
+    # What the API says may be done is what it then allows: stopping yes, moving on no.
+    assert status.json()["actions"] == {
+        "promote": False,
+        "rollback": True,
+        "approve": False,
+        "pause": True,
+        "resume": False,
+    }
     assert_status(operator_api.get(f"/api/fleet/canary/{deployment.pk}/polls"), 200)
     assert_status(operator_api.post(f"/api/fleet/canary/{deployment.pk}/pause"), 200)
     assert_status(operator_api.post(f"/api/fleet/canary/{deployment.pk}/resume"), 402)
@@ -215,3 +224,58 @@ def test_listing_costs_the_same_few_queries_for_many_deployments(
     with django_assert_max_num_queries(12):
         response = viewer_api.get("/api/fleet/canary")
     assert len(response.json()["results"]) == 6
+
+
+def test_the_issues_healthy_canary_is_accepted_with_its_interval_reported_unchanged(
+    make_fleet, canary_license, operator_api
+):
+    make_fleet(20)
+    body = {
+        "change": {"kind": "update_app", "params": {"app": "web-app", "version": "10.1.3"}},
+        "canary": {"percentage": 20},
+        "check_interval": 1,
+        "max_duration": 40,
+        "consecutive_healthy_polls": 15,
+    }
+    response = operator_api.post("/api/fleet/canary", body, format="json")
+    assert_status(response, 201)
+    data = response.json()
+    assert (data["check_interval"], data["max_duration"], data["consecutive_healthy_polls"]) == (1, 40, 15)
+    assert data["probe_timeout"] == 0.5  # at most half the interval, so a round ends before the next is due
+    assert data["steps"][0]["reached"] == 4  # 20 % of 20
+
+
+def test_approve_pause_and_resume_through_the_api_return_the_new_state(fleet, operator_user, operator_api):
+    deployment = start(operator_user, steps=[{"percentage": 33, "approval": True}, {"percentage": 100}])
+    url = f"/api/fleet/canary/{deployment.pk}"
+    early = operator_api.post(f"{url}/approve")
+    assert_status(early, 409)
+    assert "not waiting for an approval" in early.json()["message"]
+    paused = operator_api.post(f"{url}/pause", {"reason": "watching the graphs"}, format="json")
+    assert_status(paused, 200)
+    assert (paused.json()["paused"], paused.json()["pause_reason"]) == (True, "watching the graphs")
+    assert paused.json()["actions"]["resume"] and not paused.json()["actions"]["pause"]
+    assert_status(operator_api.post(f"{url}/pause"), 409)
+    resumed = operator_api.post(f"{url}/resume")
+    assert_status(resumed, 200)
+    assert resumed.json()["paused"] is False
+    agent_finishes(canary_runs(deployment))
+    from canary.services import canary_advance
+
+    canary_advance(deployment_id=deployment.pk)
+    canary_advance(deployment_id=deployment.pk)
+    waiting = operator_api.get(url).json()
+    assert waiting["awaiting_approval"] and waiting["actions"]["approve"]
+    approved = operator_api.post(f"{url}/approve")
+    assert_status(approved, 200)
+    assert approved.json()["phase"] == "rollout" and approved.json()["awaiting_approval"] is False
+
+
+def test_viewers_cannot_approve_pause_or_resume(fleet, operator_user, viewer_api):
+    deployment = start(operator_user, percentage=33)
+    actions = viewer_api.get(f"/api/fleet/canary/{deployment.pk}").json()["actions"]
+    assert actions == dict.fromkeys(("promote", "rollback", "approve", "pause", "resume"), False)  # not theirs
+    for action in ("approve", "pause", "resume"):
+        assert_status(viewer_api.post(f"/api/fleet/canary/{deployment.pk}/{action}"), 403)
+    deployment.refresh_from_db()
+    assert not deployment.paused

@@ -11,6 +11,7 @@ from canary.evaluation import (
     Step,
     TransitionError,
     action_refusal,
+    allowed_actions,
     canary_size,
     change_resources,
     check_transition,
@@ -292,6 +293,24 @@ def test_overlapping_changes_are_the_same_app_setting_or_os():
 def test_what_a_person_may_do_depends_on_the_phase_and_flags(action, state, refused):
     why = action_refusal(action, **state)
     assert (refused in why and why) if refused else why == ""
+
+
+def test_without_the_license_a_person_may_still_pause_and_roll_back_but_not_move_on():
+    state = {"phase": Phase.EVALUATION, "paused": True, "awaiting_approval": True}
+    assert allowed_actions(**state) == {
+        "promote": True,
+        "rollback": True,
+        "approve": False,  # paused: resume first
+        "pause": False,
+        "resume": True,
+    }
+    assert allowed_actions(**state, licensed=False) == {
+        "promote": False,
+        "rollback": True,
+        "approve": False,
+        "pause": False,
+        "resume": False,
+    }
 
 
 def test_choosing_the_canary_passes_over_unhealthy_candidates():

@@ -290,7 +290,84 @@ def test_pause_resume_and_approve_buttons_follow_the_state(fleet, operator_user,
     canary_advance(deployment_id=deployment.pk)
     html = operator_client.get(deployment.get_absolute_url()).content.decode()
     assert "Approve next step" in html and 'id="canary-awaiting"' in html
+    operator_client.post(f"/governance/canary/{deployment.pk}/pause/")
+    html = operator_client.get(deployment.get_absolute_url()).content.decode()
+    assert "Approve next step" not in html and "Resume it to approve the next step." in html  # why no button
+    operator_client.post(f"/governance/canary/{deployment.pk}/resume/")
     response = operator_client.post(f"/governance/canary/{deployment.pk}/approve/", follow=True)
     assert "the next step was approved" in response.content.decode()
     deployment.refresh_from_db()
     assert deployment.phase == Phase.ROLLOUT
+
+
+def test_a_paused_deployment_says_what_pausing_holds_and_that_its_clock_is_stopped(fleet, operator_user, viewer_client):
+    from canary.services import canary_pause
+
+    deployment = start(operator_user, percentage=33)
+    before = viewer_client.get(deployment.get_absolute_url()).content.decode()
+    assert "Step deadline" in before and 'id="canary-paused"' not in before
+    canary_pause(actor=operator_user, deployment=deployment, reason="lunch")
+    html = viewer_client.get(deployment.get_absolute_url() + "?partial=live", HTTP_HX_REQUEST="true").content.decode()
+    assert 'id="canary-paused"' in html
+    note = html.split('id="canary-paused-note">')[1].split("</div>")[0]
+    assert note.startswith("lunch · no further instance gets the change") and "health is still watched" in note
+    assert "the step's clock is stopped" in html and "Step deadline" not in html  # the deadline shown would be wrong
+
+
+def test_viewers_get_no_approve_pause_or_resume_buttons_and_cannot_post_them(fleet, operator_user, viewer_client):
+    from canary.services import canary_pause
+
+    deployment = start(operator_user, steps=[{"percentage": 33, "approval": True}, {"percentage": 100}])
+    html = viewer_client.get(deployment.get_absolute_url()).content.decode()
+    assert ">Pause<" not in html and "Approve next step" not in html
+    canary_pause(actor=operator_user, deployment=deployment)
+    assert ">Resume<" not in viewer_client.get(deployment.get_absolute_url()).content.decode()
+    for action in ("approve", "pause", "resume"):
+        assert_status(viewer_client.post(f"/governance/canary/{deployment.pk}/{action}/"), 403)
+    deployment.refresh_from_db()
+    assert deployment.paused
+
+
+def test_after_a_rollback_the_latest_share_is_the_rollback_check_and_says_so(fleet, operator_user, operator_client):
+    from canary.services import canary_advance, canary_rollback
+
+    deployment = start(operator_user, percentage=33)
+    agent_finishes(canary_runs(deployment))
+    canary_advance(deployment_id=deployment.pk)
+    canary_rollback(actor=operator_user, deployment=deployment, reason="checking")
+    agent_finishes(list(CommandRun.objects.filter(command__in=deployment.targets.values("revert_command"))))
+    canary_advance(deployment_id=deployment.pk)
+    deployment.refresh_from_db()
+    assert deployment.phase == Phase.ROLLED_BACK, deployment.rollback_note
+    html = operator_client.get(deployment.get_absolute_url()).content.decode()
+    assert "Healthy (latest round, after the rollback)" in html
+    assert html.split('id="healthy-latest">')[1].startswith("100.0 %")  # every poll healthy: not 0.0 %
+
+
+def test_the_command_queue_says_which_instances_the_canary_ran_on(fleet, operator_user, viewer_client):
+    deployment = start(operator_user, percentage=33)
+    html = viewer_client.get("/operations/").content.decode()
+    row = html.split(f'href="/operations/{deployment.canary_command_id}/"')[1].split("</tr>")[0]
+    assert "Instances: web-1" in row and "All instances" not in row
+
+
+def test_the_poll_history_refreshes_itself_while_running_on_its_newest_page_only(fleet, operator_user, viewer_client):
+    from canary.services import canary_advance
+
+    deployment = start(operator_user, percentage=66, consecutive_healthy=3)
+    agent_finishes(canary_runs(deployment))
+    canary_advance(deployment_id=deployment.pk)
+    canary_advance(deployment_id=deployment.pk)
+    url = f"/governance/canary/{deployment.pk}/polls/"
+    newest = viewer_client.get(url, {"healthy": "true"}, HTTP_HX_REQUEST="true").content.decode()
+    form = newest.split("<form")[1].split(">")[0]
+    assert 'hx-trigger="submit, every 10s"' in form  # the form re-sends its own filters
+    from canary.models import HealthPoll
+
+    row = HealthPoll.objects.filter(deployment=deployment).values().first()
+    row.pop("id")
+    HealthPoll.objects.bulk_create([HealthPoll(**row) for _ in range(60)])  # more than one page of 50
+    older = viewer_client.get(url, {"page": 2}, HTTP_HX_REQUEST="true").content.decode()
+    assert 'aria-label="Poll pages"' in older and "every 10s" not in older  # a page being read stays put
+    CanaryDeployment.objects.filter(pk=deployment.pk).update(phase=Phase.SUCCEEDED)
+    assert "every 10s" not in viewer_client.get(url, HTTP_HX_REQUEST="true").content.decode()  # ended: it stops

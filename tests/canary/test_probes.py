@@ -1,5 +1,6 @@
 """The poller against real HTTP servers on loopback, and the outbound rules it applies before connecting."""
 
+import select
 import socket
 
 import pytest
@@ -163,3 +164,25 @@ def test_an_address_that_is_not_host_and_port_is_not_polled(db):
     inst = instance("odd", "user:pw@127.0.0.1:58990/internal?x=")
     result = probe_instances([inst], "/health", 0.5)[inst.pk]
     assert not result.healthy and "not host[:port]" in result.reason
+
+
+def test_an_answer_that_arrived_in_time_is_read_even_when_the_loop_itself_falls_behind(health_server, monkeypatch):
+    """A stalled loop (thousands of connections on a busy worker) must not turn an answer waiting in the
+    socket buffer into "timed out": what is there is read before anything expires. The clock is faked
+    (pure loop logic); the server and the socket are real."""
+    server = health_server("ok")
+    skew = {"seconds": 0.0}
+    real_monotonic, real_ready = probes.time.monotonic, probes._Round._ready
+    monkeypatch.setattr(probes.time, "monotonic", lambda: real_monotonic() + skew["seconds"])
+
+    def ready_then_stall(self, probe):
+        sent_before = probe.sent
+        real_ready(self, probe)
+        if probe.sent and not sent_before:  # the request is out: the answer lands while the loop is busy
+            select.select([probe.sock], [], [], 5)  # (real) until the answer is in the socket buffer
+            skew["seconds"] += 0.6  # the loop comes back after the probe's 0.5 s expiry, before the deadline
+
+    monkeypatch.setattr(probes._Round, "_ready", ready_then_stall)
+    (result,) = poll_many([target_of(server)], timeout=0.5, resolve=resolve_outbound)
+    assert result.healthy, result.reason
+    assert result.status_code == 200

@@ -56,6 +56,7 @@ def test_creating_sends_the_change_to_the_canary_group_only(make_fleet, canary_l
     assert sorted(r.instance.name for r in runs) == ["web-1", "web-10"]  # 20 % of 10, by name
     assert deployment.canary_command.source == CommandSource.CANARY
     assert deployment.canary_command.params == {"app": "web-app", "version": "2.0"}
+    assert deployment.canary_command.scope_label == "Instances: web-1, web-10"  # the queue's target: not "All"
     assert runs[0].before_state == {"installed": True, "version": "1.0", "running": True}
     assert deployment.targets.filter(role=TargetRole.CANARY, excluded=False).count() == 2
     assert deployment.deadline_at == deployment.started_at + timedelta(seconds=30)
@@ -495,3 +496,58 @@ def test_an_instance_without_a_health_address_is_excluded_with_the_reason(make_f
         "web-1",
         "unhealthy before the change: the instance has no health address",
     )
+
+
+def test_the_first_round_is_due_the_moment_the_canary_is_applied_and_the_rest_on_its_grid(three, operator_user):
+    deployment = start(operator_user, percentage=33, consecutive_healthy=4, check_interval=7, max_duration=60)
+    to_evaluation(deployment)
+    anchor = deployment.evaluation_started_at
+    assert deployment.next_round_at == anchor  # at once, not a scheduler tick later
+    advance(deployment, anchor + timedelta(seconds=0.01))
+    advance(deployment, anchor + timedelta(seconds=7.01))
+    advance(deployment, anchor + timedelta(seconds=15.5))  # a late worker: the slot at 14 s, none bunched
+    assert advance(deployment, anchor + timedelta(seconds=15.6)) == Phase.EVALUATION  # 21 s is not due yet
+    due = list(
+        EvaluationRound.objects.filter(deployment=deployment).order_by("number").values_list("due_at", flat=True)
+    )
+    assert [(d - anchor).total_seconds() for d in due] == [0, 7, 14]
+    assert deployment.next_round_at == anchor + timedelta(seconds=21)
+
+
+def test_a_failing_canary_is_decided_by_the_last_grid_round_at_or_before_its_max_duration(three, operator_user):
+    deployment = start(operator_user, percentage=33, check_interval=7, max_duration=20)
+    to_evaluation(deployment)
+    three[0].server.mode = "fail"
+    anchor = deployment.evaluation_started_at
+    assert advance(deployment, anchor + timedelta(seconds=0.01)) == Phase.EVALUATION
+    assert advance(deployment, anchor + timedelta(seconds=7.01)) == Phase.EVALUATION
+    # The round at 14 s is the last on the grid before the 20 s deadline (21 s is past it): it decides.
+    assert advance(deployment, anchor + timedelta(seconds=14.01)) == Phase.ROLLBACK
+    assert deployment.decided_at == anchor + timedelta(seconds=14.01)
+    assert deployment.decided_at <= deployment.deadline_at < deployment.decided_at + timedelta(seconds=7)
+    assert deployment.poll_round == 3
+    assert "The success threshold was not met within the max duration (20 s)" in deployment.failure_reason
+    assert deployment.failure_details == {"web-1": ["health_check: HTTP 500"]}
+
+
+def test_each_round_is_enqueued_for_its_own_due_time_not_a_scheduler_tick(
+    three, operator_user, monkeypatch, django_capture_on_commit_callbacks
+):
+    from canary import tasks
+
+    deployment = start(operator_user, percentage=33, consecutive_healthy=3, check_interval=7, max_duration=60)
+    to_evaluation(deployment)
+    # This look is the task whose slot has come (the one the previous look enqueued, a few ms from now).
+    CanaryDeployment.objects.filter(pk=deployment.pk).update(next_poll_at=deployment.evaluation_started_at)
+    sent = []
+    monkeypatch.setattr(tasks.advance_deployment, "apply_async", lambda args, **kw: sent.append((args, kw)))
+    with django_capture_on_commit_callbacks(execute=True):
+        advance(deployment, deployment.evaluation_started_at + timedelta(seconds=0.01))  # round 1
+    due = deployment.evaluation_started_at + timedelta(seconds=7)
+    assert deployment.next_poll_at == due
+    ((args, options),) = sent  # one task, after the commit, for exactly the next grid time
+    assert args == [deployment.pk]
+    assert options["eta"] == due and options["kwargs"] == {"due": due.timestamp()}
+    with django_capture_on_commit_callbacks(execute=True):
+        services.canary_advance(deployment_id=deployment.pk, now=deployment.evaluation_started_at)  # not due
+    assert len(sent) == 1  # its slot is already taken by that task: none piles up

@@ -12,6 +12,7 @@ from common.exceptions import ApplicationError, ConflictError
 from common.models import AuditEntry, Notification
 from fleet.choices import CommandSource, RunStatus
 from fleet.models import Command, CommandRun
+from fleet.scopes import Scope
 
 from .conftest import agent_finishes
 from .helpers import start
@@ -242,3 +243,47 @@ def test_a_rollout_instance_already_unhealthy_before_the_change_is_watched_not_j
     agent_finishes(pending_runs(deployment))
     advance(deployment)
     assert advance(deployment) == Phase.SUCCEEDED
+
+
+def test_named_instances_go_first_and_the_percentage_after_them_counts_the_whole_scope(five, operator_user):
+    web4 = five[3]
+    deployment = start(operator_user, steps=[{"instances": [web4.pk]}, {"percentage": 60}, {"percentage": 100}])
+    assert reached(deployment) == [("web-4", 1)]
+    assert deployment.canary_command.scope_label == "Instances: web-4"  # the queue says what it ran on
+    agent_finishes(pending_runs(deployment))
+    advance(deployment)
+    assert advance(deployment) == Phase.CANARY  # step 1 passed: step 2 tops the share up to 60 % (3 of 5)
+    assert reached(deployment) == [("web-1", 2), ("web-2", 2), ("web-4", 1)]
+
+
+def test_after_a_license_downgrade_the_worker_still_takes_a_running_deployment_to_its_end(
+    five, operator_user, install_license
+):
+    deployment = start(operator_user, percentage=20)
+    install_license("pro")
+    agent_finishes(pending_runs(deployment))
+    assert advance(deployment) == Phase.EVALUATION
+    assert advance(deployment) == Phase.ROLLOUT  # promoted by its evaluation, not by a person
+    agent_finishes(pending_runs(deployment))
+    advance(deployment)
+    assert advance(deployment) == Phase.SUCCEEDED
+    with pytest.raises(ApplicationError, match="Business"):
+        start(operator_user, percentage=20)  # a new one needs the license
+
+
+def test_a_second_deployment_setting_the_same_config_key_is_refused_another_key_is_not(five, operator_user):
+    def config(values, unset=()):
+        return services.canary_create(
+            actor=operator_user,
+            kind="set_config",
+            params={"values": values, "unset": list(unset)},
+            scope=Scope(),
+            percentage=20,
+            check_interval=1,
+            max_duration=30,
+        )
+
+    first = config({"log_level": "debug"})
+    with pytest.raises(ConflictError, match=f"#{first.pk}, canary\\) is already changing setting log_level on 5 of"):
+        config({"workers": 4}, unset=["log_level"])  # unsetting the key changes it too
+    assert config({"workers": 4}).phase == Phase.CANARY
