@@ -3,6 +3,7 @@ from django.contrib import messages
 from django.contrib.auth.mixins import LoginRequiredMixin
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import F
+from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse, reverse_lazy
 from django.utils.cache import patch_vary_headers
@@ -78,12 +79,13 @@ class ServiceFormMixin:
 
 
 def redirect_next(request, default):
-    """Redirect to the form's `next` when it stays on this site, else to `default` (no open redirect)."""
+    """Redirect to the form's `next` when it is a path on this site, else to `default` (no open redirect).
+    Only a path: redirect() reads anything else as a URL pattern name, and `next=x` was a NoReverseMatch."""
     target = request.POST.get("next") or request.GET.get("next") or ""
-    if target and url_has_allowed_host_and_scheme(
+    if target.startswith("/") and url_has_allowed_host_and_scheme(
         target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
     ):
-        return redirect(target)
+        return HttpResponseRedirect(target)
     return redirect(default)
 
 

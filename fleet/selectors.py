@@ -43,9 +43,10 @@ def instance_list(*, queryset: QuerySet | None = None, with_state: bool = True) 
 
 def instance_apps(instance: Instance, *, q: str = "", state: str = "") -> list[dict]:
     """The instance's reported apps in name order: those whose name contains `q` (any case), and with
-    `state` "running" or "stopped" only those. Filtered in memory: the list is one column of one row."""
+    `state` "running" or "stopped" only those. Filtered in memory: the list is one column of one row.
+    Entries that are not app objects (a state stored before today's validation) are left out."""
     needle = q.strip().lower()
-    apps = instance.apps if isinstance(instance.apps, list) else []
+    apps = [a for a in instance.apps if isinstance(a, dict)] if isinstance(instance.apps, list) else []
     if needle:
         apps = [a for a in apps if needle in str(a.get("name", "")).lower()]
     if state in ("running", "stopped"):

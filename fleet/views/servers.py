@@ -1,12 +1,13 @@
 """Servers and groups: lists, the server page with its apps table, edits."""
 
+from datetime import datetime
+
 from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
-from django.utils.dateparse import parse_datetime
 from django.utils.functional import cached_property
 from django.utils.html import format_html_join
 from django.views import View
@@ -19,6 +20,7 @@ from fleet import selectors, services
 from fleet.filters import InstanceFilterSet
 from fleet.forms import GroupForm, InstanceEditForm
 from fleet.models import Group, Instance
+from fleet.state import parse_released_at
 from fleet.tables import GroupTable, ServerTable
 
 from .dashboard import panel_urls
@@ -93,10 +95,11 @@ class ServerDetailView(HtmxPartialMixin, RoleRequiredMixin, DetailView):
         if self.is_htmx:
             return context
         instance = self.object
-        updates = [dict(u, released=parse_datetime(u.get("released_at") or "")) for u in instance.updates]
-        updates.sort(key=lambda u: (u["kind"] != "os", u.get("name", "")))
+        updates = shown_updates(instance.updates)
         context.update(
-            settings_items=sorted(instance.settings.items()),
+            settings_items=sorted(instance.settings.items(), key=lambda item: str(item[0]))
+            if isinstance(instance.settings, dict)
+            else [],
             updates=updates[:UPDATES_SHOWN],
             updates_total=len(updates),
             runs=selectors.command_runs_for_instance(instance),
@@ -104,6 +107,19 @@ class ServerDetailView(HtmxPartialMixin, RoleRequiredMixin, DetailView):
             **apps_table(self.request, instance),
         )
         return context
+
+
+def shown_updates(stored) -> list[dict]:
+    """The stored updates as the page lists them, OS first. Stored state can predate today's validation
+    (governance marks such an instance state_invalid): what is not an update object is left out, and a
+    release time outside fleet.state's range shows as written instead of as a date (year 1 was a 500)."""
+    updates = []
+    for u in stored if isinstance(stored, list) else []:
+        if isinstance(u, dict):
+            utc, _problem = parse_released_at(u.get("released_at"))
+            updates.append(dict(u, released=datetime.fromisoformat(utc) if utc else None))
+    updates.sort(key=lambda u: (u.get("kind") != "os", str(u.get("name", ""))))
+    return updates
 
 
 def apps_table(request, instance: Instance) -> dict:

@@ -4,7 +4,6 @@ Mixed into PolicyViewSet (governance.api.views). Export is a read (viewer+); imp
 """
 
 import base64
-import binascii
 from datetime import date
 
 from django.http import HttpResponse
@@ -82,7 +81,7 @@ def request_files(data) -> dict[str, bytes | str]:
     if isinstance(data.get("zip_base64"), str):
         try:
             return policy_format.read_zip(base64.b64decode(data["zip_base64"], validate=True))
-        except binascii.Error:
+        except ValueError:  # binascii.Error, or text that is not ASCII at all
             raise ApplicationError("zip_base64 is not base64.", field="zip_base64") from None
     if isinstance(data.get("yaml"), str):
         return {data.get("filename") or "upload.yaml": data["yaml"]}

@@ -1,7 +1,6 @@
 """The policy Import page: upload or paste policy files, see the dry run's diff, then Apply (admins only)."""
 
 import base64
-import binascii
 
 from django.contrib import messages
 from django.shortcuts import redirect, render
@@ -20,7 +19,7 @@ def _files(data: dict) -> dict:
     if data.get("zip_base64"):
         try:
             return read_zip(base64.b64decode(data["zip_base64"], validate=True))
-        except binascii.Error:
+        except ValueError:  # binascii.Error, or text that is not ASCII at all
             raise FilesInvalid([Issue("upload.zip", 1, "the upload could not be read again; upload it once more")])
     return {data.get("filename") or "pasted.yaml": data["text"]}
 

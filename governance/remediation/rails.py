@@ -74,6 +74,9 @@ def validate(data: dict, current: RemediationSettings) -> dict:
     clean["window_end"] = _time(problems, "window_end", clean["window_end"])
     if (clean["window_start"] is None) != (clean["window_end"] is None):
         problems.add("window_end", "Give both the start and the end of the window, or neither (all day).")
+    elif clean["window_start"] is not None and clean["window_start"] == clean["window_end"]:
+        # Empty or 24 hours? Neither reading is safe to guess for a window that lets fixes run.
+        problems.add("window_end", "The window must end at another time than it starts; leave both empty for all day.")
     try:
         ZoneInfo(str(clean["window_timezone"] or ""))
     except (ZoneInfoNotFoundError, ValueError):

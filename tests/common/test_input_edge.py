@@ -74,6 +74,39 @@ def test_errors_that_are_not_about_input_have_the_same_envelope(admin_api, viewe
         assert response.json() == {"error": code, "message": response.json()["message"], "errors": {}}
 
 
+@pytest.mark.parametrize(
+    ("url", "formats"),
+    [
+        ("/api/fleet/instances?format=x", "api, json"),
+        ("/api/fleet/instances?format=%00", "api, json"),
+        ("/api/governance/violations/export?format=xml", "csv, json"),
+    ],
+)
+def test_a_format_the_endpoint_cannot_answer_in_is_a_400_on_format_not_a_404(admin_api, url, formats):
+    response = admin_api.get(url)
+    assert_status(response, 400)
+    assert response.json()["errors"] == {"format": [f"Must be one of: {formats}."]}
+
+
+@pytest.mark.parametrize("method", ["TRACE", "PUT", "POST", "DELETE"])
+@pytest.mark.parametrize("url", ["/api/governance/policies/export?format=x", "/api/fleet/instances?format=csv"])
+def test_a_method_the_endpoint_does_not_serve_is_a_405_whatever_format_is_asked(admin_api, client, method, url):
+    """DRF's negotiation answered these 404 before looking at the method (schemathesis: TRACE gave 404)."""
+    response = admin_api.generic(method, url)
+    assert_status(response, 405)
+    assert response.json()["error"] == "method_not_allowed"
+    assert response["Allow"] == "GET, HEAD, OPTIONS"
+    assert client.generic(method, url).json()["error"] == "not_authenticated"  # credentials first, as ever
+
+
+@pytest.mark.parametrize("method", ["TRACE", "PATCH", "PUT", "DELETE"])
+def test_pages_answer_a_method_they_do_not_serve_with_405(admin_client, method):
+    for url in ("/servers/", "/governance/policies/", "/settings/audit/"):
+        response = admin_client.generic(method, url)
+        assert response.status_code == 405, (method, url)
+        assert "GET" in response["Allow"]
+
+
 def test_nested_drf_errors_flatten_to_request_paths():
     detail = {
         "canary": {"instances": ["x"]},

@@ -167,3 +167,9 @@ def test_anonymous_visitors_of_settings_and_notifications_are_sent_to_login(clie
         assert response.status_code == 302 and response["Location"].startswith(reverse("login")), name
     response = client.post(reverse("common:notification_mark_read"))
     assert response.status_code == 302 and response["Location"].startswith(reverse("login"))
+
+
+@pytest.mark.parametrize("target", ["x", "a\x00b", "0001-01-01T00:00:00+14:00", "https://evil.example/"])
+def test_marking_read_with_a_next_that_is_not_a_path_here_goes_to_the_list(admin_client, target):
+    response = admin_client.post(reverse("common:notification_mark_read"), {"next": target})
+    assert response.status_code == 302 and response["Location"] == reverse("common:notification_list")

@@ -300,6 +300,7 @@ def test_conflicts_are_listed_per_repository_and_resolved_once(connect, git_repo
     assert [(c["key"], c["base_value"], c["panel_value"], c["git_value"]) for c in listed.data] == [
         ("ntp.server", "a", "p", "g")
     ]
+    assert_matches_its_schema(listed.json(), f"{API}/{{id}}/conflicts")  # a plain list, as it is declared
     assert admin_api.post(f"{API}/{repo.pk}/sync").status_code == 409
     assert admin_api.get(API).data["results"][0]["open_conflicts"] == 1
     cid = listed.data[0]["id"]
@@ -584,3 +585,14 @@ def test_a_group_entry_only_queues_commands_for_that_group(
     assert response.status_code == 201
     runs = [r.instance.name for c in Command.objects.filter(source=CommandSource.GITOPS) for r in c.runs.all()]
     assert runs == ["db-01"]
+
+
+def assert_matches_its_schema(body, template: str) -> None:
+    from drf_spectacular.generators import SchemaGenerator
+
+    from tests.fleet.test_api_schema import mismatches
+
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    declared = schema["paths"][template]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+    assert mismatches(body, declared, schema["components"]["schemas"]) == []
+    assert isinstance(body, list) == (declared.get("type") == "array")

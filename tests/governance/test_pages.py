@@ -268,7 +268,19 @@ def test_htmx_refresh_gets_only_the_live_part_of_the_dashboard_and_violation_lis
     assert "<html" not in violations and "monitoring-agent missing" in violations
 
 
-@pytest.mark.parametrize("target", ["https://evil.example/", "//evil.example/x", "javascript:alert(1)"])
+@pytest.mark.parametrize(
+    "target",
+    [
+        "https://evil.example/",
+        "//evil.example/x",
+        "javascript:alert(1)",
+        # Not paths: redirect() read them as URL pattern names, a NoReverseMatch (500), found by hand.
+        "x",
+        "a\x00b",
+        "9223372036854775808",
+        "2026-01-01T00:00:00-17:00",
+    ],
+)
 def test_the_policy_toggle_never_redirects_off_site(admin_client, target):
     policy = make_policy()
     response = admin_client.post(reverse("governance:policy_toggle", args=[policy.pk]), {"next": target})

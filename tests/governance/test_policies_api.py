@@ -6,6 +6,7 @@ import pytest
 from django.utils import timezone
 
 from common.models import AuditEntry
+from fleet.models import Instance
 from fleet.scopes import Scope
 from governance import services
 from governance.models import Policy, Violation
@@ -277,5 +278,9 @@ def test_an_instances_compliance_on_a_day_matches_its_declared_schema(admin_api,
     for query in ("", "?date=2026-01-01"):
         body = admin_api.get(f"/api/governance/compliance/instances/{web.pk}{query}").json()
         assert mismatches(body, declared, schema["components"]["schemas"]) == [], (query, body)
+    never = Instance.objects.create(name="never-evaluated")  # no standing yet: evaluated_at is null
+    body = admin_api.get(f"/api/governance/compliance/instances/{never.pk}").json()
+    assert body["evaluated_at"] is None and body["score"] is None
+    assert mismatches(body, declared, schema["components"]["schemas"]) == []
     bad = admin_api.get(f"/api/governance/compliance/instances/{web.pk}?date=banana").json()
     assert bad["errors"] == {"date": ["date must be YYYY-MM-DD."]}

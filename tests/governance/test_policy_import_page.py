@@ -60,3 +60,13 @@ def test_the_import_page_is_for_admins_and_the_list_offers_export(operator_clien
     assert 'href="/api/governance/policies/export"' in page and "Import</a>" not in page
     assert viewer_client.get("/api/governance/policies/export").status_code == 200  # the session is enough
     assert not Policy.objects.exists()
+
+
+@pytest.mark.parametrize("carried", ["\u00e9t\u00e9", "\ufffd\ufffd", "not base64!"])
+def test_a_carried_zip_that_is_not_base64_is_a_message_not_a_500(admin_client, admin_api, carried):
+    """Issue #11, found by hand: non-ASCII in zip_base64 raised ValueError, not binascii.Error (a 500)."""
+    response = admin_client.post(URL, {"zip_base64": carried, "action": "apply"})
+    assert response.status_code == 400 and "upload it once more" in response.content.decode()
+    api = admin_api.post("/api/governance/policies/import", {"zip_base64": carried}, format="json")
+    assert api.status_code == 400 and api.json()["errors"] == {"zip_base64": ["zip_base64 is not base64."]}
+    assert not Policy.objects.exists()

@@ -77,6 +77,30 @@ def test_a_window_start_after_its_end_is_a_window_over_midnight_not_an_error(adm
     )
 
 
+def test_a_window_that_starts_when_it_ends_is_refused_on_window_end(admin_api, policy):
+    """22:00 to 22:00 could mean no time at all or the whole day: a field error instead of a guess."""
+    before = _settings(policy)
+    response = admin_api.put(
+        f"/api/governance/policies/{policy.pk}/remediation",
+        {"mode": "enforce", "window_start": "22:00", "window_end": "22:00:00"},
+        format="json",
+    )
+    assert_status(response, 400)
+    assert list(response.json()["errors"]) == ["window_end"]
+    assert "leave both empty for all day" in response.json()["errors"]["window_end"][0]
+    assert _settings(policy) == before
+
+
+def test_the_settings_page_refuses_a_window_that_starts_when_it_ends_on_its_field(admin_client, policy):
+    form = admin_client.get(f"/governance/policies/{policy.pk}/remediation/").context["form"]
+    data = {k: v for k, v in form.initial.items() if v is not None and not isinstance(v, list)}
+    data.update(mode="enforce", window_start="04:00", window_end="04:00")
+    response = admin_client.post(f"/governance/policies/{policy.pk}/remediation/", data)
+    assert list(response.context["form"].errors) == ["window_end"]
+    policy.refresh_from_db()
+    assert policy.mode == "audit"
+
+
 @pytest.mark.parametrize(
     "field,value",
     [

@@ -144,3 +144,16 @@ def test_state_invalid_is_shown_in_the_api_and_on_the_server_page(
     assert [r["state_invalid"] for r in listed if r["instance"] == inst.pk] == [True]
     page = admin_client.get(f"/governance/panels/servers/{inst.pk}/").content.decode()
     assert "state_invalid" in page and "updates[0]" in page
+
+
+def test_the_server_page_and_its_panels_open_for_every_poisonous_state(
+    make_instance, fleet_with_policies, admin_client
+):
+    """Issue #11: 'that server's page is a 500' (a release time in year 1)."""
+    for n, (what, (column, raw)) in enumerate(poisons().items()):
+        inst = make_instance(name=f"page-{n}", apps=[("nginx", "1.0")])
+        poison(inst, column, raw)
+        services.evaluate_instance(instance_id=inst.pk)
+        for url in (inst.get_absolute_url(), f"/governance/panels/servers/{inst.pk}/", f"/servers/{inst.pk}/apps/"):
+            response = admin_client.get(url)
+            assert response.status_code == 200, (what, url, response.status_code)

@@ -5,14 +5,21 @@ check, NUL bytes allowed, `--examples` cases per operation, once for each creden
 hold: an admin's and a viewer's API token, an agent's credential, and none. The panel runs under
 gunicorn on a database of its own (PostgreSQL when DATABASE_URL names one, else SQLite), seeded through
 its own API so the fuzzer finds real objects (instances, groups, a policy, a waiver, a canary, desired
-configuration). Prints one table and exits 1 if any server error or schema violation was found.
+configuration). Each credential gets a panel of its own (database, server, seed): the admin's run
+demotes, deactivates and deletes what it finds, and the next credential must not inherit that (a shared
+panel left the viewer's token and the agent's instance dead, so their runs read 401 throughout). The
+admin's token belongs to a plain admin, not the bootstrap superuser, so the panel's own rule (no admin
+demotes or deactivates themselves) keeps it an admin for the whole run. Prints one table with the
+operations, test cases and wall time of each run and exits 1 if any server error or schema violation was
+found.
 
     python tests/hardening/fuzz.py [--examples 100] [--credentials admin,viewer,agent,anonymous]
                                    [--include 'remediation|policies/(export|import)']
 
 `--include` is a regular expression on the path: fuzz only the operations it matches (new surface first).
 
-Server errors and schema violations are the bar (`not_a_server_error`, `response_schema_conformance`,
+Server errors and schema violations are the bar (every "Internal Server Error" the server logged,
+`not_a_server_error`, `response_schema_conformance`,
 `status_code_conformance`, `content_type_conformance`, `response_headers_conformance`); the other checks
 (`positive_data_acceptance`, `negative_data_rejection`, …) are reported beside them: schema-valid input
 can still be refused by business rules (an unknown id, a name taken).
@@ -73,9 +80,11 @@ class Api:
 
 def seed(env, base: str, var: Path) -> dict[str, str]:
     """Real objects for the fuzzer to find, created through the API. Returns credential → header."""
-    admin_key = manage(env, "create_api_token", "admin").splitlines()[-1]
+    bootstrap = Api(base, f"Bearer {manage(env, 'create_api_token', 'admin').splitlines()[-1]}")
+    for username, role in (("fuzz-admin", "admin"), ("fuzz-viewer", "viewer")):
+        bootstrap.call("POST", "/api/users", {"username": username, "role": role, "password": "long-enough-pw-42"})
+    admin_key = manage(env, "create_api_token", "fuzz-admin").splitlines()[-1]
     admin = Api(base, f"Bearer {admin_key}")
-    admin.call("POST", "/api/users", {"username": "fuzz-viewer", "role": "viewer", "password": "long-enough-pw-42"})
     viewer_key = manage(env, "create_api_token", "fuzz-viewer").splitlines()[-1]
     token = (var / "sim-token.txt").read_text().strip()
     agent = Api(base, "")
@@ -196,19 +205,15 @@ def failures(report: Path) -> tuple[Counter, dict]:
     return counts, examples
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--examples", type=int, default=100)
-    parser.add_argument("--credentials", default="admin,viewer,agent,anonymous")
-    parser.add_argument("--include", default="", help="regular expression: fuzz only the paths it matches")
-    args = parser.parse_args()
-    workdir = Path(tempfile.mkdtemp(prefix="fuzz-"))
+def start_panel(workdir: Path, name: str):
+    """A fresh database, migrated and bootstrapped, and gunicorn on it in production mode: (base, env, server)."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = dict(
         os.environ,
-        DATABASE_URL=fresh_database(workdir, "fuzz"),
+        DATABASE_URL=fresh_database(workdir, f"fuzz_{name}"),
         VAR_DIR=str(workdir / "var"),
+        STATIC_ROOT=str(workdir / "static"),
         CELERY_TASK_ALWAYS_EAGER="true",
         # Production mode: DEBUG pages answer HTML where the API promises JSON.
         DEBUG="false",
@@ -223,54 +228,79 @@ def main() -> int:
         DJANGO_SETTINGS_MODULE="config.settings",
     )
     manage(env, "migrate", "--noinput")
+    # Production pages need the manifest: without it every HTML answer, a 404 too, was a 500.
+    manage(env, "collectstatic", "--noinput")
     manage(env, "bootstrap_demo")  # before the server starts: it reads the license key pair made here
     log = workdir / "server.log"
+    gunicorn = [PY, "-m", "gunicorn", "config.wsgi", "-b", f"127.0.0.1:{port}", "-w", "2", "-k", "gthread"]
     with open(log, "wb") as out:
         server = subprocess.Popen(
-            [
-                PY,
-                "-m",
-                "gunicorn",
-                "config.wsgi",
-                "-b",
-                f"127.0.0.1:{port}",
-                "-w",
-                "2",
-                "-k",
-                "gthread",
-                "--threads",
-                "4",
-            ],
-            env=env,
-            cwd=ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
+            [*gunicorn, "--threads", "4"], env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT
         )
+    wait_up(base, server, log)
+    return base, env, server
+
+
+def operations(report: Path) -> tuple[int, int]:
+    """(operations tested, test cases run) from the NDJSON report's scenarios."""
+    ops, cases = set(), 0
+    for line in report.read_text().splitlines() if report.exists() else []:
+        finished = json.loads(line).get("ScenarioFinished") if line.strip() else None
+        if finished:
+            cases += len(finished["recorder"].get("cases", {}))
+            if finished["phase"] != "stateful":  # its scenarios are labelled by link chains, not operations
+                ops.add(finished["recorder"]["label"])
+    return len(ops), cases
+
+
+def fuzz_one(name: str, workdir: Path, args) -> tuple:
+    """One credential's run on a panel of its own: (name, bar failures, server errors, other, ops, cases, s)."""
+    workdir.mkdir()
+    started = time.monotonic()
+    base, env, server = start_panel(workdir, name)
     try:
-        wait_up(base, server, log)
         credentials = seed(env, base, workdir / "var")
         schema = workdir / "schema.json"
         fetch_schema(base, credentials["admin"], schema)
-        rows = []
-        for name in args.credentials.split(","):
-            report = workdir / f"{name}.ndjson"
-            run_schemathesis(base, credentials[name], schema, args.examples, report, args.include)
-            counts, examples = failures(report)
-            bar = sum(n for check, n in counts.items() if check in BAR)
-            other = {check: n for check, n in counts.items() if check not in BAR}
-            rows.append((name, bar, counts.get("not_a_server_error", 0), other))
-            for check, example in examples.items():
-                if check in BAR:
-                    print(f"[{name}] {check}: {example}")
-        print("\ncredential  server errors  bar failures  other checks")
-        for name, bar, server_errors, other in rows:
-            print(f"{name:<11} {server_errors:>13}  {bar:>12}  {dict(other) or '-'}")
-        print(f"\nReports and the server log: {workdir}")
-        return 1 if any(bar for _, bar, _, _ in rows) else 0
+        report = workdir / f"{name}.ndjson"
+        run_schemathesis(base, credentials[name], schema, args.examples, report, args.include)
     finally:
         server.terminate()
         server.wait(timeout=20)
         shutil.rmtree(workdir / "var", ignore_errors=True)
+        shutil.rmtree(workdir / "static", ignore_errors=True)
+    counts, examples = failures(report)
+    for check, example in examples.items():
+        if check in BAR:
+            print(f"[{name}] {check}: {example}")
+    bar = sum(n for check, n in counts.items() if check in BAR)
+    other = {check: n for check, n in counts.items() if check not in BAR}
+    ops, cases = operations(report)
+    # The server's own count: schemathesis's capability probes (a path with control characters) are no
+    # test case, so a 500 they draw shows only here.
+    logged = (workdir / "server.log").read_text(errors="replace").count("Internal Server Error")
+    bar += logged
+    server_errors = max(counts.get("not_a_server_error", 0), logged)
+    return name, bar, server_errors, other, ops, cases, time.monotonic() - started
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--examples", type=int, default=100)
+    parser.add_argument("--credentials", default="admin,viewer,agent,anonymous")
+    parser.add_argument("--include", default="", help="regular expression: fuzz only the paths it matches")
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="fuzz-"))
+    rows = [fuzz_one(name, workdir / name, args) for name in args.credentials.split(",")]
+    print(f"\n{args.examples} examples per operation")
+    print("credential  operations  test cases  server errors  bar failures  wall time  other checks")
+    for name, bar, server_errors, other, ops, cases, seconds in rows:
+        print(
+            f"{name:<11} {ops:>10}  {cases:>10}  {server_errors:>13}  {bar:>12}  {seconds:>7.0f} s"
+            f"  {dict(other) or '-'}"
+        )
+    print(f"\nReports and the server logs: {workdir}")
+    return 1 if any(row[1] for row in rows) else 0
 
 
 if __name__ == "__main__":
