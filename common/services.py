@@ -10,7 +10,7 @@ from django.db import models, transaction
 from django.utils import timezone
 
 from .choices import NotificationLevel, Role
-from .exceptions import ConflictError, NotFoundError
+from .exceptions import ApplicationError, ConflictError, NotFoundError
 from .models import ApiToken, AuditEntry, Notification, User
 
 logger = logging.getLogger(__name__)
@@ -104,6 +104,24 @@ def user_create(*, actor, username: str, email: str, role: str, password: str) -
 
 @transaction.atomic
 def user_update(*, actor, user: User, role: str, is_active: bool) -> User:
+    """Change a user's role or active flag. Nobody locks themselves out (another admin has to do it),
+    and the panel always keeps an active admin: the admins' rows are locked (SELECT … FOR UPDATE) while
+    the check runs, so two admins demoting each other at once cannot both succeed."""
+    problems = {}
+    if user.pk == getattr(actor, "pk", None):
+        if role != Role.ADMIN and not user.is_superuser:
+            problems["role"] = ["You cannot remove your own admin role; ask another administrator."]
+        if not is_active:
+            problems["is_active"] = ["You cannot deactivate your own account."]
+    if problems:
+        raise ApplicationError.from_errors(problems)
+    admins = set(fleet_admins().select_for_update().values_list("pk", flat=True))
+    stays_admin = is_active and (role == Role.ADMIN or user.is_superuser)
+    if user.pk in admins and not stays_admin and admins == {user.pk}:
+        field = "is_active" if not is_active else "role"
+        raise ApplicationError(
+            f"{user.username} is the last active admin: make another user an admin first.", field=field
+        )
     before = {"role": user.role, "is_active": user.is_active}
     user.role, user.is_active = role, is_active
     user.save(update_fields=["role", "is_active"])

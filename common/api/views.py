@@ -7,7 +7,6 @@ from rest_framework.response import Response
 
 from common import services
 from common.choices import Role
-from common.exceptions import ApplicationError
 from common.filters import AuditFilterSet
 from common.models import AuditEntry, Notification, User
 
@@ -50,8 +49,6 @@ class UserViewSet(
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         role, is_active = data.get("role", user.role), data.get("is_active", user.is_active)
-        if user == request.user and (role != Role.ADMIN or not is_active) and not user.is_superuser:
-            raise ApplicationError("You cannot demote or deactivate yourself; ask another admin.", field="role")
         user = services.user_update(actor=request.user, user=user, role=role, is_active=is_active)
         return Response(s.UserSerializer(user).data)
 

@@ -46,6 +46,41 @@ def test_an_admin_cannot_lock_themselves_out(admin_api, admin_user):
     assert admin_user.role == Role.ADMIN
 
 
+def test_a_superuser_cannot_deactivate_themselves_and_every_problem_comes_at_once(db):
+    """The bootstrap admin is a superuser: it may drop its role (it stays an admin), never its account,
+    or the panel could be left with no one who can sign in as an admin."""
+    from tests.conftest import _api_client, _user
+
+    root = _user("root", Role.ADMIN, is_superuser=True)
+    response = _api_client(root).patch(f"/api/users/{root.pk}", {"is_active": False}, format="json")
+    assert_status(response, 400)
+    assert list(response.json()["errors"]) == ["is_active"]
+    root.refresh_from_db()
+    assert root.is_active
+
+    alice = _user("alice", Role.ADMIN)
+    response = _api_client(alice).patch(f"/api/users/{alice.pk}", {"role": "viewer", "is_active": False}, format="json")
+    assert_status(response, 400)
+    assert sorted(response.json()["errors"]) == ["is_active", "role"]
+
+
+def test_the_last_active_admin_cannot_be_removed_by_anyone(db):
+    from common import services
+    from common.exceptions import ApplicationError
+    from tests.conftest import _user
+
+    alice, bob = _user("alice", Role.ADMIN), _user("bob", Role.ADMIN)
+    services.user_update(actor=alice, user=bob, role=Role.VIEWER, is_active=True)  # alice remains
+    try:
+        services.user_update(actor=None, user=alice, role=Role.ADMIN, is_active=False)  # a script, say
+    except ApplicationError as exc:
+        assert exc.field == "is_active" and "last active admin" in exc.message
+    else:
+        raise AssertionError("the last admin was deactivated")
+    alice.refresh_from_db()
+    assert alice.is_active and alice.role == Role.ADMIN
+
+
 def test_only_admins_see_or_change_users(operator_api, viewer_api, viewer_user):
     for client in (operator_api, viewer_api):
         assert_status(client.get("/api/users"), 403)
