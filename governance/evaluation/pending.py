@@ -12,11 +12,13 @@ What serialises what:
   for that batch to commit, then queues it again.)
 - Evaluating: the per-instance locks as everywhere (locks.lock_instances); a batch, a sweep and a
   direct evaluation of one instance take turns per instance and each reads after its lock.
-- Sending tasks: `queue` sends one only when no other instance is queued (recently). Another queued
-  row belongs to a drain that has not yet committed its claim, or to a task not yet run; either
-  claims again after that commit (a drain loops until a claim comes back empty), so it sees our row.
-  A row older than STUCK_AFTER (its worker died, its task was lost) no longer counts, and the
-  5-minute sweep evaluates everything anyway.
+- Sending tasks: `queue` sends one only when its row is the oldest one queued (recently), by
+  (queued_at, instance id): one order every process sees alike. An older row is being drained (that
+  drain claims again after its commit, so it sees our committed row) or is waiting for a task its
+  own oldest row sent (which drains ours with it). Two heartbeats queued at the same moment each see
+  the other, and exactly one of them is the older: "send only when nobody else is queued" let both
+  stay silent, stranding both until the sweep. A row older than STUCK_AFTER (its worker died, its
+  task was lost) no longer counts, and the 5-minute sweep evaluates everything anyway.
 """
 
 import time
@@ -24,6 +26,7 @@ from collections import Counter
 from datetime import timedelta
 
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from ..models import PendingEvaluation
@@ -46,9 +49,17 @@ def queue(instance_id: int) -> None:
         )
     except IntegrityError:  # the instance was deleted meanwhile: nothing to evaluate
         return
-    others = PendingEvaluation.objects.exclude(pk=instance_id).filter(queued_at__gt=now - STUCK_AFTER)
-    if not others.exists():
+    if first_in_line(instance_id, now):
         transaction.on_commit(lambda: evaluate_pending_task.delay())
+
+
+def first_in_line(instance_id: int, now) -> bool:
+    """Whether this instance's queued row is the oldest recent one, so its heartbeat sends the task."""
+    mine = PendingEvaluation.objects.filter(pk=instance_id).values_list("queued_at", flat=True).first()
+    if mine is None:  # already claimed and evaluated: nothing left to send for
+        return False
+    older = Q(queued_at__lt=mine) | Q(queued_at=mine, pk__lt=instance_id)
+    return not PendingEvaluation.objects.filter(older, queued_at__gt=now - STUCK_AFTER).exists()
 
 
 def drain(*, batch: int = BATCH) -> dict:

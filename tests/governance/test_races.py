@@ -269,3 +269,38 @@ def test_two_workers_draining_queued_heartbeats(fleet):
     services.evaluate_pending()
     assert not PendingEvaluation.objects.exists()
     assert_equals_quiet_reevaluation()
+
+
+def test_heartbeats_queued_at_the_same_moment_send_exactly_one_drain(postgres_required, make_instance, monkeypatch):
+    """Each heartbeat's row is committed before it decides whether to send the drain task, so several
+    arriving together all see each other (a canary's revert lands on its instances at once). The oldest
+    row sends; before, each saw "another instance is queued", none sent, and all waited for the sweep."""
+    from governance import tasks
+    from governance.evaluation import pending
+
+    instances = [make_instance() for _ in range(6)]
+    PendingEvaluation.objects.all().delete()
+    sent = []
+    monkeypatch.setattr(tasks.evaluate_pending_task, "delay", lambda: sent.append(1))
+    all_inserted = threading.Barrier(len(instances), timeout=30)
+    decide = pending.first_in_line
+
+    def after_everyone_inserted(*args):
+        all_inserted.wait()
+        return decide(*args)
+
+    monkeypatch.setattr(pending, "first_in_line", after_everyone_inserted)
+
+    def heartbeat(pk):
+        try:
+            pending.queue(pk)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=heartbeat, args=(i.pk,)) for i in instances]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert PendingEvaluation.objects.count() == len(instances)
+    assert len(sent) == 1
