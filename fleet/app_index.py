@@ -10,7 +10,9 @@ Who writes it: `apps_text(apps)` of validated apps only (fleet.state.validate_he
 versions hold no tab, newline or other control character), in the same UPDATE as `apps`
 (services.heartbeats). A database trigger (migration 0006) sets it to NULL whenever anything else
 rewrites `apps` (a raw UPDATE, a script): a NULL index means "evaluate the `apps` JSON as before", so a
-state stored behind validation's back is still checked in full and can still be state_invalid.
+state stored behind validation's back is still checked in full and can still be state_invalid. The
+trigger also forgets the heartbeat digests (migration 0007), so the agent's next heartbeat puts back
+what it reports, with its index.
 """
 
 import re

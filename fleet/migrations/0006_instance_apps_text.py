@@ -1,7 +1,7 @@
 """Instance.apps_text (fleet.app_index) and the trigger that clears it whenever `apps` is rewritten
-without it, so that only an index written with validated apps is ever read. Existing instances get
-their index from their stored apps when those are what validation would store; any others keep NULL
-(governance reads their `apps` in full) until their next changed heartbeat."""
+without it, so that only an index written with validated apps is ever read. Existing instances keep
+NULL (governance reads their `apps` in full) until their next heartbeat, which the backfill makes a
+full one."""
 
 from django.db import migrations, models
 
@@ -46,19 +46,12 @@ def drop_trigger(apps, schema_editor):
 
 
 def backfill(apps, schema_editor):
-    from fleet.app_index import apps_text
-    from fleet.state import validate_heartbeat
-
+    """Every instance's next heartbeat rewrites its apps with their index: forgetting the digests makes
+    it take the full path (heartbeats.heartbeat_record). Until then governance reads the `apps` JSON.
+    (This used to validate and index the stored apps here, with the current code of fleet.state; a
+    migration must not depend on code that changes after it.)"""
     Instance = apps.get_model("fleet", "Instance")
-    done = []
-    for pk, stored in Instance.objects.order_by("pk").values_list("pk", "apps").iterator(chunk_size=200):
-        clean, errors = validate_heartbeat({"apps": stored})
-        if not errors and clean["apps"] == stored:
-            done.append(Instance(pk=pk, apps_text=apps_text(stored)))
-        if len(done) >= 200:
-            Instance.objects.bulk_update(done, ["apps_text"])
-            done = []
-    Instance.objects.bulk_update(done, ["apps_text"])
+    Instance.objects.update(apps_hash="", state_hash="", heartbeat_digest="")
 
 
 class Migration(migrations.Migration):

@@ -322,3 +322,27 @@ def test_an_empty_heartbeat_without_if_match_is_refused_in_words(agents):
     status, _headers, content = a.beat(b"")
     assert status == 400
     assert json.loads(content)["message"] == "Send the state as a JSON object."
+
+
+def test_apps_rewritten_behind_the_panel_are_replaced_by_the_next_identical_heartbeat(agents):
+    """A script or a restored backup rewrites `apps` with a raw UPDATE. The agent's next heartbeat
+    reports the same packages as before: it must take the full path and put them back (with their
+    index), not be touched through the lane or matched against the old apps digest (migration 0007)."""
+    a, _b = agents
+    a.beat(BODY)
+    a.beat(BODY)  # the lane now answers this body
+    reported = Instance.objects.get(pk=a.instance.pk)
+    cast = "::jsonb" if connection.vendor == "postgresql" else ""
+    with connection.cursor() as cursor:
+        cursor.execute(f"UPDATE fleet_instance SET apps = %s{cast} WHERE id = %s", ["[]", a.instance.pk])  # noqa: S608
+    assert Instance.objects.get(pk=a.instance.pk).apps == []
+
+    status, _headers, content = a.beat(BODY)
+
+    assert status == 200 and json.loads(content)["changed"] is True
+    restored = Instance.objects.get(pk=a.instance.pk)
+    assert restored.apps == DEFAULT_STATE["apps"] == reported.apps
+    assert restored.apps_text == reported.apps_text is not None
+    assert restored.apps_hash == reported.apps_hash
+    # ...and once restored, the same body is a touch again.
+    assert json.loads(a.beat(BODY)[2])["changed"] is False
