@@ -251,6 +251,7 @@ def apply_ssh(ctx: Context, set_: dict, drop: list) -> Undo:
     def restore():
         ctx.write(path, old)
 
+    sshd_source.ensure_privsep_dir()
     check = ctx.run(["sshd", "-t", "-f", config], timeout=30, check=False)
     if not check.ok:
         restore()
