@@ -107,6 +107,18 @@ def test_a_setting_an_earlier_file_overrides_is_reported_and_restored(sshd_root)
     assert dropin(sshd_root) is None
 
 
+def test_match_and_include_are_refused_as_they_are_not_settings(sshd_root):
+    """`Match User nobody` in the drop-in would make the keywords sorted after it apply to nobody only."""
+    outcome = run(sshd_root, {"values": {"ssh.match": "User nobody", "ssh.password_auth": True}})
+    assert outcome.status == "failed"
+    assert (
+        outcome.error == "Nothing was changed: ssh.match: Match is sshd_config structure, not a setting the agent sets"
+    )
+    include = run(sshd_root, {"values": {"ssh.include": "/etc/ssh/other.conf"}})
+    assert include.error.endswith("ssh.include: Include is sshd_config structure, not a setting the agent sets")
+    assert dropin(sshd_root) is None
+
+
 def test_a_failing_handler_undoes_the_rest_of_the_same_command(sshd_root):
     outcome = run(sshd_root, {"values": {"app.colour": "red", "ssh.password_auth": "maybe"}})
     assert outcome.status == "failed" and "(the managed changes of this command were undone)" in outcome.error
