@@ -112,6 +112,14 @@ def test_a_command_delivered_twice_runs_once(make_agent, web):
     agent.carry_out(command)  # the same run again (a retry after a lost reply)
     assert web.dpkg_log().count("upgrade gov-web:all 1.0-1 1.1-1") == 1
     assert agent.state.unreported() == []
+    web.apt("install", "-y", "--allow-downgrades", "gov-web=1.0-1")  # rolled back by hand; the agent restarts
+    agent.stop()
+    restarted = make_agent()  # a new process: what it knows comes from the state file
+    restarted.load_registration()
+    restarted.carry_out(command)
+    assert web.installed()["gov-web"] == "1.0-1"
+    assert web.dpkg_log().count("upgrade gov-web:all 1.0-1 1.1-1") == 1
+    assert CommandRun.objects.get(pk=command["run_id"]).status == RunStatus.COMPLETED
 
 
 def test_a_run_found_started_after_a_crash_is_reported_failed_not_run_again(make_agent, web):
