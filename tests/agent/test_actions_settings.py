@@ -72,6 +72,11 @@ def test_ssh_settings_go_to_the_drop_in_checked_by_sshd(sshd_root):
     if not sshd_root.host().systemd_running:
         # systemd is not PID 1 here: there is no sshd service to reload, and the agent says so.
         assert "sshd was not reloaded; the new settings apply when sshd next starts." in outcome.output
+        planned = run(sshd_root, {"values": {"ssh.password_auth": True}}, dry_run=True)
+        assert planned.output.endswith(
+            f"would not reload sshd: systemd is not the service manager here (PID 1 is {sshd_root.host().pid1()})"
+        )
+        assert "apply when sshd next starts" not in planned.output  # nothing was written
 
 
 def test_ssh_reload_is_systemctl_try_reload_or_restart_of_the_ssh_service(sshd_root):

@@ -283,10 +283,11 @@ def _verify_effective(ctx: Context, wanted: dict[str, str], restore: Undo) -> No
 
 def _reload_sshd(ctx: Context, restore: Undo) -> None:
     if not ctx.host.systemd_running:
-        ctx.note(
-            f"systemd is not the service manager here (PID 1 is {ctx.host.pid1()}): sshd was not reloaded; "
-            "the new settings apply when sshd next starts."
-        )
+        why = f"systemd is not the service manager here (PID 1 is {ctx.host.pid1()})"
+        if ctx.dry_run:
+            ctx.note(f"would not reload sshd: {why}")
+        else:
+            ctx.note(f"{why}: sshd was not reloaded; the new settings apply when sshd next starts.")
         return
     result = ctx.run(["systemctl", "try-reload-or-restart", "--", ctx.config.ssh_service], timeout=120, check=False)
     if not result.ok:
