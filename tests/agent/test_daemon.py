@@ -3,6 +3,7 @@ heartbeats of the scratch system's real state, commands carried out once, and pa
 
 import json
 import stat
+import sys
 import threading
 
 import pytest
@@ -16,6 +17,7 @@ from fleet.scopes import Scope
 from fleet.services import agent_credential_rotate, command_create, registration_token_create
 from tests.conftest import _serialize_shared_sqlite, _serve_like_production, wait_for
 
+from .conftest import ROOT
 from .forwarder import Forwarder
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -184,6 +186,26 @@ def test_a_revoked_credential_is_said_plainly_and_retried_slowly(make_agent):
         agent.heartbeat()
     assert refused.value.status == 401
     assert agent._on_panel_error(refused.value, Backoff(), False) == REFUSED_WAIT
+
+
+def test_the_development_agent_registers_again_when_the_panel_forgot_it(make_agent, scratch, panel):
+    """`make run AGENT=local` after `make clean`: the saved credential names a server the panel's new
+    database never had; without this the agent would wait for `register --force`."""
+    sys.path.insert(0, str(ROOT / "agent"))
+    import dev_agent
+
+    agent = make_agent()
+    agent.register()
+    directory = scratch.base / "state"
+    assert dev_agent.drop_refused_credential(directory, panel[0]) is False  # known: kept
+    assert (directory / "credential.json").exists()
+    Instance.objects.filter(name="web-01").delete()
+    assert dev_agent.drop_refused_credential(directory, panel[0]) is True
+    assert not (directory / "credential.json").exists()
+    again = make_agent()
+    assert again.load_registration() is None
+    again.register()
+    assert Instance.objects.filter(name="web-01").exists()
 
 
 def test_backoff_doubles_to_a_minute_with_jitter():
