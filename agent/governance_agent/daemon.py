@@ -290,7 +290,13 @@ class Agent:
     # --- the main loop -----------------------------------------------------------------------
 
     def start(self) -> Agent:
-        self.health = HealthServer(self.host).start()
+        try:
+            self.health = HealthServer(self.host).start()
+        except OSError as exc:  # the port is taken, the address is not this machine's...
+            raise AgentError(
+                f"cannot serve the health endpoint on {self.config.health_listen}: {exc.strerror or exc} "
+                "(another program listens there, or the address is not this machine's): change health.listen"
+            )
         logger.info("health endpoint on %s%s", self.config.health_listen.rpartition(":")[0], self.config.health_path)
         self._worker = threading.Thread(target=self._worker_loop, name="commands", daemon=True)
         self._worker.start()

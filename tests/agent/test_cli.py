@@ -2,6 +2,7 @@
 needs only requests; its commands, the example configuration and the systemd unit."""
 
 import json
+import socket
 import subprocess
 import sys
 from email.parser import Parser
@@ -104,6 +105,22 @@ def test_a_readable_configuration_holding_a_token_is_warned_about(installed, scr
     )
     config.chmod(0o600)
     assert "warning" not in agent_cli(installed, "status", "-c", str(config)).stderr
+
+
+def test_a_health_port_another_program_holds_is_said_plainly(installed, scratch):
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        config = scratch.base / "agent.toml"
+        config.write_text(
+            f'[panel]\nurl = "https://p.example.com"\nname = "w"\n[agent]\nstate_dir = "{scratch.base}/s"\n'
+            f'credential_file = "{scratch.base}/s/c.json"\n[health]\nlisten = "127.0.0.1:{port}"\n'
+        )
+        result = agent_cli(installed, "run", "-c", str(config))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert (
+        f"governance-agent: cannot serve the health endpoint on 127.0.0.1:{port}: Address already in use "
+        "(another program listens there, or the address is not this machine's): change health.listen"
+    ) in result.stderr
 
 
 def test_options_work_before_and_after_the_command():
