@@ -10,7 +10,7 @@ from email.parser import Parser
 from governance_agent.cli import _parser
 from governance_agent.config import load
 
-from .conftest import ROOT, agent_cli
+from .conftest import ROOT, agent_cli, require_tools
 
 PACKAGING = ROOT / "agent/packaging"
 
@@ -135,6 +135,19 @@ def test_the_example_configuration_is_valid_and_the_unit_runs_the_console_script
     unit = (PACKAGING / "governance-agent.service").read_text()
     assert "ExecStart=/usr/local/bin/governance-agent run" in unit
     assert "KillMode=process" in unit and "Restart=always" in unit
+
+
+def test_systemd_reads_the_unit_without_a_complaint(installed, tmp_path):
+    """systemd is not PID 1 here, but its own parser runs offline: `systemd-analyze verify` names every
+    unknown key or unparsable value (and a missing ExecStart program). ExecStart points at the
+    pip-installed console script, as the README's symlink does."""
+    require_tools("systemd-analyze")
+    script, _site, _env = installed
+    unit = tmp_path / "governance-agent.service"
+    text = (PACKAGING / "governance-agent.service").read_text()
+    unit.write_text(text.replace("/usr/local/bin/governance-agent", str(script)))
+    result = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, timeout=60)
+    assert (result.returncode, result.stdout + result.stderr) == (0, "")
 
 
 def test_the_development_launcher_writes_a_dry_run_configuration(tmp_path, monkeypatch):
