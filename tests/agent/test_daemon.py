@@ -7,6 +7,7 @@ import sys
 import threading
 
 import pytest
+from governance_agent import actions
 from governance_agent.daemon import REFUSED_WAIT, Agent, AgentError, Backoff
 from governance_agent.panel import PanelError, Unreachable
 from governance_agent.store import CredentialError
@@ -122,6 +123,17 @@ def test_a_command_delivered_twice_runs_once(make_agent, web):
     assert web.installed()["gov-web"] == "1.0-1"
     assert web.dpkg_log().count("upgrade gov-web:all 1.0-1 1.1-1") == 1
     assert CommandRun.objects.get(pk=command["run_id"]).status == RunStatus.COMPLETED
+
+
+def test_output_with_a_nul_byte_still_reaches_the_panel(make_agent):
+    """The panel refuses NUL in text; a maintainer script may print one. The result must not be lost."""
+    agent = make_agent()
+    agent.register()
+    command = deliver(agent, CommandType.INSTALL_APP, {"app": "gov-web"})
+    result = actions.Outcome("completed", "Setting up gov-web (1.0-1) ...\nhello\x00world", "").as_report()
+    agent._report_or_keep(command["run_id"], result)
+    run = CommandRun.objects.get(pk=command["run_id"])
+    assert run.status == RunStatus.COMPLETED and run.output.endswith("hello\ufffdworld")
 
 
 def test_a_run_found_started_after_a_crash_is_reported_failed_not_run_again(make_agent, web):
