@@ -123,6 +123,22 @@ def test_a_health_port_another_program_holds_is_said_plainly(installed, scratch)
     ) in result.stderr
 
 
+def test_run_refuses_a_credential_others_can_read_before_it_opens_the_health_port(installed, scratch):
+    config = scratch.base / "agent.toml"
+    config.write_text(
+        f'[panel]\nurl = "https://p.example.com"\nname = "w"\n[agent]\nstate_dir = "{scratch.base}/s"\n'
+        f'credential_file = "{scratch.base}/s/c.json"\n[health]\nlisten = "127.0.0.1:0"\n'
+    )
+    (scratch.base / "s").mkdir()
+    credential = scratch.base / "s/c.json"
+    credential.write_text('{"credential": "k.s"}')
+    credential.chmod(0o640)
+    result = agent_cli(installed, "run", "-c", str(config))
+    assert result.returncode == 1
+    assert f"{credential} is readable by others (mode 0640): run `chmod 600 {credential}`" in result.stderr
+    assert "health endpoint" not in result.stderr
+
+
 def test_options_work_before_and_after_the_command():
     assert _parser().parse_args(["--dry-run", "run"]).dry_run is True
     assert _parser().parse_args(["run", "--dry-run"]).dry_run is True
