@@ -228,6 +228,12 @@ class Agent:
             try:
                 if what == "commands":
                     for command in arg:
+                        if self.stopping.is_set():
+                            # Not started, not acknowledged: the panel delivers it again (after
+                            # COMMAND_REDELIVER_AFTER) to the agent that starts next, rather than this one
+                            # starting an apt-get that the stop would cut off half-way.
+                            logger.info("run %s not started: the agent is stopping", command.get("run_id"))
+                            continue
                         self.carry_out(command)
                 elif what == "refresh-lists":
                     self._refresh_lists()

@@ -5,6 +5,7 @@ import json
 import stat
 import sys
 import threading
+from datetime import timedelta
 
 import pytest
 from governance_agent import actions
@@ -134,6 +135,25 @@ def test_output_with_a_nul_byte_still_reaches_the_panel(make_agent):
     agent._report_or_keep(command["run_id"], result)
     run = CommandRun.objects.get(pk=command["run_id"])
     assert run.status == RunStatus.COMPLETED and run.output.endswith("hello\ufffdworld")
+
+
+def test_a_command_not_yet_started_when_the_agent_stops_runs_after_the_restart(make_agent, web):
+    agent = make_agent()
+    agent.register()
+    command = deliver(agent, CommandType.UPDATE_APP, {"app": "gov-web", "version": "1.1-1"})
+    agent.stopping.set()  # SIGTERM while the delivered batch waits for the worker
+    agent._work.put(("commands", [command]))
+    agent.stop()
+    assert agent.state.run(command["run_id"]) is None and web.installed()["gov-web"] == "1.0-1"
+    run = CommandRun.objects.get(pk=command["run_id"])
+    assert run.status == RunStatus.RUNNING and run.acknowledged_at is None  # the panel delivers it again
+    CommandRun.objects.filter(pk=run.pk).update(delivered_at=run.delivered_at - timedelta(minutes=5))
+    restarted = make_agent()
+    restarted.load_registration()
+    (again,) = restarted.panel.commands()
+    restarted.carry_out(again)
+    assert CommandRun.objects.get(pk=run.pk).status == RunStatus.COMPLETED
+    assert web.installed()["gov-web"] == "1.1-1"
 
 
 def test_a_run_found_started_after_a_crash_is_reported_failed_not_run_again(make_agent, web):
