@@ -8,11 +8,13 @@ Run as a script, its directory (agent/) is on sys.path, so the package needs no 
 """
 
 import argparse
+import json
 import re
 import socket
 import sys
 from pathlib import Path
 
+import requests
 from governance_agent.cli import main as agent_main
 
 
@@ -42,6 +44,28 @@ listen = "127.0.0.1:0"
     return config
 
 
+def drop_refused_credential(directory: Path, panel: str) -> bool:
+    """Forget the saved credential when the panel no longer knows it (`make clean` emptied its
+    database, or the server was deleted): the development agent then registers afresh instead of
+    waiting, as an installed agent does, for `register --force`. The question asked changes nothing:
+    a heartbeat naming no state (If-Match) is 401 for an unknown credential, 412 for a known one."""
+    path = directory / "credential.json"
+    try:
+        credential = json.loads(path.read_text())["credential"]
+        answer = requests.post(
+            f"{panel}/api/agent/heartbeat",
+            headers={"Authorization": f"Agent {credential}", "If-Match": '"-"', "Accept": "application/json"},
+            timeout=10,
+        )
+    except (OSError, ValueError, KeyError, TypeError, requests.RequestException):
+        return False
+    if answer.status_code != 401:
+        return False
+    path.unlink()
+    print(f"dev_agent: {panel} does not know the saved credential; registering again", file=sys.stderr)
+    return True
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--panel", default="http://127.0.0.1:8000")
@@ -50,6 +74,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     token = Path(args.token_file).read_text().strip()
     config = write_config(Path(args.dir).resolve(), args.panel, token)
+    drop_refused_credential(Path(args.dir).resolve(), args.panel)
     return agent_main(["--dry-run", "--insecure-dev", "-c", str(config), "run"])
 
 

@@ -117,6 +117,11 @@ def cmd_register(config, args) -> int:
 def cmd_run(config, args) -> int:
     lock = acquire_lock(config.state_dir)
     agent = Agent(config, dry_run=args.dry_run, insecure_dev=args.insecure_dev)
+    try:
+        agent.load_registration()  # a credential file others can read stops it before it listens
+    except CredentialError:
+        lock.close()
+        raise
 
     def on_signal(signum, frame):
         logging.getLogger("governance_agent").info("stopping (signal %s)", signum)

@@ -228,6 +228,12 @@ class Agent:
             try:
                 if what == "commands":
                     for command in arg:
+                        if self.stopping.is_set():
+                            # Not started, not acknowledged: the panel delivers it again (after
+                            # COMMAND_REDELIVER_AFTER) to the agent that starts next, rather than this one
+                            # starting an apt-get that the stop would cut off half-way.
+                            logger.info("run %s not started: the agent is stopping", command.get("run_id"))
+                            continue
                         self.carry_out(command)
                 elif what == "refresh-lists":
                     self._refresh_lists()
@@ -290,7 +296,13 @@ class Agent:
     # --- the main loop -----------------------------------------------------------------------
 
     def start(self) -> Agent:
-        self.health = HealthServer(self.host).start()
+        try:
+            self.health = HealthServer(self.host).start()
+        except OSError as exc:  # the port is taken, the address is not this machine's...
+            raise AgentError(
+                f"cannot serve the health endpoint on {self.config.health_listen}: {exc.strerror or exc} "
+                "(another program listens there, or the address is not this machine's): change health.listen"
+            )
         logger.info("health endpoint on %s%s", self.config.health_listen.rpartition(":")[0], self.config.health_path)
         self._worker = threading.Thread(target=self._worker_loop, name="commands", daemon=True)
         self._worker.start()

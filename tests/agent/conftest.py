@@ -28,6 +28,28 @@ FIXTURES = Path(__file__).parent / "fixtures"
 HOST_DPKG_STATUS = Path("/var/lib/dpkg/status")
 
 
+def run_unshared(unshare: list[str], script: str, *args: str, prelude: str = "") -> str:
+    """Run the Python `script` in new namespaces (`unshare --net`, `--mount`...), agent/ as its argv[1]
+    and `args` after it; returns its stdout. What it changes there (net.* kernel parameters, a tmpfs
+    mounted by the shell `prelude`) belongs to that namespace alone, never to the machine."""
+    require_tools("unshare")
+    probe = subprocess.run(["unshare", *unshare, "true"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        message = f"unshare {' '.join(unshare)} is not permitted here ({probe.stderr.strip()})"
+        pytest.fail(message) if IN_CI else pytest.skip(message)
+    inner = [sys.executable, "-c", script, str(ROOT / "agent"), *args]
+    shell = ["sh", "-c", f'{prelude} && exec "$@"', "sh"] if prelude else []
+    out = subprocess.run(
+        ["unshare", *unshare, *shell, *inner],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": ""},
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
 def fixture_text(name: str) -> str:
     return (FIXTURES / name).read_text()
 
@@ -165,6 +187,10 @@ class ScratchSystem:
 
     def config(self, **tables):
         """An agent Config for this root (panel on a closed port unless given), merged with `tables`."""
+        return from_dict(self.config_data(**tables), insecure_dev=True)
+
+    def config_data(self, **tables) -> dict:
+        """The configuration `config` reads, as the TOML tables (for an agent in another process)."""
         data = {
             "panel": {"url": "http://127.0.0.1:9", "name": "scratch"},
             "agent": {
@@ -178,7 +204,7 @@ class ScratchSystem:
         }
         for table, values in tables.items():
             data.setdefault(table, {}).update(values)
-        return from_dict(data, insecure_dev=True)
+        return data
 
     def host(self, **tables) -> Host:
         return Host.from_config(self.config(**tables))

@@ -3,6 +3,7 @@ of packages built with dpkg-deb (the machine's own packages are never touched: s
 
 import pytest
 from governance_agent import actions
+from governance_agent.system import Host
 
 
 @pytest.fixture
@@ -162,6 +163,43 @@ def test_bad_names_never_reach_apt_and_unknown_kinds_fail_with_the_reason(repo):
     assert outcome.output == ""
     unknown = run(repo, "reboot", {})
     assert unknown.status == "failed" and unknown.error == "This agent does not handle the command kind 'reboot'."
+
+
+def recording_host(scratch, asked: list) -> Host:
+    """The scratch host, with every argument list it runs appended to `asked`."""
+
+    class Recording(Host):
+        def run(self, argv, **kwargs):
+            asked.append(list(argv))
+            return super().run(argv, **kwargs)
+
+    return Recording.from_config(scratch.config())
+
+
+HOSTILE_NAMES = ["gov-web; rm -rf /", "$(reboot)", "`id`", "gov-web other", "gov-web\n", "gov-web|cat", "../x", "-o"]
+
+
+@pytest.mark.parametrize("kind", ["install_app", "update_app", "uninstall_app", "restart_app"])
+def test_a_name_with_shell_or_option_characters_is_refused_before_any_tool_runs(repo, kind):
+    """No shell ever sees a name (every tool gets an argument list), and a name that is not a Debian
+    package name does not reach apt at all: not even as one argument after `--`."""
+    asked = []
+    host = recording_host(repo, asked)
+    for name in HOSTILE_NAMES:
+        outcome = actions.execute(host, repo.state(), kind, {"app": name, "version": "1.0-1"})
+        assert outcome.status == "failed" and outcome.error == f"'{name}' is not a Debian package name."
+        assert outcome.output == ""
+    bad_version = actions.execute(host, repo.state(), "install_app", {"app": "gov-web", "version": "1.0-1 --reinstall"})
+    assert bad_version.error == "'1.0-1 --reinstall' is not a Debian package version."
+    assert asked == [] and repo.installed() == {} and repo.dpkg_log() == ""
+
+
+def test_the_package_is_one_argument_after_the_end_of_options(repo):
+    asked = []
+    outcome = actions.execute(recording_host(repo, asked), repo.state(), "install_app", {"app": "gov-web"})
+    assert outcome.status == "completed", outcome.error
+    (install,) = [argv for argv in asked if argv[:2] == ["apt-get", "install"]]
+    assert install[-2:] == ["--", "gov-web"]
 
 
 def test_an_install_waits_for_dpkgs_lock_instead_of_failing(repo):

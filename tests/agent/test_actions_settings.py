@@ -2,16 +2,14 @@
 private network namespace's kernel parameters (never the machine's), apt-config, and the managed file."""
 
 import json
-import os
 import subprocess
-import sys
 
 import pytest
 from governance_agent import actions
 from governance_agent.sources import Collector
 from governance_agent.system import Host
 
-from .conftest import IN_CI, ROOT, require_tools
+from .conftest import require_tools, run_unshared
 
 
 def run(scratch, params, *, host=None, dry_run=False):
@@ -74,6 +72,11 @@ def test_ssh_settings_go_to_the_drop_in_checked_by_sshd(sshd_root):
     if not sshd_root.host().systemd_running:
         # systemd is not PID 1 here: there is no sshd service to reload, and the agent says so.
         assert "sshd was not reloaded; the new settings apply when sshd next starts." in outcome.output
+        planned = run(sshd_root, {"values": {"ssh.password_auth": True}}, dry_run=True)
+        assert planned.output.endswith(
+            f"would not reload sshd: systemd is not the service manager here (PID 1 is {sshd_root.host().pid1()})"
+        )
+        assert "apply when sshd next starts" not in planned.output  # nothing was written
 
 
 def test_ssh_reload_is_systemctl_try_reload_or_restart_of_the_ssh_service(sshd_root):
@@ -109,10 +112,65 @@ def test_a_setting_an_earlier_file_overrides_is_reported_and_restored(sshd_root)
     assert dropin(sshd_root) is None
 
 
+def test_match_and_include_are_refused_as_they_are_not_settings(sshd_root):
+    """`Match User nobody` in the drop-in would make the keywords sorted after it apply to nobody only."""
+    outcome = run(sshd_root, {"values": {"ssh.match": "User nobody", "ssh.password_auth": True}})
+    assert outcome.status == "failed"
+    assert (
+        outcome.error == "Nothing was changed: ssh.match: Match is sshd_config structure, not a setting the agent sets"
+    )
+    include = run(sshd_root, {"values": {"ssh.include": "/etc/ssh/other.conf"}})
+    assert include.error.endswith("ssh.include: Include is sshd_config structure, not a setting the agent sets")
+    assert dropin(sshd_root) is None
+
+
 def test_a_failing_handler_undoes_the_rest_of_the_same_command(sshd_root):
     outcome = run(sshd_root, {"values": {"app.colour": "red", "ssh.password_auth": "maybe"}})
     assert outcome.status == "failed" and "(the managed changes of this command were undone)" in outcome.error
     assert managed(sshd_root) == {}
+
+
+PRIVSEP_SCRIPT = """
+import json, os, sys
+sys.path.insert(0, sys.argv[1])
+from governance_agent import actions
+from governance_agent.config import from_dict
+from governance_agent.sources import sshd
+from governance_agent.store import State
+from governance_agent.system import Host
+config = from_dict(json.loads(sys.argv[2]), insecure_dev=True)
+host = Host.from_config(config)
+result = {"missing_before": not os.path.exists("/run/sshd")}
+if sys.argv[3] == "report":
+    result["settings"] = sshd.collect(host)
+else:
+    outcome = actions.execute(host, State(config.state_file), "set_config", {"values": {"ssh.password_auth": False}})
+    result.update(status=outcome.status, error=outcome.error)
+result["mode"] = oct(os.stat("/run/sshd").st_mode & 0o7777) if os.path.isdir("/run/sshd") else None
+print(json.dumps(result))
+"""
+
+
+@pytest.mark.parametrize("step", ["report", "set_config"])
+def test_sshd_is_asked_where_its_privilege_separation_directory_is_gone(sshd_root, step):
+    """systemd removes /run/sshd when ssh.service stops (and /run is empty after a boot, before a
+    socket-activated sshd first starts); `sshd -T` and `sshd -t` then refuse to run. The agent makes
+    the directory as Debian's init script does. In a private mount namespace with an empty /run:
+    the machine's own /run/sshd is never touched."""
+    out = run_unshared(
+        ["--mount", "--propagation", "private"],
+        PRIVSEP_SCRIPT,
+        json.dumps(sshd_root.config_data()),
+        step,
+        prelude="mount -t tmpfs tmpfs /run",
+    )
+    result = json.loads(out)
+    assert result["missing_before"] is True
+    if step == "report":
+        assert result["settings"]["ssh.password_auth"] is True
+    else:
+        assert result["status"] == "completed", result["error"]
+    assert result["mode"] == "0o755"
 
 
 # --- sysctl, in a private network namespace ------------------------------------------------------
@@ -138,35 +196,9 @@ print(json.dumps(results))
 
 def sysctl_in_netns(scratch, steps: list[dict]) -> list[dict]:
     """Run set_config steps in a new network namespace: net.* parameters there belong to it alone."""
-    require_tools("unshare", "sysctl")
-    probe = subprocess.run(["unshare", "--net", "true"], capture_output=True, text=True)
-    if probe.returncode != 0:
-        message = f"unshare --net is not permitted here ({probe.stderr.strip()})"
-        pytest.fail(message) if IN_CI else pytest.skip(message)
-    config = {
-        "panel": {"url": "http://127.0.0.1:9", "name": "scratch"},
-        "agent": {"state_dir": str(scratch.base / "state"), "managed_settings_file": str(scratch.base / "m.json")},
-        "health": {"listen": "127.0.0.1:0"},
-        "system": {"root": str(scratch.root), "apt_config": str(scratch.apt_config)},
-    }
-    out = subprocess.run(
-        [
-            "unshare",
-            "--net",
-            sys.executable,
-            "-c",
-            SYSCTL_SCRIPT,
-            str(ROOT / "agent"),
-            json.dumps(config),
-            json.dumps(steps),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "PYTHONPATH": ""},
-    )
-    assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout)
+    require_tools("sysctl")
+    config = scratch.config_data()
+    return json.loads(run_unshared(["--net"], SYSCTL_SCRIPT, json.dumps(config), json.dumps(steps)))
 
 
 def test_sysctl_values_are_written_applied_and_restored_on_unset(scratch):

@@ -2,6 +2,7 @@
 needs only requests; its commands, the example configuration and the systemd unit."""
 
 import json
+import socket
 import subprocess
 import sys
 from email.parser import Parser
@@ -9,7 +10,7 @@ from email.parser import Parser
 from governance_agent.cli import _parser
 from governance_agent.config import load
 
-from .conftest import ROOT, agent_cli
+from .conftest import ROOT, agent_cli, require_tools
 
 PACKAGING = ROOT / "agent/packaging"
 
@@ -106,6 +107,38 @@ def test_a_readable_configuration_holding_a_token_is_warned_about(installed, scr
     assert "warning" not in agent_cli(installed, "status", "-c", str(config)).stderr
 
 
+def test_a_health_port_another_program_holds_is_said_plainly(installed, scratch):
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        config = scratch.base / "agent.toml"
+        config.write_text(
+            f'[panel]\nurl = "https://p.example.com"\nname = "w"\n[agent]\nstate_dir = "{scratch.base}/s"\n'
+            f'credential_file = "{scratch.base}/s/c.json"\n[health]\nlisten = "127.0.0.1:{port}"\n'
+        )
+        result = agent_cli(installed, "run", "-c", str(config))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert (
+        f"governance-agent: cannot serve the health endpoint on 127.0.0.1:{port}: Address already in use "
+        "(another program listens there, or the address is not this machine's): change health.listen"
+    ) in result.stderr
+
+
+def test_run_refuses_a_credential_others_can_read_before_it_opens_the_health_port(installed, scratch):
+    config = scratch.base / "agent.toml"
+    config.write_text(
+        f'[panel]\nurl = "https://p.example.com"\nname = "w"\n[agent]\nstate_dir = "{scratch.base}/s"\n'
+        f'credential_file = "{scratch.base}/s/c.json"\n[health]\nlisten = "127.0.0.1:0"\n'
+    )
+    (scratch.base / "s").mkdir()
+    credential = scratch.base / "s/c.json"
+    credential.write_text('{"credential": "k.s"}')
+    credential.chmod(0o640)
+    result = agent_cli(installed, "run", "-c", str(config))
+    assert result.returncode == 1
+    assert f"{credential} is readable by others (mode 0640): run `chmod 600 {credential}`" in result.stderr
+    assert "health endpoint" not in result.stderr
+
+
 def test_options_work_before_and_after_the_command():
     assert _parser().parse_args(["--dry-run", "run"]).dry_run is True
     assert _parser().parse_args(["run", "--dry-run"]).dry_run is True
@@ -118,6 +151,19 @@ def test_the_example_configuration_is_valid_and_the_unit_runs_the_console_script
     unit = (PACKAGING / "governance-agent.service").read_text()
     assert "ExecStart=/usr/local/bin/governance-agent run" in unit
     assert "KillMode=process" in unit and "Restart=always" in unit
+
+
+def test_systemd_reads_the_unit_without_a_complaint(installed, tmp_path):
+    """systemd is not PID 1 here, but its own parser runs offline: `systemd-analyze verify` names every
+    unknown key or unparsable value (and a missing ExecStart program). ExecStart points at the
+    pip-installed console script, as the README's symlink does."""
+    require_tools("systemd-analyze")
+    script, _site, _env = installed
+    unit = tmp_path / "governance-agent.service"
+    text = (PACKAGING / "governance-agent.service").read_text()
+    unit.write_text(text.replace("/usr/local/bin/governance-agent", str(script)))
+    result = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, timeout=60)
+    assert (result.returncode, result.stdout + result.stderr) == (0, "")
 
 
 def test_the_development_launcher_writes_a_dry_run_configuration(tmp_path, monkeypatch):

@@ -3,9 +3,12 @@ heartbeats of the scratch system's real state, commands carried out once, and pa
 
 import json
 import stat
+import sys
 import threading
+from datetime import timedelta
 
 import pytest
+from governance_agent import actions
 from governance_agent.daemon import REFUSED_WAIT, Agent, AgentError, Backoff
 from governance_agent.panel import PanelError, Unreachable
 from governance_agent.store import CredentialError
@@ -16,6 +19,7 @@ from fleet.scopes import Scope
 from fleet.services import agent_credential_rotate, command_create, registration_token_create
 from tests.conftest import _serialize_shared_sqlite, _serve_like_production, wait_for
 
+from .conftest import ROOT
 from .forwarder import Forwarder
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -112,6 +116,44 @@ def test_a_command_delivered_twice_runs_once(make_agent, web):
     agent.carry_out(command)  # the same run again (a retry after a lost reply)
     assert web.dpkg_log().count("upgrade gov-web:all 1.0-1 1.1-1") == 1
     assert agent.state.unreported() == []
+    web.apt("install", "-y", "--allow-downgrades", "gov-web=1.0-1")  # rolled back by hand; the agent restarts
+    agent.stop()
+    restarted = make_agent()  # a new process: what it knows comes from the state file
+    restarted.load_registration()
+    restarted.carry_out(command)
+    assert web.installed()["gov-web"] == "1.0-1"
+    assert web.dpkg_log().count("upgrade gov-web:all 1.0-1 1.1-1") == 1
+    assert CommandRun.objects.get(pk=command["run_id"]).status == RunStatus.COMPLETED
+
+
+def test_output_with_a_nul_byte_still_reaches_the_panel(make_agent):
+    """The panel refuses NUL in text; a maintainer script may print one. The result must not be lost."""
+    agent = make_agent()
+    agent.register()
+    command = deliver(agent, CommandType.INSTALL_APP, {"app": "gov-web"})
+    result = actions.Outcome("completed", "Setting up gov-web (1.0-1) ...\nhello\x00world", "").as_report()
+    agent._report_or_keep(command["run_id"], result)
+    run = CommandRun.objects.get(pk=command["run_id"])
+    assert run.status == RunStatus.COMPLETED and run.output.endswith("hello\ufffdworld")
+
+
+def test_a_command_not_yet_started_when_the_agent_stops_runs_after_the_restart(make_agent, web):
+    agent = make_agent()
+    agent.register()
+    command = deliver(agent, CommandType.UPDATE_APP, {"app": "gov-web", "version": "1.1-1"})
+    agent.stopping.set()  # SIGTERM while the delivered batch waits for the worker
+    agent._work.put(("commands", [command]))
+    agent.stop()
+    assert agent.state.run(command["run_id"]) is None and web.installed()["gov-web"] == "1.0-1"
+    run = CommandRun.objects.get(pk=command["run_id"])
+    assert run.status == RunStatus.RUNNING and run.acknowledged_at is None  # the panel delivers it again
+    CommandRun.objects.filter(pk=run.pk).update(delivered_at=run.delivered_at - timedelta(minutes=5))
+    restarted = make_agent()
+    restarted.load_registration()
+    (again,) = restarted.panel.commands()
+    restarted.carry_out(again)
+    assert CommandRun.objects.get(pk=run.pk).status == RunStatus.COMPLETED
+    assert web.installed()["gov-web"] == "1.1-1"
 
 
 def test_a_run_found_started_after_a_crash_is_reported_failed_not_run_again(make_agent, web):
@@ -176,6 +218,26 @@ def test_a_revoked_credential_is_said_plainly_and_retried_slowly(make_agent):
         agent.heartbeat()
     assert refused.value.status == 401
     assert agent._on_panel_error(refused.value, Backoff(), False) == REFUSED_WAIT
+
+
+def test_the_development_agent_registers_again_when_the_panel_forgot_it(make_agent, scratch, panel):
+    """`make run AGENT=local` after `make clean`: the saved credential names a server the panel's new
+    database never had; without this the agent would wait for `register --force`."""
+    sys.path.insert(0, str(ROOT / "agent"))
+    import dev_agent
+
+    agent = make_agent()
+    agent.register()
+    directory = scratch.base / "state"
+    assert dev_agent.drop_refused_credential(directory, panel[0]) is False  # known: kept
+    assert (directory / "credential.json").exists()
+    Instance.objects.filter(name="web-01").delete()
+    assert dev_agent.drop_refused_credential(directory, panel[0]) is True
+    assert not (directory / "credential.json").exists()
+    again = make_agent()
+    assert again.load_registration() is None
+    again.register()
+    assert Instance.objects.filter(name="web-01").exists()
 
 
 def test_backoff_doubles_to_a_minute_with_jitter():

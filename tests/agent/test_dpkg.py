@@ -1,6 +1,6 @@
 """Installed packages from `dpkg-query -W`, on captured Debian 12 and written Ubuntu 24.04 output."""
 
-from governance_agent.sources import dpkg
+from governance_agent.sources import Collector, dpkg
 
 from .conftest import fixture_text
 
@@ -50,3 +50,18 @@ def test_installed_reads_the_configured_dpkg_database(scratch):
     scratch.install("gov-tool")
     packages = dpkg.installed(scratch.host())
     assert packages == {"gov-tool": {"version": "2.0-1", "full_version": "1:2.0-1", "arch": "all"}}
+
+
+def test_when_dpkg_cannot_answer_the_last_good_packages_are_reported_not_none(scratch):
+    """An empty app list would tell the panel every package was removed. dpkg-query fails for real here
+    (its status file is garbage), after a restart: the value comes from the state file."""
+    scratch.package("gov-tool", "2.0-1")
+    scratch.install("gov-tool")
+    state = scratch.state()
+    Collector(scratch.host(report={"updates": False}), state).collect()
+    state.save()
+    (scratch.root / "var/lib/dpkg/status").write_text("this is not\na dpkg status file\n")
+    report = Collector(scratch.host(report={"updates": False}), scratch.state()).collect()
+    assert report.payload["apps"] == [{"name": "gov-tool", "running": True, "version": "2.0-1"}]
+    (problem,) = [p for p in report.problems if p.startswith("packages: ")]
+    assert problem.startswith("packages: dpkg-query: exit status 2: ")

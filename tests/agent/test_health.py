@@ -118,10 +118,12 @@ def test_a_failing_check_is_503_and_the_body_says_which_and_why(health, local):
 
 def test_a_hanging_check_fails_within_the_timeout(health, local):
     slow = local(hang=3)
-    started = time.monotonic()
-    response = requests.get(health([{"type": "http", "url": slow.url, "name": "slow"}], timeout=0.5), timeout=5)
-    assert time.monotonic() - started < 1.9  # below the panel's default probe timeout of 2 s
+    url = health([{"type": "http", "url": slow.url, "name": "slow"}], timeout=0.5)
+    response = requests.get(url, timeout=5)
     assert response.status_code == 503 and response.json()["failed"] == "slow: no answer within 0.5 s"
+    # The panel's prober (its default 2 s timeout) gets the agent's answer, not a timeout of its own.
+    result = probe(url, timeout=2)
+    assert not result.healthy and result.reason == "HTTP 503"
 
 
 def test_a_systemd_check_where_systemd_is_not_pid_1_fails_saying_so(health, scratch):

@@ -43,6 +43,24 @@ def test_a_pinned_fingerprint_accepts_exactly_that_certificate(https, certs, tmp
         panel_for(https.url, fingerprint=other.fingerprint).commands()
 
 
+def test_neither_the_token_nor_the_credential_leaves_before_the_certificate_is_accepted(https, certs, tmp_path):
+    """The pin (and the CA) are checked in the TLS handshake, before any byte of a request is sent."""
+    other = make_certs(tmp_path / "other")
+    for options in ({"fingerprint": other.fingerprint}, {"ca_bundle": str(other.ca)}, {}):
+        panel = panel_for(https.url, **options)
+        with pytest.raises(Unreachable, match="TLS verification of"):
+            panel.register(token="reg_id_SECRET", name="web-01", hostname="web-01", address="", os_version="12")
+        with pytest.raises(Unreachable, match="TLS verification of"):
+            panel.commands()
+    assert https.requests == []
+    panel = panel_for(https.url, fingerprint=certs.fingerprint)
+    panel.register(token="reg_id_SECRET", name="web-01", hostname="web-01", address="", os_version="12")
+    panel.commands()
+    (register, commands) = https.requests
+    assert register[:3] == ("POST", "/api/agent/register", None) and '"token": "reg_id_SECRET"' in register[3]
+    assert commands[:3] == ("GET", "/api/agent/commands", "Agent k.s")
+
+
 def test_plain_http_is_refused_unless_insecure_dev():
     with pytest.raises(ConfigError) as refused:
         from_dict({"panel": {"url": "http://panel.example.com", "name": "t"}})

@@ -2,7 +2,8 @@
 machine the Debian samples were captured on), and what happens where systemd cannot answer."""
 
 import pytest
-from governance_agent.sources import systemd
+from governance_agent.sources import Collector, systemd
+from governance_agent.system import Host, Result
 
 from .conftest import fixture_text
 
@@ -49,3 +50,37 @@ def test_without_systemd_as_pid_1_no_running_state_is_claimed(scratch):
     # What systemctl answers here (captured): it cannot operate, so the source does not ask it.
     assert "has not been booted with systemd" in fixture_text("debian12/systemctl-no-systemd.txt")
     assert systemd.running_states(host, ["cron", "nginx"]) == {}
+
+
+def test_where_systemd_runs_the_apps_running_state_comes_from_systemctl_show(scratch):
+    """systemd cannot run in CI: the systemctl commands the agent would run, answered with systemd 252's
+    output, and the apps' `running` the panel would get. dpkg-query runs for real in the scratch root."""
+    for name in ("cron", "redis-server", "openssh-server", "systemd-timesyncd", "gov-lib"):
+        scratch.package(name, "1.0")
+    scratch.install("cron", "redis-server", "openssh-server", "systemd-timesyncd", "gov-lib")
+    asked = []
+
+    class SystemdHost(Host):
+        systemd_running = True
+
+        def run(self, argv, **kwargs):
+            if argv[0] != "systemctl":
+                return super().run(argv, **kwargs)
+            asked.append(list(argv))
+            answer = "list-unit-files.txt" if argv[1] == "list-unit-files" else "show.txt"
+            return Result(tuple(argv), 0, fixture_text(f"debian12/systemctl-{answer}"))
+
+    host = SystemdHost.from_config(scratch.config(report={"units": {"openssh-server": "sshd"}, "updates": False}))
+    apps = Collector(host, scratch.state()).collect().payload["apps"]
+    assert asked == [
+        ["systemctl", "list-unit-files", "--type=service", "--no-legend", "--no-pager"],
+        ["systemctl", "show", "-p", "Id,LoadState,ActiveState,SubState", "--"]
+        + ["cron.service", "redis-server.service", "sshd.service", "systemd-timesyncd.service"],
+    ]
+    assert {a["name"]: a["running"] for a in apps} == {
+        "cron": True,
+        "gov-lib": True,  # no unit: nothing to stop
+        "openssh-server": True,  # through the sshd.service alias of ssh.service
+        "redis-server": False,  # inactive
+        "systemd-timesyncd": True,  # reloading
+    }

@@ -74,17 +74,25 @@ def make_certs(directory: Path) -> Certs:
 
 
 class HTTPSServer:
-    """Answers every request with 200 and the path it was asked, over TLS with `certs`."""
+    """Answers every request with 200 and the path it was asked, over TLS with `certs`. `requests`
+    records what reached it: (method, path, Authorization header, body)."""
 
     def __init__(self, certs: Certs):
+        received = self.requests = []
+
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self):  # noqa: N802
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length).decode() if length else ""
+                received.append((self.command, self.path, self.headers.get("Authorization"), body))
                 body = json.dumps({"commands": [], "path": self.path}).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
+
+            do_POST = do_GET  # noqa: N815
 
             def log_message(self, *args):
                 pass

@@ -34,7 +34,14 @@ class Outcome:
     error: str = ""
 
     def as_report(self) -> dict:
-        return {"status": self.status, "output": self.output[-20000:], "error": self.error[:5000]}
+        """What the panel takes (fleet/agent/serializers.py RunReportSerializer): at most 20,000 characters
+        of output and 5,000 of error, and no NUL (refused there, which would lose the result: a
+        maintainer script can print one)."""
+        return {
+            "status": self.status,
+            "output": self.output.replace("\x00", "\ufffd")[-20000:],
+            "error": self.error.replace("\x00", "\ufffd")[:5000],
+        }
 
 
 @dataclass

@@ -25,6 +25,9 @@ from . import CommandFailed, Context
 
 SYSCTL_KEY = re.compile(r"^[a-z0-9_\-]+(\.[A-Za-z0-9_\-]+)+\Z")
 SSH_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}\Z")
+# Not settings but structure: a Match line makes every line after it in the drop-in conditional (our
+# keywords are written sorted, so which ones would depend on their names), Include reads another file.
+SSH_STRUCTURE = ("match", "include")
 SAFE_TEXT = re.compile(r"^[^\x00-\x1f\x7f#\"\\]{1,512}\Z")
 HEADER = "Managed by governance-agent: the panel's {what}. Changes made here are overwritten."
 Undo = Callable[[], None]
@@ -94,6 +97,8 @@ def _check(groups: dict) -> list[str]:
                 problems.append(f"{key}: not a kernel parameter name such as sysctl.net.ipv4.ip_forward")
             elif prefix == "ssh" and not SSH_NAME.match(key[4:]):
                 problems.append(f"{key}: not an sshd setting such as ssh.password_auth or ssh.maxstartups")
+            elif prefix == "ssh" and key[4:] in SSH_STRUCTURE:
+                problems.append(f"{key}: {key[4:].capitalize()} is sshd_config structure, not a setting the agent sets")
             elif prefix == "unattended_upgrades" and key != unattended.KEY:
                 problems.append(f"{key}: the only unattended_upgrades setting is {unattended.KEY}")
         for key, value in set_.items():
@@ -251,6 +256,7 @@ def apply_ssh(ctx: Context, set_: dict, drop: list) -> Undo:
     def restore():
         ctx.write(path, old)
 
+    sshd_source.ensure_privsep_dir()
     check = ctx.run(["sshd", "-t", "-f", config], timeout=30, check=False)
     if not check.ok:
         restore()
@@ -277,10 +283,11 @@ def _verify_effective(ctx: Context, wanted: dict[str, str], restore: Undo) -> No
 
 def _reload_sshd(ctx: Context, restore: Undo) -> None:
     if not ctx.host.systemd_running:
-        ctx.note(
-            f"systemd is not the service manager here (PID 1 is {ctx.host.pid1()}): sshd was not reloaded; "
-            "the new settings apply when sshd next starts."
-        )
+        why = f"systemd is not the service manager here (PID 1 is {ctx.host.pid1()})"
+        if ctx.dry_run:
+            ctx.note(f"would not reload sshd: {why}")
+        else:
+            ctx.note(f"{why}: sshd was not reloaded; the new settings apply when sshd next starts.")
         return
     result = ctx.run(["systemctl", "try-reload-or-restart", "--", ctx.config.ssh_service], timeout=120, check=False)
     if not result.ok:

@@ -35,6 +35,9 @@ FRIENDLY = {
 BY_KEYWORD = {keyword.lower(): friendly for friendly, keyword in FRIENDLY.items()}
 # sshd -T prints the old spelling of PermitRootLogin's middle value.
 SYNONYMS = {("permitrootlogin", "without-password"): "prohibit-password"}
+# sshd's privilege separation directory, compiled in (Debian and Ubuntu: /run/sshd). `sshd -T` and
+# `sshd -t` refuse to run without it ("Missing privilege separation directory").
+PRIVSEP_DIR = "/run/sshd"
 
 
 def parse_effective(text: str) -> dict[str, str]:
@@ -87,7 +90,25 @@ def managed_keywords(dropin_text: str | None) -> list[str]:
     return keywords
 
 
+def ensure_privsep_dir(path: str = PRIVSEP_DIR) -> None:
+    """Create sshd's empty privilege separation directory (root, 0755) when it is missing.
+
+    ssh.service makes it on start (RuntimeDirectory=sshd) and systemd removes it when sshd stops;
+    /run is emptied at boot. So on a server whose sshd is stopped, socket-activated and not yet
+    started, or freshly booted, `sshd -T` and `sshd -t` would fail. Debian's /etc/init.d/ssh creates
+    it the same way before it runs `sshd -t` (check_privsep_dir). It is an empty directory in a tmpfs:
+    no configuration changes, so a dry run does it too. Not permitted (not root): sshd says why."""
+    if os.path.isdir(path):
+        return
+    try:
+        os.makedirs(path, mode=0o755, exist_ok=True)
+        os.chmod(path, 0o755)  # noqa: S103 - what sshd requires: root-owned, not group- or world-writable
+    except OSError:
+        pass
+
+
 def effective(host) -> dict[str, str]:
+    ensure_privsep_dir()
     result = host.run(["sshd", "-T", "-f", host.config.sshd_config], timeout=20)
     if not result.ok:
         raise SourceError(f"sshd -T: {result.why()}")
