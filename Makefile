@@ -44,4 +44,4 @@ fuzz: venv
 	$(BIN)/python tests/hardening/fuzz.py --examples $(or $(EXAMPLES),100)
 
 clean:
-	rm -rf var/celery var/db.sqlite3 staticfiles
+	rm -rf var/celery var/db.sqlite3 var/agent staticfiles
