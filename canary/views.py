@@ -4,7 +4,6 @@ from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.generic import FormView, ListView, TemplateView, View
 
-from common.choices import Role
 from common.exceptions import ApplicationError, UpgradeRequired
 from common.tables import TableListMixin
 from common.views import RoleRequiredMixin, ServiceFormMixin, add_service_errors
@@ -25,7 +24,7 @@ class CanaryViewMixin(RoleRequiredMixin):
     downgrade nothing is left running that nobody may see or stop. Starting and moving on do."""
 
     license_feature = services.FEATURE
-    write_role = Role.OPERATOR
+    write_role = services.ACT_ROLE
 
     def licensed(self) -> UpgradeRequired | None:
         try:
@@ -86,7 +85,7 @@ class CanaryListView(TableListMixin, CanaryViewMixin, ListView):
 class CanaryCreateView(LicensedCanaryViewMixin, ServiceFormMixin, FormView):
     template_name = "canary/create.html"
     form_class = CanaryForm
-    required_role = Role.OPERATOR
+    required_role = services.ACT_ROLE
 
     def form_valid(self, form):
         try:
@@ -106,7 +105,7 @@ class CanaryPreviewView(LicensedCanaryViewMixin, TemplateView):
     probes only when the person asks ("Check health now", `probe=1`), never on keystrokes."""
 
     template_name = "canary/_preview.html"
-    required_role = Role.OPERATOR
+    required_role = services.ACT_ROLE
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)

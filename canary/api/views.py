@@ -4,7 +4,6 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
-from common.choices import Role
 from fleet.choices import ScopeKind
 from fleet.licensing import plan_allows
 from fleet.licensing_store import current_license_status, require_feature
@@ -40,7 +39,7 @@ def _licensed() -> bool:
 class CanaryViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Canary deployments: create, list, status with health metrics, every poll, and the actions."""
 
-    write_role = Role.OPERATOR
+    write_role = services.ACT_ROLE
     queryset = selectors.canary_list()
     serializer_class = CanaryListSerializer
     filterset_fields = ["phase"]

@@ -2,9 +2,13 @@
 
 from django.conf import settings
 
+from common.choices import Role
 from fleet.choices import RunStatus
 
 FEATURE = "canary_deployments"
+# Who may act on a deployment (create, promote, roll back, approve, pause, resume): the HTML views and the
+# API check it, and an approval wait notifies everyone holding it.
+ACT_ROLE = Role.OPERATOR
 FINISHED = (RunStatus.COMPLETED, RunStatus.FAILED)
 
 
