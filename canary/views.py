@@ -4,11 +4,11 @@ from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.generic import FormView, ListView, TemplateView, View
 
-from common.exceptions import ApplicationError, UpgradeRequired
+from common.exceptions import ApplicationError
 from common.tables import TableListMixin
 from common.views import RoleRequiredMixin, ServiceFormMixin, add_service_errors
 from fleet.choices import FINISHED_RUN_STATUSES
-from fleet.licensing_store import require_feature
+from fleet.licensing_store import feature_refusal
 from fleet.mixins import FeatureRequiredMixin
 
 from . import evaluation, selectors, services
@@ -23,15 +23,7 @@ class CanaryViewMixin(RoleRequiredMixin):
     """Reading a deployment, and stopping one (rollback, pause), never needs the license: after a
     downgrade nothing is left running that nobody may see or stop. Starting and moving on do."""
 
-    license_feature = services.FEATURE
     write_role = services.ACT_ROLE
-
-    def licensed(self) -> UpgradeRequired | None:
-        try:
-            require_feature(self.license_feature)
-        except UpgradeRequired as exc:
-            return exc
-        return None
 
 
 class LicensedCanaryViewMixin(FeatureRequiredMixin, CanaryViewMixin):
@@ -52,7 +44,7 @@ class CanaryListView(TableListMixin, CanaryViewMixin, ListView):
     }
 
     def get(self, request, *args, **kwargs):
-        upgrade = self.licensed()
+        upgrade = feature_refusal(services.FEATURE)
         if upgrade and not CanaryDeployment.objects.exists():
             return render(request, "fleet/upgrade.html", {"upgrade": upgrade}, status=402)
         return super().get(request, *args, **kwargs)
@@ -77,7 +69,7 @@ class CanaryListView(TableListMixin, CanaryViewMixin, ListView):
             phase=self.phase,
             filtered=self.phase is not None,
             title="Canary deployments",
-            upgrade=self.licensed(),
+            upgrade=feature_refusal(services.FEATURE),
             **kwargs,
         )
 
@@ -174,7 +166,7 @@ class CanaryDetailView(CanaryViewMixin, TemplateView):
         except CanaryDeployment.DoesNotExist:
             raise Http404("No such canary deployment") from None
         status = selectors.canary_status(deployment)
-        licensed = self.licensed() is None
+        licensed = feature_refusal(services.FEATURE) is None
         allowed = evaluation.allowed_actions(
             phase=deployment.phase,
             paused=deployment.paused,

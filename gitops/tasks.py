@@ -2,8 +2,9 @@
 
 from celery import shared_task
 
+from fleet.licensing_store import feature_licensed
+
 from . import services
-from .services._base import licensed
 
 # A sync someone asked for (webhook, "Sync now") that finds another sync running waits for it, so a
 # push that lands mid-sync is still applied; scheduled syncs do not wait (the beat asks again).
@@ -13,7 +14,7 @@ BUSY_RETRY_SECONDS, BUSY_RETRIES = 2, 90
 @shared_task
 def sync_due_repositories():
     """Beat (every 15 s): queue a sync for each repository whose next_sync_at has passed."""
-    if not licensed():
+    if not feature_licensed(services.FEATURE):
         return 0
     due = services.repositories_due()
     for pk in due:

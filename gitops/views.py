@@ -30,7 +30,7 @@ from .tables import ConflictTable, RepositoryTable, SyncRunTable
 
 
 class GitOpsViewMixin(FeatureRequiredMixin, RoleRequiredMixin):
-    license_feature = "gitops"
+    license_feature = services.FEATURE
     write_role = Role.ADMIN
 
 

@@ -5,8 +5,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
 from fleet.choices import ScopeKind
-from fleet.licensing import plan_allows
-from fleet.licensing_store import current_license_status, require_feature
+from fleet.licensing_store import feature_licensed, require_feature
 from fleet.scopes import Scope
 
 from .. import evaluation, selectors, services
@@ -32,10 +31,6 @@ CONFLICT = {409: OpenApiResponse(description="Not possible in its phase, or over
 LICENSED_ACTIONS = {"create", *evaluation.LICENSED_ACTIONS}
 
 
-def _licensed() -> bool:
-    return plan_allows(current_license_status().plan, services.FEATURE)
-
-
 class CanaryViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Canary deployments: create, list, status with health metrics, every poll, and the actions."""
 
@@ -54,7 +49,7 @@ class CanaryViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
         context = {
             "status": selectors.canary_status(deployment),
             "request": self.request,
-            "licensed": _licensed(),
+            "licensed": feature_licensed(services.FEATURE),
             "may_act": self.request.user.has_role(self.write_role),
         }
         return Response(CanaryDetailSerializer(deployment, context=context).data, status=code)

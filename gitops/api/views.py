@@ -19,7 +19,7 @@ from . import serializers as s
 
 
 class GitOpsAPIMixin(LicensedFeatureMixin):
-    license_feature = "gitops"
+    license_feature = services.FEATURE
     write_role = Role.ADMIN
 
 

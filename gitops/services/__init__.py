@@ -7,7 +7,7 @@
 - `webhooks`: push webhooks of GitHub, GitLab and Gitea.
 """
 
-from ._base import mirror_path
+from ._base import FEATURE, mirror_path
 from .conflicts import conflict_resolve
 from .repositories import (
     repositories_due,
@@ -30,6 +30,7 @@ from .sync import repository_preview, repository_sync
 from .webhooks import WebhookForbidden, webhook_receive
 
 __all__ = [
+    "FEATURE",
     "WebhookForbidden",
     "conflict_resolve",
     "desired_config_drive",

@@ -11,6 +11,7 @@ from common.exceptions import ErrorCollector
 from common.services import audit_log
 from common.validators import unstorable_reason
 from fleet.choices import CommandSource, RunStatus, ScopeKind
+from fleet.licensing_store import feature_licensed
 from fleet.models import CommandRun, Group, Instance
 from fleet.scopes import Scope, ScopeError, parse_tag
 from fleet.selectors import instance_memberships, instances_in_scope
@@ -20,7 +21,7 @@ from ..choices import Level
 from ..models import DesiredEntry, Repository
 from ..reconcile import EntryIndex, plan_commands, same
 from ..repoformat import APP_PREFIX, key_problem, value_problem
-from ._base import actor_user, licensed
+from ._base import FEATURE, actor_user
 
 Key = tuple[str, str, str]
 
@@ -139,7 +140,7 @@ def desired_config_drive(
 def instance_reconcile(*, instance_id: int) -> list[dict]:
     """An instance's reported state changed (or it just registered): drive it to its desired config.
     Runs in a worker (gitops.tasks.reconcile_instance); nothing without the gitops license."""
-    if not licensed() or not DesiredEntry.objects.filter(present=True).exists():
+    if not feature_licensed(FEATURE) or not DesiredEntry.objects.filter(present=True).exists():
         return []
     return desired_config_drive(actor="gitops", instance_ids=[instance_id])
 
