@@ -16,7 +16,8 @@ from .models import ApiToken, AuditEntry, Notification, User
 logger = logging.getLogger(__name__)
 
 
-def _actor_label(actor) -> str:
+def actor_label(actor) -> str:
+    """How an actor reads in the audit log and in messages: a username, a label as given, or "system"."""
     if actor is None:
         return "system"
     if isinstance(actor, str):
@@ -27,7 +28,7 @@ def _actor_label(actor) -> str:
 def _audit_entry(actor, action: str, obj, details) -> AuditEntry:
     return AuditEntry(
         actor=actor if isinstance(actor, User) else None,
-        actor_label=_actor_label(actor)[:150],
+        actor_label=actor_label(actor)[:150],
         action=action,
         object_type=obj._meta.label_lower if obj is not None else "",
         object_id=str(obj.pk) if obj is not None else "",

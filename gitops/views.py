@@ -299,6 +299,7 @@ class ConflictListView(TableListMixin, GitOpsViewMixin, ListView):
     table_class = ConflictTable
     context_object_name = "conflicts"
     paginate_by = 50
+    CLOSED_SHOWN = 20  # the recently closed ones below the open ones, with how each was closed
 
     @cached_property
     def repository(self):
@@ -309,7 +310,8 @@ class ConflictListView(TableListMixin, GitOpsViewMixin, ListView):
         return selectors.conflicts_open(self.repository).order_by("-detected_at", "-id")
 
     def get_context_data(self, **kwargs):
-        return super().get_context_data(title="GitOps conflicts", repository=self.repository, **kwargs)
+        closed = selectors.conflicts_closed(self.repository)[: self.CLOSED_SHOWN]
+        return super().get_context_data(title="GitOps conflicts", repository=self.repository, closed=closed, **kwargs)
 
 
 class ConflictResolveView(GitOpsViewMixin, View):

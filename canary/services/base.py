@@ -23,7 +23,3 @@ def recheck_seconds(deployment) -> int:
 
 def verify_rounds() -> int:
     return int(getattr(settings, "CANARY_VERIFY_ROUNDS", 3))
-
-
-def actor_label(actor) -> str:
-    return getattr(actor, "username", None) or str(actor or "system")

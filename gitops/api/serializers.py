@@ -261,7 +261,9 @@ class ConflictSerializer(serializers.ModelSerializer):
             "resolution",
             "resolved_value",
             "resolved_at",
+            "outcome",
         ]
+        extra_kwargs = {"outcome": {"help_text": "How it was closed, in words (blank while open)"}}
 
 
 class ConflictResolveSerializer(serializers.Serializer):

@@ -180,6 +180,16 @@ class WebhookView(GitOpsAPIMixin, APIView):
         return Response(answer, status=code)
 
 
+class ConflictView(GitOpsAPIMixin, APIView):
+    """One conflict, open or closed: how it was closed is its status and `outcome` (the list of a
+    repository's conflicts has only the open ones)."""
+
+    @extend_schema(responses=s.ConflictSerializer, summary="A conflict, open, resolved or superseded")
+    def get(self, request, pk):
+        conflict = get_object_or_404(Conflict.objects.select_related("repository"), pk=pk)
+        return Response(s.ConflictSerializer(conflict).data)
+
+
 class ConflictResolveView(GitOpsAPIMixin, APIView):
     """Resolve a conflict: keep the panel value, take Git's, or set another value (admin)."""
 
@@ -252,4 +262,11 @@ class DesiredEntryViewSet(GitOpsAPIMixin, mixins.DestroyModelMixin, viewsets.Rea
         return Response(selectors.effective_config(get_object_or_404(Instance, pk=instance_id)))
 
 
-__all__ = ["RepositoryViewSet", "ConflictResolveView", "DesiredEntryViewSet", "SyncRunView", "WebhookView"]
+__all__ = [
+    "RepositoryViewSet",
+    "ConflictView",
+    "ConflictResolveView",
+    "DesiredEntryViewSet",
+    "SyncRunView",
+    "WebhookView",
+]

@@ -531,6 +531,7 @@ def test_the_openapi_schema_documents_the_spec_paths(admin_api, enterprise_licen
         "/api/governance/gitops",
         "/api/governance/gitops/{id}/sync",
         "/api/governance/gitops/{id}/conflicts",
+        "/api/governance/gitops/conflicts/{id}",
         "/api/governance/gitops/conflicts/{id}/resolve",
     ):
         assert path in paths
