@@ -3,7 +3,6 @@
 Mixed into PolicyViewSet (governance.api.views). Export is a read (viewer+); import writes (admin).
 """
 
-import base64
 from datetime import date
 
 from django.http import HttpResponse
@@ -79,10 +78,7 @@ def request_files(data) -> dict[str, bytes | str]:
     if "zip" in data:
         return policy_format.read_zip(data["zip"])
     if isinstance(data.get("zip_base64"), str):
-        try:
-            return policy_format.read_zip(base64.b64decode(data["zip_base64"], validate=True))
-        except ValueError:  # binascii.Error, or text that is not ASCII at all
-            raise ApplicationError("zip_base64 is not base64.", field="zip_base64") from None
+        return policy_format.read_zip_base64(data["zip_base64"])
     if isinstance(data.get("yaml"), str):
         return {data.get("filename") or "upload.yaml": data["yaml"]}
     files = data.get("files")
