@@ -9,7 +9,7 @@ from django.http import HttpResponse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import parsers, renderers, serializers
+from rest_framework import parsers, serializers
 from rest_framework.decorators import action
 from rest_framework.exceptions import ParseError
 from rest_framework.response import Response
@@ -170,12 +170,9 @@ class PolicyFilesDocumentSerializer(serializers.Serializer):
 class PolicyFilesMixin:
     """Actions on PolicyViewSet; see the module docstring."""
 
-    def perform_content_negotiation(self, request, force=False):
-        """Export's ?format=yaml|zip is its own parameter, not DRF's renderer override: its errors are JSON."""
-        if getattr(self, "action", None) == "export":
-            renderer = renderers.JSONRenderer()
-            return renderer, renderer.media_type
-        return super().perform_content_negotiation(request, force)
+    # Export's ?format=yaml|zip is its own parameter, not DRF's renderer override, for every method of
+    # the route (its GET and its OPTIONS): common.api.negotiation.
+    format_is_a_parameter = False
 
     @extend_schema(
         summary="Export every policy as policy-file YAML (one document), or ?format=zip for policies/<name>.yaml",
@@ -191,6 +188,7 @@ class PolicyFilesMixin:
         url_path="export",
         pagination_class=None,
         filter_backends=[],
+        format_is_a_parameter=True,
     )
     def export(self, request):
         kind = request.query_params.get("format", "yaml")
