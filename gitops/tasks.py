@@ -45,6 +45,13 @@ def scan_host_key(repository_id: int):
 
 
 @shared_task
+def drive_desired_config(actor, level: str, target: str, description: str):
+    """A panel edit of the desired configuration: plan and queue the commands it implies (its API
+    answered 202). `actor`: the editing user's id, or a label."""
+    return len(services.desired_entry_drive(actor=actor, level=level, target=target, description=description))
+
+
+@shared_task
 def reconcile_instance(instance_id: int):
     """A heartbeat changed an instance's reported state: drive it to its desired configuration."""
     return len(services.instance_reconcile(instance_id=instance_id))

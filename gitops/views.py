@@ -368,14 +368,22 @@ class DesiredConfigView(GitOpsViewMixin, ServiceFormMixin, FormView):
 
     def perform(self, form):
         data = form.cleaned_data
-        entry = services.desired_entry_set(
+        entry, planning = services.desired_entry_set(
             actor=self.request.user,
             level=data["level"],
             target=data["target"],
             key=data["key"],
             value=data["parsed_value"],
         )
-        messages.success(self.request, f"Saved {entry}; commands for affected instances are queued.")
+        if planning is None:
+            messages.success(self.request, f"{entry} already had this value: nothing to change.")
+        else:
+            n = planning.instances
+            messages.success(
+                self.request,
+                f"Saved {entry}; the commands for the {n} affected instance{'s' if n != 1 else ''} are being "
+                "planned and appear under Commands in a moment.",
+            )
         repo = entry.repository
         if repo is not None:
             fate = {

@@ -223,28 +223,37 @@ class DesiredEntryViewSet(GitOpsAPIMixin, mixins.DestroyModelMixin, viewsets.Rea
     def list(self, request, *args, **kwargs):
         return super().list(request, *args, **kwargs)
 
+    @staticmethod
+    def _edited(entry, planning):
+        """202: the entry is stored and a worker plans the commands; 200: nothing changed."""
+        code = status.HTTP_202_ACCEPTED if planning else status.HTTP_200_OK
+        return Response(s.DesiredEntryEditSerializer(entry, context={"planning": planning}).data, status=code)
+
     @extend_schema(
         request=s.DesiredEntryWriteSerializer,
-        responses={201: s.DesiredEntrySerializer},
-        summary="Set a desired-configuration key",
+        responses={202: s.DesiredEntryEditSerializer, 200: s.DesiredEntryEditSerializer},
+        summary="Set a desired-configuration key (a worker plans the commands for the instances it affects)",
     )
     def create(self, request):
         data = s.DesiredEntryWriteSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        entry = services.desired_entry_set(actor=request.user, **data.validated_data)
-        return Response(s.DesiredEntrySerializer(entry).data, status=status.HTTP_201_CREATED)
+        return self._edited(*services.desired_entry_set(actor=request.user, **data.validated_data))
 
-    @extend_schema(request=s.DesiredEntryWriteSerializer, responses=s.DesiredEntrySerializer)
+    @extend_schema(
+        request=s.DesiredEntryWriteSerializer,
+        responses={202: s.DesiredEntryEditSerializer, 200: s.DesiredEntryEditSerializer},
+    )
     def update(self, request, pk=None):
         entry = self.get_object()
         if not isinstance(request.data, dict) or "value" not in request.data:
             # Without it the PUT would answer 200 and change nothing: say what is missing instead.
             raise ApplicationError('Send the new value: {"value": …} (null unsets the key).', field="value")
         value = request.data["value"]
-        entry = services.desired_entry_set(
-            actor=request.user, level=entry.level, target=entry.target, key=entry.key, value=value
+        return self._edited(
+            *services.desired_entry_set(
+                actor=request.user, level=entry.level, target=entry.target, key=entry.key, value=value
+            )
         )
-        return Response(s.DesiredEntrySerializer(entry).data)
 
     def perform_destroy(self, instance):
         services.desired_entry_delete(actor=self.request.user, entry=instance)

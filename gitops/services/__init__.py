@@ -25,16 +25,26 @@ from .repositories import (
     repository_update,
     repository_webhook_secret_rotate,
 )
-from .store import desired_config_drive, desired_entry_delete, desired_entry_set, fleet_plan, instance_reconcile
+from .store import (
+    PlanningQueued,
+    desired_config_drive,
+    desired_entry_delete,
+    desired_entry_drive,
+    desired_entry_set,
+    fleet_plan,
+    instance_reconcile,
+)
 from .sync import repository_preview, repository_sync
 from .webhooks import WebhookForbidden, webhook_receive
 
 __all__ = [
+    "PlanningQueued",
     "FEATURE",
     "WebhookForbidden",
     "conflict_resolve",
     "desired_config_drive",
     "desired_entry_delete",
+    "desired_entry_drive",
     "desired_entry_set",
     "fleet_plan",
     "instance_reconcile",
