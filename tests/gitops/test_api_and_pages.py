@@ -523,7 +523,16 @@ def test_the_desired_config_editor_saves_and_removes_entries(admin_client, enter
 
     entry = DesiredEntry.objects.get()
     assert entry.value == "1.5" and entry.target == "env=production"
-    assert "Saved" in response.content.decode()
+    assert (
+        "the commands for the 1 affected instance are being planned and appear under Commands in a moment"
+        in response.content.decode()
+    )
+    again = admin_client.post(
+        "/governance/gitops/config/",
+        {"level": "tag", "target": "env=production", "key": "app:monitoring-agent", "value": "1.5"},
+        follow=True,
+    )
+    assert "already had this value: nothing to change" in again.content.decode()
     bad = admin_client.post(
         "/governance/gitops/config/", {"level": "group", "target": "nope", "key": "a", "value": "1"}
     )
