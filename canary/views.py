@@ -4,12 +4,11 @@ from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.generic import FormView, ListView, TemplateView, View
 
-from common.choices import Role
-from common.exceptions import ApplicationError, UpgradeRequired
+from common.exceptions import ApplicationError
 from common.tables import TableListMixin
 from common.views import RoleRequiredMixin, ServiceFormMixin, add_service_errors
 from fleet.choices import FINISHED_RUN_STATUSES
-from fleet.licensing_store import require_feature
+from fleet.licensing_store import feature_refusal
 from fleet.mixins import FeatureRequiredMixin
 
 from . import evaluation, selectors, services
@@ -24,15 +23,7 @@ class CanaryViewMixin(RoleRequiredMixin):
     """Reading a deployment, and stopping one (rollback, pause), never needs the license: after a
     downgrade nothing is left running that nobody may see or stop. Starting and moving on do."""
 
-    license_feature = services.FEATURE
-    write_role = Role.OPERATOR
-
-    def licensed(self) -> UpgradeRequired | None:
-        try:
-            require_feature(self.license_feature)
-        except UpgradeRequired as exc:
-            return exc
-        return None
+    write_role = services.ACT_ROLE
 
 
 class LicensedCanaryViewMixin(FeatureRequiredMixin, CanaryViewMixin):
@@ -53,7 +44,7 @@ class CanaryListView(TableListMixin, CanaryViewMixin, ListView):
     }
 
     def get(self, request, *args, **kwargs):
-        upgrade = self.licensed()
+        upgrade = feature_refusal(services.FEATURE)
         if upgrade and not CanaryDeployment.objects.exists():
             return render(request, "fleet/upgrade.html", {"upgrade": upgrade}, status=402)
         return super().get(request, *args, **kwargs)
@@ -78,7 +69,7 @@ class CanaryListView(TableListMixin, CanaryViewMixin, ListView):
             phase=self.phase,
             filtered=self.phase is not None,
             title="Canary deployments",
-            upgrade=self.licensed(),
+            upgrade=feature_refusal(services.FEATURE),
             **kwargs,
         )
 
@@ -86,7 +77,7 @@ class CanaryListView(TableListMixin, CanaryViewMixin, ListView):
 class CanaryCreateView(LicensedCanaryViewMixin, ServiceFormMixin, FormView):
     template_name = "canary/create.html"
     form_class = CanaryForm
-    required_role = Role.OPERATOR
+    required_role = services.ACT_ROLE
 
     def form_valid(self, form):
         try:
@@ -106,7 +97,7 @@ class CanaryPreviewView(LicensedCanaryViewMixin, TemplateView):
     probes only when the person asks ("Check health now", `probe=1`), never on keystrokes."""
 
     template_name = "canary/_preview.html"
-    required_role = Role.OPERATOR
+    required_role = services.ACT_ROLE
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
@@ -175,7 +166,7 @@ class CanaryDetailView(CanaryViewMixin, TemplateView):
         except CanaryDeployment.DoesNotExist:
             raise Http404("No such canary deployment") from None
         status = selectors.canary_status(deployment)
-        licensed = self.licensed() is None
+        licensed = feature_refusal(services.FEATURE) is None
         allowed = evaluation.allowed_actions(
             phase=deployment.phase,
             paused=deployment.paused,

@@ -9,14 +9,15 @@ from django.core.mail import send_mail
 from django.db import models, transaction
 from django.utils import timezone
 
-from .choices import NotificationLevel, Role
+from .choices import ROLE_RANK, NotificationLevel, Role
 from .exceptions import ApplicationError, ConflictError, NotFoundError
 from .models import ApiToken, AuditEntry, Notification, User
 
 logger = logging.getLogger(__name__)
 
 
-def _actor_label(actor) -> str:
+def actor_label(actor) -> str:
+    """How an actor reads in the audit log and in messages: a username, a label as given, or "system"."""
     if actor is None:
         return "system"
     if isinstance(actor, str):
@@ -27,7 +28,7 @@ def _actor_label(actor) -> str:
 def _audit_entry(actor, action: str, obj, details) -> AuditEntry:
     return AuditEntry(
         actor=actor if isinstance(actor, User) else None,
-        actor_label=_actor_label(actor)[:150],
+        actor_label=actor_label(actor)[:150],
         action=action,
         object_type=obj._meta.label_lower if obj is not None else "",
         object_id=str(obj.pk) if obj is not None else "",
@@ -50,17 +51,25 @@ def audit_log_many(*, actor, action: str, entries: list[tuple[models.Model, dict
     )
 
 
+def users_with_role(role: str):
+    """Active users holding `role` or a higher one (each role includes the ones before it), superusers
+    too: the same people `User.has_role(role)` lets act."""
+    ranks = [r for r, rank in ROLE_RANK.items() if rank >= ROLE_RANK[role]]
+    return User.objects.filter(is_active=True).filter(models.Q(role__in=ranks) | models.Q(is_superuser=True))
+
+
 def fleet_admins():
-    return User.objects.filter(is_active=True).filter(models.Q(role=Role.ADMIN) | models.Q(is_superuser=True))
+    return users_with_role(Role.ADMIN)
 
 
-def notify_admins(*, title: str, body: str = "", url: str = "", level: str = NotificationLevel.INFO) -> int:
-    """Notify every fleet administrator in-app and by email (after commit). Returns how many were notified."""
-    admins = list(fleet_admins())
+def notify_role(*, role: str, title: str, body: str = "", url: str = "", level: str = NotificationLevel.INFO) -> int:
+    """Notify everyone who holds `role` (or a higher one) in-app and by email (after commit): for events
+    such a person can act on, e.g. a canary step waiting for an operator's approval. Returns how many."""
+    users = list(users_with_role(role))
     Notification.objects.bulk_create(
-        [Notification(user=u, title=title[:200], body=body, url=url, level=level) for u in admins]
+        [Notification(user=u, title=title[:200], body=body, url=url, level=level) for u in users]
     )
-    recipients = [u.email for u in admins if u.email]
+    recipients = [u.email for u in users if u.email]
     if recipients:
 
         def _send():
@@ -75,7 +84,12 @@ def notify_admins(*, title: str, body: str = "", url: str = "", level: str = Not
                 logger.exception("could not email notification %r", title)
 
         transaction.on_commit(_send)
-    return len(admins)
+    return len(users)
+
+
+def notify_admins(*, title: str, body: str = "", url: str = "", level: str = NotificationLevel.INFO) -> int:
+    """Notify every fleet administrator in-app and by email (after commit). Returns how many were notified."""
+    return notify_role(role=Role.ADMIN, title=title, body=body, url=url, level=level)
 
 
 def absolute_url(url: str) -> str:

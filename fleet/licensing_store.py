@@ -38,9 +38,25 @@ def current_license_status() -> LicenseStatus:
     return LicenseStatus(state=state, plan=plan, info=info)
 
 
+def feature_refusal(feature: str, status: LicenseStatus | None = None) -> UpgradeRequired | None:
+    """The one license check: None when the plan in force includes `feature`, else the UpgradeRequired
+    that refuses it (what a page shows in its notice, what the API answers with 402)."""
+    status = status or current_license_status()
+    if plan_allows(status.plan, feature):
+        return None
+    return UpgradeRequired(feature=feature, current_plan=status.plan, required_plan=FEATURES[feature])
+
+
+def feature_licensed(feature: str) -> bool:
+    """Does the plan in force include `feature`? For what stays readable without it and only shows or
+    skips what needs it (canary action buttons, GitOps syncs and reconciles after a downgrade)."""
+    return feature_refusal(feature) is None
+
+
 def require_feature(feature: str) -> LicenseStatus:
     """Raise UpgradeRequired (HTTP 402 / upgrade page) unless the plan in force includes `feature`."""
     status = current_license_status()
-    if not plan_allows(status.plan, feature):
-        raise UpgradeRequired(feature=feature, current_plan=status.plan, required_plan=FEATURES[feature])
+    refusal = feature_refusal(feature, status)
+    if refusal is not None:
+        raise refusal
     return status

@@ -134,7 +134,7 @@ class ConflictResolveForm(forms.ModelForm):
 
 @admin.register(Conflict)
 class ConflictAdmin(admin.ModelAdmin):
-    list_display = ("key", "scope_label", "repository", "base", "panel", "git", "status", "detected_at")
+    list_display = ("key", "scope_label", "repository", "base", "panel", "git", "status", "outcome", "detected_at")
     list_filter = ("status", "repository")
     search_fields = ("key", "target")
     actions = ["keep_panel_value", "take_git_value"]
@@ -150,6 +150,7 @@ class ConflictAdmin(admin.ModelAdmin):
         "commit_sha",
         "detected_at",
         "status",
+        "outcome",
         "resolution",
         "resolved_value",
         "resolved_at",

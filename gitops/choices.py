@@ -46,7 +46,8 @@ LEVEL_RANK = {Level.FLEET: 0, Level.GROUP: 1, Level.TAG: 2, Level.INSTANCE: 3}
 
 class ConflictStatus(models.TextChoices):
     OPEN = "open", "Open"
-    RESOLVED = "resolved", "Resolved"
+    RESOLVED = "resolved", "Resolved"  # an admin chose a value (`resolution`)
+    SUPERSEDED = "superseded", "Superseded"  # closed undecided: the strategy left manual (`outcome` says so)
 
 
 class Resolution(models.TextChoices):

@@ -206,6 +206,9 @@ class Conflict(models.Model):
     resolved_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # How it was closed, in words: "kept the panel value (alice)", "closed when the strategy changed to
+    # git_wins by alice". Readable after the user is gone, as audit entries are.
+    outcome = models.CharField(max_length=300, blank=True)
 
     class Meta:
         ordering = ["-detected_at", "-id"]

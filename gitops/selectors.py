@@ -27,6 +27,13 @@ def conflicts_open(repository: Repository | None = None) -> QuerySet:
     return qs.filter(repository=repository) if repository is not None else qs
 
 
+def conflicts_closed(repository: Repository | None = None) -> QuerySet:
+    """Resolved and superseded conflicts, most recently closed first, with how each was closed."""
+    qs = Conflict.objects.exclude(status=ConflictStatus.OPEN).select_related("repository")
+    qs = qs.filter(repository=repository) if repository is not None else qs
+    return qs.order_by("-resolved_at", "-id")
+
+
 def entry_list(*, level: str | None = None, target: str | None = None, include_removed: bool = True) -> QuerySet:
     qs = DesiredEntry.objects.select_related("repository", "panel_changed_by")
     if level:

@@ -2,8 +2,9 @@
 
 from celery import shared_task
 
+from fleet.licensing_store import feature_licensed
+
 from . import services
-from .services._base import licensed
 
 # A sync someone asked for (webhook, "Sync now") that finds another sync running waits for it, so a
 # push that lands mid-sync is still applied; scheduled syncs do not wait (the beat asks again).
@@ -13,7 +14,7 @@ BUSY_RETRY_SECONDS, BUSY_RETRIES = 2, 90
 @shared_task
 def sync_due_repositories():
     """Beat (every 15 s): queue a sync for each repository whose next_sync_at has passed."""
-    if not licensed():
+    if not feature_licensed(services.FEATURE):
         return 0
     due = services.repositories_due()
     for pk in due:
@@ -41,6 +42,13 @@ def preview_repository(self, run_id: int):
 def scan_host_key(repository_id: int):
     repo = services.repository_host_key_scan(repository_id=repository_id)
     return repo.host_key_scan if repo else "gone"
+
+
+@shared_task
+def drive_desired_config(actor, level: str, target: str, description: str):
+    """A panel edit of the desired configuration: plan and queue the commands it implies (its API
+    answered 202). `actor`: the editing user's id, or a label."""
+    return len(services.desired_entry_drive(actor=actor, level=level, target=target, description=description))
 
 
 @shared_task

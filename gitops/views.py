@@ -30,7 +30,7 @@ from .tables import ConflictTable, RepositoryTable, SyncRunTable
 
 
 class GitOpsViewMixin(FeatureRequiredMixin, RoleRequiredMixin):
-    license_feature = "gitops"
+    license_feature = services.FEATURE
     write_role = Role.ADMIN
 
 
@@ -299,6 +299,7 @@ class ConflictListView(TableListMixin, GitOpsViewMixin, ListView):
     table_class = ConflictTable
     context_object_name = "conflicts"
     paginate_by = 50
+    CLOSED_SHOWN = 20  # the recently closed ones below the open ones, with how each was closed
 
     @cached_property
     def repository(self):
@@ -309,7 +310,8 @@ class ConflictListView(TableListMixin, GitOpsViewMixin, ListView):
         return selectors.conflicts_open(self.repository).order_by("-detected_at", "-id")
 
     def get_context_data(self, **kwargs):
-        return super().get_context_data(title="GitOps conflicts", repository=self.repository, **kwargs)
+        closed = selectors.conflicts_closed(self.repository)[: self.CLOSED_SHOWN]
+        return super().get_context_data(title="GitOps conflicts", repository=self.repository, closed=closed, **kwargs)
 
 
 class ConflictResolveView(GitOpsViewMixin, View):
@@ -366,14 +368,22 @@ class DesiredConfigView(GitOpsViewMixin, ServiceFormMixin, FormView):
 
     def perform(self, form):
         data = form.cleaned_data
-        entry = services.desired_entry_set(
+        entry, planning = services.desired_entry_set(
             actor=self.request.user,
             level=data["level"],
             target=data["target"],
             key=data["key"],
             value=data["parsed_value"],
         )
-        messages.success(self.request, f"Saved {entry}; commands for affected instances are queued.")
+        if planning is None:
+            messages.success(self.request, f"{entry} already had this value: nothing to change.")
+        else:
+            n = planning.instances
+            messages.success(
+                self.request,
+                f"Saved {entry}; the commands for the {n} affected instance{'s' if n != 1 else ''} are being "
+                "planned and appear under Commands in a moment.",
+            )
         repo = entry.repository
         if repo is not None:
             fate = {

@@ -4,10 +4,8 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
-from common.choices import Role
 from fleet.choices import ScopeKind
-from fleet.licensing import plan_allows
-from fleet.licensing_store import current_license_status, require_feature
+from fleet.licensing_store import feature_licensed, require_feature
 from fleet.scopes import Scope
 
 from .. import evaluation, selectors, services
@@ -33,14 +31,10 @@ CONFLICT = {409: OpenApiResponse(description="Not possible in its phase, or over
 LICENSED_ACTIONS = {"create", *evaluation.LICENSED_ACTIONS}
 
 
-def _licensed() -> bool:
-    return plan_allows(current_license_status().plan, services.FEATURE)
-
-
 class CanaryViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Canary deployments: create, list, status with health metrics, every poll, and the actions."""
 
-    write_role = Role.OPERATOR
+    write_role = services.ACT_ROLE
     queryset = selectors.canary_list()
     serializer_class = CanaryListSerializer
     filterset_fields = ["phase"]
@@ -55,7 +49,7 @@ class CanaryViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
         context = {
             "status": selectors.canary_status(deployment),
             "request": self.request,
-            "licensed": _licensed(),
+            "licensed": feature_licensed(services.FEATURE),
             "may_act": self.request.user.has_role(self.write_role),
         }
         return Response(CanaryDetailSerializer(deployment, context=context).data, status=code)

@@ -8,13 +8,14 @@
 """
 
 from .advance import canary_advance
-from .base import FEATURE
+from .base import ACT_ROLE, FEATURE
 from .creation import canary_create
 from .preflight import CanaryPlan, canary_plan, probe_instances
 from .scheduling import canary_run_finished, due_deployment_ids
 from .transitions import canary_approve, canary_pause, canary_promote, canary_resume, canary_rollback
 
 __all__ = [
+    "ACT_ROLE",
     "FEATURE",
     "CanaryPlan",
     "canary_advance",

@@ -2,9 +2,13 @@
 
 from django.conf import settings
 
+from common.choices import Role
 from fleet.choices import RunStatus
 
 FEATURE = "canary_deployments"
+# Who may act on a deployment (create, promote, roll back, approve, pause, resume): the HTML views and the
+# API check it, and an approval wait notifies everyone holding it.
+ACT_ROLE = Role.OPERATOR
 FINISHED = (RunStatus.COMPLETED, RunStatus.FAILED)
 
 
@@ -19,7 +23,3 @@ def recheck_seconds(deployment) -> int:
 
 def verify_rounds() -> int:
     return int(getattr(settings, "CANARY_VERIFY_ROUNDS", 3))
-
-
-def actor_label(actor) -> str:
-    return getattr(actor, "username", None) or str(actor or "system")

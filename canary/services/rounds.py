@@ -17,7 +17,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from common.choices import NotificationLevel
-from common.services import audit_log, notify_admins
+from common.services import audit_log, notify_role
 from fleet.choices import InstanceStatus, RunStatus
 from fleet.models import CommandRun, Instance
 
@@ -25,7 +25,7 @@ from .. import evaluation, probes, timing
 from ..choices import Criterion, Phase, PollPurpose, RoundMode
 from ..models import CanaryDeployment, CanaryTarget, EvaluationRound, HealthPoll
 from . import apply, transitions
-from .base import FINISHED, configured_probe_timeout, verify_rounds
+from .base import ACT_ROLE, FINISHED, configured_probe_timeout, verify_rounds
 from .preflight import probe_instances, violation_keys
 
 STALE_AFTER = 10  # seconds past a round's longest duration after which its claim is considered lost
@@ -273,7 +273,8 @@ def _decide(deployment, outcome, *, number, rounds_left, details, now) -> str:
             obj=deployment,
             details={"step": deployment.current_step, "summary": text},
         )
-        notify_admins(
+        notify_role(  # everyone who may approve, not only the admins
+            role=ACT_ROLE,
             title=f"Canary {deployment}: step {deployment.current_step} passed, waiting for approval",
             body=f"{text} Approve the next step on the deployment's page, or roll back.",
             url=deployment.get_absolute_url(),

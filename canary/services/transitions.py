@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from common.choices import NotificationLevel
 from common.exceptions import ConflictError
-from common.services import audit_log, notify_admins
+from common.services import actor_label, audit_log, notify_admins
 from fleet.choices import RunStatus
 from fleet.licensing_store import require_feature
 from fleet.services import command_run_revert
@@ -20,7 +20,7 @@ from fleet.services import command_run_revert
 from .. import evaluation
 from ..choices import Phase
 from ..models import CanaryDeployment, CanaryTarget
-from .base import FEATURE, actor_label
+from .base import FEATURE
 from .scheduling import schedule_now
 
 MAX_DETAILS = 100  # instances listed in failure_details; the reason gives the total

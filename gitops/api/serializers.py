@@ -261,7 +261,9 @@ class ConflictSerializer(serializers.ModelSerializer):
             "resolution",
             "resolved_value",
             "resolved_at",
+            "outcome",
         ]
+        extra_kwargs = {"outcome": {"help_text": "How it was closed, in words (blank while open)"}}
 
 
 class ConflictResolveSerializer(serializers.Serializer):
@@ -307,6 +309,26 @@ class DesiredEntrySerializer(serializers.ModelSerializer):
             "updated",
         ]
         validators = []  # uniqueness is an upsert in the service
+
+
+class PlanningQueuedSerializer(serializers.Serializer):
+    instances = serializers.IntegerField(help_text="How many instances the edit affects (each is checked)")
+    description = serializers.CharField(help_text="The description the queued commands will carry")
+
+
+class DesiredEntryEditSerializer(DesiredEntrySerializer):
+    """An entry as set, and what the edit queued: 202 when a worker is planning the commands (they
+    appear in /api/fleet/commands), 200 with `planning` null when the value was already that."""
+
+    planning = serializers.SerializerMethodField()
+
+    class Meta(DesiredEntrySerializer.Meta):
+        fields = [*DesiredEntrySerializer.Meta.fields, "planning"]
+
+    @extend_schema_field(PlanningQueuedSerializer(allow_null=True))
+    def get_planning(self, entry):
+        queued = self.context.get("planning")
+        return PlanningQueuedSerializer(queued).data if queued else None
 
 
 class DesiredEntryWriteSerializer(serializers.Serializer):

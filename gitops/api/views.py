@@ -19,7 +19,7 @@ from . import serializers as s
 
 
 class GitOpsAPIMixin(LicensedFeatureMixin):
-    license_feature = "gitops"
+    license_feature = services.FEATURE
     write_role = Role.ADMIN
 
 
@@ -180,6 +180,16 @@ class WebhookView(GitOpsAPIMixin, APIView):
         return Response(answer, status=code)
 
 
+class ConflictView(GitOpsAPIMixin, APIView):
+    """One conflict, open or closed: how it was closed is its status and `outcome` (the list of a
+    repository's conflicts has only the open ones)."""
+
+    @extend_schema(responses=s.ConflictSerializer, summary="A conflict, open, resolved or superseded")
+    def get(self, request, pk):
+        conflict = get_object_or_404(Conflict.objects.select_related("repository"), pk=pk)
+        return Response(s.ConflictSerializer(conflict).data)
+
+
 class ConflictResolveView(GitOpsAPIMixin, APIView):
     """Resolve a conflict: keep the panel value, take Git's, or set another value (admin)."""
 
@@ -213,28 +223,37 @@ class DesiredEntryViewSet(GitOpsAPIMixin, mixins.DestroyModelMixin, viewsets.Rea
     def list(self, request, *args, **kwargs):
         return super().list(request, *args, **kwargs)
 
+    @staticmethod
+    def _edited(entry, planning):
+        """202: the entry is stored and a worker plans the commands; 200: nothing changed."""
+        code = status.HTTP_202_ACCEPTED if planning else status.HTTP_200_OK
+        return Response(s.DesiredEntryEditSerializer(entry, context={"planning": planning}).data, status=code)
+
     @extend_schema(
         request=s.DesiredEntryWriteSerializer,
-        responses={201: s.DesiredEntrySerializer},
-        summary="Set a desired-configuration key",
+        responses={202: s.DesiredEntryEditSerializer, 200: s.DesiredEntryEditSerializer},
+        summary="Set a desired-configuration key (a worker plans the commands for the instances it affects)",
     )
     def create(self, request):
         data = s.DesiredEntryWriteSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        entry = services.desired_entry_set(actor=request.user, **data.validated_data)
-        return Response(s.DesiredEntrySerializer(entry).data, status=status.HTTP_201_CREATED)
+        return self._edited(*services.desired_entry_set(actor=request.user, **data.validated_data))
 
-    @extend_schema(request=s.DesiredEntryWriteSerializer, responses=s.DesiredEntrySerializer)
+    @extend_schema(
+        request=s.DesiredEntryWriteSerializer,
+        responses={202: s.DesiredEntryEditSerializer, 200: s.DesiredEntryEditSerializer},
+    )
     def update(self, request, pk=None):
         entry = self.get_object()
         if not isinstance(request.data, dict) or "value" not in request.data:
             # Without it the PUT would answer 200 and change nothing: say what is missing instead.
             raise ApplicationError('Send the new value: {"value": …} (null unsets the key).', field="value")
         value = request.data["value"]
-        entry = services.desired_entry_set(
-            actor=request.user, level=entry.level, target=entry.target, key=entry.key, value=value
+        return self._edited(
+            *services.desired_entry_set(
+                actor=request.user, level=entry.level, target=entry.target, key=entry.key, value=value
+            )
         )
-        return Response(s.DesiredEntrySerializer(entry).data)
 
     def perform_destroy(self, instance):
         services.desired_entry_delete(actor=self.request.user, entry=instance)
@@ -252,4 +271,11 @@ class DesiredEntryViewSet(GitOpsAPIMixin, mixins.DestroyModelMixin, viewsets.Rea
         return Response(selectors.effective_config(get_object_or_404(Instance, pk=instance_id)))
 
 
-__all__ = ["RepositoryViewSet", "ConflictResolveView", "DesiredEntryViewSet", "SyncRunView", "WebhookView"]
+__all__ = [
+    "RepositoryViewSet",
+    "ConflictView",
+    "ConflictResolveView",
+    "DesiredEntryViewSet",
+    "SyncRunView",
+    "WebhookView",
+]

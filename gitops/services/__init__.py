@@ -7,7 +7,7 @@
 - `webhooks`: push webhooks of GitHub, GitLab and Gitea.
 """
 
-from ._base import mirror_path
+from ._base import FEATURE, mirror_path
 from .conflicts import conflict_resolve
 from .repositories import (
     repositories_due,
@@ -25,15 +25,26 @@ from .repositories import (
     repository_update,
     repository_webhook_secret_rotate,
 )
-from .store import desired_config_drive, desired_entry_delete, desired_entry_set, fleet_plan, instance_reconcile
+from .store import (
+    PlanningQueued,
+    desired_config_drive,
+    desired_entry_delete,
+    desired_entry_drive,
+    desired_entry_set,
+    fleet_plan,
+    instance_reconcile,
+)
 from .sync import repository_preview, repository_sync
 from .webhooks import WebhookForbidden, webhook_receive
 
 __all__ = [
+    "PlanningQueued",
+    "FEATURE",
     "WebhookForbidden",
     "conflict_resolve",
     "desired_config_drive",
     "desired_entry_delete",
+    "desired_entry_drive",
     "desired_entry_set",
     "fleet_plan",
     "instance_reconcile",

@@ -6,9 +6,6 @@ from pathlib import Path
 from django.conf import settings
 from django.db import transaction
 
-from fleet.licensing import plan_allows
-from fleet.licensing_store import current_license_status
-
 from ..models import Repository
 
 logger = logging.getLogger("gitops.services")
@@ -23,10 +20,9 @@ def actor_user(actor):
     return actor if getattr(actor, "pk", None) else None
 
 
-def licensed() -> bool:
-    """Does the license in force include `gitops`? A downgraded panel stops driving the fleet from Git:
-    syncs, previews, webhooks and heartbeat reconciles all ask this first."""
-    return plan_allows(current_license_status().plan, "gitops")
+# The license feature. A downgraded panel stops driving the fleet from Git: syncs, previews, webhooks
+# and heartbeat reconciles all ask fleet.licensing_store.feature_licensed(FEATURE) first.
+FEATURE = "gitops"
 
 
 def enqueue_sync(repository_id: int, trigger: str = "schedule", revision: str = "") -> None:

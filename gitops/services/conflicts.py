@@ -4,13 +4,19 @@ from django.db import transaction
 from django.utils import timezone
 
 from common.exceptions import ApplicationError, ConflictError
-from common.services import audit_log
+from common.services import actor_label, audit_log
 
 from ..choices import ConflictStatus, Resolution
 from ..models import Conflict, DesiredEntry, Repository
 from ..reconcile import same
 from ..repoformat import validate_value
 from ._base import actor_user, enqueue_sync
+
+RESOLVED_WORDS = {
+    Resolution.PANEL: "kept the panel value",
+    Resolution.GIT: "took the Git value",
+    Resolution.CUSTOM: "set another value",
+}
 
 
 @transaction.atomic
@@ -22,8 +28,10 @@ def conflict_resolve(*, actor, conflict: Conflict, resolution: str, value=None) 
     again. When no conflict of the repository is left open, its sync continues (queued at once).
     """
     conflict = Conflict.objects.select_for_update().get(pk=conflict.pk)
+    if conflict.status == ConflictStatus.SUPERSEDED:
+        raise ConflictError(f"This conflict was {conflict.outcome}: that strategy decides the key now.")
     if conflict.status != ConflictStatus.OPEN:
-        raise ConflictError("This conflict is already resolved.")
+        raise ConflictError(f"This conflict is already resolved: {conflict.outcome}.")
     if resolution == Resolution.PANEL:
         present, chosen = conflict.panel_present, conflict.panel_value
     elif resolution == Resolution.GIT:
@@ -67,6 +75,7 @@ def conflict_resolve(*, actor, conflict: Conflict, resolution: str, value=None) 
         chosen if present else None,
     )
     conflict.resolved_at, conflict.resolved_by = now, actor_user(actor)
+    conflict.outcome = f"{RESOLVED_WORDS[resolution]} ({actor_label(actor)})"
     conflict.save()
     audit_log(
         actor=actor,

@@ -13,7 +13,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from common.exceptions import ApplicationError, ConflictError, ErrorCollector
-from common.services import audit_log
+from common.services import actor_label, audit_log
 from common.validators import git_ref_problem, unstorable_reason
 
 from .. import crypto, sshkeys, transport
@@ -276,8 +276,9 @@ UPDATABLE = ("branch", "sync_interval", "conflict_strategy", "path", "revision",
 @transaction.atomic
 def repository_update(*, actor, repository: Repository, **changes) -> Repository:
     """Change branch, interval, strategy, sub-directory, pinned revision or pruning. A new branch, path or
-    revision is read from scratch at the next sync, which is due at once. Leaving `manual` closes the
-    repository's open conflicts (resolution left blank): the new strategy decides those keys then."""
+    revision is read from scratch at the next sync, which is due at once. Leaving `manual` supersedes the
+    repository's open conflicts (status superseded, `outcome` says why): the new strategy decides those
+    keys then."""
     unknown = set(changes) - set(UPDATABLE)
     if unknown:
         raise ApplicationError(f"These cannot be changed: {', '.join(sorted(unknown))}.")
@@ -302,7 +303,10 @@ def repository_update(*, actor, repository: Repository, **changes) -> Repository
         # Leaving manual: the open conflicts are the new strategy's to decide, at the sync due now (an
         # admin who switches to git_wins to get out of a pause means exactly that).
         closed = repository.conflicts.filter(status=ConflictStatus.OPEN).update(
-            status=ConflictStatus.RESOLVED, resolved_at=timezone.now(), resolved_by=actor_user(actor)
+            status=ConflictStatus.SUPERSEDED,
+            outcome=f"closed when the strategy changed to {repository.conflict_strategy} by {actor_label(actor)}",
+            resolved_at=timezone.now(),
+            resolved_by=actor_user(actor),
         )
     repository.next_sync_at = timezone.now() if repository.host_key else None
     repository.save()

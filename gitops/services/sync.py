@@ -16,13 +16,14 @@ from django.utils import timezone
 
 from common.choices import NotificationLevel
 from common.services import audit_log, notify_admins
+from fleet.licensing_store import feature_licensed
 
 from .. import crypto, sshkeys
 from ..choices import ConflictStatus, RepositoryStatus, SyncStatus
 from ..models import Repository, SyncRun
 from ..repoformat import CommitInvalid, Issue
 from ..transport import GitRemote, MissingDirectory, RemoteError, find_commit, peel, read_tree
-from ._base import licensed, mirror_path
+from ._base import FEATURE, mirror_path
 from .repositories import MIN_INTERVAL, STALE_CLAIM, repository_private_key
 from .sections import SECTIONS, RunLog, SyncContext
 
@@ -58,7 +59,7 @@ def repository_sync(*, repository_id: int, trigger: str = "schedule", actor=None
     7. Apply every section and queue the fleet's commands, in one transaction.
     A remote failure backs off exponentially (and notifies admins the first time).
     """
-    if not licensed():
+    if not feature_licensed(FEATURE):
         logger.info("GitOps sync of repository %s skipped: the license does not include gitops", repository_id)
         return None
     repo = _claim(repository_id)
@@ -73,7 +74,7 @@ def repository_preview(*, run_id: int) -> SyncRun | None:
     run = SyncRun.objects.filter(pk=run_id, dry_run=True).first()
     if run is None or run.status != SyncStatus.RUNNING:
         return run
-    if not licensed():
+    if not feature_licensed(FEATURE):
         run.status, run.errors, run.finished_at = (
             SyncStatus.FAILED,
             ["The license does not include gitops."],

@@ -3,14 +3,13 @@
 Mixed into PolicyViewSet (governance.api.views). Export is a read (viewer+); import writes (admin).
 """
 
-import base64
 from datetime import date
 
 from django.http import HttpResponse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import parsers, renderers, serializers
+from rest_framework import parsers, serializers
 from rest_framework.decorators import action
 from rest_framework.exceptions import ParseError
 from rest_framework.response import Response
@@ -79,10 +78,7 @@ def request_files(data) -> dict[str, bytes | str]:
     if "zip" in data:
         return policy_format.read_zip(data["zip"])
     if isinstance(data.get("zip_base64"), str):
-        try:
-            return policy_format.read_zip(base64.b64decode(data["zip_base64"], validate=True))
-        except ValueError:  # binascii.Error, or text that is not ASCII at all
-            raise ApplicationError("zip_base64 is not base64.", field="zip_base64") from None
+        return policy_format.read_zip_base64(data["zip_base64"])
     if isinstance(data.get("yaml"), str):
         return {data.get("filename") or "upload.yaml": data["yaml"]}
     files = data.get("files")
@@ -174,12 +170,9 @@ class PolicyFilesDocumentSerializer(serializers.Serializer):
 class PolicyFilesMixin:
     """Actions on PolicyViewSet; see the module docstring."""
 
-    def perform_content_negotiation(self, request, force=False):
-        """Export's ?format=yaml|zip is its own parameter, not DRF's renderer override: its errors are JSON."""
-        if getattr(self, "action", None) == "export":
-            renderer = renderers.JSONRenderer()
-            return renderer, renderer.media_type
-        return super().perform_content_negotiation(request, force)
+    # Export's ?format=yaml|zip is its own parameter, not DRF's renderer override, for every method of
+    # the route (its GET and its OPTIONS): common.api.negotiation.
+    format_is_a_parameter = False
 
     @extend_schema(
         summary="Export every policy as policy-file YAML (one document), or ?format=zip for policies/<name>.yaml",
@@ -195,6 +188,7 @@ class PolicyFilesMixin:
         url_path="export",
         pagination_class=None,
         filter_backends=[],
+        format_is_a_parameter=True,
     )
     def export(self, request):
         kind = request.query_params.get("format", "yaml")

@@ -12,12 +12,14 @@
 A file holds one policy, or `policies:` with a list of them (what the export writes as one document).
 """
 
+import base64
 import io
 import re
 import zipfile
 
 import yaml
 
+from common.exceptions import ApplicationError
 from common.validators import unstorable_reason
 from common.yamlfiles import STR_TAG, FilesInvalid, Issue, compose, construct, line, line_of, pairs
 from fleet.choices import ScopeKind
@@ -125,6 +127,19 @@ def bad_path(path: str) -> str | None:
     if path.startswith("/") or "\\" in path or _DRIVE.match(path) or ".." in path.split("/"):
         return f"the file name '{path[:200]}' is not a relative path inside the upload ('..', '/', '\\' and drives are not)"
     return None
+
+
+ZIP_BASE64_INVALID = "zip_base64 is not base64, so the zip cannot be read: send (or upload) the zip again."
+
+
+def read_zip_base64(text: str) -> dict[str, bytes]:
+    """read_zip of a zip sent as base64 text: the API's `zip_base64`, and the import page's upload
+    carried from Preview to Apply. Text that is not base64 is refused on that field."""
+    try:
+        data = base64.b64decode(text, validate=True)
+    except ValueError:  # binascii.Error, or text that is not ASCII at all
+        raise ApplicationError(ZIP_BASE64_INVALID, field="zip_base64") from None
+    return read_zip(data)
 
 
 def read_zip(data: bytes) -> dict[str, bytes]:

@@ -1,26 +1,22 @@
 """The policy Import page: upload or paste policy files, see the dry run's diff, then Apply (admins only)."""
 
-import base64
-
 from django.contrib import messages
 from django.shortcuts import redirect, render
 from django.views import View
 
 from common.choices import Role
+from common.exceptions import ApplicationError
 from common.views import RoleRequiredMixin
-from common.yamlfiles import FilesInvalid, Issue
+from common.yamlfiles import FilesInvalid
 
 from ..forms import PolicyImportForm
-from .format import read_zip
+from .format import read_zip_base64
 from .plan import policy_files_import
 
 
 def _files(data: dict) -> dict:
     if data.get("zip_base64"):
-        try:
-            return read_zip(base64.b64decode(data["zip_base64"], validate=True))
-        except ValueError:  # binascii.Error, or text that is not ASCII at all
-            raise FilesInvalid([Issue("upload.zip", 1, "the upload could not be read again; upload it once more")])
+        return read_zip_base64(data["zip_base64"])
     return {data.get("filename") or "pasted.yaml": data["text"]}
 
 
@@ -48,6 +44,9 @@ class PolicyImportView(RoleRequiredMixin, View):
             plan = policy_files_import(_files(data), actor=request.user, apply=apply, prune=data["prune"])
         except FilesInvalid as exc:
             return self._render(form, status=400, issues=exc.issues)
+        except ApplicationError as exc:  # the carried zip_base64 (a hidden field): said above the form
+            form.add_error(None, exc.message)
+            return self._render(form, status=400)
         if apply:
             s = plan.summary()
             messages.success(

@@ -89,13 +89,17 @@ def test_a_failure_at_step_two_rolls_back_every_instance_the_change_reached(five
     assert not CommandRun.objects.filter(instance__name__in=["web-4", "web-5"]).exists()
 
 
-def test_a_step_with_approval_waits_for_a_person_while_health_is_still_watched(five, operator_user, admin_user):
+def test_a_step_with_approval_waits_for_a_person_while_health_is_still_watched(
+    five, operator_user, admin_user, viewer_user
+):
     deployment = start(operator_user, steps=[{"percentage": 20, "approval": True}, {"percentage": 100}])
     agent_finishes(pending_runs(deployment))
     advance(deployment)
     assert advance(deployment) == Phase.EVALUATION
     assert deployment.awaiting_approval
-    assert Notification.objects.filter(user=admin_user, title__contains="waiting for approval").count() == 1
+    # Everyone who may approve hears of it (operators too), and nobody who may not.
+    waiting = Notification.objects.filter(title__contains="waiting for approval")
+    assert sorted(waiting.values_list("user__username", flat=True)) == ["alice", "oscar"]
     now = timezone.now()
     assert advance(deployment, now + timedelta(seconds=1)) == Phase.EVALUATION  # still waiting…
     assert EvaluationRound.objects.filter(deployment=deployment).last().mode == RoundMode.WATCH  # …and watching

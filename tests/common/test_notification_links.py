@@ -3,8 +3,9 @@
 import pytest
 from django.core import mail
 
-from common.models import Notification
-from common.services import absolute_url, notify_admins
+from common.choices import Role
+from common.models import Notification, User
+from common.services import absolute_url, notify_admins, notify_role
 
 
 def test_a_notification_email_links_to_the_panel_by_its_full_address(
@@ -17,6 +18,22 @@ def test_a_notification_email_links_to_the_panel_by_its_full_address(
     assert message.to == ["alice@example.com"]
     assert "https://panel.example.com/governance/canary/7/" in message.body
     assert Notification.objects.get().url == "/governance/canary/7/"  # the page's own link stays relative
+
+
+def test_a_role_notification_reaches_that_role_and_the_ones_above_it_by_mail_too(
+    admin_user, operator_user, viewer_user, outsider_user, django_capture_on_commit_callbacks
+):
+    # victor (viewer) and eve (inactive) get nothing; root, a superuser whose role says viewer, does.
+    User.objects.create_superuser("root", "root@example.com", "pw", role=Role.VIEWER)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert notify_role(role=Role.OPERATOR, title="Step 1 waiting for approval") == 3
+        assert notify_admins(title="Admins only") == 2
+    by_title = {
+        t: sorted(Notification.objects.filter(title=t).values_list("user__username", flat=True))
+        for t in ("Step 1 waiting for approval", "Admins only")
+    }
+    assert by_title == {"Step 1 waiting for approval": ["alice", "oscar", "root"], "Admins only": ["alice", "root"]}
+    assert sorted(mail.outbox[0].to) == ["alice@example.com", "oscar@example.com", "root@example.com"]
 
 
 @pytest.mark.parametrize(

@@ -195,6 +195,32 @@ def test_other_malformed_fields_are_refused_with_their_path(agent, changes, path
     assert_refused_and_unchanged(beat(client, **changes), instance, [path])
 
 
+@pytest.mark.parametrize("field", ["agent_version", "os_version"])
+@pytest.mark.parametrize("wrong", [5, 1.5, True, ["1.0"], {"v": "1.0"}, "1" * 10_000], ids=repr)
+def test_a_wrongly_typed_or_oversized_optional_version_is_refused_on_its_field(agent, field, wrong):
+    instance, client = agent
+    response = beat(client, **{field: wrong})
+    assert_refused_and_unchanged(response, instance, [field])
+    assert response.json()["message"].startswith(f"{field}: ")
+    assert Instance.objects.get(pk=instance.pk).agent_version == instance.agent_version
+
+
+@pytest.mark.parametrize("field", ["apps", "settings", "updates"])
+@pytest.mark.parametrize("wrong", [5, "x" * 10_000, True])
+def test_a_wrongly_typed_optional_list_or_object_is_refused_on_its_field(agent, field, wrong):
+    instance, client = agent
+    assert_refused_and_unchanged(beat(client, **{field: wrong}), instance, [field])
+
+
+@pytest.mark.parametrize("field", ["agent_version", "os_version", "apps", "settings", "updates"])
+def test_an_optional_field_left_out_or_null_is_accepted(agent, field):
+    _instance, client = agent
+    body = heartbeat_body()
+    body.pop(field, None)
+    assert_status(client.post("/api/agent/heartbeat", body, format="json"), 200)
+    assert_status(client.post("/api/agent/heartbeat", {**body, field: None}, format="json"), 200)
+
+
 # --- hostile JSON on the agent endpoints (common.api.parsers, before any view) --------------------
 
 HOSTILE = {

@@ -6,7 +6,7 @@ from django.utils import timezone
 from common.exceptions import UpgradeRequired
 from fleet.choices import LicenseState
 from fleet.licensing import LicenseError, plan_allows, verify_license
-from fleet.licensing_store import current_license_status, require_feature
+from fleet.licensing_store import current_license_status, feature_licensed, feature_refusal, require_feature
 from tests.base import LicenseIssuer
 
 
@@ -64,3 +64,13 @@ def test_a_license_past_its_grace_period_falls_back_to_community(install_license
 def test_a_license_in_grace_keeps_its_features(install_license):
     install_license("enterprise", expired_days_ago=2)
     assert require_feature("gitops").state == LicenseState.GRACE
+
+
+def test_the_one_license_check_answers_per_feature_with_the_refusal_a_page_shows(install_license):
+    install_license("business")
+    assert feature_refusal("canary_deployments") is None and feature_licensed("canary_deployments")
+    refusal = feature_refusal("gitops")
+    assert not feature_licensed("gitops")
+    assert refusal.message == (
+        "The 'gitops' feature requires the Enterprise plan or higher; the current license is Business."
+    )

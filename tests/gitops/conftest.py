@@ -1,7 +1,7 @@
 import pytest
 
 from fleet.models import Group, Instance, Tag
-from gitops import services
+from gitops import services, tasks
 from gitops.choices import ConflictStrategy
 from tests.base import service_unavailable
 
@@ -23,6 +23,12 @@ def queued_syncs(request, monkeypatch):
     monkeypatch.setattr("gitops.tasks.preview_repository.delay", lambda run_id: queued.append(("preview", run_id)))
     monkeypatch.setattr("gitops.tasks.scan_host_key.delay", lambda pk: queued.append(("scan", pk)))
     monkeypatch.setattr("gitops.tasks.reconcile_instance.delay", lambda pk: queued.append(("reconcile", pk)))
+
+    def drive(*args):  # a panel edit's planning: recorded, and done at once (the worker's half, as a call)
+        queued.append(("drive", *args[1:3]))
+        tasks.drive_desired_config(*args)
+
+    monkeypatch.setattr("gitops.tasks.drive_desired_config.delay", drive)
     return queued
 
 

@@ -228,7 +228,7 @@ def test_desired_config_values_and_keys_with_nul_are_refused_by_the_api(admin_ap
     ):
         response = admin_api.post(f"{API}/desired-config", body, format="json")
         assert response.status_code == 400 and response.data["errors"], response.data
-    entry = services.desired_entry_set(actor=None, level="fleet", target="", key="motd", value="ok")
+    entry, _planning = services.desired_entry_set(actor=None, level="fleet", target="", key="motd", value="ok")
     assert admin_api.put(f"{API}/desired-config/{entry.pk}", {"value": "x\u0000"}, format="json").status_code == 400
     assert list(DesiredEntry.objects.values_list("value", flat=True)) == ["ok"]
 

@@ -149,7 +149,7 @@ def test_the_issue_scenario_two_repositories_a_disconnect_a_panel_edit_and_a_bra
 
     assert admin_api.delete(f"{API}/{b.pk}?entries=keep").status_code == 204
     k2 = DesiredEntry.objects.get(key="k2")
-    assert admin_api.put(f"{API}/desired-config/{k2.pk}", {"value": 3}, format="json").status_code == 200
+    assert admin_api.put(f"{API}/desired-config/{k2.pk}", {"value": 3}, format="json").status_code == 202
     assert sync(a).status == SyncStatus.NOOP  # A never had k2: nothing to ask about
     git_repo.write_config("fleet.yaml", {"k1": 10})
     git_repo.commit()

@@ -33,8 +33,9 @@ def test_git_wins_reasserts_git_over_a_panel_edit_on_an_unchanged_head(
     connect, git_repo, fleet, admin_api, queued_syncs, django_capture_on_commit_callbacks
 ):
     repo, entry = _git_says_five(connect, git_repo, ConflictStrategy.GIT_WINS)
-    response = admin_api.put(f"{API}/desired-config/{entry.pk}", {"value": 99}, format="json")
-    assert response.status_code == 200 and set_config_values()[-1] == {"max.sessions": 99}
+    with django_capture_on_commit_callbacks(execute=True):  # and the worker's planning (the conftest runs it)
+        response = admin_api.put(f"{API}/desired-config/{entry.pk}", {"value": 99}, format="json")
+    assert response.status_code == 202 and set_config_values()[-1] == {"max.sessions": 99}
 
     with django_capture_on_commit_callbacks(execute=True):
         assert admin_api.post(f"{API}/{repo.pk}/sync").status_code == 202  # the same commit as before

@@ -389,7 +389,18 @@ def test_leaving_manual_while_paused_lets_the_new_strategy_decide_the_open_confl
 
     assert response.status_code == 200, response.data
     conflict.refresh_from_db()
-    assert conflict.status == ConflictStatus.RESOLVED and conflict.resolved_by == admin_user
+    assert conflict.status == ConflictStatus.SUPERSEDED and conflict.resolved_by == admin_user
+    assert conflict.outcome == f"closed when the strategy changed to {strategy} by alice"
+    assert admin_api.get(f"/api/governance/gitops/{repo.pk}/conflicts").data == []  # the list: open ones only
+    shown = admin_api.get(f"/api/governance/gitops/conflicts/{conflict.pk}").data
+    assert (shown["status"], shown["outcome"]) == ("superseded", conflict.outcome)
+    late = admin_api.post(
+        f"/api/governance/gitops/conflicts/{conflict.pk}/resolve", {"resolution": "panel"}, format="json"
+    )
+    assert late.status_code == 409
+    assert late.data["message"] == (
+        f"This conflict was closed when the strategy changed to {strategy} by alice: that strategy decides the key now."
+    )
     run = sync(repo)
     assert run.status == SyncStatus.APPLIED and repo.status == RepositoryStatus.OK
     assert [c["action"] for c in run.changes if c["key"] == "ntp.server"] == [action]
@@ -409,6 +420,23 @@ def test_the_settings_page_says_how_many_conflicts_leaving_manual_closed(
 
     assert "1 open conflict(s) closed" in response.content.decode()
     assert queued_syncs[-1] == (repo.pk, "strategy changed")
+    page = admin_client.get("/governance/gitops/conflicts/").content.decode()
+    assert "No open conflicts" in page
+    assert "Superseded" in page and "Closed when the strategy changed to git_wins by alice" in page
+    admin_list = admin_client.get("/admin/gitops/conflict/?status=superseded").content.decode()
+    assert "closed when the strategy changed to git_wins by alice" in admin_list
+
+
+def test_an_admins_decision_says_who_chose_what_and_the_conflict_is_listed_as_resolved(
+    connect, git_repo, fleet, admin_user, admin_client, admin_api
+):
+    repo, conflict = _paused(connect, git_repo, admin_user)
+
+    services.conflict_resolve(actor=admin_user, conflict=conflict, resolution="git")
+
+    shown = admin_api.get(f"/api/governance/gitops/conflicts/{conflict.pk}").data
+    assert (shown["status"], shown["resolution"], shown["outcome"]) == ("resolved", "git", "took the Git value (alice)")
+    assert "Took the Git value (alice)" in admin_client.get("/governance/gitops/conflicts/").content.decode()
 
 
 def test_other_settings_changes_leave_open_conflicts_open(connect, git_repo, fleet, admin_user):
@@ -561,3 +589,26 @@ def test_a_forced_sync_revalidates_an_invalid_head_once_the_missing_group_exists
 
     assert run.status == SyncStatus.APPLIED and repo.last_commit_sha == sha
     assert entry(Level.GROUP, "cache", "cache.size").value == 512
+
+
+def test_conflicts_closed_before_outcomes_were_recorded_are_worded_by_the_migration(db, admin_user):
+    from importlib import import_module
+
+    from django.apps import apps
+
+    from gitops.models import Repository
+
+    repo = Repository.objects.create(name="r", url="git@h:x", private_key_encrypted="-", public_key="-")
+    closed = {"status": ConflictStatus.RESOLVED, "resolved_by": admin_user}
+    by_strategy = Conflict.objects.create(repository=repo, level=Level.FLEET, key="a", **closed)
+    decided = Conflict.objects.create(repository=repo, level=Level.FLEET, key="b", resolution="panel", **closed)
+    still_open = Conflict.objects.create(repository=repo, level=Level.FLEET, key="c")
+
+    import_module("gitops.migrations.0004_conflict_superseded_outcome").word_past_outcomes(apps, None)
+
+    rows = Conflict.objects.filter(pk__in=[by_strategy.pk, decided.pk, still_open.pk]).order_by("key")
+    assert [(c.status, c.outcome) for c in rows] == [
+        ("superseded", "closed when the strategy changed away from manual by alice"),
+        ("resolved", "kept the panel value (alice)"),
+        ("open", ""),
+    ]

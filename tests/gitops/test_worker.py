@@ -1,5 +1,7 @@
 """A real Celery worker and beat against PostgreSQL and Redis sync a repository served by a real sshd."""
 
+import json
+
 import pytest
 
 from gitops.choices import Level, RepositoryStatus, SyncStatus
@@ -106,3 +108,35 @@ def test_two_workers_syncing_two_repositories_that_claim_one_key_apply_exactly_o
     assert f"already defined by repository '{winner}'" in invalid.first().errors[0]
     entry = DesiredEntry.objects.get(key="ntp.server")
     assert entry.repository.name == winner and entry.value == f"from-{winner}"
+
+
+def test_a_fleet_level_edit_through_the_api_is_planned_by_the_worker_and_each_change_queued_once(
+    fleet, enterprise_license, admin_api, celery_worker_factory
+):
+    from collections import defaultdict
+
+    from fleet.choices import CommandSource, RunStatus
+    from fleet.models import CommandRun
+
+    celery_worker_factory()  # two threads: the two edits' planning may run side by side
+    api = "/api/governance/gitops/desired-config"
+    first = admin_api.post(api, {"level": "fleet", "key": "ntp.server", "value": "pool"}, format="json")
+    second = admin_api.post(api, {"level": "fleet", "key": "motd", "value": "hi"}, format="json")
+    assert (first.status_code, second.status_code) == (202, 202)
+    assert first.data["planning"]["instances"] == 3
+
+    def newest_per_instance():
+        runs = CommandRun.objects.filter(command__source=CommandSource.GITOPS, status=RunStatus.PENDING)
+        by_instance = defaultdict(list)
+        for name, params in runs.order_by("command_id").values_list("instance__name", "command__params"):
+            by_instance[name].append(params)
+        return by_instance
+
+    want = {"values": {"motd": "hi", "ntp.server": "pool"}, "unset": []}
+    wait_for(
+        lambda: sorted(n for n, p in newest_per_instance().items() if p[-1] == want) == ["db-01", "web-01", "web-02"],
+        timeout=60,
+        message="the worker queueing both changes for every instance",
+    )
+    for name, queued in newest_per_instance().items():  # one drive at a time: no change queued twice
+        assert len(queued) == len({json.dumps(p, sort_keys=True) for p in queued}), (name, queued)
