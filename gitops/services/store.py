@@ -1,6 +1,7 @@
 """The desired-configuration store: panel edits, and the commands that drive instances towards it."""
 
 import json
+import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -22,9 +23,11 @@ from ..choices import Level
 from ..models import DesiredEntry, Repository
 from ..reconcile import EntryIndex, plan_commands, same
 from ..repoformat import APP_PREFIX, key_problem, value_problem
-from ._base import FEATURE, actor_user, enqueue
+from ._base import FEATURE, actor_user
 
 Key = tuple[str, str, str]
+
+logger = logging.getLogger(__name__)
 
 
 # --- Driving the fleet ----------------------------------------------------------------------------
@@ -230,8 +233,20 @@ def desired_entry_set(*, actor, level: str, target: str, key: str, value) -> tup
         description=f"Desired config: {entry}"[:200],
     )
     who = actor.pk if actor_user(actor) else actor_label(actor)
-    enqueue(drive_desired_config, who, level, target, queued.description)
+    transaction.on_commit(lambda: _send_drive(drive_desired_config, who, level, target, queued.description))
     return entry, queued
+
+
+def _send_drive(task, who, level: str, target: str, description: str) -> None:
+    """Hand the planning to a worker; with the broker out of reach, plan here, in the request. The edit
+    is already stored, and nothing else would plan it until the next sync or a changed heartbeat
+    (a fleet with no repository and quiet servers: never), so an outage costs this request time,
+    not the change."""
+    try:
+        task.delay(who, level, target, description)
+    except Exception:
+        logger.warning("broker unavailable: planning %r for %s %s in the request", description, level, target)
+        desired_entry_drive(actor=who, level=level, target=target, description=description)
 
 
 def desired_entry_drive(*, actor, level: str, target: str, description: str) -> list[dict]:

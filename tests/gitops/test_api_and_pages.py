@@ -633,3 +633,23 @@ def assert_matches_its_schema(body, template: str) -> None:
     declared = schema["paths"][template]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
     assert mismatches(body, declared, schema["components"]["schemas"]) == []
     assert isinstance(body, list) == (declared.get("type") == "array")
+
+
+def test_with_the_broker_down_a_fleet_edit_is_planned_in_the_request_not_lost(
+    admin_api, enterprise_license, fleet, django_capture_on_commit_callbacks, monkeypatch
+):
+    """The edit is stored before the task is sent; were a failed send only logged, nothing would plan
+    it (no repository, quiet servers) and the fleet would never get the change."""
+    from kombu.exceptions import OperationalError
+
+    def broker_down(*args):
+        raise OperationalError("[Errno 111] Connection refused")
+
+    monkeypatch.setattr("gitops.tasks.drive_desired_config.delay", broker_down)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_api.post(
+            f"{API}/desired-config", {"level": "fleet", "key": "ntp.server", "value": "pool"}, format="json"
+        )
+    assert response.status_code == 202
+    command = Command.objects.get(source=CommandSource.GITOPS)
+    assert command.runs.count() == Instance.objects.count() == len(fleet)
