@@ -60,7 +60,14 @@ class CanaryCreateSerializer(serializers.Serializer):
 
     def validate(self, attrs):
         if not attrs.get("canary") and not attrs.get("steps"):
-            raise serializers.ValidationError({"canary": ["Give the canary group, or steps."]})
+            raise serializers.ValidationError(
+                {
+                    "canary": [
+                        'Give the canary group, as "canary": {"percentage": 1–100} or {"instances": [instance ids]},'
+                        ' or the steps, as "steps": [{"percentage": …}, …].'
+                    ]
+                }
+            )
         return attrs
 
 

@@ -189,3 +189,13 @@ def test_polls_filter_by_instance_and_round_and_page(fleet, operator_user, viewe
     assert_status(bad, 400)
     assert list(bad.json()["errors"]) == ["round"]
     assert_status(viewer_api.get("/api/fleet/canary/999999/polls"), 404)
+
+
+def test_a_missing_canary_group_says_what_shape_to_send(operator_api):
+    """A client that sends the percentage beside the change (a guess from "choose a percentage or
+    specific instances") is told where it goes, not only that something is missing."""
+    body = {k: v for k, v in BODY.items() if k != "canary"}
+    response = post(operator_api, {**body, "percentage": 20})
+    assert_status(response, 400)
+    (message,) = response.json()["errors"]["canary"]
+    assert '"canary": {"percentage": 1–100}' in message and '"steps"' in message
