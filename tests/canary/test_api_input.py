@@ -191,7 +191,7 @@ def test_polls_filter_by_instance_and_round_and_page(fleet, operator_user, viewe
     assert_status(viewer_api.get("/api/fleet/canary/999999/polls"), 404)
 
 
-def test_a_missing_canary_group_says_what_shape_to_send(operator_api):
+def test_a_missing_canary_group_says_what_shape_to_send(fleet, operator_api):
     """A client that sends the percentage beside the change (a guess from "choose a percentage or
     specific instances") is told where it goes, not only that something is missing."""
     body = {k: v for k, v in BODY.items() if k != "canary"}
