@@ -155,10 +155,10 @@ def copy_instances(rows: list[tuple]) -> None:
     defaults = [f for f in Instance._meta.concrete_fields if f.column not in (*INSTANCE_COLUMNS, "id", "apps_text")]
     columns = [*INSTANCE_COLUMNS, "apps_text", *(f.column for f in defaults)]
     rest = tuple(f.get_default() for f in defaults)
-    with transaction.atomic(), connection.cursor() as cur:
-        with cur.cursor.copy(f"COPY fleet_instance ({', '.join(columns)}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row + rest)
+    sql = f"COPY fleet_instance ({', '.join(columns)}) FROM STDIN"
+    with transaction.atomic(), connection.cursor() as cur, cur.cursor.copy(sql) as copy:
+        for row in rows:
+            copy.write_row(row + rest)
 
 
 def median_ms(fn, runs: int) -> float:

@@ -46,7 +46,9 @@ def test_overlapping_chunks_store_what_one_chunk_after_the_other_stores(make_ins
         )
     make_policy(
         name="Agents",
-        rules={"apps": [{"name": "monitoring-agent", "min_version": "2.0"}, {"name": "log-collector", "running": True}]},
+        rules={
+            "apps": [{"name": "monitoring-agent", "min_version": "2.0"}, {"name": "log-collector", "running": True}]
+        },
     )
     make_policy(name="SSH", policy_type="baseline", rules={"settings": {"ssh.password_auth": False}})
     monkeypatch.setattr(run, "CHUNK", 2)  # 5 chunks
@@ -71,4 +73,5 @@ def test_overlapping_chunks_store_what_one_chunk_after_the_other_stores(make_ins
         one_by_one = services.evaluate_fleet()
     assert threads == {threading.current_thread().name}
     assert overlapped == one_by_one and stored == outcome()
-    assert overlapped["instances"] == 9 and overlapped["opened"] == 3 + 3 + 5  # agent too old, collector stopped, SSH on
+    # agent too old, collector stopped, SSH on
+    assert overlapped["instances"] == 9 and overlapped["opened"] == 3 + 3 + 5
