@@ -16,7 +16,6 @@ what it reports, with its index.
 """
 
 import re
-from bisect import bisect_left
 from dataclasses import dataclass
 
 
@@ -52,41 +51,44 @@ class AppIndex:
         {name, version, running}: a superset of what the caller looks at (it matches the globs itself).
 
         The lines are in name order, and a tab sorts before any character a name may hold, so
-        "nginx\t…" < "nginx-common\t…" as "nginx" < "nginx-common": one split, then a binary search
-        per name and per glob prefix (a str.find per name cost more than the rest of the evaluation)."""
+        "nginx\t…" < "nginx-common\t…" as "nginx" < "nginx-common": a binary search over the text's
+        offsets per name and per glob prefix (see _window). What it buys (bench/evaluation.py,
+        BENCH_APPS=3000): splitting 3,000 lines into a list to bisect it cost twice the search, and a
+        str.find per name over the whole text more than the rest of the evaluation."""
         text = self.text
-        if not text.startswith("\n"):
-            raise IndexDamaged("the apps index does not start with a newline")
-        lines = text[1:].split("\n")
-        if lines[-1] == "":
-            lines.pop()
-        found, end = {}, len(lines)
-        for name in names:
-            key = f"{name}\t"
-            i = bisect_left(lines, key)
-            if i < end and lines[i].startswith(key):
-                found[name] = lines[i]
+        if not (text.startswith("\n") and text.endswith("\n")):
+            raise IndexDamaged("the apps index does not start and end with a newline")
+        found, lo = {}, -1
+        for key in sorted(f"\n{name}\t" for name in names):  # in the lines' order: one search narrows the next
+            lo, hi = _window(text, key, lo)
+            i = text.find(key, lo + 1, hi + len(key))
+            if i >= 0:
+                found[key[1:-1]] = text[i + 1 : text.find("\n", i + 1)]
         for glob in globs:
-            for line in self._candidates(lines, glob):
+            for line in self._candidates(glob):
                 found.setdefault(line.partition("\t")[0], line)
         return [_app(line) for line in found.values()]
 
-    def _candidates(self, lines: list[str], glob: str):
+    def _candidates(self, glob: str):
         """Lines whose name may match `glob` (fnmatchcase): those starting with its literal prefix; for
         a glob that starts with a wildcard, those whose name holds its longest literal part before any
         bracket (`*-dev` → "-dev": a str.find over the text); every line when it has none (`*`, `[a-z]*`)."""
+        text = self.text
         prefix = _GLOB_PREFIX.match(glob).group()
         if prefix:
-            i = bisect_left(lines, prefix)
-            while i < len(lines) and lines[i].startswith(prefix):
-                yield lines[i]
-                i += 1
+            key = f"\n{prefix}"
+            lo, hi = _window(text, key, -1)
+            i = text.find(key, lo + 1, hi + len(key))
+            while i >= 0:  # the lines starting with the prefix follow one another
+                end = text.find("\n", i + 1)
+                yield text[i + 1 : end]
+                i = end if text.startswith(key, end) else -1
             return
         literal = max(re.split(r"[*?]", glob.partition("[")[0]), key=len)
         if not literal:
-            yield from lines
+            yield from text[1:-1].split("\n") if len(text) > 1 else ()  # select checked both ends
             return
-        text, i = self.text, 0
+        i = 0
         while (i := text.find(literal, i)) >= 0:
             start = text.rfind("\n", 0, i) + 1
             end = text.find("\n", i)
@@ -95,6 +97,29 @@ class AppIndex:
             if i + len(literal) <= start + line.find("\t"):  # within the name
                 yield line
             i = end + 1
+
+
+# Below this many characters a window is searched with str.find rather than halved again.
+WINDOW = 1000
+
+
+def _window(text: str, key: str, lo: int) -> tuple[int, int]:
+    """(lo, hi): offsets of newlines (or -1) such that the first line ≥ `key` ("\\n" + what it starts
+    with) begins at the newline after `lo` and at or before `hi`; `lo` is one whose line is known to
+    be below the key (-1: none). Halving by the middle newline, comparing the line's start with the
+    key: within a line, as a line can hold the key's one tab only at the name's end."""
+    hi = len(text) - 1
+    while hi - lo > WINDOW:
+        mid = text.rfind("\n", lo + 1, (lo + hi) // 2 + 1)
+        if mid < 0:
+            mid = text.find("\n", (lo + hi) // 2, hi)
+            if mid < 0:
+                break
+        if text[mid : mid + len(key)] < key:
+            lo = mid
+        else:
+            hi = mid
+    return lo, hi
 
 
 def _app(line: str) -> dict:

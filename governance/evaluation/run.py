@@ -8,10 +8,11 @@ fails alone is recorded as invalid: nobody else's evaluation is lost with it.
 
 import logging
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, connection, transaction
 from django.urls import reverse
 from django.utils import timezone
 
@@ -26,6 +27,8 @@ from .locks import lock_instances
 logger = logging.getLogger(__name__)
 
 CHUNK = 1000
+# Chunks of a sweep evaluated at once (see _each_chunk).
+OVERLAP = 3
 # Evaluations of at most this many instances also refresh evaluated_at and last_seen_at (see store.apply).
 REFRESH_UP_TO = 500
 # Seconds a heartbeat's recount waits, so that the heartbeats meanwhile share it.
@@ -46,10 +49,13 @@ def evaluate(instance_ids: list[int] | None = None, *, now=None, recount_later: 
     ids = list(Instance.objects.order_by("pk").values_list("pk", flat=True)) if whole else sorted(set(instance_ids))
     totals: Counter = Counter()
     opened_critical: list = []
-    for start in range(0, len(ids), CHUNK):
-        chunk = ids[start : start + CHUNK]
-        recount = "end" if whole else "later" if recount_later else "now"
-        result, critical = _evaluate_chunk(chunk, now, refresh=len(ids) <= REFRESH_UP_TO, recount=recount)
+    recount = "end" if whole else "later" if recount_later else "now"
+    chunks = [ids[start : start + CHUNK] for start in range(0, len(ids), CHUNK)]
+
+    def evaluate_chunk(chunk):
+        return _evaluate_chunk(chunk, now, refresh=len(ids) <= REFRESH_UP_TO, recount=recount)
+
+    for result, critical in _each_chunk(evaluate_chunk, chunks, overlap=whole):
         totals.update(result)
         opened_critical += critical
     if whole:
@@ -58,6 +64,34 @@ def evaluate(instance_ids: list[int] | None = None, *, now=None, recount_later: 
     if opened_critical:
         _notify_critical(opened_critical)
     return {k: totals[k] for k in ("instances", "opened", "updated", "resolved", "critical_opened", "invalid")}
+
+
+def _each_chunk(evaluate_chunk, chunks: list[list[int]], *, overlap: bool):
+    """evaluate_chunk(chunk) for every chunk, the results in the chunks' order; with `overlap` (a sweep)
+    OVERLAP chunks at a time, each in a thread of its own, on the thread's own database connection
+    (Django gives every thread its own; closed after each chunk).
+
+    What it buys (bench/evaluation.py, 10,000 × 3,000 apps): a chunk's evaluation alternates between
+    this process (the diffs) and PostgreSQL (reading, decompressing and writing), each idle while the
+    other works; with chunks in flight the database works on some while this process diffs another,
+    on the machine's second core: with the index search of fleet.app_index, the sweep went from
+    6.8–7.7 s to 4.2–4.5 s back to back (3 in flight; 2 gave 4.7–4.9 s). The chunks' transactions
+    are as independent as one after the other (each locks its own instances; the sweep recounts after
+    all have committed; specs' cache is read as one pair). Only outside any transaction on
+    PostgreSQL: inside a caller's transaction another connection would not see its work, and SQLite
+    has one writer at a time."""
+    if not overlap or len(chunks) < 2 or connection.vendor != "postgresql" or connection.in_atomic_block:
+        yield from map(evaluate_chunk, chunks)
+        return
+
+    def on_own_connection(chunk):
+        try:
+            return evaluate_chunk(chunk)
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(OVERLAP, thread_name_prefix="evaluate-chunk") as pool:
+        yield from pool.map(on_own_connection, chunks)
 
 
 def _context(now, policies_version=None, waivers_version=None) -> diff.Context:

@@ -76,14 +76,17 @@ def exceptions_version() -> tuple:
     return agg["n"], agg["top"], agg["revoked"]
 
 
-_cache: dict = {"version": None, "specs": None, "waivers_version": None, "waivers": None}
+# (version, compiled) pairs, each read and replaced as one value: a sweep's chunks run in threads
+# (run._each_chunk), and a version checked must be the version of what is returned.
+_cache: dict = {"policies": (None, None), "waivers": (None, None)}
 
 
 def policy_specs(version: tuple | None = None) -> list[PolicySpec]:
     """Enabled policies, compiled. Cached per process until `policies_version()` moves."""
     version = policies_version() if version is None else version
-    if _cache["version"] == version and _cache["specs"] is not None:
-        return _cache["specs"]
+    cached_version, cached = _cache["policies"]
+    if cached_version == version and cached is not None:
+        return cached
     specs = [
         PolicySpec(
             id=p.pk,
@@ -95,12 +98,12 @@ def policy_specs(version: tuple | None = None) -> list[PolicySpec]:
         )
         for p in Policy.objects.filter(enabled=True).prefetch_related("scope_groups", "scope_instances")
     ]
-    _cache.update(version=version, specs=specs)
+    _cache["policies"] = (version, specs)
     return specs
 
 
 def clear_cache() -> None:
-    _cache.update(version=None, specs=None, waivers_version=None, waivers=None)
+    _cache.update(policies=(None, None), waivers=(None, None))
 
 
 def exception_specs(now=None, version: tuple | None = None) -> dict[int, list[ExceptionSpec]]:
@@ -108,15 +111,16 @@ def exception_specs(now=None, version: tuple | None = None) -> dict[int, list[Ex
     `exceptions_version()` moves; which of them are still active is decided by `now` on every call."""
     now = now or timezone.now()
     version = exceptions_version() if version is None else version
-    if _cache["waivers_version"] != version or _cache["waivers"] is None:
+    cached_version, waivers = _cache["waivers"]
+    if cached_version != version or waivers is None:
         unrevoked = PolicyException.objects.filter(revoked_at__isnull=True)
         waivers = [
             ExceptionSpec(e.pk, e.policy_id, e.rule_key, ScopeMatcher(e.scope), e.expires_at)
             for e in unrevoked.prefetch_related("scope_groups", "scope_instances")
         ]
-        _cache.update(waivers_version=version, waivers=waivers)
+        _cache["waivers"] = (version, waivers)
     result = defaultdict(list)
-    for e in _cache["waivers"]:
+    for e in waivers:
         if e.expires_at > now:
             result[e.policy_id].append(e)
     return dict(result)

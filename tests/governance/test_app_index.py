@@ -262,3 +262,34 @@ def test_select_finds_names_and_what_globs_may_match():
         AppIndex("\nnginx\t1\n").select({"nginx"})
     # A version validation lets end in a newline cannot be a line: no index, the apps JSON is read.
     assert apps_text([{"name": "a", "version": "1.0\n", "running": True}]) is None
+
+
+def test_select_agrees_with_reading_every_app_on_random_indexes():
+    """The binary search over the text's offsets (fleet.app_index._window) against a plain scan of
+    every app: names that are prefixes of one another, spaces, punctuation and non-ASCII characters
+    that sort around the tab, indexes large enough to be halved many times, absent names at either end."""
+    from fnmatch import fnmatchcase
+    from random import Random
+
+    rng = Random(17)
+    alphabet = "ab-.+ 1é~Z"
+    for size in (0, 1, 2, 5, 40, 400, 3000):
+        names = {"".join(rng.choice(alphabet) for _ in range(rng.randint(1, 6))) for _ in range(size)}
+        apps = [{"name": n, "version": f"1.{i}", "running": i % 2 == 0} for i, n in enumerate(sorted(names))]
+        index = AppIndex(apps_text(apps))
+        for _ in range(30):
+            asked = set(rng.sample(sorted(names), min(len(names), rng.randint(0, 8))))
+            asked |= {"".join(rng.choice(alphabet) for _ in range(rng.randint(1, 6))) for _ in range(3)}
+            asked |= {"\x20", "~~~~~~~", "a" * 7}
+            globs = tuple(
+                rng.choice([f"{p}*", f"*{p}", f"{p}?", f"[ab]{p}*", "*"])
+                for p in ("".join(rng.choice(alphabet) for _ in range(rng.randint(0, 3))) for _ in range(2))
+            )
+            named = index.select(asked)
+            assert sorted(a["name"] for a in named) == sorted(names & asked)
+            assert all(a in apps for a in named)
+            selected = index.select(asked, globs)
+            wanted = {a["name"] for a in apps if a["name"] in asked or any(fnmatchcase(a["name"], g) for g in globs)}
+            got = {a["name"] for a in selected}
+            assert wanted <= got <= names
+            assert all(a in apps for a in selected)
