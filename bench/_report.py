@@ -1,6 +1,7 @@
 """Shared by the benchmarks: one machine-readable line per figure, collected by `make bench`."""
 
 import json
+import time
 
 
 def report(
@@ -21,3 +22,21 @@ def report(
         ),
         flush=True,
     )
+
+
+def fresh_database(url: str) -> None:
+    """Drop and create the PostgreSQL database `url` names (a benchmark starts from an empty one)."""
+    import psycopg
+
+    name = url.rsplit("/", 1)[1]
+    admin_url = url.rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def timed(fn):
+    """(seconds fn() took, its result)."""
+    started = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - started, result

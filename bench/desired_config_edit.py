@@ -25,32 +25,15 @@ import os
 import secrets
 import statistics
 import sys
-import time
 from datetime import timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench._report import report  # noqa: E402
+from bench._report import fresh_database, report, timed  # noqa: E402
 
 TARGET_SECONDS = 1.0
-
-
-def prepare_database(url: str) -> None:
-    import psycopg
-
-    name = url.rsplit("/", 1)[1]
-    admin_url = url.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-
-def timed(fn):
-    t0 = time.perf_counter()
-    result = fn()
-    return time.perf_counter() - t0, result
 
 
 def main():
@@ -68,7 +51,7 @@ def main():
         SECRET_KEY="bench-" + secrets.token_hex(16),
         FERNET_KEYS=base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
     )
-    prepare_database(url)
+    fresh_database(url)
 
     import django
 
