@@ -384,7 +384,8 @@ def main() -> None:
         + ", ".join(f"{t:.2f}" for t in floor_times)
         + ")"
     )
-    print(f"   ratio to floor:                    {full_s / floor_s:6.2f} x  (target <= 3x)")
+    # #3 asked for <= 3x; #12 replaced its targets (5 s, 40 s and 1 GiB at 100,000), keeping the ratio printed.
+    print(f"   ratio to floor:                    {full_s / floor_s:6.2f} x")
     print(f"   peak RSS of the evaluating process: {peak_mib:5.0f} MiB (target <= 1024 MiB at 100,000)")
     if APPS:
         print(f"   with {APPS:,} packages per instance: {INSTANCES / full_s:,.0f} instance evaluations/s")
@@ -396,9 +397,9 @@ def main() -> None:
         full_s,
         "s",
         f"<= {target_s:g} s",
-        full_s <= target_s and peak_mib <= 1024 and full_s / floor_s <= 3,
+        full_s <= target_s and peak_mib <= 1024,
         full_s / floor_s,
-        "<= 3x bulk write",
+        "of a bulk write of its rows",
     )
     print(f"   re-evaluation, nothing changed:    {steady_s:6.2f} s")
     if SWEEP_ONLY:
