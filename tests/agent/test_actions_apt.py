@@ -123,6 +123,26 @@ def test_update_os_upgrades_to_the_point_release_and_reports_it(scratch):
     assert (scratch.root / "etc/debian_version").read_text() == "12.12\n"
 
 
+def test_update_os_says_which_updates_apt_kept_back(scratch):
+    """The agent reports updates from a full upgrade's simulation, and the OS update removes nothing:
+    an update whose new version conflicts with an installed package stays offered (the panel's update
+    rules still count it), so the result names it instead of only "The OS is at …"."""
+    scratch.base_files(11)
+    scratch.package("gov-old", "1.0")
+    scratch.package("gov-mail", "1.0")
+    scratch.install("base-files", "gov-old", "gov-mail")
+    scratch.base_files(12)
+    scratch.package("gov-mail", "2.0", conflicts="gov-old")
+    scratch.publish()
+    outcome = run(scratch, "update_os", {"version": "12.12"})
+    assert outcome.status == "completed", outcome.error
+    assert outcome.output.endswith(
+        "The OS is at 12.12. Still upgradable, kept back by apt: gov-mail"
+        " (an upgrade removes nothing; update_app says what taking one would remove)."
+    )
+    assert scratch.installed() == {"base-files": "12.4+deb12u12", "gov-old": "1.0", "gov-mail": "1.0"}
+
+
 def test_update_os_to_a_release_not_offered_fails_after_upgrading_what_there_is(scratch):
     scratch.base_files(11)
     scratch.install("base-files")

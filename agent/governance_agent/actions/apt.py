@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 
 from ..sources import apt_updates, dpkg, os_release
+from ..sources._common import SourceError
 from . import CommandFailed, Context
 
 APT_ENV = {"DEBIAN_FRONTEND": "noninteractive", "APT_LISTCHANGES_FRONTEND": "none"}
@@ -157,4 +158,21 @@ def update_os(ctx: Context, params: dict) -> str:
             f"The OS is at {after} after the upgrade; {version} is not offered by the configured apt sources"
             + (f" (still upgradable: {', '.join(left[:20])})." if left else ".")
         )
-    return f"The OS is at {after}."
+    return f"The OS is at {after}." + _kept_back(ctx)
+
+
+def _kept_back(ctx: Context) -> str:
+    """The updates the upgrade left (it removes nothing, so one whose new version needs a package
+    removed stays): they are still reported as available, and the panel's update rules still count
+    them, so the result says which and how to take them."""
+    try:
+        left = [u["name"] for u in apt_updates.simulate(ctx.host) if u.get("kind") != "os"]
+    except SourceError as exc:  # the upgrade itself went through: say so, and why this is unknown
+        return f" (Which updates are left is unknown: {exc}.)"
+    if not left:
+        return ""
+    return (
+        f" Still upgradable, kept back by apt: {', '.join(left[:20])}"
+        + (f" and {len(left) - 20} more" if len(left) > 20 else "")
+        + " (an upgrade removes nothing; update_app says what taking one would remove)."
+    )
