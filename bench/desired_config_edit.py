@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench._report import fresh_database, report, timed  # noqa: E402
+from bench._report import fresh_database, install_license, report, timed  # noqa: E402
 
 TARGET_SECONDS = 1.0
 
@@ -67,15 +67,10 @@ def main():
     from rest_framework.test import APIClient
 
     from common.models import User
-    from fleet.licensing import verify_license
-    from fleet.models import Command, CommandRun, Group, Instance, License
-    from tests.base import LicenseIssuer, api_key_for
+    from fleet.models import Command, CommandRun, Group, Instance
+    from tests.base import api_key_for
 
-    issuer = LicenseIssuer()
-    settings.LICENSE_PUBLIC_KEY = os.environ["LICENSE_PUBLIC_KEY"] = issuer.public_key
-    text = issuer.issue("enterprise")
-    info = verify_license(text, issuer.public_key)
-    License.objects.create(text=text, plan="enterprise", customer=info.customer, expires_at=info.expires_at)
+    install_license("enterprise")
 
     n = args.instances
     print(f"Setting up {n} instances in {connection.settings_dict['NAME']}…")

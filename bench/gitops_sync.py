@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench._report import fresh_database, report, timed  # noqa: E402
+from bench._report import fresh_database, install_license, report, timed  # noqa: E402
 
 
 def main():
@@ -57,19 +57,9 @@ def main():
 
     call_command("migrate", verbosity=0)
 
-    from django.conf import settings
     from django.db import connection
 
-    from fleet.models import License
-    from tests.base import LicenseIssuer
-
-    issuer = LicenseIssuer()
-    settings.LICENSE_PUBLIC_KEY = os.environ["LICENSE_PUBLIC_KEY"] = issuer.public_key
-    from fleet.licensing import verify_license
-
-    text = issuer.issue("enterprise")
-    info = verify_license(text, issuer.public_key)
-    License.objects.create(text=text, plan="enterprise", customer=info.customer, expires_at=info.expires_at)
+    install_license("enterprise")
 
     from fleet.models import Group, Instance
     from gitops import services
